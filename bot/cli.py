@@ -1,0 +1,210 @@
+"""The `paperbot` command line. Thin: each command loads what it needs and calls the core."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from .config import DEFAULT_TOML, Config, ConfigError, load_config
+from .diff import Known, diff_weeks
+from .model import week_to_json
+from .parsing import FORMATS, parse_document
+from .replay import replay as run_replay
+from .store import Store, iso
+from .tracker import Released
+
+log = logging.getLogger(__name__)
+
+
+def _today(cfg: Config) -> date:
+    return datetime.now(cfg.publish.timezone).date()
+
+
+def _load(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj.get("config_path"))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"{path}: {e.strerror or e}") from e
+
+
+def _as_of(ctx: click.Context, value: str | None) -> date:
+    if value:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError as e:
+            raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from e
+    return _today(_load(ctx))
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint=option) from e
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (default: $PAPERBOT_CONFIG, else ./paperbot.toml, else built-in defaults).")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(package_name="paperbot")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """paperbot: tracks weekly ML-paper digests and tells which weeks are new and ready."""
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False), default="paperbot.toml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> None:
+    """Write a commented config file (default ./paperbot.toml)."""
+    p = Path(path)
+    if p.exists() and not force:
+        raise click.ClickException(f"{p} exists; use --force to overwrite")
+    p.write_text(DEFAULT_TOML, encoding="utf-8")
+    click.echo(f"wrote {p}")
+
+
+@cli.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--as-of", "as_of", metavar="DATE", help="Date the document was read, for yearless headings.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def parse(ctx: click.Context, file: str, fmt: str, as_of: str | None, as_json: bool) -> None:
+    """Parse one document into weeks of papers, with the defects found."""
+    doc = parse_document(_read(file), _as_of(ctx, as_of), fmt)
+    if as_json:
+        out = {"format": doc.format, "weeks": [week_to_json(w) for w in doc.weeks]}
+        if doc.defects:
+            out["defects"] = [asdict(d) for d in doc.defects]
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"format: {doc.format}; {len(doc.weeks)} weeks, {sum(len(w.papers) for w in doc.weeks)} papers")
+    for w in doc.weeks:
+        click.echo(f"{w.key}  {len(w.papers):3d} papers  {w.title}")
+        for d in w.defects:
+            click.echo(f"    line {d.line}: {d.kind}: {d.text}")
+    for d in doc.defects:
+        click.echo(f"line {d.line}: {d.kind}: {d.text}")
+
+
+@cli.command()
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--as-of", "as_of", metavar="DATE", help="Date both versions were read.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def diff(ctx: click.Context, old: str, new: str, fmt: str, as_of: str | None, as_json: bool) -> None:
+    """Compare two versions of a document: new, edited, renamed and removed weeks."""
+    day = _as_of(ctx, as_of)
+    before = parse_document(_read(old), day, fmt)
+    after = parse_document(_read(new), day, fmt)
+    from .diff import norm_title
+
+    known = {w.key: Known(w.key, w.fingerprint, w.text_hash, tuple(norm_title(p.title) for p in w.papers))
+             for w in reversed(before.weeks)}
+    result = diff_weeks(known, {}, after.weeks)
+    out = {"new": [w.key for w in result.new], "edited": list(result.edited), "renamed": result.renamed,
+           "removed": list(result.removed)}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for name in ("new", "edited", "removed"):
+        click.echo(f"{name}: {', '.join(out[name]) or '-'}")
+    click.echo("renamed: " + (", ".join(f"{a} -> {b}" for a, b in result.renamed.items()) or "-"))
+
+
+def _released_json(r: Released) -> dict:
+    return {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
+
+
+@cli.command()
+@click.argument("git_repo", type=click.Path(file_okay=False, exists=True))
+@click.option("--path", default="README.md", show_default=True, help="File to follow in the repository.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges (what a poller sees).")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), help="Keep the tracker here and continue.")
+@click.option("--stop-after", type=click.IntRange(min=0), help="Stop after N more commits.")
+@click.option("--until", metavar="TIME", help="Run the clock on to TIME after the last commit.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per week that becomes ready.")
+@click.pass_context
+def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent: bool, state_dir: str | None,
+           stop_after: int | None, until: str | None, as_json: bool) -> None:
+    """Backtest: feed a file's git history through a tracker and print when each week becomes ready."""
+    cfg = _load(ctx)
+    store = Store.open(Path(state_dir) / "paperbot.db" if state_dir else None)
+
+    def emit(r: Released) -> None:
+        if as_json:
+            click.echo(json.dumps(_released_json(r), ensure_ascii=False))
+        else:
+            flag = "  (flagged: released by max_wait)" if r.flagged else ""
+            click.echo(f"{iso(r.at)}  {r.key}  {r.papers:3d} papers  {r.title}  @{(r.version or '')[:10]}{flag}")
+
+    try:
+        run_replay(Path(git_repo), path, store, cfg.publish, fmt=fmt, first_parent=first_parent,
+                   stop_after=stop_after, until=_parse_time(until, "--until") if until else None, emit=emit)
+    except Exception as e:  # git errors and the like: say what, not a traceback
+        from .gitrepo import GitError
+
+        if isinstance(e, GitError):
+            raise click.ClickException(str(e)) from e
+        raise
+    finally:
+        store.close()
+
+
+@cli.command()
+@click.option("--source", help="Only this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
+    """List the weeks paperbot knows, with their state."""
+    cfg = _load(ctx)
+    if not cfg.db_path.exists():
+        rows = []
+    else:
+        store = Store.open(cfg.db_path)
+        rows = store.weeks(source)
+        store.close()
+    rows.sort(key=lambda w: (w.source, w.last_day or w.first_seen.date(), w.key), reverse=True)
+    out = [{"source": w.source, "key": w.key, "title": w.title, "state": w.state, "first_seen": iso(w.first_seen),
+            "last_changed": iso(w.last_changed), "papers": w.n_papers, "flagged": w.flagged,
+            "ready_at": iso(w.ready_at) if w.ready_at else None} for w in rows]
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if not out:
+        click.echo("no weeks known yet")
+    for w in out:
+        flag = " (flagged)" if w["flagged"] else ""
+        click.echo(f"{w['source']:12s} {w['key']:24s} {w['state']:9s} {w['papers']:3d} papers  {w['title']}{flag}")
+
+
+def main() -> None:
+    cli(obj={})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The TOML config: where it is found, what each key means, and errors that name the file and the key.
+
+Lookup order: `--config PATH`, else `$PAPERBOT_CONFIG`, else `./paperbot.toml`, else the built-in defaults.
+Relative paths are relative to the config file's folder (the working directory when there is no file).
+Secrets never live here: they come from environment variables only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .parsing import FORMATS
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+SOURCE_KINDS = ("github", "git", "url", "feed")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ConfigError(Exception):
+    """A config problem, already phrased for the operator: file, key, what is wrong."""
+
+
+def parse_duration(value: object, where: str = "duration") -> timedelta:
+    """`30s`, `30m`, `2h`, `1d`: a whole number and a unit."""
+    m = _DURATION.match(value) if isinstance(value, str) else None
+    if not m:
+        raise ConfigError(f"{where}: {value!r} is not a duration; write a whole number and a unit, e.g. 30m, 2h, 1d")
+    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+
+
+@dataclass(frozen=True)
+class PublishSettings:
+    settle: timedelta = timedelta(hours=2)
+    max_wait: timedelta = timedelta(hours=48)
+    backfill: int = 1
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str  # github | git | url | feed
+    location: str  # owner/repo, git URL or path, or HTTP URL
+    paths: tuple[str, ...] = ("README.md",)
+    branch: str = "main"
+    format: str = "auto"
+    every: timedelta = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None  # the file it came from; None for built-in defaults
+    base_dir: Path
+    state_dir: Path
+    publish: PublishSettings
+    sources: tuple[SourceConfig, ...]
+    github_base_url: str = "https://raw.githubusercontent.com"
+
+    @property
+    def db_path(self) -> Path:
+        return self.state_dir / "paperbot.db"
+
+    def source(self, name: str) -> SourceConfig:
+        for s in self.sources:
+            if s.name == name:
+                return s
+        raise ConfigError(f"{self.path or 'config'}: no source named {name!r}")
+
+
+DEFAULT_TOML = """\
+# paperbot configuration. Secrets (SMTP password, API tokens) never go here: they are read from
+# environment variables. Relative paths are relative to this file's folder.
+
+state_dir = "state"          # SQLite database, outbox, lock
+timezone = "UTC"             # a week is over at midnight in this zone
+
+[publish]
+settle = "2h"                # a new week's papers must be unchanged this long before it is ready
+max_wait = "48h"             # counted from first sight: then ready even with unfinished rows (flagged)
+backfill = 1                 # on a source's very first poll, the newest N weeks become ready; the rest is baseline
+
+[github]
+base_url = "https://raw.githubusercontent.com"   # where github = "owner/repo" files are fetched from
+
+[[sources]]
+name = "dair-ai"
+github = "dair-ai/ML-Papers-of-the-Week"   # exactly one of: github, git, url, feed
+path = "README.md"           # or a list of files, e.g. ["README.md", "2026.md"]
+branch = "main"
+format = "auto"              # auto | digest | notes | feed
+every = "30m"                # how often to check
+"""
+
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github"}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
+_SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
+
+
+def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("PAPERBOT_CONFIG")
+    if env:
+        return Path(env)
+    local = Path("paperbot.toml")
+    return local if local.exists() else None
+
+
+def load_config(explicit: str | os.PathLike | None = None) -> Config:
+    path = find_config_path(explicit)
+    if path is None:
+        return parse_config(tomllib.loads(DEFAULT_TOML), None, Path.cwd())
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror or e}") from e
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    return parse_config(data, path, path.resolve().parent)
+
+
+def _unknown(where: str, table: dict, allowed: set[str]) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ConfigError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
+    f = str(path) if path else "built-in config"
+    _unknown(f, data, _TOP_KEYS)
+    tz_name = data.get("timezone", "UTC")
+    try:
+        tz = ZoneInfo(str(tz_name))
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ConfigError(f"{f}: timezone: {tz_name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from e
+    pub = data.get("publish", {})
+    if not isinstance(pub, dict):
+        raise ConfigError(f"{f}: publish: must be a table")
+    _unknown(f"{f}: [publish]", pub, _PUBLISH_KEYS)
+    backfill = pub.get("backfill", 1)
+    if not isinstance(backfill, int) or isinstance(backfill, bool) or backfill < 0:
+        raise ConfigError(f"{f}: publish.backfill: {backfill!r} must be a whole number >= 0")
+    settings = PublishSettings(
+        settle=parse_duration(pub.get("settle", "2h"), f"{f}: publish.settle"),
+        max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait"),
+        backfill=backfill,
+        timezone=tz,
+    )
+    gh = data.get("github", {})
+    if not isinstance(gh, dict):
+        raise ConfigError(f"{f}: github: must be a table")
+    _unknown(f"{f}: [github]", gh, {"base_url"})
+    sources = []
+    raw_sources = data.get("sources", [])
+    if not isinstance(raw_sources, list):
+        raise ConfigError(f"{f}: sources: write each source as a [[sources]] table")
+    names: set[str] = set()
+    for i, s in enumerate(raw_sources):
+        where = f"{f}: sources[{i}]"
+        sources.append(_parse_source(s, where, base_dir))
+        if sources[-1].name in names:
+            raise ConfigError(f"{where}.name: {sources[-1].name!r} is used by another source")
+        names.add(sources[-1].name)
+    state_dir = data.get("state_dir", "state")
+    if not isinstance(state_dir, str) or not state_dir:
+        raise ConfigError(f"{f}: state_dir: must be a path")
+    return Config(
+        path=path, base_dir=base_dir, state_dir=(base_dir / state_dir).resolve() if path else Path(state_dir),
+        publish=settings, sources=tuple(sources),
+        github_base_url=str(gh.get("base_url", "https://raw.githubusercontent.com")).rstrip("/"),
+    )
+
+
+def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
+    if not isinstance(s, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _unknown(where, s, _SOURCE_KEYS)
+    name = s.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ConfigError(f"{where}.name: {name!r} must be letters, digits, '.', '_' or '-'")
+    kinds = [k for k in SOURCE_KINDS if k in s]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: give exactly one of {', '.join(SOURCE_KINDS)} (found {len(kinds)})")
+    kind = kinds[0]
+    location = s[kind]
+    if not isinstance(location, str) or not location.strip():
+        raise ConfigError(f"{where}.{kind}: must be a non-empty string")
+    if kind == "github" and not re.match(r"^[\w.-]+/[\w.-]+$", location):
+        raise ConfigError(f"{where}.github: {location!r} must look like owner/repo")
+    if kind in ("url", "feed") and not re.match(r"^https?://", location):
+        raise ConfigError(f"{where}.{kind}: {location!r} must be an http(s) URL")
+    if kind == "git" and "://" not in location and not location.startswith(("git@", "/")):
+        location = str((base_dir / location).resolve())
+    paths = s.get("path", "README.md")
+    if isinstance(paths, str):
+        paths = [paths]
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ConfigError(f"{where}.path: must be a file name or a list of file names")
+    fmt = s.get("format", "feed" if kind == "feed" else "auto")
+    if fmt not in FORMATS:
+        raise ConfigError(f"{where}.format: {fmt!r} must be one of {', '.join(FORMATS)}")
+    branch = s.get("branch", "main")
+    if not isinstance(branch, str) or not branch:
+        raise ConfigError(f"{where}.branch: must be a branch name")
+    return SourceConfig(
+        name=name, kind=kind, location=location.strip(), paths=tuple(paths), branch=branch, format=fmt,
+        every=parse_duration(s.get("every", "30m"), f"{where}.every"),
+    )

@@ -1,0 +1,249 @@
+"""SQLite state: sources, versions seen, weeks and their papers. The only module that writes the database.
+
+The schema evolves through `sqlite_utils.Migrations`; the database runs in WAL mode so `paperbot weeks` can
+read while the daemon writes. Every change a poll makes happens inside `store.atomic()`, so a crash leaves
+either the whole version recorded or none of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from .model import Link, Paper
+
+migrations = Migrations("paperbot")
+
+
+@migrations()
+def m001_tracker(db: sqlite_utils.Database) -> None:
+    db["sources"].create(
+        {
+            "name": str, "kind": str, "location": str, "created_at": str, "polls": int,
+            "last_version": str, "last_polled": str, "clock": str,
+            "last_error": str, "last_error_at": str, "error_count": int, "validators": str,
+        },
+        pk="name", defaults={"polls": 0, "error_count": 0},
+    )
+    db["versions"].create(
+        {"id": int, "source": str, "version": str, "changed_at": str, "fetched_at": str,
+         "content_hash": str, "n_weeks": int, "new": str, "edited": str},
+        pk="id", foreign_keys=[("source", "sources", "name")],
+    )
+    db["versions"].create_index(["source", "version"])
+    db["weeks"].create(
+        {
+            "source": str, "key": str, "title": str, "state": str, "first_seen": str, "last_changed": str,
+            "fingerprint": str, "text_hash": str, "titles": str, "present": int, "flagged": int,
+            "backfill": int, "placeholders": int, "first_day": str, "last_day": str, "ready_at": str,
+            "ready_version": str, "n_papers": int,
+        },
+        pk=("source", "key"), foreign_keys=[("source", "sources", "name")],
+        defaults={"present": 1, "flagged": 0, "backfill": 0, "placeholders": 0, "n_papers": 0},
+    )
+    db["weeks"].create_index(["state"])
+    db["aliases"].create({"source": str, "alias": str, "key": str}, pk=("source", "alias"))
+    db["papers"].create(
+        {"source": str, "week_key": str, "position": int, "number": int, "title": str, "summary": str,
+         "links": str, "release_date": str, "authors": str, "published": str, "uid": str},
+        pk=("source", "week_key", "position"),
+    )
+    db["papers"].create_index(["source", "uid"])
+
+
+def iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat()
+
+
+def parse_time(s: str | None) -> datetime | None:
+    return datetime.fromisoformat(s) if s else None
+
+
+@dataclass(frozen=True)
+class WeekRow:
+    """A week as stored: what the gate and the diff need to know about it."""
+
+    source: str
+    key: str
+    title: str
+    state: str  # baseline | pending | ready | published
+    first_seen: datetime
+    last_changed: datetime
+    fingerprint: str
+    text_hash: str
+    titles: tuple[str, ...]
+    present: bool
+    flagged: bool
+    backfill: bool
+    placeholders: bool
+    first_day: date | None
+    last_day: date | None
+    ready_at: datetime | None
+    ready_version: str | None
+    n_papers: int
+
+    @classmethod
+    def from_row(cls, r: dict) -> WeekRow:
+        return cls(
+            source=r["source"], key=r["key"], title=r["title"], state=r["state"],
+            first_seen=parse_time(r["first_seen"]), last_changed=parse_time(r["last_changed"]),
+            fingerprint=r["fingerprint"] or "", text_hash=r["text_hash"] or "",
+            titles=tuple(json.loads(r["titles"] or "[]")), present=bool(r["present"]),
+            flagged=bool(r["flagged"]), backfill=bool(r["backfill"]), placeholders=bool(r["placeholders"]),
+            first_day=date.fromisoformat(r["first_day"]) if r["first_day"] else None,
+            last_day=date.fromisoformat(r["last_day"]) if r["last_day"] else None,
+            ready_at=parse_time(r["ready_at"]), ready_version=r["ready_version"], n_papers=r["n_papers"] or 0,
+        )
+
+
+class Store:
+    def __init__(self, db: sqlite_utils.Database):
+        self.db = db
+
+    @classmethod
+    def open(cls, path: str | Path | None) -> Store:
+        """Open (creating if needed) the database at `path`, or an in-memory one for None."""
+        if path is None:
+            db = sqlite_utils.Database(memory=True)
+        else:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite_utils.Database(path)
+            db.execute("PRAGMA busy_timeout = 10000")
+            db.enable_wal()
+        migrations.apply(db)
+        return cls(db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        with self.db.atomic():
+            yield
+
+    # -- sources -------------------------------------------------------------------------------------------
+    def ensure_source(self, name: str, kind: str = "", location: str = "", now: datetime | None = None) -> dict:
+        t = self.db["sources"]
+        rows = list(t.rows_where("name = ?", [name]))
+        if rows:
+            return rows[0]
+        row = {"name": name, "kind": kind, "location": location,
+               "created_at": iso(now or datetime.now(UTC)), "polls": 0, "error_count": 0}
+        t.insert(row)
+        return row
+
+    def source(self, name: str) -> dict | None:
+        rows = list(self.db["sources"].rows_where("name = ?", [name]))
+        return rows[0] if rows else None
+
+    def sources(self) -> list[dict]:
+        return list(self.db["sources"].rows_where(order_by="name"))
+
+    def update_source(self, name: str, **fields) -> None:
+        self.db["sources"].update(name, fields)
+
+    def record_poll(self, name: str, version: str, at: datetime, validators: dict | None = None) -> None:
+        src = self.source(name) or {}
+        fields = {"polls": (src.get("polls") or 0) + 1, "last_version": version, "last_polled": iso(at),
+                  "last_error": None, "last_error_at": None, "error_count": 0}
+        if validators is not None:
+            fields["validators"] = json.dumps(validators)
+        self.update_source(name, **fields)
+
+    def record_error(self, name: str, error: str, at: datetime) -> None:
+        src = self.source(name) or {}
+        self.update_source(name, last_error=error, last_error_at=iso(at),
+                           error_count=(src.get("error_count") or 0) + 1)
+
+    def record_version(self, source: str, version: str, changed_at: datetime, fetched_at: datetime,
+                       content_hash: str, n_weeks: int, new: list[str], edited: list[str]) -> None:
+        self.db["versions"].insert({
+            "source": source, "version": version, "changed_at": iso(changed_at), "fetched_at": iso(fetched_at),
+            "content_hash": content_hash, "n_weeks": n_weeks, "new": json.dumps(new), "edited": json.dumps(edited),
+        })
+
+    def versions(self, source: str) -> list[dict]:
+        return list(self.db["versions"].rows_where("source = ?", [source], order_by="id"))
+
+    # -- weeks ---------------------------------------------------------------------------------------------
+    def weeks(self, source: str | None = None, state: str | None = None) -> list[WeekRow]:
+        where, args = [], []
+        if source is not None:
+            where.append("source = ?")
+            args.append(source)
+        if state is not None:
+            where.append("state = ?")
+            args.append(state)
+        rows = self.db["weeks"].rows_where(" and ".join(where) or None, args, order_by="source, last_day, key")
+        return [WeekRow.from_row(r) for r in rows]
+
+    def week(self, source: str, key: str) -> WeekRow | None:
+        rows = list(self.db["weeks"].rows_where("source = ? and key = ?", [source, key]))
+        return WeekRow.from_row(rows[0]) if rows else None
+
+    def find_weeks(self, key: str) -> list[WeekRow]:
+        """Weeks with this key (or alias) in any source."""
+        keys = {key} | {r["key"] for r in self.db["aliases"].rows_where("alias = ?", [key])}
+        out = []
+        for k in keys:
+            out += [WeekRow.from_row(r) for r in self.db["weeks"].rows_where("key = ?", [k])]
+        return out
+
+    def upsert_week(self, source: str, key: str, **fields) -> None:
+        for name in ("first_seen", "last_changed", "ready_at"):
+            if isinstance(fields.get(name), datetime):
+                fields[name] = iso(fields[name])
+        for name in ("first_day", "last_day"):
+            if isinstance(fields.get(name), date):
+                fields[name] = fields[name].isoformat()
+        if "titles" in fields and not isinstance(fields["titles"], str):
+            fields["titles"] = json.dumps(list(fields["titles"]), ensure_ascii=False)
+        for name in ("present", "flagged", "backfill", "placeholders"):
+            if name in fields:
+                fields[name] = int(bool(fields[name]))
+        self.db["weeks"].upsert({"source": source, "key": key, **fields}, pk=("source", "key"))
+
+    def aliases(self, source: str) -> dict[str, str]:
+        return {r["alias"]: r["key"] for r in self.db["aliases"].rows_where("source = ?", [source])}
+
+    def add_alias(self, source: str, alias: str, key: str) -> None:
+        self.db["aliases"].upsert({"source": source, "alias": alias, "key": key}, pk=("source", "alias"))
+
+    # -- papers --------------------------------------------------------------------------------------------
+    def replace_papers(self, source: str, week_key: str, papers: tuple[Paper, ...] | list[Paper]) -> None:
+        self.db.execute("delete from papers where source = ? and week_key = ?", [source, week_key])
+        self.db["papers"].insert_all(
+            ({
+                "source": source, "week_key": week_key, "position": i, "number": p.number, "title": p.title,
+                "summary": p.summary, "links": json.dumps([[lk.label, lk.url] for lk in p.links], ensure_ascii=False),
+                "release_date": p.release_date.isoformat() if p.release_date else None,
+                "authors": p.authors, "published": p.published, "uid": p.uid,
+            } for i, p in enumerate(papers)),
+            pk=("source", "week_key", "position"),
+        )
+
+    def papers(self, source: str, week_key: str | None = None) -> list[tuple[str, Paper]]:
+        """(week key, paper) pairs in stored order."""
+        if week_key is None:
+            rows = self.db["papers"].rows_where("source = ?", [source], order_by="week_key, position")
+        else:
+            rows = self.db["papers"].rows_where("source = ? and week_key = ?", [source, week_key],
+                                                order_by="position")
+        return [(r["week_key"], _paper(r)) for r in rows]
+
+
+def _paper(r: dict) -> Paper:
+    return Paper(
+        title=r["title"], summary=r["summary"] or "",
+        links=tuple(Link(label, url) for label, url in json.loads(r["links"] or "[]")),
+        number=r["number"], release_date=date.fromisoformat(r["release_date"]) if r["release_date"] else None,
+        authors=r["authors"] or "", published=r["published"], uid=r["uid"] or "",
+    )
