@@ -55,6 +55,33 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class EmailSettings:
+    """`[email]`. The SMTP password is never here: it comes from $PAPERBOT_SMTP_PASSWORD."""
+
+    smtp_url: str | None = None  # None: messages go to state/outbox/email/ instead
+    starttls: bool = True
+    sender: str = "ML Papers of the Week <papers@example.org>"  # the `from` key
+    subject: str = "{title}"
+    contact: str = ""
+    list_id: str = "papers.example.org"
+    connections: int = 2
+    rate: float = 0.0  # messages per second at most; 0 = no cap
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """`[web]`: the small web app (unsubscribe, view in browser)."""
+
+    base_url: str = "http://localhost:8080"
+    listen: str = "127.0.0.1:8080"
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host or "127.0.0.1", int(port)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # the file it came from; None for built-in defaults
     base_dir: Path
@@ -62,6 +89,8 @@ class Config:
     publish: PublishSettings
     sources: tuple[SourceConfig, ...]
     github_base_url: str = "https://raw.githubusercontent.com"
+    email: EmailSettings = field(default_factory=EmailSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def db_path(self) -> Path:
@@ -98,7 +127,9 @@ format = "auto"              # auto | digest | notes | feed
 every = "30m"                # how often to check
 """
 
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web"}
+_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
+_WEB_KEYS = {"base_url", "listen"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
 
@@ -177,7 +208,55 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         path=path, base_dir=base_dir, state_dir=(base_dir / state_dir).resolve() if path else Path(state_dir),
         publish=settings, sources=tuple(sources),
         github_base_url=str(gh.get("base_url", "https://raw.githubusercontent.com")).rstrip("/"),
+        email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
     )
+
+
+def _table(value: object, where: str) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: must be a table")
+    return value
+
+
+def _parse_email(e: object, f: str) -> EmailSettings:
+    e = _table(e, f"{f}: email")
+    _unknown(f"{f}: [email]", e, _EMAIL_KEYS)
+    d = EmailSettings()
+    smtp_url = e.get("smtp_url")
+    if smtp_url is not None and not (isinstance(smtp_url, str) and re.match(r"^smtps?://[^/\s]+", smtp_url)):
+        raise ConfigError(f"{f}: email.smtp_url: {smtp_url!r} must look like smtp://user@host:587 or smtps://host:465")
+    if isinstance(smtp_url, str) and re.match(r"^smtps?://[^/@]*:[^/@]*@", smtp_url):
+        raise ConfigError(f"{f}: email.smtp_url: put no password in the URL; set PAPERBOT_SMTP_PASSWORD instead")
+    for key in ("starttls",):
+        if key in e and not isinstance(e[key], bool):
+            raise ConfigError(f"{f}: email.{key}: must be true or false")
+    for key in ("from", "subject", "contact", "list_id"):
+        if key in e and not isinstance(e[key], str):
+            raise ConfigError(f"{f}: email.{key}: must be a string")
+    connections = e.get("connections", d.connections)
+    if not isinstance(connections, int) or isinstance(connections, bool) or not 1 <= connections <= 64:
+        raise ConfigError(f"{f}: email.connections: {connections!r} must be a whole number from 1 to 64")
+    rate = e.get("rate", d.rate)
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
+        raise ConfigError(f"{f}: email.rate: {rate!r} must be a number >= 0 (0 = no cap)")
+    return EmailSettings(
+        smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
+        subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
+        list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate),
+    )
+
+
+def _parse_web(w: object, f: str) -> WebSettings:
+    w = _table(w, f"{f}: web")
+    _unknown(f"{f}: [web]", w, _WEB_KEYS)
+    d = WebSettings()
+    base_url = w.get("base_url", d.base_url)
+    if not isinstance(base_url, str) or not re.match(r"^https?://\S+$", base_url):
+        raise ConfigError(f"{f}: web.base_url: {base_url!r} must be an http(s) URL")
+    listen = w.get("listen", d.listen)
+    if not isinstance(listen, str) or not re.match(r"^[\w.:\[\]-]*:\d{1,5}$", listen):
+        raise ConfigError(f"{f}: web.listen: {listen!r} must be host:port, e.g. 127.0.0.1:8080")
+    return WebSettings(base_url=base_url.rstrip("/"), listen=listen)
 
 
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:

@@ -126,7 +126,7 @@ def observe(store: Store, source: str, doc: Document, at: datetime, version: str
             for key in result.removed:
                 store.upsert_week(source, key, present=False)
         for w in result.ignored:
-            log.warning("%s: heading %r at line %d repeats a week already in this version; ignored",
+            log.info("%s: heading %r at line %d repeats a week already in this version; ignored",
                         source, w.title, w.line)
         store.record_version(source, version, at, fetched_at or at, content_hash, len(weeks),
                              new_keys, list(result.edited))
