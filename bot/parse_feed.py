@@ -12,6 +12,7 @@ import hashlib
 import html
 import re
 from datetime import UTC, date, datetime
+from xml.sax import SAXParseException
 
 import feedparser
 
@@ -44,12 +45,17 @@ def parse_feed(data: bytes, as_of: date, url: str = "", content_type: str = "") 
         headers["content-type"] = content_type
     parsed = feedparser.parse(data, response_headers=headers)
     defects: list[Defect] = []
-    if parsed.get("bozo") and not parsed.entries:
-        exc = parsed.get("bozo_exception")
-        defects.append(Defect(getattr(exc, "getLineNumber", lambda: 0)() or 0, "not-a-feed", str(exc)[:200]))
-        return Document(format="feed", weeks=(), defects=tuple(defects))
+    exc = parsed.get("bozo_exception") if parsed.get("bozo") else None
+    line = getattr(exc, "getLineNumber", lambda: 0)() or 0
+    useful = [e for e in parsed.entries if e.get("title") or e.get("link") or e.get("id") or e.get("summary")]
+    if not parsed.get("version") and not useful or (isinstance(exc, SAXParseException) and not useful):
+        # Not a feed at all, or XML so broken nothing usable came out: an error, never "all entries gone".
+        reason = str(exc)[:200] if exc else "no RSS or Atom document found"
+        return Document(format="feed", weeks=(), defects=(Defect(line, "not-a-feed", reason),))
+    if exc is not None and isinstance(exc, SAXParseException):
+        defects.append(Defect(line, "malformed-xml", str(exc)[:200]))
     by_week: dict[str, list[Paper]] = {}
-    for i, e in enumerate(parsed.entries):
+    for i, e in enumerate(useful):
         title = _text(e.get("title", "")) or "(untitled)"
         link = e.get("link", "") or ""
         summary = _text(e.get("summary", "") or (e.get("content") or [{}])[0].get("value", ""))

@@ -1,0 +1,68 @@
+"""Shared test helpers: where the real corpus lives, and real git repositories built in temp dirs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED = Path(os.environ.get("PAPERBOT_SHARED", ROOT.parent / "shared"))
+
+
+def shared_path(*parts: str) -> Path:
+    """A file or folder under ../shared/, or skip the test saying why."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not found: the real seeds and corpus live in ../shared/ beside the project (CI has it)")
+    return p
+
+
+def read_tsv(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f, delimiter="\t"))
+
+
+def json_cell(value: str):
+    return json.loads(value) if value else []
+
+
+def git(repo: Path, *args: str, env: dict | None = None) -> str:
+    full_env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_SYSTEM": "/dev/null", **(env or {})}
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
+                          env=full_env).stdout
+
+
+def make_repo(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test Editor")
+    git(path, "config", "user.email", "editor@example.org")
+    git(path, "config", "commit.gpgsign", "false")
+    return path
+
+
+def commit_file(repo: Path, name: str, data: bytes | str, when: str, message: str = "update") -> str:
+    """Commit `data` as `name` with author and committer date `when` (ISO 8601); returns the sha."""
+    target = repo / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    git(repo, "add", name)
+    dates = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
+    git(repo, "commit", "-q", "--allow-empty", "-m", message, env=dates)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def build_corpus_repo(path: Path, corpus: Path) -> list[dict]:
+    """One commit per version of the 2023 corpus, dated from versions.tsv; returns its rows (+ `repo_sha`)."""
+    rows = read_tsv(corpus / "versions.tsv")
+    make_repo(path)
+    for r in rows:
+        r["repo_sha"] = commit_file(path, "README.md", (corpus / r["file"]).read_bytes(), r["commit_date"],
+                                    f"step {r['step']}")
+    return rows

@@ -1,0 +1,174 @@
+"""The tracker: first poll baseline/backfill, the gate (last day, settle, placeholders, max_wait), and
+ready-once, recorded in a real SQLite file that survives a restart."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bot.config import PublishSettings
+from bot.parse_digest import parse_digest
+from bot.parsing import parse_document
+from bot.store import Store
+from bot.tracker import next_gate, observe, release
+
+SETTINGS = PublishSettings(settle=timedelta(hours=2), max_wait=timedelta(hours=48), backfill=1)
+
+
+def t(s: str) -> datetime:
+    return datetime.fromisoformat(s).replace(tzinfo=UTC) if "+" not in s else datetime.fromisoformat(s)
+
+
+def week(heading: str, rows: list[str]) -> str:
+    body = "\n".join(f"| {i}) **{r}** - about {r}. | [Paper](https://example.org/{r.replace(' ', '')}) |"
+                     for i, r in enumerate(rows, 1))
+    return f"## Top ML Papers of the Week ({heading})\n| **Paper** | **Links** |\n| --- | --- |\n{body}\n\n"
+
+
+class Feed:
+    """Feeds versions of one source through a tracker kept in a SQLite file on disk."""
+
+    def __init__(self, path, settings=SETTINGS, source="digest"):
+        self.path, self.settings, self.source, self.n = path, settings, source, 0
+        self.store = Store.open(path)
+
+    def version(self, text: str, at: str):
+        self.n += 1
+        when = t(at)
+        doc = parse_digest(text, when.date())
+        return observe(self.store, self.source, doc, when, f"v{self.n}", self.settings)
+
+    def release(self, at: str):
+        return [r.key for r in release(self.store, t(at), self.settings)]
+
+    def state(self, key: str) -> str:
+        return self.store.week(self.source, key).state
+
+    def reopen(self):
+        self.store.close()
+        self.store = Store.open(self.path)
+
+
+FEB = "2023-02-20..2023-02-26"
+MAR = "2023-02-27..2023-03-05"
+
+
+def test_first_poll_is_baseline_except_backfill(tmp_path):
+    f = Feed(tmp_path / "s.db")
+    obs = f.version(week("Feb 27-Mar 5", ["A"]) + week("Feb 20-26", ["B"]) + week("Feb 13-19", ["C"]),
+                    "2023-03-07T10:00:00")
+    assert obs.first_poll and obs.new == (MAR,) and set(obs.baseline) == {FEB, "2023-02-13..2023-02-19"}
+    # A backfilled week has no settle wait: its age is unknown. It is past its last day: ready now.
+    assert f.release("2023-03-07T10:00:00") == [MAR]
+    assert f.state(FEB) == "baseline"
+
+
+def test_gate_waits_for_last_day_and_settle_then_ready_once(tmp_path):
+    f = Feed(tmp_path / "s.db")
+    base = week("Feb 20-26", ["B"])
+    f.version(base, "2023-02-27T12:00:00")
+    assert f.release("2023-02-27T12:00:00") == [FEB]  # backfill
+    # The new week appears on its last day, unfinished; then a row is added.
+    f.version(week("Feb 27-Mar 5", ["A"]) + base, "2023-03-05T20:00:00")
+    assert f.state(MAR) == "pending"
+    assert f.release("2023-03-05T23:59:59") == []  # last day not over
+    f.version(week("Feb 27-Mar 5", ["A", "A2"]) + base, "2023-03-05T23:30:00")
+    assert f.release("2023-03-06T01:29:59") == []  # not settled: changed at 23:30
+    assert next_gate(f.store, SETTINGS) == t("2023-03-06T01:30:00")
+    assert f.release("2023-03-06T01:30:00") == [MAR]
+    # An edit afterwards changes the papers but never makes the week new or ready again.
+    obs = f.version(week("Feb 27-Mar 5", ["A", "A2", "A3"]) + base, "2023-03-08T00:00:00")
+    assert obs.new == () and obs.edited == (MAR,)
+    assert f.release("2023-03-20T00:00:00") == []
+    assert f.state(MAR) == "ready"
+    # It vanishes and comes back: still the same ready week.
+    f.version(base, "2023-03-09T00:00:00")
+    obs = f.version(week("Feb 27-Mar 5", ["A"]) + base, "2023-03-10T00:00:00")
+    assert obs.new == () and f.release("2023-04-01T00:00:00") == []
+
+
+def test_placeholders_wait_for_max_wait_and_are_flagged(tmp_path, caplog):
+    f = Feed(tmp_path / "s.db")
+    f.version(week("Feb 20-26", ["B"]), "2023-02-27T12:00:00")
+    f.release("2023-02-27T12:00:00")
+    f.version(week("Feb 27-Mar 5", ["A", "XXX"]) + week("Feb 20-26", ["B"]), "2023-03-06T08:00:00")
+    assert f.release("2023-03-08T07:59:59") == []
+    with caplog.at_level(logging.WARNING):
+        assert f.release("2023-03-08T08:00:00") == [MAR]
+    assert f.store.week("digest", MAR).flagged
+    assert "flagged" in caplog.text
+
+
+def test_max_wait_never_before_last_day(tmp_path):
+    f = Feed(tmp_path / "s.db", PublishSettings(settle=timedelta(hours=2), max_wait=timedelta(hours=1)))
+    f.version("", "2023-02-01T00:00:00")
+    f.version(week("Feb 27-Mar 5", ["XXX"]), "2023-02-27T00:00:00")
+    assert f.release("2023-03-05T23:00:00") == []
+    assert f.release("2023-03-06T00:00:00") == [MAR]
+
+
+def test_timezone_decides_when_the_last_day_is_over(tmp_path):
+    tz = ZoneInfo("America/Chicago")
+    f = Feed(tmp_path / "s.db", PublishSettings(settle=timedelta(0), timezone=tz))
+    f.version("", "2023-02-01T00:00:00")
+    f.version(week("Feb 27-Mar 5", ["A"]), "2023-03-05T12:00:00")
+    assert f.release("2023-03-06T05:59:59") == []  # still Mar 5 in Chicago
+    assert f.release("2023-03-06T06:00:00") == [MAR]
+
+
+def test_ready_weeks_are_released_oldest_first(tmp_path):
+    f = Feed(tmp_path / "s.db", PublishSettings(settle=timedelta(0)))
+    f.version("", "2023-02-01T00:00:00")
+    f.version(week("Feb 27-Mar 5", ["A"]) + week("Feb 20-26", ["B"]) + week("Feb 13-19", ["C"]),
+              "2023-03-07T00:00:00")
+    assert f.release("2023-03-07T00:00:00") == ["2023-02-13..2023-02-19", FEB, MAR]
+
+
+def test_restart_with_the_same_state_repeats_nothing(tmp_path):
+    f = Feed(tmp_path / "s.db", PublishSettings(settle=timedelta(0)))
+    f.version("", "2023-02-01T00:00:00")
+    text = week("Feb 27-Mar 5", ["A"])
+    assert f.version(text, "2023-03-07T00:00:00").new == (MAR,)
+    assert f.release("2023-03-07T00:00:00") == [MAR]
+    f.reopen()
+    assert f.version(text, "2023-03-08T00:00:00").new == ()
+    assert f.release("2023-03-09T00:00:00") == []
+    rows = f.store.db.execute("select state, count(*) from weeks group by state").fetchall()
+    assert rows == [("ready", 1)]
+    assert f.store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_notes_page_papers_form_editions_by_first_seen_week(tmp_path):
+    store = Store.open(tmp_path / "n.db")
+    s = PublishSettings(settle=timedelta(0), backfill=0)
+    page = "## Topic\n\n### [Alpha](https://e.org/a)\n* a\n\n### [Beta](https://e.org/b)\n* b\n"
+    first = observe(store, "notes", parse_document(page.encode(), t("2026-11-02T00:00:00").date(), "notes"),
+                    t("2026-11-02T00:00:00"), "v1", s)
+    assert first.baseline == ("2026-W45",) and first.new == ()
+    page2 = page + "\n### [Gamma](https://e.org/g)\n* g\n"
+    second = observe(store, "notes", parse_document(page2.encode(), date_of("2026-11-18"), "notes"),
+                     t("2026-11-18T00:00:00"), "v2", s)
+    assert second.new == ("2026-W47",)
+    assert [p.title for _, p in store.papers("notes", "2026-W47")] == ["Gamma"]
+    assert [p.title for _, p in store.papers("notes", "2026-W45")] == ["Alpha", "Beta"]
+
+
+def test_feed_entries_go_to_their_published_week_and_stay_when_they_scroll_out(tmp_path):
+    store = Store.open(tmp_path / "f.db")
+    s = PublishSettings(settle=timedelta(0), backfill=0)
+
+    def rss(*items):
+        body = "".join(f"<item><title>{n}</title><guid>urn:{n}</guid><pubDate>{d}</pubDate></item>" for n, d in items)
+        return f"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>{body}</channel></rss>".encode()
+
+    a = ("A", "Mon, 02 Nov 2026 10:00:00 GMT")
+    b = ("B", "Tue, 10 Nov 2026 10:00:00 GMT")
+    observe(store, "f", parse_document(rss(a), date_of("2026-11-03")), t("2026-11-03T00:00:00"), "v1", s)
+    obs = observe(store, "f", parse_document(rss(b), date_of("2026-11-11")), t("2026-11-11T00:00:00"), "v2", s)
+    assert obs.new == ("2026-W46",)
+    assert [p.title for _, p in store.papers("f", "2026-W45")] == ["A"]  # A scrolled out but stays
+
+
+def date_of(s: str):
+    return datetime.fromisoformat(s).date()
