@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from datetime import date
 
 
@@ -67,7 +68,7 @@ class Week:
     def has_placeholders(self) -> bool:
         return any(d.kind == "placeholder" for d in self.defects)
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
         return fingerprint(self.papers)
 

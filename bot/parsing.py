@@ -31,11 +31,12 @@ def parse_document(data: bytes, as_of: date, fmt: str = "auto", url: str = "", c
     """Parse one version of a source. Never raises on bad content: problems come back as defects."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if fmt == "auto":
-        fmt = detect_format(data)
-    if fmt == "feed":
+    if fmt == "feed" or (fmt == "auto" and _XML_START.match(data[:512])):
         return parse_feed(data, as_of, url=url, content_type=content_type)
     text = data.decode("utf-8", errors="replace")
     if fmt == "notes":
         return parse_notes(text, as_of)
-    return parse_digest(text, as_of)
+    doc = parse_digest(text, as_of)
+    if fmt == "auto" and not doc.weeks and _H3.search(text):
+        return parse_notes(text, as_of)  # no week headings but ### sections: a notes page
+    return doc
