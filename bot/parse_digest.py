@@ -258,7 +258,8 @@ def _finish(sec: _Section) -> tuple[list[Paper], list[Defect]]:
         common = max(set(styles), key=styles.count)
         for ln, m in sec.markers:
             if m != common:
-                defects.append(Defect(ln, "number-style", f"{m.replace('N', '#')} instead of {common.replace('N', '#')}"))
+                said, usual = m.replace("N", "#"), common.replace("N", "#")
+                defects.append(Defect(ln, "number-style", f"{said} instead of {usual}"))
     defects.extend(_images(sec))
     defects.sort(key=lambda d: d.line)
     return sec.papers, defects

@@ -6,11 +6,11 @@ import json
 from datetime import date
 
 from click.testing import CliRunner
+from conftest import FIXTURES, shared_path
 
 from bot.cli import cli
 from bot.diff import Known, diff_weeks, norm_title
 from bot.parse_digest import parse_digest
-from conftest import FIXTURES, shared_path
 
 AS_OF = date(2023, 3, 15)
 

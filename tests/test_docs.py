@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 
 import click
+from conftest import ROOT
 
 from bot import config
 from bot.cli import cli
-from conftest import ROOT
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 

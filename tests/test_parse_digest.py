@@ -6,10 +6,10 @@ import json
 from datetime import date
 
 from click.testing import CliRunner
+from conftest import FIXTURES, read_tsv, shared_path
 
 from bot.cli import cli
 from bot.parse_digest import parse_digest
-from conftest import FIXTURES, read_tsv, shared_path
 
 
 def _kinds(week) -> set[str]:
@@ -76,7 +76,8 @@ def test_top_ai_papers_title_and_other_heading_forms():
 
 
 def test_missing_separator_is_a_defect_not_a_loss():
-    text = "## Top ML Papers of the Week (May 1-7)\n| **Paper** | **Links** |\n| 1) **A** - a | [Paper](https://x.org/a) |\n"
+    text = ("## Top ML Papers of the Week (May 1-7)\n| **Paper** | **Links** |\n"
+            "| 1) **A** - a | [Paper](https://x.org/a) |\n")
     (week,) = parse_digest(text, date(2023, 5, 20)).weeks
     assert len(week.papers) == 1
     assert "missing-separator" in _kinds(week)

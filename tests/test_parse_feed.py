@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from conftest import FIXTURES, shared_path
 
 from bot.parse_feed import parse_feed
 from bot.parsing import detect_format, parse_document
-from conftest import FIXTURES, shared_path
 
 
 def test_rss_entries_with_fallbacks():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
+from conftest import FIXTURES, shared_path
+
 from bot.parse_notes import parse_notes
 from bot.parsing import detect_format
-from conftest import FIXTURES, shared_path
 
 
 def test_fixture_sections_become_papers():

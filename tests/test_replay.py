@@ -7,11 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
+from conftest import build_corpus_repo, commit_file, json_cell, make_repo, read_tsv, shared_path
 
 from bot.cli import cli
 from bot.dates import end_of_day, key_bounds
 from bot.parse_digest import parse_digest
-from conftest import build_corpus_repo, commit_file, json_cell, make_repo, read_tsv, shared_path
 
 SETTLE = timedelta(hours=2)
 
