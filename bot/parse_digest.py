@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from .dates import find_range, resolve_years, week_key
+from .dates import DateRange, find_range, resolve_years, week_key
 from .model import Defect, Document, Link, Paper, Week
 
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -136,7 +136,7 @@ def parse_release_date(text: str) -> date | None:
 class _Section:
     title: str
     line: int
-    rng: object
+    rng: DateRange
     lines: list[str] = field(default_factory=list)
     papers: list[Paper] = field(default_factory=list)
     defects: list[Defect] = field(default_factory=list)

@@ -172,3 +172,28 @@ def test_feed_entries_go_to_their_published_week_and_stay_when_they_scroll_out(t
 
 def date_of(s: str):
     return datetime.fromisoformat(s).date()
+
+
+def test_weeks_command_lists_the_state_as_json(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+
+    conf = tmp_path / "paperbot.toml"
+    conf.write_text('state_dir = "st"\n')
+    f = Feed(tmp_path / "st" / "paperbot.db", PublishSettings(settle=timedelta(0)))
+    f.version("", "2023-02-01T00:00:00")
+    f.version(week("Feb 27-Mar 5", ["A", "B"]), "2023-03-04T00:00:00")
+    f.release("2023-03-07T00:00:00")
+    f.store.close()
+    result = CliRunner().invoke(cli, ["--config", str(conf), "weeks", "--json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.output)
+    assert {k: row[k] for k in ("source", "key", "state", "papers", "first_seen", "last_changed")} == {
+        "source": "digest", "key": MAR, "state": "ready", "papers": 2,
+        "first_seen": "2023-03-04T00:00:00+00:00", "last_changed": "2023-03-04T00:00:00+00:00"}
+    assert row["title"] == "Top ML Papers of the Week (Feb 27-Mar 5)"
+    text = CliRunner().invoke(cli, ["--config", str(conf), "weeks", "--source", "nope"])
+    assert text.exit_code == 0 and "no weeks" in text.output
