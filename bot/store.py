@@ -7,6 +7,7 @@ either the whole version recorded or none of it.
 
 from __future__ import annotations
 
+import fcntl
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -56,6 +57,48 @@ def m001_tracker(db: sqlite_utils.Database) -> None:
         pk=("source", "week_key", "position"),
     )
     db["papers"].create_index(["source", "uid"])
+
+
+@migrations()
+def m003_publishing(db: sqlite_utils.Database) -> None:
+    """The publishing ledger (bot/ledger.py): one row per unit a channel sends, one per week and channel."""
+    db.execute("""
+        CREATE TABLE publications (
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('sending', 'published')),
+            units INTEGER NOT NULL, planned_at TEXT NOT NULL, published_at TEXT,
+            PRIMARY KEY (source, week_key, channel)
+        )""")
+    db.execute("""
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            unit TEXT NOT NULL, ref TEXT,
+            state TEXT NOT NULL DEFAULT 'planned'
+                CHECK (state IN ('planned', 'sending', 'sent', 'failed', 'bounced', 'skipped')),
+            remote_id TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+            updated_at TEXT, sent_at TEXT
+        )""")
+    db.execute("CREATE UNIQUE INDEX idx_deliveries_unit ON deliveries (source, week_key, channel, unit)")
+    # No index on `state`: each send updates it twice, and an index on it would double the cost of each mark.
+    db.execute("CREATE INDEX idx_deliveries_week ON deliveries (source, week_key, channel)")
+
+
+@migrations()
+def m004_subscribers(db: sqlite_utils.Database) -> None:
+    """Newsletter subscribers (bot/subscribers.py). Unsubscribed rows stay: an import cannot re-add them."""
+    db.execute("""
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            address TEXT NOT NULL UNIQUE,
+            state TEXT NOT NULL DEFAULT 'active'
+                CHECK (state IN ('pending', 'active', 'unsubscribed', 'bounced')),
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            origin TEXT NOT NULL DEFAULT '',
+            reason TEXT
+        )""")
+    db.execute("CREATE INDEX idx_subscribers_state ON subscribers (state)")
 
 
 def iso(t: datetime) -> str:
@@ -117,7 +160,12 @@ class Store:
             path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite_utils.Database(path)
             db.execute("PRAGMA busy_timeout = 10000")
-            db.enable_wal()
+            # Two processes opening a new database at once must not both create its tables.
+            with open(path.with_name(path.name + ".migrate.lock"), "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                db.enable_wal()
+                migrations.apply(db)
+            return cls(db)
         migrations.apply(db)
         return cls(db)
 
@@ -126,8 +174,23 @@ class Store:
 
     @contextmanager
     def atomic(self) -> Iterator[None]:
-        with self.db.atomic():
+        """One transaction; nested calls are savepoints. The outermost takes the write lock up front
+        (BEGIN IMMEDIATE), so a writer in another process makes us wait (busy_timeout) instead of failing
+        halfway with "database is locked"."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
             yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
 
     # -- sources -------------------------------------------------------------------------------------------
     def ensure_source(self, name: str, kind: str = "", location: str = "", now: datetime | None = None) -> dict:

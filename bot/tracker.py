@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -50,6 +51,18 @@ def _known(rows: list[WeekRow]) -> dict[str, Known]:
     return {r.key: Known(r.key, r.fingerprint, r.text_hash, r.titles, r.present) for r in rows}
 
 
+_URL_ID = re.compile(r"^https?://([^/?#]+)([^?#]*)(.*)$", re.IGNORECASE)
+
+
+def same_entry(uid: str) -> str:
+    """An entry id as compared: feeds rewrite ids cosmetically (a trailing slash, http→https, host case),
+    which must not make an old entry new again."""
+    m = _URL_ID.match(uid.strip())
+    if not m:
+        return uid.strip()
+    return f"{m.group(1).lower()}{m.group(2).rstrip('/')}{m.group(3)}"
+
+
 def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict[str, WeekRow]) -> list[Week]:
     """Feeds and notes pages have no weeks of their own: file each paper under an ISO-week edition.
 
@@ -61,20 +74,20 @@ def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict
     where: dict[str, str] = {}
     for key, p in store.papers(source):
         stored.setdefault(key, []).append(p)
-        where[p.uid] = key
+        where[same_entry(p.uid)] = key
     seen_week = iso_week_key(at.date())
     for w in doc.weeks:
         for p in w.papers:
-            if p.uid in where:
-                papers = stored[where[p.uid]]
-                papers[[q.uid for q in papers].index(p.uid)] = p
+            if (uid := same_entry(p.uid)) in where:
+                papers = stored[where[uid]]
+                papers[[same_entry(q.uid) for q in papers].index(uid)] = p
                 continue
             key = w.key if doc.format == "feed" else seen_week
             row = rows.get(key)
             if row is not None and row.state in ("ready", "published", "baseline"):
                 key = seen_week
             stored.setdefault(key, []).append(p)
-            where[p.uid] = key
+            where[uid] = key
     out = []
     for key in sorted(stored, reverse=True):
         papers = tuple(stored[key])

@@ -1,0 +1,145 @@
+"""`paperbot run`: poll every source on its own interval until SIGTERM or Ctrl-C.
+
+APScheduler 3 runs one job per source: first at start-up, then every `every` plus a little jitter (so sources
+sharing a host do not fire in lockstep). A job never overlaps itself (max_instances=1); polls missed while the
+machine slept or a poll ran long are merged into one (coalesce) and run however late (misfire_grace_time=None),
+because a poll is idempotent and cheap when nothing changed. Only one daemon may own a state folder: it holds
+state_dir/paperbot.lock for its whole life. After each poll the "after poll" hooks run (publishing plugs in
+there). Stopping waits a few seconds for polls in flight; one still stuck in the network is abandoned, which is
+safe because a poll records everything in one transaction or nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from . import locks
+from .config import Config, SourceConfig
+from .poll import PollOptions, poll_source
+from .store import Store
+from .webthread import WebThread
+
+log = logging.getLogger(__name__)
+
+AfterPoll = Callable[[Config, Store, datetime], None]
+STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (the promise is 10 s in all)
+
+
+def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
+    """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
+    from .publisher import after_poll
+
+    return [after_poll]
+
+
+def jitter(every_seconds: float) -> float:
+    """Up to 10% of the interval, at most a minute."""
+    return min(every_seconds * 0.1, 60.0)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, options: PollOptions | None = None, hooks: list[AfterPoll] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.cfg = cfg
+        self.options = options or PollOptions()
+        self.hooks = after_poll_hooks(cfg) if hooks is None else hooks
+        self.clock = clock
+        self.stop = threading.Event()
+        self._running = 0
+        self._idle = threading.Condition()
+        # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions
+        # then never meet a poll's commit between their reads and their writes ("database is locked").
+        self._writes = threading.Lock()
+
+    def poll_job(self, src: SourceConfig) -> None:
+        """One scheduled poll of `src`, then the hooks. Never raises: the scheduler must keep going."""
+        if self.stop.is_set():
+            return
+        with self._idle:
+            self._running += 1
+        try:
+            store = Store.open(self.cfg.db_path)
+            try:
+                now = self.clock()
+                poll_source(store, self.cfg, src, now, options=self.options, stop=self.stop,
+                            write_lock=self._writes)
+                for hook in self.hooks:
+                    try:
+                        with self._writes:
+                            hook(self.cfg, store, now)
+                    except Exception:
+                        log.exception("after-poll hook %s failed (after polling %s)",
+                                      getattr(hook, "__name__", hook), src.name)
+            finally:
+                store.close()
+        except Exception:
+            log.exception("%s: poll job failed; it runs again at its next interval", src.name)
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _scheduler(self) -> BackgroundScheduler:
+        workers = max(1, min(len(self.cfg.sources), 4))
+        sched = BackgroundScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(workers)})
+        start = datetime.now(UTC)
+        for src in self.cfg.sources:
+            every = src.every.total_seconds()
+            sched.add_job(self.poll_job, IntervalTrigger(seconds=every, jitter=jitter(every), timezone=UTC),
+                          args=[src], id=src.name, name=f"poll {src.name}", max_instances=1, coalesce=True,
+                          misfire_grace_time=None, next_run_time=start)
+        return sched
+
+    def run(self) -> bool:
+        """Run until stopped (a signal, or `stop` set by the caller). True if every poll had finished.
+
+        Raises locks.LockBusy if another daemon owns the state folder.
+        """
+        lock = locks.acquire(self.cfg.state_dir / "paperbot.lock")
+        previous = self._install_signals()
+        web = WebThread(self.cfg)  # unsubscribe links and editions are answered while the daemon runs
+        try:
+            Store.open(self.cfg.db_path).close()  # create and migrate before the first job, loudly if it fails
+            web.start()
+            logging.getLogger("apscheduler").setLevel(logging.WARNING)
+            sched = self._scheduler()
+            sched.start()
+            log.info("paperbot running: %d source(s) (%s); state in %s", len(self.cfg.sources),
+                     ", ".join(f"{s.name} every {s.every}" for s in self.cfg.sources), self.cfg.state_dir)
+            while not self.stop.wait(1.0):
+                pass
+            log.info("stopping")
+            sched.shutdown(wait=False)
+            with self._idle:
+                clean = self._idle.wait_for(lambda: self._running == 0, timeout=STOP_GRACE)
+            if not clean:
+                log.warning("a poll still in flight after %.0fs was abandoned; its transaction is rolled back",
+                            STOP_GRACE)
+            return clean
+        finally:
+            web.stop()
+            self._restore_signals(previous)
+            locks.release(lock)
+
+    def _install_signals(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def on_signal(signum: int, _frame: object) -> None:
+            log.info("received %s", signal.Signals(signum).name)
+            self.stop.set()
+
+        return {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    @staticmethod
+    def _restore_signals(previous: dict) -> None:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,187 @@
+"""`paperbot run` as a real process: polls on schedule, releases new weeks, survives failures, stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from conftest import commit_file, make_repo
+from sources_support import fixture, write_config
+
+from bot import locks
+from bot.config import Config
+from bot.daemon import Daemon, after_poll_hooks
+from bot.store import Store
+
+A, B = "2024-01-01..2024-01-07", "2024-01-08..2024-01-14"
+WEB = '\n[web]\nlisten = "127.0.0.1:0"\n'  # the daemon's web app on a free port, never a shared 8080
+
+
+def _start(cfg: Config, tmp_path: Path, name: str = "daemon", ready: bool = True) -> tuple[subprocess.Popen, Path]:
+    """Start `paperbot run`; with `ready`, wait until it has created the database and scheduled its polls
+    (opening the database while the daemon migrates a fresh one would race with it)."""
+    log = tmp_path / f"{name}.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "run"], cwd=tmp_path,
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    if ready:
+        _wait_for("the daemon to start", lambda: "paperbot running" in log.read_text(), proc, log)
+    return proc, log
+
+
+def _wait_for(what: str, check: Callable[[], bool], proc: subprocess.Popen, log: Path, limit: float = 60) -> None:
+    """Poll `check` until true; fail (with the daemon's log) if the daemon dies or `limit` passes."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"daemon exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()}")
+        if check():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}:\n{log.read_text()}")
+
+
+def _week(cfg: Config, source: str, key: str):
+    if not cfg.db_path.exists():
+        return None
+    store = Store.open(cfg.db_path)
+    try:
+        return store.week(source, key)
+    finally:
+        store.close()
+
+
+def _source_row(cfg: Config, name: str) -> dict:
+    if not cfg.db_path.exists():
+        return {}
+    store = Store.open(cfg.db_path)
+    try:
+        return store.source(name) or {}
+    finally:
+        store.close()
+
+
+def _stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        pytest.fail("the daemon did not stop within 10 s")
+
+
+def test_a_committed_week_becomes_ready_and_sigterm_stops_the_daemon(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "digest")
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00+00:00")
+    cfg = write_config(tmp_path, [{"name": "lab", "git": str(repo), "every": "2s"}], settle="1s", backfill=0,
+                       extra=WEB)
+    proc, log = _start(cfg, tmp_path)
+    try:
+        _wait_for("the first poll", lambda: _week(cfg, "lab", A) is not None, proc, log)
+        assert _week(cfg, "lab", A).state == "baseline"
+
+        commit_file(repo, "README.md", fixture("digest_v2.md"), datetime.now(UTC).isoformat(), "week 2")
+        _wait_for("the new week to be ready", lambda: getattr(_week(cfg, "lab", B), "ready_at", None) is not None,
+                  proc, log)  # ready, or already published by the after-poll hooks
+        week = _week(cfg, "lab", B)
+        assert week.ready_at - week.last_changed >= cfg.publish.settle and not week.flagged
+
+        second, second_log = _start(cfg, tmp_path, "second", ready=False)
+        assert second.wait(timeout=30) == 1
+        assert "already running" in second_log.read_text() and f"pid {proc.pid}" in second_log.read_text()
+    finally:
+        code = _stop(proc)
+    assert code == 0
+    text = log.read_text()
+    assert "paperbot running: 1 source(s)" in text and "stopping" in text and "Traceback" not in text
+
+
+def test_a_failing_source_is_retried_and_reported_while_the_others_run(tmp_path: Path) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens here any more: every request is refused
+    repo = make_repo(tmp_path / "digest")
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00+00:00")
+    cfg = write_config(tmp_path, [{"name": "gh", "github": "lab/digest", "every": "1s"},
+                                  {"name": "lab", "git": str(repo), "every": "1s"}],
+                       github_base_url=f"http://127.0.0.1:{port}", extra=WEB)
+    proc, log = _start(cfg, tmp_path)
+    try:
+        _wait_for("two failed polls", lambda: (_source_row(cfg, "gh").get("error_count") or 0) >= 2, proc, log)
+        assert _week(cfg, "lab", A) is not None
+        assert _source_row(cfg, "lab")["error_count"] == 0
+    finally:
+        code = _stop(proc, signal.SIGINT)
+    assert code == 0
+    text = log.read_text()
+    assert f"gh: poll failed (1 in a row): GET http://127.0.0.1:{port}/lab/digest/main/README.md" in text
+    assert "gh: poll failed (2 in a row)" in text and "Traceback" not in text
+
+
+def test_sigterm_during_a_stuck_request_still_exits_promptly(tmp_path: Path) -> None:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    accepted = threading.Event()
+    held: list[socket.socket] = []
+
+    def hold() -> None:  # accept and never answer: the daemon's request waits for its 30 s timeout
+        conn, _ = listener.accept()
+        held.append(conn)
+        accepted.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/digest.md"
+    cfg = write_config(tmp_path, [{"name": "slow", "url": url}], extra=WEB)
+    proc, log = _start(cfg, tmp_path)
+    try:
+        _wait_for("the request to be in flight", accepted.is_set, proc, log)
+    finally:
+        code = _stop(proc)
+        listener.close()
+        for c in held:
+            c.close()
+    assert code == 0
+    assert "abandoned" in log.read_text()
+
+
+def test_after_poll_hooks_run_after_every_poll_and_the_state_folder_is_locked(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "digest")
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00+00:00")
+    cfg = write_config(tmp_path, [{"name": "lab", "git": str(repo), "every": "1s"}], extra=WEB)
+    assert all(callable(h) for h in after_poll_hooks(cfg))  # what `paperbot run` adds (publishing)
+    calls: list[tuple] = []
+    two = threading.Event()
+
+    def hook(c: Config, store: Store, now: datetime) -> None:
+        calls.append((c, store.week("lab", A) is not None, now))
+        if len(calls) >= 2:
+            two.set()
+
+    def broken(c: Config, store: Store, now: datetime) -> None:
+        raise RuntimeError("a publisher bug must not stop the polling")
+
+    clock = datetime(2024, 2, 1, 12, tzinfo=UTC)
+    daemon = Daemon(cfg, hooks=[broken, hook], clock=lambda: clock)
+    result: list[bool] = []
+    runner = threading.Thread(target=lambda: result.append(daemon.run()))
+    runner.start()
+    try:
+        assert two.wait(30), "the hook was not called twice"
+        with pytest.raises(locks.LockBusy):
+            locks.acquire(cfg.state_dir / "paperbot.lock")
+    finally:
+        daemon.stop.set()
+        runner.join(15)
+    assert result == [True]
+    assert calls[0] == (cfg, True, clock)
+    locks.release(locks.acquire(cfg.state_dir / "paperbot.lock"))  # let go on exit
