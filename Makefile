@@ -17,7 +17,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)
 	$(BIN)/paperbot run
 
-test: $(STAMP)
+# The npm `mjml` package (the reference MJML validator used by the tests), pinned by package-lock.json.
+NODE_STAMP := node_modules/.installed
+
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --loglevel=error && touch $@ \
+		|| echo "npm ci failed: the MJML validator tests will be skipped"; \
+	else \
+		echo "npm not found: the MJML validator tests will be skipped"; \
+	fi
+
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

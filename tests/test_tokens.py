@@ -1,0 +1,106 @@
+"""Unsubscribe tokens: they round-trip, resist forgery and malformed input, and the key is handled safely."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import stat
+
+import pytest
+
+from bot.tokens import (
+    ENV_KEY,
+    KEY_FILE,
+    SecretKeyError,
+    load_secret_key,
+    unsubscribe_token,
+    unsubscribe_url,
+    verify_token,
+)
+
+KEY = b"k" * 32
+OTHER = b"o" * 32
+
+
+def _b64(s: str) -> str:
+    return base64.urlsafe_b64encode(s.encode()).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("address", ["reader@example.org", "o'hara&co+tag@example.co.uk",
+                                     "a@xn--bcher-kva.example"])
+def test_round_trip_and_url_safe(address):
+    token = unsubscribe_token(KEY, address)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+    mac = token.split(".")[1]
+    assert len(base64.urlsafe_b64decode(mac + "==")) * 8 >= 128
+    assert verify_token(KEY, token) == address
+    assert unsubscribe_token(KEY, address) == token  # deterministic: the same link in every email
+
+
+def test_forged_and_altered_tokens_fail():
+    token = unsubscribe_token(KEY, "victim@example.org")
+    payload, mac = token.split(".")
+    assert verify_token(OTHER, token) is None  # another key
+    assert verify_token(KEY, f"{_b64('other@example.org')}.{mac}") is None  # someone else's address, old MAC
+    flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
+    assert verify_token(KEY, f"{payload}.{flipped}") is None
+    # a token made with another key for the attacker's chosen address
+    assert verify_token(KEY, unsubscribe_token(OTHER, "victim@example.org")) is None
+
+
+@pytest.mark.parametrize("bad", [
+    "", ".", "abc", "abc.", ".abc", "a.b.c", "!!!.AAAAAAAAAAAAAAAAAAAAAAAA", "YQ.short",
+    "YQ.AAAA AAAAAAAAAAAAAAAAAAA",
+    "x" * 5000 + ".AAAAAAAAAAAAAAAAAAAAAAAA", "_w.AAAAAAAAAAAAAAAAAAAAAAAA",  # not UTF-8 inside
+    None, 12, b"bytes.token",
+])
+def test_malformed_tokens_are_none(bad):
+    assert verify_token(KEY, bad) is None
+
+
+def test_non_canonical_base64_spelling_is_refused():
+    token = unsubscribe_token(KEY, "ab@example.org")
+    payload, mac = token.split(".")
+    # "ab@example.org" is 14 bytes: the last base64 character carries 2 unused bits that decoding ignores
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    variant = payload[:-1] + last[last.index(payload[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(variant + "==") == b"ab@example.org"
+    assert verify_token(KEY, f"{variant}.{mac}") is None
+
+
+def test_unsubscribe_url():
+    assert unsubscribe_url("https://news.example.org/", "abc.def") == "https://news.example.org/unsubscribe/abc.def"
+
+
+def test_key_from_environment_creates_no_file(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_KEY, "  " + "s" * 40 + "\n")
+    assert load_secret_key(tmp_path) == b"s" * 40
+    assert not (tmp_path / KEY_FILE).exists()
+    monkeypatch.setenv(ENV_KEY, "too-short")
+    with pytest.raises(SecretKeyError, match="shorter than 32") as e:
+        load_secret_key(tmp_path)
+    assert "too-short" not in str(e.value)
+
+
+def test_key_file_generated_once_private_and_never_logged(tmp_path, monkeypatch, caplog):
+    monkeypatch.delenv(ENV_KEY, raising=False)
+    state = tmp_path / "state"
+    with caplog.at_level(logging.WARNING, logger="bot.tokens"):
+        key = load_secret_key(state)
+    path = state / KEY_FILE
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert len(key) >= 32 and path.read_text().strip().encode() == key
+    assert len(caplog.records) == 1 and ENV_KEY in caplog.text and str(path) in caplog.text
+    assert key.decode() not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bot.tokens"):
+        assert load_secret_key(state) == key  # the same key next time, silently
+    assert caplog.records == []
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="bot.tokens"):
+        assert load_secret_key(state) == key
+    assert "chmod 600" in caplog.text and key.decode() not in caplog.text
+    path.write_text("short\n")
+    with pytest.raises(SecretKeyError, match="delete the file"):
+        load_secret_key(state)
