@@ -208,3 +208,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+from . import cli_publish_web  # noqa: E402,F401,I001  (serve, subscribers)
+from . import cli_sources  # noqa: E402,F401  (poll, run: watching live sources)
+from . import cli_publish  # noqa: E402,F401

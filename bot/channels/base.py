@@ -1,0 +1,81 @@
+"""What every publishing channel is: render a week into what it sends, then send one unit of it.
+
+The pipeline (bot/publisher.py, bot/dispatch.py) owns the ledger, retries, rate and parallelism; a channel
+only knows its own medium. Its limits are data (`ChannelLimits`), so the pipeline can honour them without
+knowing what the medium is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..store import Store, WeekRow
+
+
+class TransientError(Exception):
+    """Try this unit again later (4xx, dropped connection, timeout)."""
+
+
+class PermanentError(Exception):
+    """The remote side refused this unit for good (5xx for a recipient): never retry it."""
+
+
+class ChannelDown(TransientError):
+    """The channel cannot send anything right now (cannot connect, log in, or the sender is refused)."""
+
+
+@dataclass(frozen=True)
+class ChannelLimits:
+    connections: int = 1  # units sent in parallel, each worker with its own reused connection
+    rate: float = 0.0  # units per second across all workers; 0 = no cap
+    max_attempts: int = 4  # tries per unit within one publish run; then `failed` until the next run
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+    backoff_max: float = 60.0
+    down_after: int = 5  # consecutive ChannelDown errors that stop the run
+    max_size: int = 0  # the largest sensible rendered unit in bytes (informative; 0 = none)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One thing to send: for email, one subscriber. `key` is unique within a week and channel."""
+
+    key: str
+    ref: str | None = None  # the channel's own id for it (subscriber id, "sample", post index)
+    row_id: int = 0  # the ledger row, once planned
+
+
+class Sender(Protocol):
+    """One worker's connection. Not shared between threads."""
+
+    def send(self, unit: Unit) -> str:
+        """Send one unit; return its remote id. Raise TransientError or PermanentError to say why not."""
+
+    def close(self) -> None: ...
+
+
+class Channel(Protocol):
+    name: str
+    limits: ChannelLimits
+
+    def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
+        """Who or what should receive this week right now (for email: the active subscribers)."""
+
+    def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> Any:
+        """Everything that is the same for every unit of the week. Writes nothing; with `dry`, creates
+        nothing either (no signing key: a preview or a dry run must leave the state folder as it was)."""
+
+    def prepare(self, rendition: Any) -> None:
+        """Write what the week needs before its first unit goes out (the web edition, say)."""
+
+    def open_sender(self, rendition: Any) -> Sender:
+        """A sender for one worker thread; it connects lazily and reuses its connection."""
+
+    def on_permanent(self, store: Store, unit: Unit, error: str, now: datetime) -> None:
+        """A unit was refused for good (an email bounce): tell whoever keeps the list."""
+
+    def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
+        """Render the week without changing any state; write files under `out`; return lines to show."""

@@ -1,0 +1,149 @@
+"""Real parts for the publishing tests: an aiosmtpd server on 127.0.0.1, a ready week, a config file."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from bot import subscribers
+from bot.config import Config, load_config
+from bot.parsing import parse_document
+from bot.store import Store, WeekRow
+from bot.tracker import observe, release
+
+SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
+
+DIGEST = "\n".join([
+    "# Papers We Liked This Week",
+    "",
+    "## Top ML Papers of the Week (Feb 20-26)",
+    "",
+    "| **Paper**  | **Links** |",
+    "| ------------- | ------------- |",
+    "| 1) **Sparse Lanterns** - routes tokens to a handful of experts and halves the compute. "
+    "| [Paper](https://arxiv.org/abs/2302.00001) |",
+    "| 2) **Quiet Gradients** - why small learning rates generalise: a link to flat minima. "
+    "| [Paper](https://arxiv.org/abs/2302.00002), [Code](https://github.com/example/quiet) |",
+    "| 3) **Déjà vu: Tables All the Way Down** - parses tables from scanned papers. "
+    "| [Paper](https://arxiv.org/abs/2302.00003) |",
+    "",
+])
+KEY = "2023-02-20..2023-02-26"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder:
+    """Counts and keeps what arrives; refuses RCPT for `refuse` (550) and defers DATA for `defer` (451)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.messages: list[tuple[str, bytes]] = []
+        self.rcpt_attempts: Counter[str] = Counter()
+        self.refuse: set[str] = set()
+        self.defer: dict[str, int] = {}  # address -> how many more DATA to answer 451
+        self.drop: set[str] = set()  # close the connection instead of answering DATA, once per address
+        self.logins: list[tuple[bytes, bytes]] = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        self.logins.append((auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret-pw")
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        with self.lock:
+            self.rcpt_attempts[address] += 1
+        if address in self.refuse:
+            return "550 5.1.1 no such mailbox"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        rcpt = envelope.rcpt_tos[0]
+        with self.lock:
+            if rcpt in self.drop:
+                self.drop.discard(rcpt)
+                server.transport.close()
+                return "421 4.3.2 closing"
+            if self.defer.get(rcpt, 0) > 0:
+                self.defer[rcpt] -= 1
+                return "451 4.3.0 mailbox busy, try again later"
+            self.messages.append((rcpt, envelope.original_content or envelope.content))
+        return "250 OK"
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    def recipients(self) -> Counter[str]:
+        with self.lock:
+            return Counter(r for r, _ in self.messages)
+
+
+@contextmanager
+def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
+    """`auth`: the server demands a login (over plain text, as this test server has no certificate)."""
+    rec = Recorder()
+    port = free_port()
+    extra = {"authenticator": rec.authenticate, "auth_required": True, "auth_require_tls": False} if auth else {}
+    ctl = Controller(rec, hostname="127.0.0.1", port=port, **extra)
+    ctl.start()
+    try:
+        yield rec, port
+    finally:
+        ctl.stop()
+
+
+def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "") -> Config:
+    who = f"{user}@" if user else ""
+    smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
+    path = tmp / "paperbot.toml"
+    path.write_text(f"""state_dir = "state"
+[email]
+{smtp}from = "Papers Weekly <papers@example.org>"
+subject = "{{title}}"
+contact = "help@example.org"
+list_id = "papers.example.org"
+connections = {connections}
+rate = {rate}
+[web]
+base_url = "https://papers.example.org"
+""", encoding="utf-8")
+    return load_config(path)
+
+
+def ready_week(store: Store, cfg: Config, source: str = "dair") -> WeekRow:
+    """Observe a one-week digest after the week is over, then let the gate release it."""
+    doc = parse_document(DIGEST.encode(), date(2023, 2, 27), "digest")
+    observe(store, source, doc, datetime(2023, 2, 27, 12, tzinfo=UTC), "v1", cfg.publish)
+    release(store, datetime(2023, 3, 10, tzinfo=UTC), cfg.publish)
+    week = store.week(source, KEY)
+    assert week is not None and week.state == "ready"
+    return week
+
+
+def add_subscribers(store: Store, tmp: Path, addresses: list[str]) -> None:
+    path = tmp / "subscribers.csv"
+    path.write_text("email\n" + "\n".join(addresses) + "\n", encoding="utf-8")
+    subscribers.import_csv(store, path, now=datetime.now(UTC))
+
+
+def addresses(n: int, prefix: str = "reader") -> list[str]:
+    return [f"{prefix}{i}@example.net" for i in range(n)]
+
+
+def parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)
