@@ -182,12 +182,15 @@ def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent:
 def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """List the weeks paperbot knows, with their state."""
     cfg = _load(ctx)
-    if not cfg.db_path.exists():
-        rows = []
-    else:
+    rows, failing = [], []
+    if cfg.db_path.exists():
         store = Store.open(cfg.db_path)
         rows = store.weeks(source)
+        failing = [r for r in store.sources() if r.get("last_error") and source in (None, r["name"])]
         store.close()
+    for r in failing:  # on stderr, so --json output stays clean
+        click.echo(f"warning: source {r['name']}: last poll failed at {r['last_error_at']} "
+                   f"({r['error_count']} in a row): {r['last_error']}", err=True)
     rows.sort(key=lambda w: (w.source, w.last_day or w.first_seen.date(), w.key), reverse=True)
     out = [{"source": w.source, "key": w.key, "title": w.title, "state": w.state, "first_seen": iso(w.first_seen),
             "last_changed": iso(w.last_changed), "papers": w.n_papers, "flagged": w.flagged,

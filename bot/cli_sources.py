@@ -1,12 +1,10 @@
 """`paperbot poll` and `paperbot run`: checking live sources once, or on a schedule.
 
-Registered on the main `cli` group (bot/cli.py imports this module at its end). `paperbot weeks` is extended
-here to warn, on stderr, about sources whose last poll failed, so its JSON on stdout stays as documented.
+Registered on the main `cli` group (bot/cli.py imports this module at its end).
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -89,30 +87,3 @@ def run(ctx: click.Context) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-
-
-def _warn_failing_sources(callback):
-    """Wrap `paperbot weeks`: after its output, one stderr line per configured source whose last poll failed."""
-
-    @functools.wraps(callback)
-    def wrapper(*args, **kwargs):
-        out = callback(*args, **kwargs)
-        ctx = click.get_current_context()
-        cfg = _load(ctx)
-        if cfg.db_path.exists():
-            store = Store.open(cfg.db_path)
-            try:
-                rows = [r for r in store.sources() if r.get("last_error")]
-            finally:
-                store.close()
-            only = kwargs.get("source")
-            for r in rows:
-                if only is None or r["name"] == only:
-                    click.echo(f"warning: source {r['name']}: last poll failed at {r['last_error_at']} "
-                               f"({r['error_count']} in a row): {r['last_error']}", err=True)
-        return out
-
-    return wrapper
-
-
-cli.commands["weeks"].callback = _warn_failing_sources(cli.commands["weeks"].callback)
