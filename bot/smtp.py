@@ -16,7 +16,7 @@ import ssl
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from .channels.base import ChannelDown, PermanentError, TransientError
+from .channels.base import ChannelDown, MessageRefused, PermanentError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,9 @@ class SmtpConnection:
             kind = PermanentError if 500 <= code < 600 else TransientError
             raise kind(f"RCPT: {_reply(code, msg)}") from None
         except smtplib.SMTPDataError as e:
-            kind = PermanentError if 500 <= e.smtp_code < 600 else TransientError
+            # After a recipient was accepted, a 5xx to DATA refuses the content, not the address: bouncing on
+            # it would unsubscribe everyone the moment a filter dislikes one edition.
+            kind = MessageRefused if 500 <= e.smtp_code < 600 else TransientError
             raise kind(f"DATA: {_reply(e.smtp_code, e.smtp_error)}") from None
         except smtplib.SMTPSenderRefused as e:
             self.close()

@@ -57,6 +57,7 @@ class Recorder:
         self.refuse: set[str] = set()
         self.defer: dict[str, int] = {}  # address -> how many more DATA to answer 451
         self.drop: set[str] = set()  # close the connection instead of answering DATA, once per address
+        self.reject_content = False  # answer every DATA with a 5xx, as a spam filter refusing the message
         self.logins: list[tuple[bytes, bytes]] = []
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
@@ -78,6 +79,8 @@ class Recorder:
                 self.drop.discard(rcpt)
                 server.transport.close()
                 return "421 4.3.2 closing"
+            if self.reject_content:
+                return "554 5.7.1 message refused by content filter"
             if self.defer.get(rcpt, 0) > 0:
                 self.defer[rcpt] -= 1
                 return "451 4.3.0 mailbox busy, try again later"

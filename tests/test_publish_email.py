@@ -132,6 +132,32 @@ def _state(store: Store, address: str) -> str:
     return store.db.execute("SELECT state FROM subscribers WHERE address = ?", [address]).fetchone()[0]
 
 
+def test_a_content_refusal_on_data_bounces_nobody_and_stops_the_run(tmp_path):
+    """Regression (#4): a 5xx to DATA refuses the message, not the address; it must not bounce the list."""
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port, connections=1)
+        store = Store.open(cfg.db_path)
+        ready_week(store, cfg)
+        people = addresses(60)
+        add_subscribers(store, tmp_path, people)
+        rec.reject_content = True
+
+        result = run_cli(cfg, "publish")
+
+        assert result.exit_code == 1
+        assert rec.count() == 0
+        assert subscribers.count(store, "bounced") == 0 and subscribers.count(store, "active") == 60
+        failed = ledger.rows_in(store, "dair", KEY, "email", ("failed",))
+        assert failed and all("554" in r["last_error"] for r in failed)
+        assert len(failed) < 60  # the run stopped instead of trying the whole list
+        assert not ledger.rows_in(store, "dair", KEY, "email", ("bounced",))
+        assert store.week("dair", KEY).state == "ready"
+
+        rec.reject_content = False
+        publish_ready(cfg, store, NOW)
+        assert set(rec.recipients()) == set(people) and store.week("dair", KEY).state == "published"
+
+
 def test_a_row_still_refused_after_its_tries_is_failed_and_the_next_run_sends_it(tmp_path):
     with smtp_server() as (rec, port):
         cfg = write_config(tmp_path, port)

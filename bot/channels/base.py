@@ -28,6 +28,12 @@ class ChannelDown(TransientError):
     """The channel cannot send anything right now (cannot connect, log in, or the sender is refused)."""
 
 
+class MessageRefused(ChannelDown):
+    """The remote side refused the message itself, not its recipient (an SMTP 5xx to DATA: spam filter, size,
+    policy). Never a bounce: when it repeats across recipients it stops the run like a channel that is down,
+    and the rows stay `failed` for the operator to look at and the next run to retry."""
+
+
 @dataclass(frozen=True)
 class ChannelLimits:
     connections: int = 1  # units sent in parallel, each worker with its own reused connection
