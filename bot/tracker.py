@@ -12,7 +12,7 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .config import PublishSettings
 from .dates import iso_week_bounds, iso_week_key
@@ -63,12 +63,17 @@ def same_entry(uid: str) -> str:
     return f"{m.group(1).lower()}{m.group(2).rstrip('/')}{m.group(3)}"
 
 
+def _closed(row: WeekRow | None) -> bool:
+    """An edition that takes no more papers: released, or baseline (never to be published)."""
+    return row is not None and row.state in ("ready", "published", "baseline")
+
+
 def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict[str, WeekRow]) -> list[Week]:
     """Feeds and notes pages have no weeks of their own: file each paper under an ISO-week edition.
 
     A paper keeps the edition it was first filed under. A new one goes to the week it was published in
-    (feeds) or first seen in (notes); if that edition was already released, to the week it was first seen.
-    Papers that later drop out of the feed stay in their edition.
+    (feeds) or first seen in (notes); if that edition is closed (released, or baseline), to the week it was
+    first seen, and if that one is closed too, to the next week's. Papers that drop out of the feed stay put.
     """
     stored: dict[str, list[Paper]] = {}
     where: dict[str, str] = {}
@@ -83,9 +88,10 @@ def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict
                 papers[[same_entry(q.uid) for q in papers].index(uid)] = p
                 continue
             key = w.key if doc.format == "feed" else seen_week
-            row = rows.get(key)
-            if row is not None and row.state in ("ready", "published", "baseline"):
+            if _closed(rows.get(key)):
                 key = seen_week
+            while _closed(rows.get(key)):  # this week's edition is closed too (baseline): the next one
+                key = iso_week_key(iso_week_bounds(key)[1] + timedelta(days=1))
             stored.setdefault(key, []).append(p)
             where[uid] = key
     out = []

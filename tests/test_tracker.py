@@ -197,3 +197,24 @@ def test_weeks_command_lists_the_state_as_json(tmp_path):
     assert row["title"] == "Top ML Papers of the Week (Feb 27-Mar 5)"
     text = CliRunner().invoke(cli, ["--config", str(conf), "weeks", "--source", "nope"])
     assert text.exit_code == 0 and "no weeks" in text.output
+
+
+def test_a_new_entry_in_a_baseline_week_goes_to_the_next_edition_not_lost(tmp_path):
+    """Regression (#3 review): with backfill 0, this week's edition is baseline at the first poll; an entry
+    arriving later that week must still be published, in the next edition."""
+    store = Store.open(tmp_path / "f.db")
+    s = PublishSettings(settle=timedelta(0), backfill=0)
+
+    def rss(*items):
+        body = "".join(f"<item><title>{n}</title><guid>urn:{n}</guid><pubDate>{d}</pubDate></item>"
+                       for n, d in items)
+        return f"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>{body}</channel></rss>".encode()
+
+    a = ("A", "Mon, 16 Nov 2026 10:00:00 GMT")
+    b = ("B", "Wed, 18 Nov 2026 10:00:00 GMT")
+    first = observe(store, "f", parse_document(rss(a), date_of("2026-11-16")), t("2026-11-16T12:00:00"), "v1", s)
+    assert first.baseline == ("2026-W47",)
+    obs = observe(store, "f", parse_document(rss(b, a), date_of("2026-11-18")), t("2026-11-18T12:00:00"), "v2", s)
+    assert obs.new == ("2026-W48",)
+    assert [p.title for _, p in store.papers("f", "2026-W48")] == ["B"]
+    assert release(store, t("2026-11-30T00:00:00"), s)[0].key == "2026-W48"
