@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from .config import DEFAULT_TOML, Config, ConfigError, load_config
-from .diff import Known, diff_weeks
+from .diff import Known, diff_weeks, norm_title
+from .gitrepo import GitError
 from .model import week_to_json
 from .parsing import FORMATS, parse_document
 from .replay import replay as run_replay
@@ -120,8 +121,6 @@ def diff(ctx: click.Context, old: str, new: str, fmt: str, as_of: str | None, as
     day = _as_of(ctx, as_of)
     before = parse_document(_read(old), day, fmt)
     after = parse_document(_read(new), day, fmt)
-    from .diff import norm_title
-
     known = {w.key: Known(w.key, w.fingerprint, w.text_hash, tuple(norm_title(p.title) for p in w.papers))
              for w in reversed(before.weeks)}
     result = diff_weeks(known, {}, after.weeks)
@@ -165,12 +164,8 @@ def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent:
     try:
         run_replay(Path(git_repo), path, store, cfg.publish, fmt=fmt, first_parent=first_parent,
                    stop_after=stop_after, until=_parse_time(until, "--until") if until else None, emit=emit)
-    except Exception as e:  # git errors and the like: say what, not a traceback
-        from .gitrepo import GitError
-
-        if isinstance(e, GitError):
-            raise click.ClickException(str(e)) from e
-        raise
+    except GitError as e:  # not a repository, no such path: say what, not a traceback
+        raise click.ClickException(str(e)) from e
     finally:
         store.close()
 
