@@ -13,15 +13,20 @@ from __future__ import annotations
 import binascii
 import hashlib
 import html
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
+
+from .mail_headers import UnsafeHeader, check_block, field_names, mailbox, simple, unstructured
 
 CRLF = b"\r\n"
 _QP_LINE = 76
+_MAILTO = re.compile(r"[A-Za-z0-9.!#$%&'*+/=^_`{|}~-]+@[A-Za-z0-9.-]+")
+HEAD_FIELDS = ("From", "Subject", "Date", "List-Id", "MIME-Version")
+HEAD_FIELDS_NO_LIST = ("From", "Subject", "Date", "MIME-Version")
+RECIPIENT_FIELDS = ("To", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post", "Content-Type")
 
 
 def message_id(source: str, key: str, address: str, domain: str) -> str:
@@ -62,8 +67,8 @@ def qp_segments(text: str, placeholder: str) -> list[bytes]:
 
 
 def _check_header_value(value: str) -> str:
-    if "\r" in value or "\n" in value or not value.isascii():
-        raise ValueError(f"unsafe header value {value!r}")
+    if "\r" in value or "\n" in value or not value.isascii() or not value.isprintable():
+        raise UnsafeHeader(f"unsafe header value {value!r}")
     return value
 
 
@@ -74,21 +79,26 @@ class MessageTemplate:
     html: tuple[bytes, ...]
     boundary: bytes
     mailto: str  # extra List-Unsubscribe target, or ""
+    fields: tuple[bytes, ...] = ()  # the header names every message must hold, in order
 
     def render(self, address: str, msg_id: str, unsubscribe_url: str) -> bytes:
         """The full message for one recipient (`address` normalised, ASCII, as bot.subscribers stores it)."""
         to = _check_header_value(address)
         url = _check_header_value(unsubscribe_url)
+        msg_id = _check_header_value(msg_id)
         text_url = _open_end(qp(url))
         html_url = _open_end(qp(html.escape(url, quote=True)))
         targets = f"<{url}>, <{self.mailto}>" if self.mailto else f"<{url}>"
         b = self.boundary
-        parts = [self.head,
-                 b"To: ", to.encode(), CRLF,
-                 b"Message-ID: ", msg_id.encode(), CRLF,
-                 b"List-Unsubscribe: ", targets.encode(), CRLF,
-                 b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", CRLF,
-                 b'Content-Type: multipart/alternative; boundary="', b, b'"', CRLF, CRLF,
+        block = b"".join([self.head,
+                          b"To: ", to.encode(), CRLF,
+                          b"Message-ID: ", msg_id.encode(), CRLF,
+                          b"List-Unsubscribe: ", targets.encode(), CRLF,
+                          b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", CRLF,
+                          b'Content-Type: multipart/alternative; boundary="', b, b'"', CRLF])
+        if self.fields and field_names(block) != list(self.fields):
+            raise UnsafeHeader(f"the message to {to} would not hold exactly paperbot's headers")
+        parts = [block, CRLF,
                  b"--", b, CRLF,
                  b'Content-Type: text/plain; charset="utf-8"', CRLF,
                  b"Content-Transfer-Encoding: quoted-printable", CRLF, CRLF]
@@ -109,24 +119,31 @@ def _join(parts: list[bytes], pieces: tuple[bytes, ...], between: bytes) -> None
 
 
 def build_template(*, sender: str, subject: str, date: datetime, list_id: str, contact: str,
-                   text: str, html_body: str, placeholder: str) -> MessageTemplate:
-    """Encode everything the recipients share. `placeholder` marks where each one's unsubscribe URL goes."""
-    head = EmailMessage(policy=SMTP)
-    head["From"] = sender
-    head["Subject"] = subject
-    head["Date"] = format_datetime(date)
-    if list_id:
-        head["List-Id"] = f"<{list_id}>"
-    head["MIME-Version"] = "1.0"
-    head_bytes = head.as_bytes()
-    assert head_bytes.endswith(CRLF + CRLF)
+                   text: str, html_body: str, placeholder: str, label: str = "") -> MessageTemplate:
+    """Encode everything the recipients share. `placeholder` marks where each one's unsubscribe URL goes.
+
+    The header block is written by bot/mail_headers (never parsed from untrusted text) and checked back;
+    UnsafeHeader, naming `label` (the week), refuses the whole message.
+    """
+    try:
+        display, address = parseaddr(sender)
+        subject_line, subject_text = unstructured("Subject", subject, max_len=0)
+        head = [mailbox("From", display, address), subject_line, simple("Date", format_datetime(date))]
+        if list_id:
+            head.append(simple("List-Id", f"<{list_id}>"))
+        head.append(simple("MIME-Version", "1.0"))
+        head_bytes = b"".join(head)
+        check_block(head_bytes, list(HEAD_FIELDS if list_id else HEAD_FIELDS_NO_LIST), subject=subject_text)
+    except UnsafeHeader as e:
+        raise UnsafeHeader(f"{label or 'message'}: refused: {e}") from e
     mailto = ""
     contact_addr = parseaddr(contact)[1] if contact else ""
-    if "@" in contact_addr and contact_addr.isascii():
+    if "@" in contact_addr and contact_addr.isascii() and _MAILTO.fullmatch(contact_addr):
         mailto = f"mailto:{contact_addr}?subject=unsubscribe"
     # "=_" never occurs in quoted-printable output, so the boundary cannot collide with a body.
     boundary = f"=_paperbot_{secrets.token_hex(12)}".encode()
     return MessageTemplate(
-        head=head_bytes[:-2], text=tuple(qp_segments(text, placeholder)),
+        head=head_bytes, text=tuple(qp_segments(text, placeholder)),
         html=tuple(qp_segments(html_body, placeholder)), boundary=boundary, mailto=mailto,
+        fields=tuple(n.encode() for n in (HEAD_FIELDS if list_id else HEAD_FIELDS_NO_LIST) + RECIPIENT_FIELDS),
     )

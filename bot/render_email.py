@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import logging
 import os
+import textwrap
 from dataclasses import dataclass
 from datetime import date
 from email.utils import parseaddr
@@ -81,12 +82,34 @@ def templates_path(templates_dir: Path | None = None) -> list[Path]:
 
 def _env(dirs: tuple[Path, ...], autoescape: bool) -> jinja2.Environment:
     """A fresh environment per render (once per edition), so an edited or added template is always seen."""
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]), autoescape=autoescape,
         undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
         trim_blocks=not autoescape, lstrip_blocks=not autoescape,
         finalize=None if autoescape else keep_lines,  # text part: no control characters from any value
     )
+    env.filters["quoted"] = quoted
+    return env
+
+
+LINK_MARK = "→"  # starts paperbot's link lines in the text part; never appears in quoted digest text
+QUOTE_INDENT = "   "
+
+
+def quoted(text: object, first: str | None = None, width: int = 72) -> str:
+    """Digest text for the plain-text part: wrapped, every line indented, so none can pass for ours.
+
+    Our own lines (the footer after `-- `, `Unsubscribe:`) start in column 0 and link lines with `→`; a line
+    of digest text always starts with `first` (paperbot's own numbering) or the indent, and never holds `→`,
+    so a summary saying `-- Unsubscribe: https://phish…` shows as indented text inside its paper (issue #7).
+    `first=""` starts the first line in column 0 (the edition's heading, the message's very first line).
+    """
+    body = clean(text).replace(LINK_MARK, "->")
+    indent = " " * max(len(first or ""), len(QUOTE_INDENT))
+    if not body:
+        return (first or "").rstrip()
+    return "\n".join(textwrap.wrap(body, width=width, initial_indent=indent if first is None else first,
+                                   subsequent_indent=indent, break_long_words=False, break_on_hyphens=False))
 
 
 def _label(label: str) -> str:

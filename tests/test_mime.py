@@ -59,7 +59,7 @@ def test_headers_and_structure():
     _check_lines(raw)
     msg, text, body = _decoded(raw)
     assert msg.get_content_type() == "multipart/alternative"
-    assert msg["Subject"] == long_subject and msg["To"] == "reader0@example.net"
+    assert msg["Subject"] == long_subject.strip() and msg["To"] == "reader0@example.net"
     assert msg["Message-ID"] == mid and msg["Date"] == "Wed, 01 Mar 2023 09:30:00 +0000"
     assert msg["List-Unsubscribe"] == "<https://papers.example.org/unsubscribe/tok>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

@@ -64,10 +64,10 @@ def test_text_part_is_plain_and_cannot_forge_lines(cfg):
         "View this email in your browser: https://news.example.org/editions/digest/2024-03-04..2024-03-10"]
     assert "1. Evil Unsubscribe: https://evil.example/[31m" in lines
     assert not any(c in email.text for c in "\x1b\r\u202e")
-    assert "  Paper: https://example.org/p" in lines
+    assert "   → Paper: https://example.org/p" in lines
     full = render_newsletter(sample_edition(), cfg).text
     assert f"8. {SCRIPT_TITLE}" in full.splitlines()  # text stays text: no HTML escaping in the text part
-    assert f"  Paper: {LONG_URL}" in full.splitlines()  # URLs are never wrapped mid-way
+    assert f"   → Paper: {LONG_URL}" in full.splitlines()  # URLs are never wrapped mid-way
     assert "javascript:" not in full
     wrappable = [ln for ln in full.splitlines() if max(map(len, ln.split()), default=0) < 40]
     assert len(wrappable) > 30 and all(len(ln) <= 72 for ln in wrappable)

@@ -20,12 +20,14 @@ from pathlib import Path
 
 from .. import subscribers
 from ..config import Config
+from ..mail_headers import UnsafeHeader
 from ..mime import MessageTemplate, build_template, id_domain, message_id
 from ..render_email import (
     SIZE_LIMIT,
     UNSUBSCRIBE_PLACEHOLDER,
     Edition,
     RenderedEmail,
+    RenderError,
     edition_from_store,
     personalize,
     render_newsletter,
@@ -127,9 +129,13 @@ class EmailChannel:
         e = self.cfg.email
         edition = edition_from_store(store, week.source, week.key)
         email = render_newsletter(edition, self.cfg)
-        template = build_template(sender=e.sender, subject=email.subject, date=self.clock(),
-                                  list_id=e.list_id, contact=e.contact, text=email.text, html_body=email.html,
-                                  placeholder=UNSUBSCRIBE_PLACEHOLDER)
+        try:
+            template = build_template(sender=e.sender, subject=email.subject, date=self.clock(),
+                                      list_id=e.list_id, contact=e.contact, text=email.text,
+                                      html_body=email.html, placeholder=UNSUBSCRIBE_PLACEHOLDER,
+                                      label=f"{week.source}:{week.key}")
+        except UnsafeHeader as err:
+            raise RenderError(str(err)) from err
         return EmailRendition(
             source=week.source, key=week.key, edition=edition, email=email, template=template,
             secret=self.preview_secret()[0] if dry else load_secret_key(self.cfg.state_dir),
