@@ -1,10 +1,10 @@
 """The newsletter for one week: MJML + Jinja2 templates in, an HTML and a plain-text part out.
 
 Pure apart from reading templates (and `save_web_edition`, which writes the "view in browser" copy).
-Templates live in the project's `templates/` folder; an operator can point $PAPERBOT_TEMPLATES_DIR (or the
-`templates_dir` argument) at a folder of their own, and any template missing there falls back to the
-built-in one. The per-subscriber unsubscribe link is the fixed string `UNSUBSCRIBE_PLACEHOLDER`, so sending
-N messages costs one render plus N `str.replace` calls.
+Templates live in the project's `templates/` folder (installed as `bot.templates`); an operator can point
+$PAPERBOT_TEMPLATES_DIR (or the `templates_dir` argument) at a folder of their own, and any template missing
+there falls back to the built-in one. The per-subscriber unsubscribe link is the fixed string
+`UNSUBSCRIBE_PLACEHOLDER`, so sending N messages costs one render plus N `str.replace` calls.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import textwrap
 from dataclasses import dataclass
 from datetime import date
 from email.utils import parseaddr
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -31,7 +32,9 @@ from .subscribers import InvalidAddress, normalize_address
 log = logging.getLogger(__name__)
 
 UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.paperbot.invalid/__TOKEN__"
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+# The repository's top-level templates/ folder, shipped in the wheel as the package `bot.templates`
+# (pyproject.toml maps it); found through importlib.resources, so an installed paperbot needs no checkout.
+BUILTIN_TEMPLATES = Path(str(resources.files("bot.templates")))
 TEMPLATES_ENV = "PAPERBOT_TEMPLATES_DIR"
 HTML_TEMPLATE = "newsletter.mjml"
 TEXT_TEMPLATE = "newsletter.txt"
