@@ -67,9 +67,9 @@ def digest(papers: int = 10) -> str:
 
 def setup(tmp: Path, port: int, n: int, connections: int) -> Path:
     from bot.config import load_config
-    from bot.parsing import parse_document
     from bot.store import Store
-    from bot.tracker import observe, release
+    from bot.track.parsing import parse_document
+    from bot.track.tracker import observe, release
 
     cfg_path = tmp / "paperbot.toml"
     cfg_path.write_text(f"""state_dir = "state"
@@ -122,7 +122,7 @@ def run_paperbot(cfg_path: Path) -> tuple[float, float, float, int]:
 
 def one_message(cfg_path: Path) -> tuple[bytes, object, str]:
     """The message paperbot sends to reader0, and the rendition that built it."""
-    from bot.channels.email import EmailChannel
+    from bot.channels.email.channel import EmailChannel
     from bot.config import load_config
     from bot.store import Store
 
@@ -160,7 +160,7 @@ def _cpu() -> float:
 
 def mime_cost(r, sender: str, reps: int = 2000) -> tuple[float, float]:
     """Microseconds per recipient: paperbot's template, and an EmailMessage built and serialised each time."""
-    from bot.render_email import personalize
+    from bot.channels.email.render import personalize
 
     t0 = time.perf_counter()
     for i in range(reps):

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bot.config import load_config
-from bot.poll import poll_source
+from bot.sources.poll import poll_source
 from bot.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """`python -m bot` is the same as the `paperbot` command."""
 
-from .cli import main
+from bot.cli import main
 
 main()

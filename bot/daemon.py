@@ -21,11 +21,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from . import locks
-from .config import Config, SourceConfig
-from .poll import PollOptions, poll_source
-from .store import Store
-from .webthread import WebThread
+from bot import locks
+from bot.config import Config, SourceConfig
+from bot.sources.poll import PollOptions, poll_source
+from bot.store import Store
+from bot.web.thread import WebThread
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (t
 
 def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
     """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
-    from .publisher import after_poll
+    from bot.publish.pipeline import after_poll
 
     return [after_poll]
 

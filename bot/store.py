@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .model import Link, Paper
+from bot.track.model import Link, Paper
 
 migrations = Migrations("paperbot")
 
@@ -61,7 +61,7 @@ def m001_tracker(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m003_publishing(db: sqlite_utils.Database) -> None:
-    """The publishing ledger (bot/ledger.py): one row per unit a channel sends, one per week and channel."""
+    """The publishing ledger (bot/publish/ledger.py): one row per unit a channel sends, one per week and channel."""
     db.execute("""
         CREATE TABLE publications (
             source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
@@ -86,7 +86,7 @@ def m003_publishing(db: sqlite_utils.Database) -> None:
 
 @migrations()
 def m004_subscribers(db: sqlite_utils.Database) -> None:
-    """Newsletter subscribers (bot/subscribers.py). Unsubscribed rows stay: an import cannot re-add them."""
+    """Newsletter subscribers (bot/channels/email/subscribers.py). Unsubscribed rows stay: no import re-adds them."""
     db.execute("""
         CREATE TABLE subscribers (
             id INTEGER PRIMARY KEY,

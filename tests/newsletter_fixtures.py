@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from bot.channels.email.render import Edition
 from bot.config import Config, load_config
-from bot.model import Link, Paper
-from bot.render_email import Edition
 from bot.store import Store
+from bot.track.model import Link, Paper
 
 SCRIPT_TITLE = "<script>alert(1)</script> & co"
 LONG_URL = "https://example.org/very/long/path/" + "segment" * 60 + "?q=" + "z" * 120

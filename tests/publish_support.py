@@ -15,11 +15,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from bot import subscribers
+from bot.channels.email import subscribers
 from bot.config import Config, load_config
-from bot.parsing import parse_document
 from bot.store import Store, WeekRow
-from bot.tracker import observe, release
+from bot.track.parsing import parse_document
+from bot.track.tracker import observe, release
 
 SECRET = "test-secret-key-0123456789-abcdefghijklmnop"
 

@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from bot.config import Config, load_config
-from bot.fetch_http import HttpOptions
-from bot.poll import PollOptions
+from bot.sources.fetch_http import HttpOptions
+from bot.sources.poll import PollOptions
 from bot.store import Store
 
 SOURCE_FIXTURES = Path(__file__).parent / "fixtures" / "sources"

@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from bot.dates import find_range, resolve_years
+from bot.track.dates import find_range, resolve_years
 
 
 @pytest.mark.parametrize("text,key_year,expected", [

@@ -9,8 +9,8 @@ from click.testing import CliRunner
 from conftest import FIXTURES, shared_path
 
 from bot.cli import cli
-from bot.diff import Known, diff_weeks, norm_title
-from bot.parse_digest import parse_digest
+from bot.track.diff import Known, diff_weeks, norm_title
+from bot.track.parse_digest import parse_digest
 
 AS_OF = date(2023, 3, 15)
 

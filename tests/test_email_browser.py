@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from newsletter_fixtures import LONG_URL, SCRIPT_TITLE, sample_edition, write_config
 
-from bot.render_email import render_newsletter, render_web_edition
+from bot.channels.email.render import render_newsletter, render_web_edition
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

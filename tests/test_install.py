@@ -67,7 +67,7 @@ def test_the_wheel_holds_every_subpackage_and_the_templates(installed):
 
 def test_the_installed_commands_run_from_outside_the_repository(installed, tmp_path):
     venv, _ = installed
-    where = _run([str(venv / "bin" / "python"), "-c", "import bot, bot.render_email as r; "
+    where = _run([str(venv / "bin" / "python"), "-c", "import bot, bot.channels.email.render as r; "
                   "print(bot.__file__); print(r.BUILTIN_TEMPLATES)"], cwd=tmp_path)
     assert where.returncode == 0, where.stderr
     for line in where.stdout.splitlines():

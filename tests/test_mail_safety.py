@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from publish_support import DIGEST, SECRET, add_subscribers, smtp_server, write_config
 
-from bot.mail_headers import UnsafeHeader, check_block, unstructured
-from bot.mime import build_template
-from bot.parsing import parse_document
-from bot.publisher import publish_ready
-from bot.render_email import UNSUBSCRIBE_PLACEHOLDER
-from bot.safetext import clean
+from bot.channels.email.headers import UnsafeHeader, check_block, unstructured
+from bot.channels.email.mime import build_template
+from bot.channels.email.render import UNSUBSCRIBE_PLACEHOLDER
+from bot.publish.pipeline import publish_ready
+from bot.publish.safetext import clean
 from bot.store import Store
-from bot.tracker import observe, release
+from bot.track.parsing import parse_document
+from bot.track.tracker import observe, release
 
 EXPECTED = ["From", "Subject", "Date", "List-Id", "MIME-Version", "To", "Message-ID", "List-Unsubscribe",
             "List-Unsubscribe-Post", "Content-Type"]

@@ -1,5 +1,5 @@
-"""The per-recipient MIME template (bot/mime.py): what the email package decodes is exactly the text with the
-recipient's link in place, for any text, wherever the placeholder falls; lines stay within RFC limits."""
+"""The per-recipient MIME template (bot/channels/email/mime.py): what the email package decodes is exactly the
+text with the recipient's link in place, for any text, wherever the placeholder falls; lines stay within RFC limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.mime import build_template, id_domain, message_id
+from bot.channels.email.mime import build_template, id_domain, message_id
 
 P = "https://unsubscribe.paperbot.invalid/__TOKEN__"
 WHEN = datetime(2023, 3, 1, 9, 30, tzinfo=UTC)

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import FIXTURES, read_tsv, shared_path
 
 from bot.cli import cli
-from bot.parse_digest import parse_digest
+from bot.track.parse_digest import parse_digest
 
 
 def _kinds(week) -> set[str]:

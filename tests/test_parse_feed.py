@@ -7,8 +7,8 @@ from datetime import date
 import pytest
 from conftest import FIXTURES, shared_path
 
-from bot.parse_feed import parse_feed
-from bot.parsing import detect_format, parse_document
+from bot.track.parse_feed import parse_feed
+from bot.track.parsing import detect_format, parse_document
 
 
 def test_rss_entries_with_fallbacks():

@@ -6,8 +6,8 @@ from datetime import date
 
 from conftest import FIXTURES, shared_path
 
-from bot.parse_notes import parse_notes
-from bot.parsing import detect_format
+from bot.track.parse_notes import parse_notes
+from bot.track.parsing import detect_format
 
 
 def test_fixture_sections_become_papers():

@@ -7,9 +7,9 @@ from datetime import date
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.parse_digest import parse_digest
-from bot.parse_notes import parse_notes
-from bot.parsing import parse_document
+from bot.track.parse_digest import parse_digest
+from bot.track.parse_notes import parse_notes
+from bot.track.parsing import parse_document
 
 PIECES = ["## ", "### ", "**", "|", " | ", "-", "---", "\n", "1) ", "5. ", "(2) ", "[Paper](", ")", "](xxx)",
           "https://example.org/a", "XXX", "Top ML Papers of the Week (", "Feb 20-26", "Dec 30 - Jan 5", "- 2025",

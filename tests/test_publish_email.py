@@ -30,12 +30,13 @@ from publish_support import (
     write_config,
 )
 
-from bot import ledger, subscribers
 from bot.channels.base import Unit
+from bot.channels.email import subscribers
+from bot.channels.email.tokens import verify_token
 from bot.cli import cli
-from bot.publisher import publish_ready, publish_week
+from bot.publish import ledger
+from bot.publish.pipeline import publish_ready, publish_week
 from bot.store import Store
-from bot.tokens import verify_token
 
 NOW = datetime(2023, 3, 10, 12, tzinfo=UTC)
 

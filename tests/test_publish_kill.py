@@ -12,7 +12,7 @@ from pathlib import Path
 
 from publish_support import KEY, SECRET, add_subscribers, addresses, parse, ready_week, smtp_server, write_config
 
-from bot import ledger
+from bot.publish import ledger
 from bot.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from newsletter_fixtures import LONG_URL, SCRIPT_TITLE, sample_edition, store_edition, write_config
 
-from bot.model import Link, Paper
-from bot.render_email import (
+from bot.channels.email.render import (
     BUILTIN_TEMPLATES,
     TEMPLATES_ENV,
     UNSUBSCRIBE_PLACEHOLDER,
@@ -26,6 +25,7 @@ from bot.render_email import (
     save_web_edition,
 )
 from bot.store import Store
+from bot.track.model import Link, Paper
 
 ROOT = Path(__file__).resolve().parents[1]
 MJML_CLI = ROOT / "node_modules" / ".bin" / "mjml"
@@ -84,7 +84,7 @@ def test_placeholder_once_in_each_part_and_personalize(cfg):
 
 
 def test_subject_fills_known_fields_only_and_is_one_line(cfg, caplog):
-    with caplog.at_level(logging.WARNING, logger="bot.safetext"):
+    with caplog.at_level(logging.WARNING, logger="bot.publish.safetext"):
         email = render_newsletter(replace(sample_edition(), title="Week\r\nBcc: victim@example.org"), cfg)
     assert email.subject == "Papers: Week Bcc: victim@example.org (10) {unknown} {title.__class__}"
     assert "unknown field {unknown}" in caplog.text
@@ -98,7 +98,7 @@ def test_size_warning_over_100kb(cfg, caplog):
     assert render_newsletter(sample_edition(), cfg).size_warning is None
     many = tuple(Paper(title=f"Paper {i}", summary="Words that take up room. " * 20, number=i,
                        links=(Link("Paper", f"https://example.org/{i}"),)) for i in range(1, 201))
-    with caplog.at_level(logging.WARNING, logger="bot.render_email"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.email.render"):
         email = render_newsletter(replace(sample_edition(), papers=many), cfg)
     assert len(email.html.encode()) > 100 * 1024
     assert email.size_warning and "Gmail clips" in email.size_warning and "digest:2024-03-04" in email.size_warning

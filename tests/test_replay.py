@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from conftest import build_corpus_repo, commit_file, json_cell, make_repo, read_tsv, shared_path
 
 from bot.cli import cli
-from bot.dates import end_of_day, key_bounds
-from bot.parse_digest import parse_digest
+from bot.track.dates import end_of_day, key_bounds
+from bot.track.parse_digest import parse_digest
 
 SETTLE = timedelta(hours=2)
 

@@ -11,9 +11,9 @@ import pytest
 from conftest import read_tsv, shared_path
 from sources_support import FAST, DocServer, fixture, snapshot, write_config
 
-from bot.poll import poll_source
+from bot.sources.poll import poll_source
 from bot.store import Store
-from bot.tracker import same_entry
+from bot.track.tracker import same_entry
 
 NOW = datetime(2024, 2, 1, 12, 0, tzinfo=UTC)
 ISO_WEEK = re.compile(r"^\d{4}-W\d{2}$")
@@ -145,7 +145,7 @@ def test_the_ml_news_feed_history_yields_each_new_entry_once(tmp_path: Path, ser
     rows = [r for r in read_tsv(folder / "index.tsv") if r["on_first_parent"] == "True"]
     versions = [((folder / r["file"]).read_bytes(), datetime.fromisoformat(r["commit_date"])) for r in rows]
     results, store = _serve_history(tmp_path, server, versions)
-    from bot.parsing import parse_document
+    from bot.track.parsing import parse_document
 
     def ids(body: bytes) -> set[str]:
         doc = parse_document(body, NOW.date(), "feed")

@@ -11,7 +11,7 @@ from conftest import commit_file, git, make_repo
 from sources_support import FAST, fixture, snapshot, write_config
 
 from bot.cli import cli
-from bot.poll import poll_source
+from bot.sources.poll import poll_source
 from bot.store import Store
 
 NOW = datetime(2024, 2, 1, 12, 0, tzinfo=UTC)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sources_support import FAST, DocServer, fixture, snapshot, write_config
 
-from bot.fetch_http import HttpOptions, conditional_get
-from bot.poll import PollOptions, poll_source
-from bot.sources_http import source_urls
+from bot.sources.check_http import source_urls
+from bot.sources.fetch_http import HttpOptions, conditional_get
+from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
 
 NOW = datetime(2024, 2, 1, 12, 0, tzinfo=UTC)

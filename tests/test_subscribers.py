@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 from newsletter_fixtures import write_config
 
-from bot import subscribers as subs
+from bot.channels.email import subscribers as subs
 from bot.cli import cli
 from bot.store import Store
 

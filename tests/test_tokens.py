@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from bot.tokens import (
+from bot.channels.email.tokens import (
     ENV_KEY,
     KEY_FILE,
     SecretKeyError,
@@ -86,7 +86,7 @@ def test_key_from_environment_creates_no_file(tmp_path, monkeypatch):
 def test_key_file_generated_once_private_and_never_logged(tmp_path, monkeypatch, caplog):
     monkeypatch.delenv(ENV_KEY, raising=False)
     state = tmp_path / "state"
-    with caplog.at_level(logging.WARNING, logger="bot.tokens"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.email.tokens"):
         key = load_secret_key(state)
     path = state / KEY_FILE
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -94,11 +94,11 @@ def test_key_file_generated_once_private_and_never_logged(tmp_path, monkeypatch,
     assert len(caplog.records) == 1 and ENV_KEY in caplog.text and str(path) in caplog.text
     assert key.decode() not in caplog.text
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="bot.tokens"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.email.tokens"):
         assert load_secret_key(state) == key  # the same key next time, silently
     assert caplog.records == []
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="bot.tokens"):
+    with caplog.at_level(logging.WARNING, logger="bot.channels.email.tokens"):
         assert load_secret_key(state) == key
     assert "chmod 600" in caplog.text and key.decode() not in caplog.text
     path.write_text("short\n")

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bot.config import PublishSettings
-from bot.parse_digest import parse_digest
-from bot.parsing import parse_document
 from bot.store import Store
-from bot.tracker import next_gate, observe, release
+from bot.track.parse_digest import parse_digest
+from bot.track.parsing import parse_document
+from bot.track.tracker import next_gate, observe, release
 
 SETTINGS = PublishSettings(settle=timedelta(hours=2), max_wait=timedelta(hours=48), backfill=1)
 

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import pytest
 from newsletter_fixtures import sample_edition, store_edition, write_config
 
-from bot import subscribers as subs
-from bot.render_email import save_web_edition
+from bot.channels.email import subscribers as subs
+from bot.channels.email.render import save_web_edition
+from bot.channels.email.tokens import unsubscribe_token
 from bot.store import Store
-from bot.tokens import unsubscribe_token
 
 KEY = "test-key-" + "0123456789" * 4
 NOW = datetime(2024, 3, 11, tzinfo=UTC)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from ..config import Config
-from .base import Channel
+from bot.channels.base import Channel
+from bot.config import Config
 
 NAMES = ("email",)
 
 
 def make(cfg: Config, name: str) -> Channel:
     if name == "email":
-        from .email import EmailChannel
+        from bot.channels.email.channel import EmailChannel
 
         return EmailChannel(cfg)
     raise ValueError(f"unknown channel {name!r}; known: {', '.join(NAMES)}")

@@ -1,8 +1,8 @@
 """What every publishing channel is: render a week into what it sends, then send one unit of it.
 
-The pipeline (bot/publisher.py, bot/dispatch.py) owns the ledger, retries, rate and parallelism; a channel
-only knows its own medium. Its limits are data (`ChannelLimits`), so the pipeline can honour them without
-knowing what the medium is.
+The pipeline (bot/publish/pipeline.py, bot/publish/dispatch.py) owns the ledger, retries, rate and
+parallelism; a channel only knows its own medium. Its limits are data (`ChannelLimits`), so the pipeline can
+honour them without knowing what the medium is.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..store import Store, WeekRow
+from bot.store import Store, WeekRow
 
 
 class TransientError(Exception):

@@ -1,0 +1,1 @@
+"""The email channel: render (MJML + Jinja2), MIME, headers, SMTP, subscribers, tokens."""

@@ -1,0 +1,193 @@
+"""The email channel: one newsletter per active subscriber, over SMTP or into the outbox folder.
+
+A week is rendered once (render.py) and encoded once (mime.py); each unit is then one
+subscriber, stamped with their address, their Message-ID and their unsubscribe link. Without `smtp_url`
+each message is written to state/outbox/email/<source>/<key>/ instead, with the HTML once beside them as
+edition.html; with no subscribers yet, one sample goes to the `from` address, so a new user sees real output.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parseaddr
+from pathlib import Path
+
+from bot.channels.base import ChannelLimits, Unit
+from bot.channels.email import subscribers
+from bot.channels.email.headers import UnsafeHeader
+from bot.channels.email.mime import MessageTemplate, build_template, id_domain, message_id
+from bot.channels.email.render import (
+    SIZE_LIMIT,
+    UNSUBSCRIBE_PLACEHOLDER,
+    Edition,
+    RenderedEmail,
+    RenderError,
+    edition_from_store,
+    personalize,
+    render_newsletter,
+    save_web_edition,
+)
+from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.channels.email.tokens import ENV_KEY, KEY_FILE, load_secret_key, unsubscribe_token, unsubscribe_url
+from bot.config import Config
+from bot.store import Store, WeekRow
+
+log = logging.getLogger(__name__)
+
+SAMPLE = "sample"  # the `ref` of the one message written to the outbox when there are no subscribers
+_UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
+
+
+@dataclass(frozen=True)
+class EmailRendition:
+    source: str
+    key: str
+    edition: Edition
+    email: RenderedEmail
+    template: MessageTemplate
+    secret: bytes
+    base_url: str
+    domain: str  # Message-ID right-hand side
+
+    def message(self, address: str) -> tuple[str, bytes]:
+        """(Message-ID, bytes) of the message for one subscriber."""
+        url = unsubscribe_url(self.base_url, unsubscribe_token(self.secret, address))
+        mid = message_id(self.source, self.key, address, self.domain)
+        return mid, self.template.render(address, mid, url)
+
+    def unsubscribe_url(self, address: str) -> str:
+        return unsubscribe_url(self.base_url, unsubscribe_token(self.secret, address))
+
+
+def outbox_dir(cfg: Config, source: str, key: str) -> Path:
+    return cfg.state_dir / "outbox" / "email" / source / key
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class _SmtpSender:
+    def __init__(self, rendition: EmailRendition, conn: SmtpConnection):
+        self.r, self.conn = rendition, conn
+
+    def send(self, unit: Unit) -> str:
+        mid, data = self.r.message(unit.key)
+        self.conn.send(unit.key, data)
+        return mid
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class _OutboxSender:
+    def __init__(self, rendition: EmailRendition, folder: Path):
+        self.r, self.folder = rendition, folder
+
+    def send(self, unit: Unit) -> str:
+        mid, data = self.r.message(unit.key)
+        _write(self.folder / f"{unit.row_id:06d}-{_UNSAFE.sub('_', unit.key)}.eml", data)
+        return mid
+
+    def close(self) -> None:
+        pass
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
+        self.cfg = cfg
+        self.clock = clock
+        e = cfg.email
+        live = bool(e.smtp_url)
+        self.limits = ChannelLimits(
+            connections=e.connections if live else 1, rate=e.rate if live else 0.0, max_attempts=4,
+            backoff=1.0, backoff_max=60.0, down_after=max(5, 2 * e.connections), max_size=SIZE_LIMIT,
+        )
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.cfg.email.sender)[1]
+
+    def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
+        units = [Unit(key=address, ref=str(sid)) for sid, address in subscribers.active(store)]
+        if not units and not self.cfg.email.smtp_url and self.sender_address:
+            return [Unit(key=self.sender_address, ref=SAMPLE)]
+        return units
+
+    def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> EmailRendition:
+        e = self.cfg.email
+        edition = edition_from_store(store, week.source, week.key)
+        email = render_newsletter(edition, self.cfg)
+        try:
+            template = build_template(sender=e.sender, subject=email.subject, date=self.clock(),
+                                      list_id=e.list_id, contact=e.contact, text=email.text,
+                                      html_body=email.html, placeholder=UNSUBSCRIBE_PLACEHOLDER,
+                                      label=f"{week.source}:{week.key}")
+        except UnsafeHeader as err:
+            raise RenderError(str(err)) from err
+        return EmailRendition(
+            source=week.source, key=week.key, edition=edition, email=email, template=template,
+            secret=self.preview_secret()[0] if dry else load_secret_key(self.cfg.state_dir),
+            base_url=self.cfg.web.base_url, domain=id_domain(e.list_id, e.sender))
+
+    def prepare(self, rendition: EmailRendition) -> None:
+        save_web_edition(self.cfg, rendition.edition)
+        if not self.cfg.email.smtp_url:
+            html, _ = personalize(rendition.email, rendition.unsubscribe_url(self.sender_address))
+            folder = outbox_dir(self.cfg, rendition.source, rendition.key)
+            _write(folder / "edition.html", html.encode("utf-8"))
+
+    def open_sender(self, rendition: EmailRendition) -> _SmtpSender | _OutboxSender:
+        e = self.cfg.email
+        if not e.smtp_url:
+            return _OutboxSender(rendition, outbox_dir(self.cfg, rendition.source, rendition.key))
+        return _SmtpSender(rendition, SmtpConnection(SmtpTarget.from_url(e.smtp_url, e.starttls),
+                                                     self.sender_address))
+
+    def on_permanent(self, store: Store, unit: Unit, error: str, now: datetime) -> None:
+        if unit.ref != SAMPLE:
+            subscribers.mark_bounced(store, unit.key, now=now, reason=error)
+
+    def preview_secret(self) -> tuple[bytes, bool]:
+        """The real signing key if there is one; else a throwaway one, so a preview creates no key file."""
+        if os.environ.get(ENV_KEY, "").strip() or (self.cfg.state_dir / KEY_FILE).exists():
+            return load_secret_key(self.cfg.state_dir), True
+        return secrets.token_urlsafe(32).encode(), False
+
+    def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
+        real = self.preview_secret()[1]
+        r = self.render(store, week, dry=True)
+        to = self.sender_address
+        mid, data = r.message(to)
+        n = subscribers.count(store, "active")
+        how = "smtp" if self.cfg.email.smtp_url else f"outbox {self.cfg.state_dir / 'outbox'}"
+        lines = [f"email: {week.source}:{week.key}", f"  subject: {r.email.subject}",
+                 f"  preheader: {r.email.preheader}",
+                 f"  html: {len(r.email.html.encode('utf-8')) // 1024} KB; text: {len(r.email.text)} chars; "
+                 f"message: {len(data) // 1024} KB",
+                 f"  would go to {n} active subscriber(s)"
+                 + ("" if n or self.cfg.email.smtp_url else f" (none yet: one sample to {to} in the outbox)"),
+                 f"  sending: {how}"]
+        if r.email.size_warning:
+            lines.append(f"  warning: {r.email.size_warning}")
+        if not real:
+            lines.append("  (no signing key yet: the sample's unsubscribe link uses a throwaway key)")
+        if out is not None:
+            folder = out / "email" / week.source / week.key
+            html, text = personalize(r.email, r.unsubscribe_url(to))
+            _write(folder / "edition.html", html.encode("utf-8"))
+            _write(folder / "edition.txt", text.encode("utf-8"))
+            _write(folder / "sample.eml", data)
+            lines.append(f"  wrote {folder}/edition.html, edition.txt, sample.eml (to {to}, {mid})")
+        return lines

@@ -1,0 +1,236 @@
+"""The newsletter for one week: MJML + Jinja2 templates in, an HTML and a plain-text part out.
+
+Pure apart from reading templates (and `save_web_edition`, which writes the "view in browser" copy).
+Templates live in the project's `templates/` folder (installed as `bot.templates`); an operator can point
+$PAPERBOT_TEMPLATES_DIR (or the `templates_dir` argument) at a folder of their own, and any template missing
+there falls back to the built-in one. The per-subscriber unsubscribe link is the fixed string
+`UNSUBSCRIBE_PLACEHOLDER`, so sending N messages costs one render plus N `str.replace` calls.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import textwrap
+from dataclasses import dataclass
+from datetime import date
+from email.utils import parseaddr
+from importlib import resources
+from pathlib import Path
+from urllib.parse import quote, urlsplit
+
+import jinja2
+import mjml
+
+from bot.channels.email.subscribers import InvalidAddress, normalize_address
+from bot.config import Config
+from bot.publish.safetext import clean, date_range, format_subject, keep_lines, safe_url
+from bot.store import Store
+from bot.track.model import Paper
+
+log = logging.getLogger(__name__)
+
+UNSUBSCRIBE_PLACEHOLDER = "https://unsubscribe.paperbot.invalid/__TOKEN__"
+# The repository's top-level templates/ folder, shipped in the wheel as the package `bot.templates`
+# (pyproject.toml maps it); found through importlib.resources, so an installed paperbot needs no checkout.
+BUILTIN_TEMPLATES = Path(str(resources.files("bot.templates")))
+TEMPLATES_ENV = "PAPERBOT_TEMPLATES_DIR"
+HTML_TEMPLATE = "newsletter.mjml"
+TEXT_TEMPLATE = "newsletter.txt"
+SIZE_LIMIT = 100 * 1024  # Gmail clips messages whose HTML is over ~102 KB
+
+
+class RenderError(RuntimeError):
+    """A template could not be rendered; the message names the template and the problem."""
+
+
+@dataclass(frozen=True)
+class Edition:
+    source: str
+    key: str
+    title: str
+    first_day: date | None
+    last_day: date | None
+    papers: tuple[Paper, ...]
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    html: str
+    text: str
+    preheader: str
+    size_warning: str | None
+
+
+def edition_from_store(store: Store, source: str, key: str) -> Edition:
+    """The stored week `source`/`key` and its papers; KeyError if there is no such week."""
+    week = store.week(source, key)
+    if week is None:
+        raise KeyError(f"no week {key!r} in source {source!r}")
+    papers = tuple(p for _, p in store.papers(source, key))
+    return Edition(source, key, week.title, week.first_day, week.last_day, papers)
+
+
+def edition_url(cfg: Config, source: str, key: str) -> str:
+    return f"{cfg.web.base_url}/editions/{quote(source, safe='')}/{quote(key, safe='')}"
+
+
+def templates_path(templates_dir: Path | None = None) -> list[Path]:
+    """Template folders, first match wins: the argument or $PAPERBOT_TEMPLATES_DIR, then the built-in one."""
+    chosen = templates_dir or (Path(os.environ[TEMPLATES_ENV]) if os.environ.get(TEMPLATES_ENV) else None)
+    return [p for p in (chosen, BUILTIN_TEMPLATES) if p is not None]
+
+
+def _env(dirs: tuple[Path, ...], autoescape: bool) -> jinja2.Environment:
+    """A fresh environment per render (once per edition), so an edited or added template is always seen."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]), autoescape=autoescape,
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+        trim_blocks=not autoescape, lstrip_blocks=not autoescape,
+        finalize=None if autoescape else keep_lines,  # text part: no control characters from any value
+    )
+    env.filters["quoted"] = quoted
+    return env
+
+
+LINK_MARK = "→"  # starts paperbot's link lines in the text part; never appears in quoted digest text
+QUOTE_INDENT = "   "
+
+
+def quoted(text: object, first: str | None = None, width: int = 72) -> str:
+    """Digest text for the plain-text part: wrapped, every line indented, so none can pass for ours.
+
+    Our own lines (the footer after `-- `, `Unsubscribe:`) start in column 0 and link lines with `→`; a line
+    of digest text always starts with `first` (paperbot's own numbering) or the indent, and never holds `→`,
+    so a summary saying `-- Unsubscribe: https://phish…` shows as indented text inside its paper (issue #7).
+    `first=""` starts the first line in column 0 (the edition's heading, the message's very first line).
+    """
+    body = clean(text).replace(LINK_MARK, "->")
+    indent = " " * max(len(first or ""), len(QUOTE_INDENT))
+    if not body:
+        return (first or "").rstrip()
+    return "\n".join(textwrap.wrap(body, width=width, initial_indent=indent if first is None else first,
+                                   subsequent_indent=indent, break_long_words=False, break_on_hyphens=False))
+
+
+def _label(label: str) -> str:
+    """A link's label; one that is itself a URL is shown as its host name."""
+    text = clean(label, max_len=60)
+    if safe_url(label):
+        return urlsplit(label.strip()).hostname or "link"
+    return text or "link"
+
+
+def _paper_view(p: Paper) -> dict:
+    links = [(_label(lk.label), u) for lk in p.links if (u := safe_url(lk.url))]
+    return {
+        "number": p.number, "title": clean(p.title) or "(untitled)", "summary": clean(p.summary),
+        "authors": clean(p.authors, max_len=300), "url": links[0][1] if links else None,
+        "links": links[1:] if links else [], "all_links": links,
+    }
+
+
+def _preheader(edition: Edition) -> str:
+    n = len(edition.papers)
+    titles = "; ".join(clean(p.title, max_len=80) for p in edition.papers[:3])
+    return clean(f"{n} paper{'s' if n != 1 else ''} this week: {titles}" if n else "This week's papers",
+                 max_len=150)
+
+
+def _sender_name(cfg: Config) -> str:
+    name, addr = parseaddr(cfg.email.sender)
+    return clean(name or addr or "paperbot")
+
+
+def _contact_address(contact: str) -> str | None:
+    """The address when `contact` is one (`a@b.org` or `Name <a@b.org>`), for a mailto: link."""
+    try:
+        return normalize_address(contact) if contact else None
+    except InvalidAddress:
+        return None
+
+
+def _context(edition: Edition, cfg: Config, *, web: bool) -> dict:
+    return {
+        "title": clean(edition.title) or edition.key, "key": edition.key, "source": edition.source,
+        "dates": date_range(edition.first_day, edition.last_day), "preheader": _preheader(edition),
+        "papers": [_paper_view(p) for p in edition.papers], "web": web,
+        "view_url": edition_url(cfg, edition.source, edition.key),
+        "unsubscribe_url": None if web else UNSUBSCRIBE_PLACEHOLDER,
+        "sender_name": _sender_name(cfg), "contact": clean(cfg.email.contact), "list_id": cfg.email.list_id,
+        "contact_email": _contact_address(cfg.email.contact),
+    }
+
+
+def _render(name: str, ctx: dict, dirs: list[Path], *, autoescape: bool) -> str:
+    try:
+        return _env(tuple(dirs), autoescape).get_template(name).render(ctx)
+    except jinja2.TemplateNotFound as e:
+        raise RenderError(f"template {name} not found in {', '.join(map(str, dirs))}") from e
+    except jinja2.TemplateError as e:
+        where = f"{e.filename}:{e.lineno}" if getattr(e, "lineno", None) else name
+        raise RenderError(f"{where}: {e}") from e
+
+
+def render_mjml(edition: Edition, cfg: Config, templates_dir: Path | None = None, *,
+                web: bool = False) -> str:
+    """The MJML source after Jinja (before conversion): what the reference validator checks."""
+    return _render(HTML_TEMPLATE, _context(edition, cfg, web=web), templates_path(templates_dir),
+                   autoescape=True)
+
+
+def _to_html(source: str) -> str:
+    try:
+        return mjml.mjml2html(source, disable_comments=False)
+    except Exception as e:  # the Rust binding raises plain exceptions for malformed MJML
+        raise RenderError(f"{HTML_TEMPLATE}: MJML could not be converted: {e}") from e
+
+
+def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None = None) -> RenderedEmail:
+    """Subject, HTML and text of the email; every subscriber gets these with their own unsubscribe URL."""
+    ctx = _context(edition, cfg, web=False)
+    dirs = templates_path(templates_dir)
+    html_part = _to_html(_render(HTML_TEMPLATE, ctx, dirs, autoescape=True))
+    text_part = _render(TEXT_TEMPLATE, ctx, dirs, autoescape=False)
+    fields = {"title": ctx["title"], "key": edition.key, "source": edition.source, "dates": ctx["dates"],
+              "papers": len(edition.papers)}
+    subject = format_subject(cfg.email.subject, fields, ctx["title"])
+    size = len(html_part.encode("utf-8"))
+    warning = None
+    if size > SIZE_LIMIT:
+        warning = (f"the HTML of {edition.source}:{edition.key} is {size // 1024} KB; Gmail clips messages "
+                   "over about 102 KB, hiding the footer with the unsubscribe link")
+        log.warning("%s", warning)
+    return RenderedEmail(subject=subject, html=html_part, text=text_part, preheader=ctx["preheader"],
+                         size_warning=warning)
+
+
+def personalize(email: RenderedEmail, unsubscribe_url: str) -> tuple[str, str]:
+    """(html, text) for one subscriber: the placeholder replaced, HTML-escaped in the HTML part."""
+    return (email.html.replace(UNSUBSCRIBE_PLACEHOLDER, html.escape(unsubscribe_url)),
+            email.text.replace(UNSUBSCRIBE_PLACEHOLDER, unsubscribe_url))
+
+
+def render_web_edition(edition: Edition, cfg: Config, templates_dir: Path | None = None) -> str:
+    """The "view in browser" page: the same template without anything personal (no unsubscribe link)."""
+    return _to_html(render_mjml(edition, cfg, templates_dir, web=True))
+
+
+def edition_path(state_dir: Path, source: str, key: str) -> Path:
+    """state_dir/editions/<source>/<key>.html; ValueError for names that could leave that folder."""
+    for part in (source, key):
+        if not part or part.startswith(".") or any(c in part for c in "/\\\x00") or len(part) > 200:
+            raise ValueError(f"{part!r} is not a valid edition name")
+    return Path(state_dir) / "editions" / source / f"{key}.html"
+
+
+def save_web_edition(cfg: Config, edition: Edition, templates_dir: Path | None = None) -> Path:
+    """Render and store the browser copy (atomically), so the link in a sent email keeps showing it."""
+    path = edition_path(cfg.state_dir, edition.source, edition.key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(render_web_edition(edition, cfg, templates_dir), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

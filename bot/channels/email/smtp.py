@@ -1,0 +1,143 @@
+"""One reused SMTP connection, and the translation of what the server says into retry or bounce.
+
+smtp:// connects in the clear and upgrades with STARTTLS when `starttls = true`; smtps:// is TLS from the
+first byte. The user comes from the URL, the password only from $PAPERBOT_SMTP_PASSWORD (never logged).
+A 4xx, a dropped connection or a timeout is a TransientError (try again later); a 5xx on RCPT or DATA is a
+PermanentError (bounce the subscriber); not being able to connect, log in or use our sender address is
+ChannelDown (stop the run: nothing will get through).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+import ssl
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from bot.channels.base import ChannelDown, MessageRefused, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "PAPERBOT_SMTP_PASSWORD"
+TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    user: str | None
+
+    @classmethod
+    def from_url(cls, url: str, starttls: bool) -> SmtpTarget:
+        u = urlsplit(url)
+        implicit = u.scheme == "smtps"
+        port = u.port or (465 if implicit else (587 if starttls else 25))
+        return cls(host=u.hostname or "localhost", port=port, implicit_tls=implicit,
+                   starttls=starttls and not implicit, user=unquote(u.username) if u.username else None)
+
+    def __str__(self) -> str:  # for logs: never the password
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        who = f"{self.user}@" if self.user else ""
+        return f"{scheme}://{who}{self.host}:{self.port}"
+
+
+def _reply(code: int, msg: bytes | str) -> str:
+    text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
+    return f"{code} {text}".strip()
+
+
+class SmtpConnection:
+    """Sends byte messages one at a time over a connection opened on first use and reused after."""
+
+    def __init__(self, target: SmtpTarget, envelope_from: str, timeout: float = TIMEOUT):
+        self.target = target
+        self.envelope_from = envelope_from
+        self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+        self._password = os.environ.get(PASSWORD_ENV) if target.user else None
+        if target.user and not self._password:
+            raise ChannelDown(f"{target}: the URL names a user but {PASSWORD_ENV} is not set")
+
+    def _connect(self) -> smtplib.SMTP:
+        t = self.target
+        try:
+            if t.implicit_tls:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(t.host, t.port, timeout=self.timeout,
+                                                      context=ssl.create_default_context())
+            else:
+                smtp = smtplib.SMTP(t.host, t.port, timeout=self.timeout)
+            smtp.ehlo()
+            if t.starttls:
+                smtp.starttls(context=ssl.create_default_context())
+                smtp.ehlo()
+            if t.user:
+                smtp.login(t.user, self._password or "")
+        except smtplib.SMTPAuthenticationError as e:
+            raise ChannelDown(f"{t}: login refused: {_reply(e.smtp_code, e.smtp_error)}") from None
+        except (smtplib.SMTPException, OSError) as e:
+            raise ChannelDown(f"{t}: cannot connect: {e}") from None
+        log.debug("connected to %s", t)
+        return smtp
+
+    def send(self, to: str, data: bytes) -> None:
+        """Deliver `data` to `to`, reconnecting once at once if a reused connection turns out to be dead."""
+        fresh = self._smtp is None
+        if self._smtp is None:
+            self._smtp = self._connect()
+        try:
+            self._send(to, data)
+        except smtplib.SMTPServerDisconnected:
+            self.close()
+            if fresh:
+                raise TransientError("the server closed the connection") from None
+            log.debug("connection to %s was dropped; reconnecting", self.target)
+            self._smtp = self._connect()
+            try:
+                self._send(to, data)
+            except smtplib.SMTPServerDisconnected:
+                self.close()
+                raise TransientError("the server closed the connection") from None
+
+    def _send(self, to: str, data: bytes) -> None:
+        assert self._smtp is not None
+        try:
+            self._smtp.sendmail(self.envelope_from, [to], data)
+        except smtplib.SMTPRecipientsRefused as e:
+            code, msg = e.recipients.get(to, (0, b""))
+            kind = PermanentError if 500 <= code < 600 else TransientError
+            raise kind(f"RCPT: {_reply(code, msg)}") from None
+        except smtplib.SMTPDataError as e:
+            # After a recipient was accepted, a 5xx to DATA refuses the content, not the address: bouncing on
+            # it would unsubscribe everyone the moment a filter dislikes one edition.
+            kind = MessageRefused if 500 <= e.smtp_code < 600 else TransientError
+            raise kind(f"DATA: {_reply(e.smtp_code, e.smtp_error)}") from None
+        except smtplib.SMTPSenderRefused as e:
+            self.close()
+            if 400 <= e.smtp_code < 500:
+                raise TransientError(f"MAIL FROM: {_reply(e.smtp_code, e.smtp_error)}") from None
+            raise ChannelDown(f"MAIL FROM refused: {_reply(e.smtp_code, e.smtp_error)}") from None
+        except smtplib.SMTPServerDisconnected:
+            raise
+        except smtplib.SMTPResponseException as e:
+            self.close()
+            raise TransientError(_reply(e.smtp_code, e.smtp_error)) from None
+        except (smtplib.SMTPException, OSError) as e:  # timeouts, resets, TLS errors mid-stream
+            self.close()
+            raise TransientError(f"{type(e).__name__}: {e}") from None
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            try:
+                smtp.close()
+            except OSError:
+                pass

@@ -1,0 +1,247 @@
+"""Newsletter subscribers in SQLite: validation, states, CSV import and export.
+
+An address is stored normalised (surrounding space stripped, domain lower-cased; the local part keeps its
+case, as RFC 5321 lets the receiving server decide). States: `pending`, `active`, `unsubscribed`, `bounced`.
+Unsubscribed and bounced rows are kept rather than deleted, so a later CSV import (INSERT OR IGNORE) cannot
+put them back on the list; only an explicit `add` by the operator reactivates an address.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import re
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import TextIO
+
+from bot.store import Store, iso
+
+log = logging.getLogger(__name__)
+
+STATES = ("pending", "active", "unsubscribed", "bounced")
+MAX_ADDRESS = 254  # RFC 5321 path limit less the angle brackets
+MAX_LOCAL = 64
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
+_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_TLD = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
+_NAMED = re.compile(r"^[^<>]*<([^<>]*)>$")
+
+
+class InvalidAddress(ValueError):
+    """An address paperbot will not store; the message says what is wrong with it."""
+
+
+class CsvFormatError(ValueError):
+    """The CSV file as a whole cannot be read (no header, no `email` column)."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    added: int = 0
+    already: int = 0  # in the database already, or repeated in the file
+    rejected: list[tuple[int, str]] = field(default_factory=list)  # (line in the file, reason)
+
+
+def _has_control(s: str) -> bool:
+    if s.isascii():  # the common case, checked in C
+        return not s.isprintable()
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in s)
+
+
+def normalize_address(s: str) -> str:
+    """The stored form of `s` (`addr` or `Name <addr>`), or InvalidAddress saying why not."""
+    if not isinstance(s, str):
+        raise InvalidAddress("not a string")
+    raw = s.strip()
+    if not raw:
+        raise InvalidAddress("empty address")
+    if len(raw) > 1000:
+        raise InvalidAddress("too long")
+    if _has_control(raw):
+        raise InvalidAddress("contains control characters")
+    m = _NAMED.match(raw)
+    if m is None:
+        return _check(raw)
+    addr = m.group(1).strip()
+    if parseaddr(raw)[1] != addr:
+        raise InvalidAddress(f"{raw!r}: cannot read the name and <address> form")
+    return _check(addr)
+
+
+def _check(addr: str) -> str:
+    if addr.count("@") != 1:
+        raise InvalidAddress(f"{addr!r}: " + ("no @" if "@" not in addr else "more than one @"))
+    local, domain = addr.split("@")
+    if not local:
+        raise InvalidAddress(f"{addr!r}: nothing before the @")
+    if len(local) > MAX_LOCAL:
+        raise InvalidAddress(f"{addr!r}: the part before @ is longer than {MAX_LOCAL} characters")
+    if not _LOCAL.fullmatch(local):
+        raise InvalidAddress(f"{addr!r}: the part before @ has spaces, two dots in a row or a character "
+                             "not allowed")
+    try:
+        domain = domain.rstrip(".")
+        domain = domain.lower() if domain.isascii() else domain.encode("idna").decode("ascii").lower()
+    except UnicodeError as e:
+        raise InvalidAddress(f"{addr!r}: the domain is not a valid name") from e
+    labels = domain.split(".")
+    if len(labels) < 2:
+        raise InvalidAddress(f"{addr!r}: the domain needs a dot (e.g. example.org)")
+    if not all(_LABEL.fullmatch(lb) for lb in labels) or not _TLD.fullmatch(labels[-1]):
+        raise InvalidAddress(f"{addr!r}: the domain is not a valid name")
+    out = f"{local}@{domain}"
+    if len(out) > MAX_ADDRESS:
+        raise InvalidAddress(f"{addr!r}: longer than {MAX_ADDRESS} characters")
+    return out
+
+
+def _row(store: Store, address: str) -> dict | None:
+    rows = list(store.db["subscribers"].rows_where("address = ?", [address]))
+    return rows[0] if rows else None
+
+
+def add(store: Store, address: str, *, origin: str, now: datetime, state: str = "active") -> int:
+    """Add `address` (or bring it back to `state` if it is there in another state); returns its id.
+
+    This is the operator's explicit act, so it also reactivates an unsubscribed or bounced address.
+    """
+    if state not in STATES:
+        raise ValueError(f"state {state!r} must be one of {', '.join(STATES)}")
+    address = normalize_address(address)
+    with store.atomic():
+        row = _row(store, address)
+        if row is None:
+            return store.db["subscribers"].insert(
+                {"address": address, "state": state, "created_at": iso(now), "updated_at": iso(now),
+                 "origin": origin, "reason": None}).last_pk
+        if row["state"] != state:
+            log.info("subscriber %d: %s -> %s (added again by %s)", row["id"], row["state"], state, origin)
+            store.db["subscribers"].update(row["id"], {"state": state, "updated_at": iso(now),
+                                                       "reason": f"added again via {origin}"})
+        return row["id"]
+
+
+def remove(store: Store, address: str) -> bool:
+    """Erase the address completely (e.g. on a deletion request). True if it was there."""
+    address = normalize_address(address)
+    with store.atomic():
+        cur = store.db.execute("DELETE FROM subscribers WHERE address = ?", [address])
+        return cur.rowcount > 0
+
+
+def _set_state(store: Store, address: str, state: str, now: datetime, reason: str) -> bool:
+    try:
+        address = normalize_address(address)
+    except InvalidAddress:
+        return False
+    with store.atomic():
+        cur = store.db.execute(
+            "UPDATE subscribers SET state = ?, updated_at = ?, reason = ? WHERE address = ? AND state != ?",
+            [state, iso(now), reason, address, state])
+        return cur.rowcount > 0
+
+
+def unsubscribe(store: Store, address: str, *, now: datetime, origin: str) -> bool:
+    """Stop mail to `address`. True if that changed something (False: unknown, or unsubscribed already)."""
+    changed = _set_state(store, address, "unsubscribed", now, f"unsubscribed via {origin}")
+    if changed:
+        log.info("unsubscribed one address via %s", origin)
+    return changed
+
+
+def mark_bounced(store: Store, address: str, *, now: datetime, reason: str) -> bool:
+    """Stop mail to an address the mail system rejects for good. True if that changed something."""
+    return _set_state(store, address, "bounced", now, reason)
+
+
+def active(store: Store) -> list[tuple[int, str]]:
+    """(id, address) of everyone to mail, in the order they joined."""
+    return [(r[0], r[1]) for r in store.db.execute(
+        "SELECT id, address FROM subscribers WHERE state = 'active' ORDER BY id").fetchall()]
+
+
+def count(store: Store, state: str | None = None) -> int:
+    if state is None:
+        return store.db.execute("SELECT count(*) FROM subscribers").fetchone()[0]
+    return store.db.execute("SELECT count(*) FROM subscribers WHERE state = ?", [state]).fetchone()[0]
+
+
+def rows(store: Store, state: str | None = None) -> list[dict]:
+    """Every stored field, ordered by id, for listings."""
+    if state is None:
+        return list(store.db["subscribers"].rows_where(order_by="id"))
+    return list(store.db["subscribers"].rows_where("state = ?", [state], order_by="id"))
+
+
+def _records(f: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
+    reader = csv.reader(f)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise CsvFormatError("the file is empty; the first line must be a header with an 'email' column"
+                             ) from None
+    names = [h.strip().lower() for h in header]
+    if "email" not in names:
+        raise CsvFormatError(f"no 'email' column in the header line (found: {', '.join(names) or 'nothing'})")
+    for cells in reader:
+        if not any(c.strip() for c in cells):
+            continue
+        yield reader.line_num, dict(zip(names, cells, strict=False))
+
+
+def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport:
+    """Add every valid address of a CSV file (header, `email` column, optional `state`) in one transaction.
+
+    Addresses already stored keep their state (so an unsubscribed reader stays unsubscribed).
+    """
+    path = Path(path)
+    origin, t = f"import:{path.name}", iso(now)
+    rejected: list[tuple[int, str]] = []
+    batch: dict[str, str] = {}
+    repeated = 0
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        for line, rec in _records(f):
+            state = (rec.get("state") or "active").strip().lower()
+            if state not in STATES:
+                rejected.append((line, f"unknown state {state!r}"))
+                continue
+            try:
+                address = normalize_address(rec.get("email") or "")
+            except InvalidAddress as e:
+                rejected.append((line, str(e)))
+                continue
+            if address in batch:
+                repeated += 1
+            else:
+                batch[address] = state
+    conn = store.db.conn
+    with store.atomic():
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO subscribers (address, state, created_at, updated_at, origin) "
+            "VALUES (?, ?, ?, ?, ?)", ((a, s, t, t, origin) for a, s in batch.items()))
+        added = conn.total_changes - before
+    report = ImportReport(added=added, already=len(batch) - added + repeated, rejected=rejected)
+    log.info("%s: %d added, %d already there, %d rejected", path, report.added, report.already,
+             len(report.rejected))
+    return report
+
+
+def export_csv(store: Store, out: str | Path | TextIO) -> int:
+    """Write `email,state` for every stored address (the form import_csv reads back). Returns the count."""
+    if isinstance(out, str | Path):
+        with Path(out).open("w", encoding="utf-8", newline="") as f:
+            return export_csv(store, f)
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(["email", "state"])
+    n = 0
+    for address, state in store.db.execute("SELECT address, state FROM subscribers ORDER BY id"):
+        w.writerow([address, state])
+        n += 1
+    return n

@@ -1,0 +1,48 @@
+"""What every command module shares: loading the config, reading files, parsing dates and times."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from bot.config import Config, ConfigError, load_config
+
+log = logging.getLogger(__name__)
+
+
+def _today(cfg: Config) -> date:
+    return datetime.now(cfg.publish.timezone).date()
+
+
+def _load(ctx: click.Context) -> Config:
+    try:
+        return load_config(ctx.obj.get("config_path"))
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise click.ClickException(f"{path}: {e.strerror or e}") from e
+
+
+def _as_of(ctx: click.Context, value: str | None) -> date:
+    if value:
+        try:
+            return date.fromisoformat(value[:10])
+        except ValueError as e:
+            raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint="--as-of") from e
+    return _today(_load(ctx))
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint=option) from e
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

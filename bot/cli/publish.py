@@ -1,0 +1,243 @@
+"""`paperbot publish`, `preview` and `history`: thin commands over bot/publish/pipeline.py and the ledger."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from bot import channels as registry
+from bot import locks
+from bot.channels.email.render import RenderError
+from bot.channels.email.tokens import SecretKeyError
+from bot.cli.common import _load
+from bot.config import Config
+from bot.publish import ledger
+from bot.publish.dispatch import RunStats
+from bot.publish.pipeline import ChannelReport, lock_path, publish_week, ready_weeks
+from bot.store import Store, WeekRow
+
+log = logging.getLogger(__name__)
+HISTORY_FAILURES = 20  # per channel, when listing every week
+
+
+@contextmanager
+def _existing_store(cfg: Config) -> Iterator[Store]:
+    if not cfg.db_path.exists():
+        raise click.ClickException(f"no state database at {cfg.db_path} yet; run `paperbot poll` first")
+    store = Store.open(cfg.db_path)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def resolve_week(store: Store, spec: str) -> WeekRow:
+    """`KEY` or `SOURCE:KEY` (an alias works too); a KEY found in several sources must name its source."""
+    source, sep, key = spec.partition(":")
+    if not sep:
+        source, key = "", spec
+    found = [w for w in store.find_weeks(key) if not source or w.source == source]
+    if not found:
+        raise click.ClickException(f"no week {spec!r} in the state database (see `paperbot weeks`)")
+    if len(found) > 1:
+        names = ", ".join(sorted(f"{w.source}:{w.key}" for w in found))
+        raise click.ClickException(f"{key!r} is a week of several sources ({names}); write SOURCE:KEY")
+    return found[0]
+
+
+class _Bar:
+    """A click progress bar per channel and week, fed from the publisher's ticks (main thread only)."""
+
+    def __init__(self) -> None:
+        self.label: str | None = None
+        self.bar = None
+        self.shown = 0
+
+    def __call__(self, label: str, s: RunStats) -> None:
+        if label != self.label:
+            self.close()
+            self.label, self.shown = label, 0
+            self.bar = click.progressbar(length=max(s.total, 1), label=label, show_pos=True)
+            self.bar.__enter__()
+        if self.bar is not None and s.done > self.shown:
+            self.bar.update(s.done - self.shown)
+            self.shown = s.done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.render_progress()  # the final count, even if the last update was not drawn
+            self.bar.__exit__(None, None, None)
+            self.bar = None
+
+
+def _summary(r: ChannelReport) -> str:
+    if r.already:
+        return f"{r.label}: already published ({r.counts.get('sent', 0)} sent); nothing to send"
+    if r.dry_run:
+        return f"{r.label}: would send {r.would_send} (dry run: nothing sent, nothing recorded)"
+    s = r.stats or RunStats()
+    line = (f"{r.label}: {s.sent} sent, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped "
+            "this run; "
+            + ("published" if r.published else f"not finished ({_open(r.counts)} still to send)"))
+    if s.stopped:
+        line += f"; stopped early: {s.stopped}"
+    return line
+
+
+def _open(counts: dict[str, int]) -> int:
+    return sum(counts.get(state, 0) for state in ledger.OPEN)
+
+
+channel_option = click.option("--channel", "channel", type=click.Choice(registry.NAMES),
+                              help="Only this channel (default: every enabled channel).")
+
+
+@click.command()
+@click.argument("weeks", nargs=-1, metavar="[WEEK]...")
+@channel_option
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
+@click.pass_context
+def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry_run: bool) -> None:
+    """Send ready weeks (default: every ready week, oldest first) on each enabled channel.
+
+    Safe to repeat: what the ledger records as sent is never sent again. Exits with status 1 if anything
+    is left to send (failed units are retried by the next run).
+    """
+    cfg = _load(ctx)
+    chosen = [channel] if channel else None
+    with _existing_store(cfg) as store:
+        targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
+        for w in targets:
+            if w.state not in ("ready", "published"):
+                raise click.ClickException(f"{w.source}:{w.key} is {w.state}, not ready: "
+                                           "nothing to publish yet")
+        if not targets:
+            click.echo("no ready weeks to publish")
+            return
+        tty = sys.stdout.isatty()
+        bar = _Bar() if tty else None
+        if not tty:
+            logging.getLogger("bot.publish.pipeline").setLevel(min(logging.INFO, logging.getLogger().level))
+        try:
+            with (_no_lock() if dry_run else _publish_lock(cfg)), _operator_errors():
+                reports = []
+                for w in targets:
+                    reports += publish_week(cfg, store, w, channels=chosen, now=datetime.now(UTC),
+                                            dry_run=dry_run, progress=bar)
+        finally:
+            if bar:
+                bar.close()
+    for r in reports:
+        click.echo(_summary(r))
+    if not dry_run and not all(r.published for r in reports):
+        raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
+                                   "(see `paperbot history` for the errors)")
+
+
+@contextmanager
+def _publish_lock(cfg: Config) -> Iterator[None]:
+    try:
+        fd = locks.acquire(lock_path(cfg))
+    except locks.LockBusy as e:
+        raise click.ClickException(f"another paperbot is publishing: {e}") from e
+    try:
+        yield
+    finally:
+        locks.release(fd)
+
+
+@contextmanager
+def _no_lock() -> Iterator[None]:
+    yield
+
+
+@contextmanager
+def _operator_errors() -> Iterator[None]:
+    """Problems the operator fixes (a template, the signing key) as one line, not a traceback."""
+    try:
+        yield
+    except (RenderError, SecretKeyError) as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.command()
+@click.argument("week", metavar="WEEK")
+@channel_option
+@click.option("--out", type=click.Path(file_okay=False), help="Write what would be sent into this folder.")
+@click.pass_context
+def preview(ctx: click.Context, week: str, channel: str | None, out: str | None) -> None:
+    """Render WEEK for each channel as it would be sent, changing no state (`--out` writes the files)."""
+    cfg = _load(ctx)
+    with _existing_store(cfg) as store:
+        w = resolve_week(store, week)
+        for name in [channel] if channel else registry.enabled(cfg):
+            with _operator_errors():
+                lines = registry.make(cfg, name).preview(store, w, Path(out) if out else None)
+            for line in lines:
+                click.echo(line)
+
+
+def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
+    """What went where: one entry per week that has been planned on some channel, newest first."""
+    pubs = ledger.publications(store, spec.source if spec else None, spec.key if spec else None)
+    weeks: dict[tuple[str, str], dict] = {}
+    for p in sorted(pubs, key=lambda p: p.planned_at, reverse=True):
+        entry = weeks.get((p.source, p.week_key))
+        if entry is None:
+            w = store.week(p.source, p.week_key)
+            entry = weeks[(p.source, p.week_key)] = {
+                "source": p.source, "week": p.week_key, "title": w.title if w else None,
+                "state": w.state if w else None, "channels": {}}
+        limit = None if spec else HISTORY_FAILURES
+        failures = ledger.rows_in(store, p.source, p.week_key, p.channel, ("failed", "bounced"), limit)
+        entry["channels"][p.channel] = {
+            "state": p.state, "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
+            "counts": ledger.counts(store, p.source, p.week_key, p.channel),
+            "failures": [{"unit": f["unit"], "state": f["state"], "attempts": f["attempts"],
+                          "error": f["last_error"], "at": f["updated_at"]} for f in failures],
+        }
+    if spec and not weeks:
+        weeks[(spec.source, spec.key)] = {"source": spec.source, "week": spec.key, "title": spec.title,
+                                          "state": spec.state, "channels": {}}
+    return list(weeks.values())
+
+
+@click.command()
+@click.argument("week", required=False, metavar="[WEEK]")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
+    """What was published where: per week and channel, counts of sent, failed, bounced, and the failures."""
+    cfg = _load(ctx)
+    if not cfg.db_path.exists():
+        out: list[dict] = []
+    else:
+        with _existing_store(cfg) as store:
+            out = history_json(store, resolve_week(store, week) if week else None)
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if not out:
+        click.echo("nothing published yet")
+    for e in out:
+        click.echo(f"{e['source']}:{e['week']}  {e['state']}  {e['title']}")
+        if not e["channels"]:
+            click.echo("  not published on any channel")
+        for name, c in e["channels"].items():
+            n = c["counts"]
+            click.echo(f"  {name}: {c['state']}; {n['sent']} sent, {n['failed']} failed, "
+                       f"{n['bounced']} bounced, {n['skipped']} skipped, {_open(n)} open of {c['units']}; "
+                       f"planned {c['planned_at']}"
+                       + (f", published {c['published_at']}" if c["published_at"] else ""))
+            for f in c["failures"]:
+                click.echo(f"    {f['state']:8s} {f['unit']}  ({f['attempts']} tries) {f['error']}")
+
+
+COMMANDS = (publish, preview, history)

@@ -1,0 +1,152 @@
+"""The tracker's commands: init, parse, diff, replay, weeks (no network, no publishing)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+import click
+
+from bot.cli.common import _as_of, _load, _parse_time, _read
+from bot.config import DEFAULT_TOML
+from bot.store import Store, iso
+from bot.track.diff import Known, diff_weeks, norm_title
+from bot.track.gitrepo import GitError
+from bot.track.model import week_to_json
+from bot.track.parsing import FORMATS, parse_document
+from bot.track.replay import replay as run_replay
+from bot.track.tracker import Released
+
+log = logging.getLogger(__name__)
+
+
+@click.command()
+@click.argument("path", type=click.Path(dir_okay=False), default="paperbot.toml")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: str, force: bool) -> None:
+    """Write a commented config file (default ./paperbot.toml)."""
+    p = Path(path)
+    if p.exists() and not force:
+        raise click.ClickException(f"{p} exists; use --force to overwrite")
+    p.write_text(DEFAULT_TOML, encoding="utf-8")
+    click.echo(f"wrote {p}")
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--as-of", "as_of", metavar="DATE", help="Date the document was read, for yearless headings.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def parse(ctx: click.Context, file: str, fmt: str, as_of: str | None, as_json: bool) -> None:
+    """Parse one document into weeks of papers, with the defects found."""
+    doc = parse_document(_read(file), _as_of(ctx, as_of), fmt)
+    if as_json:
+        out = {"format": doc.format, "weeks": [week_to_json(w) for w in doc.weeks]}
+        if doc.defects:
+            out["defects"] = [asdict(d) for d in doc.defects]
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"format: {doc.format}; {len(doc.weeks)} weeks, {sum(len(w.papers) for w in doc.weeks)} papers")
+    for w in doc.weeks:
+        click.echo(f"{w.key}  {len(w.papers):3d} papers  {w.title}")
+        for d in w.defects:
+            click.echo(f"    line {d.line}: {d.kind}: {d.text}")
+    for d in doc.defects:
+        click.echo(f"line {d.line}: {d.kind}: {d.text}")
+
+
+@click.command()
+@click.argument("old", type=click.Path(dir_okay=False))
+@click.argument("new", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--as-of", "as_of", metavar="DATE", help="Date both versions were read.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def diff(ctx: click.Context, old: str, new: str, fmt: str, as_of: str | None, as_json: bool) -> None:
+    """Compare two versions of a document: new, edited, renamed and removed weeks."""
+    day = _as_of(ctx, as_of)
+    before = parse_document(_read(old), day, fmt)
+    after = parse_document(_read(new), day, fmt)
+    known = {w.key: Known(w.key, w.fingerprint, w.text_hash, tuple(norm_title(p.title) for p in w.papers))
+             for w in reversed(before.weeks)}
+    result = diff_weeks(known, {}, after.weeks)
+    out = {"new": [w.key for w in result.new], "edited": list(result.edited), "renamed": result.renamed,
+           "removed": list(result.removed)}
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+        return
+    for name in ("new", "edited", "removed"):
+        click.echo(f"{name}: {', '.join(out[name]) or '-'}")
+    click.echo("renamed: " + (", ".join(f"{a} -> {b}" for a, b in result.renamed.items()) or "-"))
+
+
+def _released_json(r: Released) -> dict:
+    return {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
+
+
+@click.command()
+@click.argument("git_repo", type=click.Path(file_okay=False, exists=True))
+@click.option("--path", default="README.md", show_default=True, help="File to follow in the repository.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges (what a poller sees).")
+@click.option("--state", "state_dir", type=click.Path(file_okay=False), help="Keep the tracker here and continue.")
+@click.option("--stop-after", type=click.IntRange(min=0), help="Stop after N more commits.")
+@click.option("--until", metavar="TIME", help="Run the clock on to TIME after the last commit.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON line per week that becomes ready.")
+@click.pass_context
+def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent: bool, state_dir: str | None,
+           stop_after: int | None, until: str | None, as_json: bool) -> None:
+    """Backtest: feed a file's git history through a tracker and print when each week becomes ready."""
+    cfg = _load(ctx)
+    store = Store.open(Path(state_dir) / "paperbot.db" if state_dir else None)
+
+    def emit(r: Released) -> None:
+        if as_json:
+            click.echo(json.dumps(_released_json(r), ensure_ascii=False))
+        else:
+            flag = "  (flagged: released by max_wait)" if r.flagged else ""
+            click.echo(f"{iso(r.at)}  {r.key}  {r.papers:3d} papers  {r.title}  @{(r.version or '')[:10]}{flag}")
+
+    try:
+        run_replay(Path(git_repo), path, store, cfg.publish, fmt=fmt, first_parent=first_parent,
+                   stop_after=stop_after, until=_parse_time(until, "--until") if until else None, emit=emit)
+    except GitError as e:  # not a repository, no such path: say what, not a traceback
+        raise click.ClickException(str(e)) from e
+    finally:
+        store.close()
+
+
+@click.command()
+@click.option("--source", help="Only this source.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
+    """List the weeks paperbot knows, with their state."""
+    cfg = _load(ctx)
+    rows, failing = [], []
+    if cfg.db_path.exists():
+        store = Store.open(cfg.db_path)
+        rows = store.weeks(source)
+        failing = [r for r in store.sources() if r.get("last_error") and source in (None, r["name"])]
+        store.close()
+    for r in failing:  # on stderr, so --json output stays clean
+        click.echo(f"warning: source {r['name']}: last poll failed at {r['last_error_at']} "
+                   f"({r['error_count']} in a row): {r['last_error']}", err=True)
+    rows.sort(key=lambda w: (w.source, w.last_day or w.first_seen.date(), w.key), reverse=True)
+    out = [{"source": w.source, "key": w.key, "title": w.title, "state": w.state, "first_seen": iso(w.first_seen),
+            "last_changed": iso(w.last_changed), "papers": w.n_papers, "flagged": w.flagged,
+            "ready_at": iso(w.ready_at) if w.ready_at else None} for w in rows]
+    if as_json:
+        click.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    if not out:
+        click.echo("no weeks known yet")
+    for w in out:
+        flag = " (flagged)" if w["flagged"] else ""
+        click.echo(f"{w['source']:12s} {w['key']:24s} {w['state']:9s} {w['papers']:3d} papers  {w['title']}{flag}")
+
+
+COMMANDS = (init, parse, diff, replay, weeks)

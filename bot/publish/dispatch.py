@@ -1,0 +1,206 @@
+"""Send a planned publication's open rows: worker threads, retries with backoff, a shared rate, the ledger.
+
+Each worker holds one sender (one reused connection). For every unit it commits `sending`, sends, then
+commits the outcome, so at any instant at most `connections` rows are `sending`: those, and only those,
+may be delivered again after a kill. Transient failures wait in a retry heap (backoff doubling from
+`limits.backoff`) and are tried at most `limits.max_attempts` times per run; then the row stays `failed`
+for the next run. Consecutive ChannelDown errors stop the run early, leaving the rest for later.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.channels.base import Channel, ChannelDown, ChannelLimits, PermanentError, TransientError, Unit
+from bot.publish.ledger import LedgerWriter
+from bot.publish.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+PAGE = 500
+
+
+@dataclass
+class RunStats:
+    total: int = 0  # rows open when the run started
+    sent: int = 0
+    failed: int = 0  # gave up for this run
+    bounced: int = 0
+    skipped: int = 0
+    retries: int = 0
+    stopped: str | None = None  # why the run ended early, if it did
+    bounces: list[tuple[Unit, str]] = field(default_factory=list)  # for the main thread to act on
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def done(self) -> int:
+        return self.sent + self.failed + self.bounced + self.skipped
+
+    def add(self, name: str) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + 1)
+
+
+class _Feed:
+    """Hands out units: due retries first, then the ledger's open rows page by page, in id order."""
+
+    def __init__(self, writer: LedgerWriter):
+        self._writer = writer
+        self._cond = threading.Condition()
+        self._page: deque[Unit] = deque()
+        self._after = 0
+        self._exhausted = False
+        self._retries: list[tuple[float, int, Unit, int]] = []
+        self._seq = itertools.count()
+        self._busy = 0
+        self.stopped: str | None = None
+
+    def take(self) -> tuple[Unit, int] | None:
+        with self._cond:
+            while True:
+                if self.stopped:
+                    return None
+                now = time.monotonic()
+                if self._retries and self._retries[0][0] <= now:
+                    _, _, unit, tries = heapq.heappop(self._retries)
+                    self._busy += 1
+                    return unit, tries
+                if not self._page and not self._exhausted:
+                    rows = self._writer.open_page(self._after, PAGE)
+                    self._exhausted = not rows
+                    self._page.extend(Unit(key=u, ref=r, row_id=i) for i, u, r, _ in rows)
+                    if rows:
+                        self._after = rows[-1][0]
+                if self._page:
+                    self._busy += 1
+                    return self._page.popleft(), 0
+                if self._retries:
+                    self._cond.wait(self._retries[0][0] - now)
+                elif self._busy:
+                    self._cond.wait()
+                else:
+                    return None
+
+    def retry(self, unit: Unit, tries: int, delay: float) -> None:
+        with self._cond:
+            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._seq), unit, tries))
+
+    def release(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
+
+    def stop(self, reason: str) -> None:
+        with self._cond:
+            self.stopped = self.stopped or reason
+            self._cond.notify_all()
+
+
+class _Run:
+    def __init__(self, channel: Channel, rendition: Any, writer: LedgerWriter, wanted: set[str] | None,
+                 limits: ChannelLimits, stats: RunStats):
+        self.channel, self.rendition, self.writer, self.wanted = channel, rendition, writer, wanted
+        self.limits, self.stats = limits, stats
+        self.feed = _Feed(writer)
+        self.bucket = TokenBucket(limits.rate)
+        self.down = 0  # consecutive ChannelDown errors, all workers together
+        self.crash: BaseException | None = None
+
+    def worker(self) -> None:
+        try:
+            sender = self.channel.open_sender(self.rendition)
+        except ChannelDown as e:
+            self.feed.stop(str(e))
+            return
+        try:
+            while (item := self.feed.take()) is not None:
+                try:
+                    self.one(sender, *item)
+                finally:
+                    self.feed.release()
+        except BaseException as e:  # a bug: keep the row `sending` (it may have gone out) and stop
+            self.crash = e
+            self.feed.stop(f"internal error: {e!r}")
+            log.exception("sending stopped by an unexpected error")
+        finally:
+            sender.close()
+
+    def one(self, sender: Any, unit: Unit, tries: int) -> None:
+        if self.wanted is not None and unit.key not in self.wanted:
+            self.writer.ended(unit.row_id, "skipped", "no longer on the list when its turn came")
+            self.stats.add("skipped")
+            return
+        self.bucket.acquire()
+        self.writer.sending(unit.row_id)
+        try:
+            remote_id = sender.send(unit)
+        except PermanentError as e:
+            self.writer.ended(unit.row_id, "bounced", str(e))
+            with self.stats.lock:
+                self.stats.bounced += 1
+                self.stats.bounces.append((unit, str(e)))
+            log.info("%s refused for good: %s", unit.key, e)
+        except TransientError as e:  # ChannelDown included: nothing was sent
+            self.transient(unit, tries + 1, e)
+        else:
+            self.writer.sent(unit.row_id, remote_id)
+            with self.stats.lock:
+                self.down = 0
+                self.stats.sent += 1
+
+    def transient(self, unit: Unit, tries: int, e: TransientError) -> None:
+        with self.stats.lock:
+            self.down = self.down + 1 if isinstance(e, ChannelDown) else 0
+            down = self.down
+        if down >= self.limits.down_after:
+            self.writer.ended(unit.row_id, "failed", str(e))
+            self.stats.add("failed")
+            self.feed.stop(str(e))
+            return
+        if tries >= self.limits.max_attempts:
+            self.writer.ended(unit.row_id, "failed", f"{e} (gave up after {tries} tries this run)")
+            self.stats.add("failed")
+            log.warning("%s: %s; gave up after %d tries (the next publish run tries again)",
+                        unit.key, e, tries)
+            return
+        self.writer.ended(unit.row_id, "failed", str(e))
+        delay = min(self.limits.backoff_max, self.limits.backoff * 2 ** (tries - 1))
+        self.stats.add("retries")
+        log.debug("%s: %s; retrying in %.1fs", unit.key, e, delay)
+        self.feed.retry(unit, tries, delay)
+
+
+def dispatch(channel: Channel, rendition: Any, writer: LedgerWriter, *, wanted: set[str] | None,
+             limits: ChannelLimits, stats: RunStats, tick: Callable[[RunStats], None] | None = None,
+             interval: float = 0.25) -> RunStats:
+    """Send every open row of the writer's publication; `tick` runs on this thread every `interval`."""
+    stats.total = writer.open_count()
+    run = _Run(channel, rendition, writer, wanted, limits, stats)
+    threads = [threading.Thread(target=run.worker, name=f"send-{channel.name}-{i}", daemon=True)
+               for i in range(max(1, limits.connections))]
+    for t in threads:
+        t.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            threads[0].join(interval) if threads[0].is_alive() else time.sleep(interval)
+            if tick:
+                tick(stats)
+    except BaseException:  # Ctrl-C, SIGTERM turned into SystemExit: let units in flight finish, then stop
+        run.feed.stop("interrupted")
+        for t in threads:
+            t.join()
+        raise
+    finally:
+        if tick:
+            tick(stats)
+    stats.stopped = run.feed.stopped
+    if run.crash is not None:
+        raise run.crash
+    return stats

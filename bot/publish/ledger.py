@@ -1,0 +1,172 @@
+"""The publishing ledger in SQLite: what each channel must send for a week, and what became of each unit.
+
+`publications` has one row per (source, week, channel): `sending` once planned, `published` when every unit
+is done. `deliveries` has one row per unit: planned -> sending -> sent | failed | bounced | skipped.
+`failed` is retried by the next run; `sending` found at the start of a run was in flight when a previous
+run died, and is sent again (with the same Message-ID). Planning is one transaction; the sending threads
+write through `LedgerWriter`, whose every mark is its own committed transaction (WAL, synchronous=NORMAL:
+durable against the process being killed at any instant; see README "Publishing").
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bot.channels.base import Unit
+from bot.store import Store, iso
+
+STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped")
+OPEN = ("planned", "sending", "failed")  # still to send
+_OPEN_SQL = "('planned', 'sending', 'failed')"
+
+
+@dataclass(frozen=True)
+class Publication:
+    source: str
+    week_key: str
+    channel: str
+    state: str  # sending | published
+    units: int
+    planned_at: str
+    published_at: str | None
+
+
+def publication(store: Store, source: str, key: str, channel: str) -> Publication | None:
+    row = store.db.execute(
+        "SELECT source, week_key, channel, state, units, planned_at, published_at FROM publications "
+        "WHERE source = ? AND week_key = ? AND channel = ?", [source, key, channel]).fetchone()
+    return Publication(*row) if row else None
+
+
+def publications(store: Store, source: str | None = None, key: str | None = None) -> list[Publication]:
+    where, args = [], []
+    if source is not None:
+        where.append("source = ?")
+        args.append(source)
+    if key is not None:
+        where.append("week_key = ?")
+        args.append(key)
+    sql = ("SELECT source, week_key, channel, state, units, planned_at, published_at FROM publications"
+           + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY planned_at, source, week_key, channel")
+    return [Publication(*r) for r in store.db.execute(sql, args).fetchall()]
+
+
+def plan(store: Store, source: str, key: str, channel: str, units: Iterable[Unit], now: datetime) -> int:
+    """Record every unit to send, and the publication, in one transaction. Returns the number of rows."""
+    t = iso(now)
+    conn = store.db.conn
+    with store.atomic():
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO deliveries (source, week_key, channel, unit, ref, state, attempts, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, 'planned', 0, ?)",
+            ((source, key, channel, u.key, u.ref, t) for u in units))
+        n = conn.total_changes - before
+        conn.execute("INSERT INTO publications (source, week_key, channel, state, units, planned_at) "
+                     "VALUES (?, ?, ?, 'sending', ?, ?)", [source, key, channel, n, t])
+    return n
+
+
+def counts(store: Store, source: str, key: str, channel: str) -> dict[str, int]:
+    out = dict.fromkeys(STATES, 0)
+    for state, n in store.db.execute(
+            "SELECT state, count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
+            "GROUP BY state", [source, key, channel]):
+        out[state] = n
+    return out
+
+
+def rows_in(store: Store, source: str, key: str, channel: str, states: tuple[str, ...],
+            limit: int | None = None) -> list[dict]:
+    marks = ", ".join("?" * len(states))
+    sql = (f"SELECT id, unit, ref, state, remote_id, attempts, last_error, updated_at, sent_at "
+           f"FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? AND state IN ({marks}) "
+           f"ORDER BY id")
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    cur = store.db.execute(sql, [source, key, channel, *states])
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def finish(store: Store, source: str, key: str, channel: str, now: datetime) -> bool:
+    """Mark the publication published if no unit is left to send. True if it is published."""
+    with store.atomic():
+        left = store.db.execute(
+            f"SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
+            f"AND state IN {_OPEN_SQL}", [source, key, channel]).fetchone()[0]
+        if left:
+            return False
+        store.db.execute("UPDATE publications SET state = 'published', "
+                         "published_at = coalesce(published_at, ?) "
+                         "WHERE source = ? AND week_key = ? AND channel = ?",
+                         [iso(now), source, key, channel])
+    return True
+
+
+def db_path(store: Store) -> Path:
+    """The file behind `store`; the sending threads open their own connection to it."""
+    for _, name, file in store.db.execute("PRAGMA database_list").fetchall():
+        if name == "main" and file:
+            return Path(file)
+    raise ValueError("publishing needs a database file, not an in-memory store")
+
+
+class LedgerWriter:
+    """The sending threads' connection: every mark is one committed transaction, serialised by a lock.
+
+    One connection behind a lock (rather than one per thread) means SQLite never sees two writers of ours
+    at once, so no thread ever sleeps in SQLite's busy handler.
+    """
+
+    def __init__(self, path: Path, source: str, key: str, channel: str):
+        self.where = (source, key, channel)
+        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+        self._conn.execute("PRAGMA busy_timeout = 30000")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def open_page(self, after_id: int, limit: int) -> list[tuple[int, str, str | None, int]]:
+        """(id, unit, ref, attempts) of the next rows still to send, by id."""
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT id, unit, ref, attempts FROM deliveries WHERE source = ? AND week_key = ? "
+                f"AND channel = ? AND state IN {_OPEN_SQL} AND id > ? ORDER BY id LIMIT ?",
+                [*self.where, after_id, limit]).fetchall()
+
+    def open_count(self) -> int:
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
+                f"AND state IN {_OPEN_SQL}", self.where).fetchone()[0]
+
+    def _now(self) -> str:
+        return iso(datetime.now(UTC))
+
+    def sending(self, row_id: int) -> None:
+        with self._lock:
+            self._conn.execute("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+                               "updated_at = ? WHERE id = ?", [self._now(), row_id])
+
+    def sent(self, row_id: int, remote_id: str) -> None:
+        t = self._now()
+        with self._lock:
+            self._conn.execute("UPDATE deliveries SET state = 'sent', remote_id = ?, last_error = NULL, "
+                               "updated_at = ?, sent_at = ? WHERE id = ?", [remote_id, t, t, row_id])
+
+    def ended(self, row_id: int, state: str, error: str) -> None:
+        """failed (retry later), bounced (never again) or skipped (no longer wanted)."""
+        assert state in ("failed", "bounced", "skipped")
+        with self._lock:
+            self._conn.execute("UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                               [state, error[:1000], self._now(), row_id])

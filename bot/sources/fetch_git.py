@@ -1,0 +1,113 @@
+"""A bare mirror of a watched git repository under state_dir/git/<source>, kept current with `git fetch`.
+
+Why a mirror and not the working copy: paperbot must only see what is committed on the followed branch, and
+`git fetch` of an unchanged remote is one cheap exchange of refs. Blob ids tell whether a file changed
+without reading it; only changed blobs are read (one `git cat-file --batch` for all of them).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from bot.sources.fetch_http import redact
+from bot.track.gitrepo import Commit, read_blobs
+
+log = logging.getLogger(__name__)
+
+_ENV = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "SSH_ASKPASS": "true", "LC_ALL": "C",
+        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")}
+
+
+class GitFetchError(Exception):
+    """git failed; the message names the command and git's own words, with credentials removed."""
+
+
+class Mirror:
+    def __init__(self, path: Path, url: str, timeout: float = 300.0):
+        self.path = path
+        self.url = url
+        self.timeout = timeout
+
+    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = ["git", "-C", str(self.path), *args]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
+                                  env={**os.environ, **_ENV}, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise GitFetchError(f"git {args[0]} {redact(self.url)}: no answer after {self.timeout:g}s") from e
+        if check and proc.returncode != 0:
+            msg = redact(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed")
+            raise GitFetchError(f"git {args[0]} {redact(self.url)}: {msg}")
+        return proc
+
+    def ensure(self) -> None:
+        """Create the bare mirror on first use; follow the config if the URL was changed."""
+        if not (self.path / "HEAD").exists():
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._git("init", "--quiet", "--bare")
+            self._git("remote", "add", "origin", self.url)
+        elif self._git("remote", "get-url", "origin", check=False).stdout.strip() != self.url:
+            self._git("remote", "set-url", "origin", self.url)
+
+    def fetch(self, branch: str) -> str:
+        """Fetch `branch` and return its tip commit id."""
+        ref = f"refs/remotes/origin/{branch}"
+        try:
+            self._git("fetch", "--quiet", "--no-tags", "--prune", "origin", f"+refs/heads/{branch}:{ref}")
+        except GitFetchError as e:
+            if "couldn't find remote ref" in str(e):
+                raise GitFetchError(f"git fetch {redact(self.url)}: branch {branch!r} not found") from e
+            raise
+        proc = self._git("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}", check=False)
+        if proc.returncode != 0:
+            raise GitFetchError(f"git fetch {redact(self.url)}: branch {branch!r} not found")
+        return proc.stdout.strip()
+
+    def has_commit(self, sha: str) -> bool:
+        return self._git("cat-file", "-e", f"{sha}^{{commit}}", check=False).returncode == 0
+
+    def is_ancestor(self, old: str, new: str) -> bool:
+        return self._git("merge-base", "--is-ancestor", old, new, check=False).returncode == 0
+
+    def commits_between(self, old: str | None, tip: str, paths: Sequence[str]) -> list[Commit]:
+        """First-parent commits after `old` up to `tip` that touched any of `paths`, oldest first.
+
+        With no `old`, just the last commit that touched them (the version a first poll starts from).
+        """
+        fmt = "--format=%H%x09%cI"
+        if old is None:
+            out = self._git("log", "-1", "--first-parent", fmt, tip, "--", *paths).stdout
+        else:
+            out = self._git("log", "--first-parent", "--reverse", fmt, f"{old}..{tip}", "--", *paths).stdout
+        commits = []
+        for line in out.splitlines():
+            sha, _, when = line.partition("\t")
+            commits.append(Commit(sha, datetime.fromisoformat(when)))
+        return commits
+
+    def blob_ids(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
+        """The blob id of each path at `commit`; None where the path is missing (or is not a file)."""
+        out = self._git("ls-tree", "-z", commit, "--", *paths).stdout
+        found: dict[str, str] = {}
+        for entry in out.split("\0"):
+            if not entry:
+                continue
+            meta, _, name = entry.partition("\t")
+            _mode, kind, oid = meta.split()
+            if kind == "blob":
+                found[name] = oid
+        return {p: found.get(p) for p in paths}
+
+    def read(self, blob_ids: Sequence[str]) -> list[bytes]:
+        """Contents of blobs, in order."""
+        out = []
+        for oid, data in zip(blob_ids, read_blobs(self.path, list(blob_ids)), strict=True):
+            if data is None:
+                raise GitFetchError(f"git cat-file {redact(self.url)}: blob {oid} missing from the mirror")
+            out.append(data)
+        return out

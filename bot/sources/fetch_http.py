@@ -1,0 +1,160 @@
+"""Conditional HTTP GET with a timeout and bounded retries: the only way paperbot talks HTTP.
+
+Why our own client: feedparser's fetcher has no timeout, and an idle poll must cost one cheap request
+(`If-None-Match` / `If-Modified-Since` → 304, no body). Each attempt is bounded by `timeout` as a whole
+(connect, headers, body), so a server that stalls or drips bytes cannot hold a poll. Transient failures
+(connection errors, timeouts, 5xx, 408, 429) are retried with a doubling backoff; anything else fails at once.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+
+from bot import __version__
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+# HTTP(S) only: no file://, ftp:// or data: handlers, so neither a config value nor a redirect reads elsewhere.
+_OPENER = urllib.request.OpenerDirector()
+for _handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
+                 urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
+                 urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
+    _OPENER.add_handler(_handler)
+
+
+def redact(text: str) -> str:
+    """Drop credentials (`user:token@`) and query strings from URLs, so they can be logged and stored."""
+    text = _USERINFO.sub("***@", text)
+    return re.sub(r"(https?://[^\s?#]*)\?[^\s#]*", r"\1?…", text)
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    timeout: float = 30.0  # seconds per attempt, all of it
+    retries: int = 2  # further attempts after a transient failure
+    backoff: float = 1.0  # seconds before the first retry; doubles each time
+    max_bytes: int = 50 * 2**20  # a digest or feed is never this big: refuse rather than fill memory
+    user_agent: str = f"paperbot/{__version__}"
+
+
+DEFAULT_OPTIONS = HttpOptions()
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    status: int  # 200, or 304 when the validators still match
+    body: bytes  # decoded from gzip; empty for 304
+    url: str  # the final URL, after redirects (feeds resolve relative links against it)
+    content_type: str
+    etag: str | None
+    last_modified: str | None
+    requests: int  # attempts made, retries included
+    bytes_read: int  # bytes received on the wire (body only)
+
+
+class FetchError(Exception):
+    """A fetch that failed for good; carries what it cost so a poll can still report it."""
+
+    def __init__(self, message: str, requests: int = 0, bytes_read: int = 0):
+        super().__init__(message)
+        self.requests = requests
+        self.bytes_read = bytes_read
+
+
+class _Transient(Exception):
+    """One attempt failed in a way worth retrying."""
+
+
+def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
+    if encoding in ("", "identity"):
+        return raw
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise FetchError(f"unsupported Content-Encoding {encoding!r}")
+    d = zlib.decompressobj(zlib.MAX_WBITS | 32)  # gzip or zlib header, detected
+    try:
+        out = d.decompress(raw, limit + 1)
+    except zlib.error as e:
+        raise FetchError(f"body is not valid {encoding}: {e}") from e
+    if len(out) > limit:
+        raise FetchError(f"body is larger than {limit} bytes once decompressed")
+    return out
+
+
+def _attempt(req: urllib.request.Request, opts: HttpOptions, counter: list[int]) -> HttpResponse:
+    deadline = time.monotonic() + opts.timeout
+    try:
+        resp = _OPENER.open(req, timeout=opts.timeout)
+    except urllib.error.HTTPError as e:
+        with e:
+            if e.code == 304:
+                return HttpResponse(304, b"", e.geturl() or req.full_url, "", e.headers.get("ETag"),
+                                    e.headers.get("Last-Modified"), 0, 0)
+            reason = f"HTTP {e.code} {e.reason}"
+            if e.code >= 500 or e.code in (408, 429):
+                raise _Transient(reason) from e
+            raise FetchError(reason) from e
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        reason = getattr(e, "reason", None) or e
+        raise _Transient(f"{type(e).__name__}: {reason}" if str(reason) else type(e).__name__) from e
+    with resp:
+        chunks: list[bytes] = []
+        try:
+            while chunk := resp.read1(65536):
+                counter[0] += len(chunk)
+                chunks.append(chunk)
+                if counter[0] > opts.max_bytes:
+                    raise FetchError(f"response is larger than {opts.max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise _Transient(f"body not complete after {opts.timeout:g}s")
+            missing = getattr(resp, "length", None)  # read1 does not raise at a premature end: check it
+            if missing:
+                raise _Transient(f"connection closed {missing} bytes before the end of the body")
+        except (http.client.HTTPException, OSError) as e:
+            raise _Transient(f"connection failed while reading the body: {type(e).__name__}: {e}") from e
+        body = _decode_body(b"".join(chunks), resp.headers.get("Content-Encoding", "").strip().lower(),
+                            opts.max_bytes)
+        return HttpResponse(resp.status, body, resp.geturl(), resp.headers.get("Content-Type", ""),
+                            resp.headers.get("ETag"), resp.headers.get("Last-Modified"), 0, 0)
+
+
+def conditional_get(url: str, *, etag: str | None = None, last_modified: str | None = None,
+                    options: HttpOptions = DEFAULT_OPTIONS, accept: str = "*/*",
+                    stop: threading.Event | None = None) -> HttpResponse:
+    """GET `url`, sending the validators of the last good answer. Raises FetchError after the last retry.
+
+    `stop`, when set, cuts a retry backoff short so a daemon can shut down promptly.
+    """
+    if not re.match(r"^https?://", url, re.IGNORECASE):
+        raise FetchError(f"GET {redact(url)}: not an http(s) URL")
+    headers = {"User-Agent": options.user_agent, "Accept": accept, "Accept-Encoding": "gzip"}
+    if etag:
+        headers["If-None-Match"] = etag
+    if last_modified:
+        headers["If-Modified-Since"] = last_modified
+    counter = [0]
+    attempts = 0
+    delay = options.backoff
+    while True:
+        attempts += 1
+        try:
+            r = _attempt(urllib.request.Request(url, headers=headers), options, counter)
+            return HttpResponse(r.status, r.body, r.url, r.content_type, r.etag, r.last_modified,
+                                attempts, counter[0])
+        except FetchError as e:
+            raise FetchError(f"GET {redact(url)}: {e}", attempts, counter[0]) from e
+        except _Transient as e:
+            if attempts > options.retries:
+                raise FetchError(f"GET {redact(url)} failed after {attempts} attempts: {redact(str(e))}",
+                                 attempts, counter[0]) from e
+            if stop is not None and stop.wait(delay):
+                raise FetchError(f"GET {redact(url)}: stopped while waiting to retry ({e})",
+                                 attempts, counter[0]) from e
+            if stop is None:
+                time.sleep(delay)
+            delay *= 2

@@ -1,0 +1,330 @@
+"""Digest README → weeks of papers, one line at a time.
+
+A week starts at a heading (`##`, `###`, or a line that is only bold text) holding a date range, and ends at
+the next heading. Inside it, papers are table rows (`| 1) **Title** - summary | [Paper](url) |`) or, in the
+oldest form, numbered list items followed by indented link bullets. Whatever is wrong with a row is reported
+as a `Defect` and the row is kept as well as it can be; nothing here raises on bad text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from bot.track.dates import DateRange, find_range, resolve_years, week_key
+from bot.track.model import Defect, Document, Link, Paper, Week
+
+_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
+_BOLD_LINE = re.compile(r"^\s{0,3}\*{2,3}(.+?)\*{2,3}\s*:?\s*$")
+_NUMBER = re.compile(r"^\s*(\(?(\d{1,3})\s*[.)]+|\((\d{1,3})\))\s*")
+_LIST_ITEM = re.compile(r"^\s{0,3}(\d{1,3})[.)]\s+(.*)$")
+_SUB_BULLET = re.compile(r"^\s+[-*•]\s+(.*)$")
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
+_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*([^)\s]*)\s*\)")
+_BARE_URL = re.compile(r"https?://[^\s)\]>|,]+")
+_URL_OK = re.compile(r"^(https?://[^\s/$.?#][^\s]*\.[^\s]+|https?://localhost[^\s]*)$", re.IGNORECASE)
+_PLACEHOLDER = re.compile(r"\bX{3,}\b")
+_PLACEHOLDER_URL = re.compile(r"^(x{3,}|todo|tbd)$", re.IGNORECASE)
+_SEPARATOR_CELL = re.compile(r"^\s*:?-{2,}:?\s*$")
+_PIPE_SPLIT = re.compile(r"(?<!\\)\|")
+_SUMMARY_SEP = re.compile(r"^\s*(?:--?|–|—|:)\s*")
+_TAGS = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def _heading_text(line: str) -> tuple[str, bool] | None:
+    """(text, is_atx) if the line is a heading or a bold-only line; else None."""
+    m = _ATX.match(line)
+    if m:
+        return m.group(2), True
+    m = _BOLD_LINE.match(line)
+    if m and "|" not in line:
+        return m.group(1), False
+    return None
+
+
+def clean_title(text: str) -> str:
+    """A heading's text as a reader sees it: no markup, no trailing colon, no lead-in sentence."""
+    t = text.replace("**", "").replace("__", "").strip().rstrip(":").strip()
+    rng = re.search(r"\(", t)
+    # "Highlighting top ML papers of the week. Top ML Papers of the Week (Jan 1-8)" → the last sentence.
+    head = t[: rng.start()] if rng else t
+    cut = head.rfind(". ")
+    if cut != -1:
+        t = t[cut + 2 :].strip()
+    return t
+
+
+def is_url(url: str) -> bool:
+    return bool(_URL_OK.match(url))
+
+
+def _strip_md(text: str) -> str:
+    text = _TAGS.sub("\n", text).strip().strip("-–—:").strip()
+    text = text.replace("**", "").replace("\\|", "|")
+    text = re.sub(r"[ \t]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    return text.strip()
+
+
+def _split_title(text: str, line_no: int, defects: list[Defect]) -> tuple[str, str]:
+    """Title and summary from a paper cell (number already removed)."""
+    s = text.strip()
+    if s.startswith("**"):
+        n_bold = s.count("**")
+        end = s.find("**", 2)
+        if n_bold % 2:
+            defects.append(Defect(line_no, "unbalanced-bold", s[:80]))
+            # Prefer the separator after the opening bold: "**A**: B** - summary" → title "A: B".
+            sep = re.search(r"\s(?:--?|–|—)\s", s)
+            if sep:
+                return _strip_md(s[: sep.start()]), _strip_md(s[sep.end() :])
+        if end == -1:
+            return _strip_md(s), ""
+        title = s[2:end]
+        rest = s[end + 2 :]
+        return _strip_md(title), _strip_md(_SUMMARY_SEP.sub("", rest, count=1))
+    # 2025 form: "Title  Summary …" (two spaces), else "Title - summary", else first sentence.
+    two = s.find("  ")
+    if 0 < two <= 200:
+        return _strip_md(s[:two]), _strip_md(s[two:])
+    sep = re.search(r"\s(?:--?|–|—)\s", s)
+    if sep and sep.start() <= 200:
+        return _strip_md(s[: sep.start()]), _strip_md(s[sep.end() :])
+    dot = re.search(r"[.;:](\s|$)", s)
+    if dot and dot.start() <= 200:
+        return _strip_md(s[: dot.start()]), _strip_md(s)
+    return _strip_md(s[:200]), _strip_md(s)
+
+
+def _links(text: str, line_no: int, defects: list[Defect]) -> tuple[Link, ...]:
+    out: list[Link] = []
+    for m in _MD_LINK.finditer(text):
+        if text[max(0, m.start() - 1) : m.start()] == "!":
+            continue  # an image, not a link
+        label, url = m.group(1).strip(), m.group(2).strip()
+        if _PLACEHOLDER_URL.match(url) or _PLACEHOLDER.search(label) or _PLACEHOLDER.search(url):
+            defects.append(Defect(line_no, "placeholder", m.group(0)))
+        elif not is_url(url):
+            defects.append(Defect(line_no, "bad-url", m.group(0)))
+        else:
+            out.append(Link(label or "Link", url))
+            continue
+        # Keep what can be kept: "[Paper]([XXX](https://…))" still carries the paper's address.
+        inner = _BARE_URL.search(text, m.start(), m.end() + 300)
+        if inner and is_url(inner.group(0).rstrip(")")):
+            out.append(Link(label if not _PLACEHOLDER.search(label) else "Link", inner.group(0).rstrip(")")))
+    return tuple(out)
+
+
+_DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%b %d %Y", "%Y-%m-%d", "%d %B %Y", "%b. %d, %Y")
+
+
+def parse_release_date(text: str) -> date | None:
+    t = re.sub(r"\s+", " ", text.replace("*", "")).strip()
+    t = re.sub(r"(\d)(st|nd|rd|th)\b", r"\1", t)
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(t, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+@dataclass
+class _Section:
+    title: str
+    line: int
+    rng: DateRange
+    lines: list[str] = field(default_factory=list)
+    papers: list[Paper] = field(default_factory=list)
+    defects: list[Defect] = field(default_factory=list)
+    markers: list[tuple[int, str]] = field(default_factory=list)  # (line, number marker style)
+    columns: dict[str, int] | None = None
+    expect_separator_after: int = 0  # line number of a header row waiting for its separator
+
+
+def _number(cell: str) -> tuple[int | None, str, str]:
+    """(number, marker style, rest of the cell)."""
+    m = _NUMBER.match(cell)
+    if not m:
+        return None, "", cell
+    n = int(m.group(2) or m.group(3))
+    marker = re.sub(r"\d+", "N", m.group(1).replace(" ", ""))
+    return n, marker, cell[m.end() :]
+
+
+def _header_columns(cells: list[str]) -> dict[str, int] | None:
+    names = [c.replace("*", "").strip().lower() for c in cells]
+    if not any(n.startswith("paper") or n.startswith("link") for n in names):
+        return None
+    if any(_MD_LINK.search(c) for c in cells):
+        return None
+    cols: dict[str, int] = {"paper": 0}
+    for i, n in enumerate(names):
+        if "release" in n or n == "date":
+            cols["release"] = i
+        elif n.startswith("link"):
+            cols["links"] = i
+    cols.setdefault("links", len(cells) - 1)
+    return cols
+
+
+def _table_row(sec: _Section, line: str, line_no: int) -> None:
+    body = line.strip()
+    ends_with_pipe = body.endswith("|") and not body.endswith("\\|")
+    inner = body[1:-1] if ends_with_pipe else body[1:]
+    cells = [c.strip() for c in _PIPE_SPLIT.split(inner)]
+    if cells and all(_SEPARATOR_CELL.match(c) for c in cells):
+        sec.expect_separator_after = 0
+        return
+    if sec.expect_separator_after:
+        sec.defects.append(Defect(sec.expect_separator_after, "missing-separator", "table header without separator"))
+        sec.expect_separator_after = 0
+    header = _header_columns(cells)
+    if header is not None:
+        sec.columns = header
+        sec.expect_separator_after = line_no
+        return
+    if not any(cells):
+        return
+    if not ends_with_pipe:
+        sec.defects.append(Defect(line_no, "missing-pipe", body[-80:]))
+    cols = sec.columns or {"paper": 0, "links": len(cells) - 1 if len(cells) > 1 else 0}
+    paper_cell = cells[0]
+    links_i = cols.get("links", len(cells) - 1)
+    links_cell = cells[links_i] if 0 < links_i < len(cells) else " ".join(cells[1:])
+    number, marker, rest = _number(paper_cell)
+    defects: list[Defect] = []
+    title, summary = _split_title(rest, line_no, defects)
+    release = None
+    if "release" in cols and cols["release"] < len(cells):
+        release = parse_release_date(cells[cols["release"]])
+    elif sec.columns is None and len(cells) == 3:
+        release = parse_release_date(cells[1])
+    if _PLACEHOLDER.search(title) or _PLACEHOLDER.search(summary) or not title:
+        defects.append(Defect(line_no, "placeholder", (title or paper_cell)[:80]))
+    links = _links(links_cell, line_no, defects)
+    if marker:
+        sec.markers.append((line_no, marker))
+    sec.defects.extend(defects)
+    sec.papers.append(
+        Paper(title=title, summary=summary, links=links, number=number, release_date=release, line=line_no)
+    )
+
+
+def _list_item(sec: _Section, n: int, text: str, line_no: int) -> None:
+    defects: list[Defect] = []
+    inline = [Link("Link", u) for u in _BARE_URL.findall(text)]
+    title, summary = _split_title(text, line_no, defects)
+    if _PLACEHOLDER.search(text):
+        defects.append(Defect(line_no, "placeholder", text[:80]))
+    sec.defects.extend(defects)
+    sec.markers.append((line_no, "N."))
+    sec.papers.append(Paper(title=title, summary=summary, links=tuple(inline), number=n, line=line_no))
+
+
+def _sub_bullet(sec: _Section, text: str, line_no: int) -> None:
+    """An indented bullet under a list-form paper: its links ("Paper: https://…" or a bare URL)."""
+    if not sec.papers:
+        return
+    last = sec.papers[-1]
+    defects: list[Defect] = []
+    links = list(_links(text, line_no, defects))
+    if not links:
+        for url in _BARE_URL.findall(text):
+            label = text.split(":", 1)[0].strip() if re.match(r"^[\w /]+:\s*https?://", text) else "Link"
+            links.append(Link(label, url.rstrip(".")))
+    sec.defects.extend(defects)
+    sec.papers[-1] = Paper(
+        title=last.title, summary=last.summary, links=last.links + tuple(links), number=last.number,
+        release_date=last.release_date, line=last.line,
+    )
+
+
+def _finish(sec: _Section) -> tuple[list[Paper], list[Defect]]:
+    defects = list(sec.defects)
+    if sec.expect_separator_after:
+        defects.append(Defect(sec.expect_separator_after, "missing-separator", "table header without separator"))
+    expected = None
+    for p in sec.papers:
+        if p.number is not None:
+            if expected is not None and p.number != expected:
+                defects.append(Defect(p.line, "numbering-gap", f"expected {expected}, found {p.number}"))
+            expected = p.number + 1
+    if sec.markers:
+        styles = [m for _, m in sec.markers]
+        common = max(set(styles), key=styles.count)
+        for ln, m in sec.markers:
+            if m != common:
+                said, usual = m.replace("N", "#"), common.replace("N", "#")
+                defects.append(Defect(ln, "number-style", f"{said} instead of {usual}"))
+    defects.extend(_images(sec))
+    defects.sort(key=lambda d: d.line)
+    return sec.papers, defects
+
+
+def _images(sec: _Section) -> list[Defect]:
+    """A week's banner image left as `XXX` is a placeholder (the week is unfinished); an empty path is not."""
+    out = []
+    for offset, line in enumerate(sec.lines):
+        for m in _IMAGE.finditer(line):
+            path = m.group(1)
+            if _PLACEHOLDER.search(path.upper()) and path.strip("xX") == "":
+                out.append(Defect(sec.line + offset, "placeholder", m.group(0)))
+            elif not path or path.endswith("/"):
+                out.append(Defect(sec.line + offset, "bad-image", m.group(0)))
+    return out
+
+
+def parse_digest(text: str, as_of: date) -> Document:
+    """Parse one version of a digest README. `as_of` places yearless weeks when nothing else can."""
+    sections: list[_Section] = []
+    doc_defects: list[Defect] = []
+    cur: _Section | None = None
+    for line_no, raw in enumerate(text.splitlines(), 1):
+        line = raw.rstrip()
+        head = _heading_text(line)
+        if head is not None:
+            htext, is_atx = head
+            rng = find_range(htext)
+            if rng is not None:
+                cur = _Section(clean_title(htext), line_no, rng, [line])
+                sections.append(cur)
+                continue
+            if is_atx:
+                # Any other heading ends the week: a year heading, an index, a footer section.
+                if re.search(r"papers of the week", htext, re.IGNORECASE) and "(" in htext:
+                    doc_defects.append(Defect(line_no, "undated-heading", htext[:80]))
+                cur = None
+                continue
+        if cur is None:
+            continue
+        cur.lines.append(line)
+        stripped = line.lstrip()
+        if stripped.startswith("|"):
+            _table_row(cur, line, line_no)
+            continue
+        m = _LIST_ITEM.match(line)
+        if m:
+            _list_item(cur, int(m.group(1)), m.group(2), line_no)
+            continue
+        m = _SUB_BULLET.match(line)
+        if m and cur.papers and cur.papers[-1].line >= line_no - 3:
+            _sub_bullet(cur, m.group(1), line_no)
+    spans = resolve_years([s.rng for s in sections], as_of)
+    weeks: list[Week] = []
+    for sec, span in zip(sections, spans, strict=True):
+        if span is None:
+            doc_defects.append(Defect(sec.line, "bad-date", sec.title[:80]))
+            continue
+        papers, defects = _finish(sec)
+        text_hash = hashlib.sha256("\n".join(sec.lines).encode("utf-8")).hexdigest()[:16]
+        weeks.append(
+            Week(
+                key=week_key(*span), title=sec.title, papers=tuple(papers), defects=tuple(defects),
+                line=sec.line, first_day=span[0], last_day=span[1], text_hash=text_hash,
+            )
+        )
+    return Document(format="digest", weeks=tuple(weeks), defects=tuple(doc_defects))

@@ -1,0 +1,42 @@
+"""Which parser reads a document: detected from its first bytes and headings, or forced by `format`."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from bot.track.model import Document
+from bot.track.parse_digest import parse_digest
+from bot.track.parse_feed import parse_feed
+from bot.track.parse_notes import parse_notes
+
+FORMATS = ("auto", "digest", "notes", "feed")
+_XML_START = re.compile(rb"^\s*(?:\xef\xbb\xbf)?\s*<(?:\?xml|rss|feed|rdf:RDF|!--)", re.IGNORECASE)
+_H3 = re.compile(r"^\s{0,3}###\s+\S", re.MULTILINE)
+
+
+def detect_format(data: bytes) -> str:
+    """feed if it is XML; digest if it has a week heading; notes if it has `###` sections; else digest."""
+    if _XML_START.match(data[:512]):
+        return "feed"
+    text = data.decode("utf-8", errors="replace")
+    if parse_digest(text, date.today()).weeks:
+        return "digest"
+    if _H3.search(text):
+        return "notes"
+    return "digest"
+
+
+def parse_document(data: bytes, as_of: date, fmt: str = "auto", url: str = "", content_type: str = "") -> Document:
+    """Parse one version of a source. Never raises on bad content: problems come back as defects."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt == "feed" or (fmt == "auto" and _XML_START.match(data[:512])):
+        return parse_feed(data, as_of, url=url, content_type=content_type)
+    text = data.decode("utf-8", errors="replace")
+    if fmt == "notes":
+        return parse_notes(text, as_of)
+    doc = parse_digest(text, as_of)
+    if fmt == "auto" and not doc.weeks and _H3.search(text):
+        return parse_notes(text, as_of)  # no week headings but ### sections: a notes page
+    return doc

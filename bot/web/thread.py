@@ -1,0 +1,58 @@
+"""The web app (bot/web/app.py) on its own thread and event loop beside the daemon.
+
+`paperbot run` mails unsubscribe links, so it must also answer them: it starts the app here for as long as
+it runs. A web app that cannot start (the port is taken, say) is logged as an error and the daemon goes on
+polling and publishing; `paperbot serve` can then run it in a process of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+
+from bot.config import Config
+
+log = logging.getLogger(__name__)
+
+
+class WebThread:
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self._run, name="web", daemon=True)
+        self.ready = threading.Event()
+        self.error: BaseException | None = None
+
+    def start(self, timeout: float = 10.0) -> bool:
+        """Start serving on `[web] listen`; False (and an error in the log) if it could not."""
+        self.thread.start()
+        self.ready.wait(timeout)
+        if self.error is not None or not self.ready.is_set():
+            log.error("the web app (unsubscribe links, editions) did not start on %s: %s; run `paperbot serve` "
+                      "beside the daemon instead", self.cfg.web.listen, self.error or "timed out")
+            return False
+        return True
+
+    def _run(self) -> None:
+        from bot.web.app import start_web
+
+        asyncio.set_event_loop(self.loop)
+        try:
+            runner = self.loop.run_until_complete(start_web(self.cfg))
+        except Exception as e:  # a taken port, an unreadable signing key: the daemon goes on without it
+            self.error = e
+            self.ready.set()
+            self.loop.close()
+            return
+        self.ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(runner.cleanup())
+            self.loop.close()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.thread.is_alive() and self.error is None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout)
