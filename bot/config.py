@@ -7,32 +7,125 @@ Secrets never live here: they come from environment variables only.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.track.parsing import FORMATS
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+# Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
+_DURATION = re.compile(r"\s*([0-9]+)\s*([smhd])\s*")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SOURCE_KINDS = ("github", "git", "url", "feed")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# A source name becomes a folder, a lock file and a word in log lines: a short, safe set only.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_GITHUB = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
+_SMTP_URL = re.compile(r"smtps?://[^\s/?#]+/?")
+_LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
+
+# Allowed ranges: wide enough for any real use, narrow enough that a slip (a missing unit, an extra digit)
+# is caught here instead of overflowing a date or polling in a tight loop.
+EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a second, at least once a month
+WAIT_RANGE = (0, 3650 * 86400)  # seconds, settle and max_wait: up to ten years
+BACKFILL_MAX = 10_000
+CONNECTIONS_MAX = 64
+RATE_MAX = 10_000.0  # messages per second
 
 
 class ConfigError(Exception):
     """A config problem, already phrased for the operator: file, key, what is wrong."""
 
 
-def parse_duration(value: object, where: str = "duration") -> timedelta:
-    """`30s`, `30m`, `2h`, `1d`: a whole number and a unit."""
-    m = _DURATION.match(value) if isinstance(value, str) else None
+def _seconds_text(seconds: int) -> str:
+    for unit in ("d", "h", "m"):
+        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
+            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def _short(value: object) -> str:
+    """repr, cut short: an error message quotes the value, not a page of it."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:50] + "…" + text[-8:]
+
+
+def parse_duration(value: object, where: str = "duration", allowed: tuple[int, int] = WAIT_RANGE) -> timedelta:
+    """`30s`, `30m`, `2h`, `1d`: a whole number and a unit, within `allowed` (seconds, inclusive)."""
+    m = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if not m:
-        raise ConfigError(f"{where}: {value!r} is not a duration; write a whole number and a unit, e.g. 30m, 2h, 1d")
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+        raise ConfigError(f"{where}: {_short(value)} is not a duration; "
+                          "write a whole number and a unit, e.g. 30m, 2h, 1d")
+    lo, hi = allowed
+    digits = m.group(1).lstrip("0") or "0"
+    seconds = int(digits) * _UNIT_SECONDS[m.group(2)] if len(digits) <= 15 else hi + 1
+    if not lo <= seconds <= hi:
+        raise ConfigError(f"{where}: {_short(value)} is out of range; "
+                          f"allowed: {_seconds_text(lo)} to {_seconds_text(hi)}")
+    return timedelta(seconds=seconds)
+
+
+def _has_control(text: str) -> bool:
+    """Control characters and line separators (not Cf: an emoji's zero-width joiner is fine in a subject)."""
+    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
+
+
+def _line(value: object, where: str, what: str = "a string") -> str:
+    """A one-line string: no newline, NUL or other control character (they split log lines and headers)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: must be {what}")
+    if _has_control(value):
+        raise ConfigError(f"{where}: {value!r} contains a line break or another control character")
+    return value
+
+
+def _whole(value: object, where: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{where}: {value!r} must be a whole number from {lo} to {hi}")
+    return value
+
+
+def _number(value: object, where: str, lo: float, hi: float, note: str = "") -> float:
+    """A finite number in [lo, hi] (TOML allows nan and inf, which no setting means)."""
+    if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
+            or not lo <= value <= hi):
+        raise ConfigError(f"{where}: {value!r} must be a number from {lo:g} to {hi:g}{note}")
+    return float(value)
+
+
+def _host_and_port(url: str, where: str, shown: str, what: str) -> None:
+    """A host name, and a port from 1 to 65535 if any: urlsplit only fails on `.port`, which would be
+    mid-run (a traceback when the first message is sent), so check it here."""
+    try:
+        u = urlsplit(url)
+        host = u.hostname
+    except ValueError:  # an unclosed [IPv6 bracket
+        host = None
+    if not host:
+        raise ConfigError(f"{where}: {shown} must be {what}")
+    try:
+        port = u.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ConfigError(f"{where}: the port in {shown} is out of range; allowed: 1 to 65535")
+
+
+def _http_url(value: object, where: str, *, show: bool = True) -> str:
+    """An http(s) URL with a host, no white space or control characters and a valid port.
+    `show=False` keeps the value out of the message (a source URL may carry a token)."""
+    shown = repr(value) if show else "the URL"
+    if not isinstance(value, str) or not _HTTP_URL.fullmatch(value) or _has_control(value):
+        raise ConfigError(f"{where}: {shown} must be an http(s) URL")
+    _host_and_port(value, where, shown, "an http(s) URL")
+    return value
 
 
 @dataclass(frozen=True)
@@ -170,19 +263,17 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
     _unknown(f, data, _TOP_KEYS)
     tz_name = data.get("timezone", "UTC")
     try:
-        tz = ZoneInfo(str(tz_name))
-    except (ZoneInfoNotFoundError, ValueError) as e:
+        tz = ZoneInfo(_line(tz_name, f"{f}: timezone", "a time zone name, e.g. UTC"))
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a folder of zones, e.g. "America"
         raise ConfigError(f"{f}: timezone: {tz_name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from e
     pub = data.get("publish", {})
     if not isinstance(pub, dict):
         raise ConfigError(f"{f}: publish: must be a table")
     _unknown(f"{f}: [publish]", pub, _PUBLISH_KEYS)
-    backfill = pub.get("backfill", 1)
-    if not isinstance(backfill, int) or isinstance(backfill, bool) or backfill < 0:
-        raise ConfigError(f"{f}: publish.backfill: {backfill!r} must be a whole number >= 0")
+    backfill = _whole(pub.get("backfill", 1), f"{f}: publish.backfill", 0, BACKFILL_MAX)
     settings = PublishSettings(
-        settle=parse_duration(pub.get("settle", "2h"), f"{f}: publish.settle"),
-        max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait"),
+        settle=parse_duration(pub.get("settle", "2h"), f"{f}: publish.settle", WAIT_RANGE),
+        max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait", WAIT_RANGE),
         backfill=backfill,
         timezone=tz,
     )
@@ -190,6 +281,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
     if not isinstance(gh, dict):
         raise ConfigError(f"{f}: github: must be a table")
     _unknown(f"{f}: [github]", gh, {"base_url"})
+    github_base_url = _http_url(gh.get("base_url", "https://raw.githubusercontent.com"), f"{f}: github.base_url")
     sources = []
     raw_sources = data.get("sources", [])
     if not isinstance(raw_sources, list):
@@ -198,16 +290,16 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
     for i, s in enumerate(raw_sources):
         where = f"{f}: sources[{i}]"
         sources.append(_parse_source(s, where, base_dir))
-        if sources[-1].name in names:
+        if sources[-1].name.casefold() in names:  # casefold: folder names on macOS and Windows ignore case
             raise ConfigError(f"{where}.name: {sources[-1].name!r} is used by another source")
-        names.add(sources[-1].name)
-    state_dir = data.get("state_dir", "state")
-    if not isinstance(state_dir, str) or not state_dir:
+        names.add(sources[-1].name.casefold())
+    state_dir = _line(data.get("state_dir", "state"), f"{f}: state_dir", "a path")
+    if not state_dir:
         raise ConfigError(f"{f}: state_dir: must be a path")
     return Config(
         path=path, base_dir=base_dir, state_dir=(base_dir / state_dir).resolve() if path else Path(state_dir),
         publish=settings, sources=tuple(sources),
-        github_base_url=str(gh.get("base_url", "https://raw.githubusercontent.com")).rstrip("/"),
+        github_base_url=github_base_url.rstrip("/"),
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
     )
 
@@ -223,22 +315,21 @@ def _parse_email(e: object, f: str) -> EmailSettings:
     _unknown(f"{f}: [email]", e, _EMAIL_KEYS)
     d = EmailSettings()
     smtp_url = e.get("smtp_url")
-    if smtp_url is not None and not (isinstance(smtp_url, str) and re.match(r"^smtps?://[^/\s]+", smtp_url)):
-        raise ConfigError(f"{f}: email.smtp_url: {smtp_url!r} must look like smtp://user@host:587 or smtps://host:465")
-    if isinstance(smtp_url, str) and re.match(r"^smtps?://[^/@]*:[^/@]*@", smtp_url):
+    if isinstance(smtp_url, str) and re.match(r"smtps?://[^/@]*:[^/@]*@", smtp_url):
         raise ConfigError(f"{f}: email.smtp_url: put no password in the URL; set PAPERBOT_SMTP_PASSWORD instead")
+    if smtp_url is not None:
+        smtp_form = "like smtp://user@host:587 or smtps://host:465"
+        if not (isinstance(smtp_url, str) and _SMTP_URL.fullmatch(smtp_url) and not _has_control(smtp_url)):
+            raise ConfigError(f"{f}: email.smtp_url: {smtp_url!r} must look {smtp_form}")
+        _host_and_port(smtp_url, f"{f}: email.smtp_url", repr(smtp_url), f"a URL {smtp_form}")
     for key in ("starttls",):
         if key in e and not isinstance(e[key], bool):
             raise ConfigError(f"{f}: email.{key}: must be true or false")
     for key in ("from", "subject", "contact", "list_id"):
-        if key in e and not isinstance(e[key], str):
-            raise ConfigError(f"{f}: email.{key}: must be a string")
-    connections = e.get("connections", d.connections)
-    if not isinstance(connections, int) or isinstance(connections, bool) or not 1 <= connections <= 64:
-        raise ConfigError(f"{f}: email.connections: {connections!r} must be a whole number from 1 to 64")
-    rate = e.get("rate", d.rate)
-    if not isinstance(rate, int | float) or isinstance(rate, bool) or rate < 0:
-        raise ConfigError(f"{f}: email.rate: {rate!r} must be a number >= 0 (0 = no cap)")
+        if key in e:
+            _line(e[key], f"{f}: email.{key}")
+    connections = _whole(e.get("connections", d.connections), f"{f}: email.connections", 1, CONNECTIONS_MAX)
+    rate = _number(e.get("rate", d.rate), f"{f}: email.rate", 0, RATE_MAX, " (0 = no cap)")
     return EmailSettings(
         smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
         subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
@@ -250,12 +341,14 @@ def _parse_web(w: object, f: str) -> WebSettings:
     w = _table(w, f"{f}: web")
     _unknown(f"{f}: [web]", w, _WEB_KEYS)
     d = WebSettings()
-    base_url = w.get("base_url", d.base_url)
-    if not isinstance(base_url, str) or not re.match(r"^https?://\S+$", base_url):
-        raise ConfigError(f"{f}: web.base_url: {base_url!r} must be an http(s) URL")
+    base_url = _http_url(w.get("base_url", d.base_url), f"{f}: web.base_url")
     listen = w.get("listen", d.listen)
-    if not isinstance(listen, str) or not re.match(r"^[\w.:\[\]-]*:\d{1,5}$", listen):
+    m = _LISTEN.fullmatch(listen) if isinstance(listen, str) else None
+    if m is None:
         raise ConfigError(f"{f}: web.listen: {listen!r} must be host:port, e.g. 127.0.0.1:8080")
+    if not 0 <= int(m.group(2)) <= 65535:  # 0: any free port (the daemon's tests use it)
+        raise ConfigError(f"{f}: web.listen: port {int(m.group(2))} is out of range; allowed: 0 to 65535 "
+                          "(0: any free port)")
     return WebSettings(base_url=base_url.rstrip("/"), listen=listen)
 
 
@@ -264,8 +357,9 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
         raise ConfigError(f"{where}: must be a table")
     _unknown(where, s, _SOURCE_KEYS)
     name = s.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ConfigError(f"{where}.name: {name!r} must be letters, digits, '.', '_' or '-'")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(f"{where}.name: {name!r} must be 1 to 64 letters, digits, '.', '_' or '-', "
+                          "starting with a letter or digit")
     kinds = [k for k in SOURCE_KINDS if k in s]
     if len(kinds) != 1:
         raise ConfigError(f"{where}: give exactly one of {', '.join(SOURCE_KINDS)} (found {len(kinds)})")
@@ -273,10 +367,14 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     location = s[kind]
     if not isinstance(location, str) or not location.strip():
         raise ConfigError(f"{where}.{kind}: must be a non-empty string")
-    if kind == "github" and not re.match(r"^[\w.-]+/[\w.-]+$", location):
+    if _has_control(location):
+        raise ConfigError(f"{where}.{kind}: contains a line break or another control character")
+    if kind == "github" and not _GITHUB.fullmatch(location):
         raise ConfigError(f"{where}.github: {location!r} must look like owner/repo")
-    if kind in ("url", "feed") and not re.match(r"^https?://", location):
-        raise ConfigError(f"{where}.{kind}: {location!r} must be an http(s) URL")
+    if kind in ("url", "feed"):
+        _http_url(location, f"{where}.{kind}", show=False)
+    if kind == "git" and location.strip().startswith("-"):  # git would read it as an option
+        raise ConfigError(f"{where}.git: must be a URL or a path, not start with '-'")
     if kind == "git" and "://" not in location and not location.startswith(("git@", "/")):
         location = str((base_dir / location).resolve())
     paths = s.get("path", "README.md")
@@ -284,13 +382,16 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
         paths = [paths]
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
         raise ConfigError(f"{where}.path: must be a file name or a list of file names")
+    for p in paths:
+        _line(p, f"{where}.path")
     fmt = s.get("format", "feed" if kind == "feed" else "auto")
-    if fmt not in FORMATS:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ConfigError(f"{where}.format: {fmt!r} must be one of {', '.join(FORMATS)}")
     branch = s.get("branch", "main")
-    if not isinstance(branch, str) or not branch:
-        raise ConfigError(f"{where}.branch: must be a branch name")
+    if not isinstance(branch, str) or not branch or branch.startswith("-") or re.search(r"\s", branch):
+        raise ConfigError(f"{where}.branch: {branch!r} must be a branch name")
+    _line(branch, f"{where}.branch")
     return SourceConfig(
         name=name, kind=kind, location=location.strip(), paths=tuple(paths), branch=branch, format=fmt,
-        every=parse_duration(s.get("every", "30m"), f"{where}.every"),
+        every=parse_duration(s.get("every", "30m"), f"{where}.every", EVERY_RANGE),
     )

@@ -185,12 +185,11 @@ class Store:
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield
+            conn.execute("COMMIT")  # a COMMIT that fails (disk full) leaves the transaction open: roll it back
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        else:
-            conn.execute("COMMIT")
 
     # -- sources -------------------------------------------------------------------------------------------
     def ensure_source(self, name: str, kind: str = "", location: str = "", now: datetime | None = None) -> dict:

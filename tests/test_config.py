@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -114,6 +117,85 @@ def test_cli_reports_config_errors_without_a_traceback(tmp_path):
     result = CliRunner().invoke(cli, ["--config", str(p), "weeks"])
     assert result.exit_code == 1
     assert "bogus" in result.output and "Traceback" not in result.output
+
+
+SRC = "[[sources]]\nname = 'a'\ngithub = 'x/y'\n"
+
+
+@pytest.mark.parametrize("text,words", [
+    # durations: each key has a range, so a slip (an extra digit, a zero) is an error, not an overflow or a loop
+    ("[publish]\nsettle = '99999999999d'\n", ["publish.settle", "out of range", "0s to 3650d"]),
+    ("[publish]\nmax_wait = '3651d'\n", ["publish.max_wait", "out of range", "0s to 3650d"]),
+    ("[publish]\nmax_wait = '" + "9" * 5000 + "h'\n", ["publish.max_wait", "out of range"]),
+    (SRC + "every = '0s'\n", ["sources[0].every", "out of range", "1s to 30d"]),
+    (SRC + "every = '31d'\n", ["sources[0].every", "out of range", "1s to 30d"]),
+    ("[publish]\nbackfill = 10001\n", ["publish.backfill", "0 to 10000"]),
+    # numbers: finite and bounded (TOML has nan and inf)
+    ("[email]\nrate = nan\n", ["email.rate", "0 to 10000"]),
+    ("[email]\nrate = inf\n", ["email.rate", "0 to 10000"]),
+    ("[email]\nrate = -1\n", ["email.rate", "0 to 10000"]),
+    ("[email]\nconnections = 0\n", ["email.connections", "1 to 64"]),
+    # ports: 1 to 65535 wherever one can be written
+    ("[web]\nlisten = '127.0.0.1:99999'\n", ["web.listen", "99999", "0 to 65535"]),
+    ("[web]\nlisten = '127.0.0.1:65536'\n", ["web.listen", "0 to 65535"]),
+    ("[web]\nbase_url = 'https://news.example.org:70000/'\n", ["web.base_url", "1 to 65535"]),
+    ("[email]\nsmtp_url = 'smtp://mail.example.org:99999'\n", ["email.smtp_url", "1 to 65535"]),
+    ("[github]\nbase_url = 'http://127.0.0.1:0'\n", ["github.base_url", "1 to 65535"]),
+    ("[[sources]]\nname = 'a'\nurl = 'https://example.org:65536/x'\n", ["sources[0].url", "1 to 65535"]),
+    # `$` where `\Z` was meant: a trailing newline passed every anchored check
+    ("[[sources]]\nname = \"evil\\n\"\ngithub = 'x/y'\n", ["sources[0].name", "letters, digits"]),
+    ("[[sources]]\nname = '" + "n" * 65 + "'\ngithub = 'x/y'\n", ["sources[0].name", "1 to 64"]),
+    ("[[sources]]\nname = 'a'\ngithub = \"x/y\\n\"\n", ["sources[0].github"]),
+    ("[web]\nlisten = \"127.0.0.1:8080\\n\"\n", ["web.listen", "host:port"]),
+    ("[web]\nbase_url = \"https://news.example.org\\n\"\n", ["web.base_url", "http(s) URL"]),
+    ("[email]\nsmtp_url = \"smtp://mail.example.org:25\\n\"\n", ["email.smtp_url"]),
+    # other values that reached a traceback or a broken header, log line or command later
+    ("[github]\nbase_url = 5\n", ["github.base_url", "http(s) URL"]),
+    ("timezone = 'America'\n", ["timezone", "America"]),
+    ("state_dir = \"state\\u0000\"\n", ["state_dir", "control character"]),
+    ("[email]\nsubject = \"Hi\\nBcc: x@example.org\"\n", ["email.subject", "line break"]),
+    (SRC + "path = \"README.md\\nx\"\n", ["sources[0].path", "line break"]),
+    (SRC + "branch = '--upload-pack=x'\n", ["sources[0].branch"]),
+    ("[[sources]]\nname = 'a'\ngit = '--upload-pack=touch x'\n", ["sources[0].git", "'-'"]),
+    ("[[sources]]\nname = 'Lab'\ngit = 'x'\n[[sources]]\nname = 'lab'\ngit = 'y'\n", ["sources[1].name", "used"]),
+])
+def test_out_of_range_and_unsafe_values_name_the_key(tmp_path, text, words):
+    """issue #8: every duration, number and port is range-checked and every name anchored with fullmatch;
+    the error names the file, the key and what is allowed."""
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(p) in str(e.value)
+    for w in words:
+        assert w in str(e.value)
+    assert len(str(e.value)) < 300 and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("text", [
+    "[publish]\nsettle = '0s'\nmax_wait = '3650d'\nbackfill = 0\n",
+    SRC + "every = '1s'\n", SRC + "every = '30d'\n",
+    "[email]\nrate = 0.5\nconnections = 64\nsmtp_url = 'smtps://mail.example.org:465'\n",
+    "[web]\nlisten = '[::1]:65535'\nbase_url = 'https://news.example.org:8443/papers'\n",
+    "[web]\nlisten = ':1'\n", "[web]\nlisten = '127.0.0.1:0'\n",
+])
+def test_values_at_the_edges_of_their_ranges_are_accepted(tmp_path, text):
+    load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("text", ["[publish]\nsettle = '99999999999d'\n", SRC + "every = '0s'\n",
+                                  "[email]\nrate = nan\n", "[web]\nlisten = '127.0.0.1:99999'\n",
+                                  "[[sources]]\nname = \"evil\\n\"\ngithub = 'x/y'\n"])
+def test_the_cli_reports_a_bad_value_in_one_line_and_exits_1(tmp_path, text):
+    """issue #8: `settle = "99999999999d"` ended in an OverflowError traceback; now every bad value is one
+    line on stderr naming the key, and exit status 1 (the real command, in a subprocess)."""
+    p = write(tmp_path, text)
+    env = {k: v for k, v in os.environ.items() if k != "PAPERBOT_CONFIG"}
+    proc = subprocess.run([sys.executable, "-m", "bot", "--config", str(p), "weeks"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Error: {p}: "), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
 def test_init_writes_a_commented_config_that_loads(tmp_path):

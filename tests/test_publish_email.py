@@ -363,6 +363,39 @@ def test_login_uses_the_user_in_the_url_and_the_password_from_the_environment(tm
         assert "s3cret-pw" not in result.output + caplog.text
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_a_login_without_tls_is_warned_about_once_and_the_password_never_logged(tmp_path, monkeypatch, caplog):
+    """issue #8: with a user in smtp_url, `starttls = false` and smtp://, the AUTH exchange (the password)
+    went out in clear without a word. Now one warning per run (not one per connection), password never shown."""
+    with smtp_server(auth=True) as (rec, port):
+        cfg = write_config(tmp_path, port, connections=3, user="news")
+        store = Store.open(cfg.db_path)
+        week = ready_week(store, cfg)
+        add_subscribers(store, tmp_path, addresses(9))
+        monkeypatch.setenv("PAPERBOT_SMTP_PASSWORD", "s3cret-pw")
+        caplog.set_level("DEBUG")
+        (rep,) = publish_week(cfg, store, week, now=NOW)
+        assert rep.published and rec.count() == 9 and len(rec.logins) == 3  # three connections, three logins
+        warnings = [r for r in caplog.records if r.levelname == "WARNING" and "without TLS" in r.getMessage()]
+        assert len(warnings) == 1, caplog.text
+        assert f"smtp://news@127.0.0.1:{port}" in warnings[0].getMessage()
+        assert "starttls = true" in warnings[0].getMessage()
+        assert "s3cret-pw" not in caplog.text
+
+
+def test_no_tls_warning_without_a_login(tmp_path, caplog):
+    """issue #8: the warning is about credentials: a server taking mail without a login gets none."""
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port)
+        store = Store.open(cfg.db_path)
+        week = ready_week(store, cfg)
+        add_subscribers(store, tmp_path, addresses(2))
+        caplog.set_level("DEBUG")
+        (rep,) = publish_week(cfg, store, week, now=NOW)
+        assert rep.published and rec.count() == 2
+        assert "without TLS" not in caplog.text
+
+
 def test_a_dropped_connection_is_reopened_and_the_message_sent(tmp_path):
     with smtp_server() as (rec, port):
         cfg = write_config(tmp_path, port, connections=1)

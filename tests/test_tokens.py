@@ -69,6 +69,15 @@ def test_non_canonical_base64_spelling_is_refused():
     assert verify_token(KEY, f"{variant}.{mac}") is None
 
 
+def test_a_token_with_a_trailing_newline_is_refused():
+    """issue #8: `$` matched before a trailing newline, so a valid token + "\n" (a link ending in %0A) was a
+    second accepted spelling of it. Only the exact token is genuine."""
+    token = unsubscribe_token(KEY, "victim@example.org")
+    assert verify_token(KEY, token) == "victim@example.org"
+    for variant in (token + "\n", token + "\r\n", "\n" + token, token + " "):
+        assert verify_token(KEY, variant) is None
+
+
 def test_unsubscribe_url():
     assert unsubscribe_url("https://news.example.org/", "abc.def") == "https://news.example.org/unsubscribe/abc.def"
 

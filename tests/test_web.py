@@ -159,3 +159,20 @@ def test_unknown_pages_are_404(server, path):
     base, _ = server
     status, body, _ = _request(base + path)
     assert status == 404 and "Not found" in body
+
+
+def test_a_trailing_newline_in_a_token_or_an_edition_name_is_refused(server):
+    """issue #8: `$` matched before a trailing newline: an unsubscribe link ending in %0A unsubscribed the
+    address, and an edition name ending in %0A reached the file system. Now: 400 and 404, nothing changed."""
+    base, cfg = server
+    address = "forged@example.org"
+    for data in (None, b"", b"List-Unsubscribe=One-Click"):
+        status, body, _ = _request(_link(base, address) + "%0A", data=data)
+        assert status == 400 and "nothing was changed" in body
+    assert _state(cfg, address) == "active"
+    edition = sample_edition()
+    stray = cfg.state_dir / "editions" / "digest" / f"{edition.key}\n.html"
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_text("<p>made under a name with a newline</p>", encoding="utf-8")
+    status, body, _ = _request(f"{base}/editions/digest/{edition.key}%0A")
+    assert status == 404 and "newline" not in body

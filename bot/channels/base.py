@@ -7,6 +7,8 @@ honour them without knowing what the medium is.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +34,24 @@ class MessageRefused(ChannelDown):
     """The remote side refused the message itself, not its recipient (an SMTP 5xx to DATA: spam filter, size,
     policy). Never a bounce: when it repeats across recipients it stops the run like a channel that is down,
     and the rows stay `failed` for the operator to look at and the next run to retry."""
+
+
+class StorageError(Exception):
+    """A local write failed: the outbox, a web edition, the signing key or the state database (disk full,
+    read-only, no permission). Not the remote side's fault, and retrying it within seconds helps nothing: the
+    run stops, no row is marked sent that was not written, and the next run resumes. The message is one line
+    for the operator: what failed, which path, the system's reason."""
+
+
+def storage_error(e: OSError | sqlite3.Error, action: str, path: Path | str | None) -> StorageError:
+    """`cannot <action> <path>: <reason> (<ERRNO or SQLite code>)` from an OSError or a SQLite error."""
+    if isinstance(e, OSError):
+        reason = e.strerror or str(e) or type(e).__name__
+        code = errno.errorcode.get(e.errno or 0, "")
+    else:
+        reason, code = str(e) or type(e).__name__, getattr(e, "sqlite_errorname", "")
+    where = f" {path}" if path else ""
+    return StorageError(f"cannot {action}{where}: {reason}" + (f" ({code})" if code else ""))
 
 
 @dataclass(frozen=True)

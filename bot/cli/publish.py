@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import click
 
 from bot import channels as registry
 from bot import locks
+from bot.channels.base import StorageError, storage_error
 from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
 from bot.cli.common import _load
@@ -112,7 +114,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     """
     cfg = _load(ctx)
     chosen = [channel] if channel else None
-    with _existing_store(cfg) as store:
+    with _storage_errors(cfg), _existing_store(cfg) as store:
         targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
         for w in targets:
             if w.state not in ("ready", "published"):
@@ -126,7 +128,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
         if not tty:
             logging.getLogger("bot.publish.pipeline").setLevel(min(logging.INFO, logging.getLogger().level))
         try:
-            with (_no_lock() if dry_run else _publish_lock(cfg)), _operator_errors():
+            with (_no_lock() if dry_run else _publish_lock(cfg)), _operator_errors(), _storage_errors(cfg):
                 reports = []
                 for w in targets:
                     reports += publish_week(cfg, store, w, channels=chosen, now=datetime.now(UTC),
@@ -139,6 +141,21 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     if not dry_run and not all(r.published for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
+
+
+@contextmanager
+def _storage_errors(cfg: Config) -> Iterator[None]:
+    """A full disk, a read-only state folder or a permission problem as one line, not a traceback. The
+    ledger is consistent whatever the point of failure, so the advice is simply to run again."""
+    try:
+        yield
+    except (StorageError, sqlite3.OperationalError, OSError) as e:
+        if isinstance(e, sqlite3.OperationalError):  # opening the database, before any publishing began
+            e = storage_error(e, "use the state database", cfg.db_path)
+        elif isinstance(e, OSError):  # the publish lock, say
+            e = storage_error(e, "write", e.filename or cfg.state_dir)
+        raise click.ClickException(f"{e}; free some space or fix the permissions, then run `paperbot publish` "
+                                   "again: it sends only what is not recorded as sent") from None
 
 
 @contextmanager
@@ -160,10 +177,10 @@ def _no_lock() -> Iterator[None]:
 
 @contextmanager
 def _operator_errors() -> Iterator[None]:
-    """Problems the operator fixes (a template, the signing key) as one line, not a traceback."""
+    """Problems the operator fixes (a template, the signing key, a full disk) as one line, not a traceback."""
     try:
         yield
-    except (RenderError, SecretKeyError) as e:
+    except (RenderError, SecretKeyError, StorageError) as e:
         raise click.ClickException(str(e)) from e
 
 

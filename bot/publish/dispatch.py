@@ -4,7 +4,10 @@ Each worker holds one sender (one reused connection). For every unit it commits 
 commits the outcome, so at any instant at most `connections` rows are `sending`: those, and only those,
 may be delivered again after a kill. Transient failures wait in a retry heap (backoff doubling from
 `limits.backoff`) and are tried at most `limits.max_attempts` times per run; then the row stays `failed`
-for the next run. Consecutive ChannelDown errors stop the run early, leaving the rest for later.
+for the next run. Consecutive ChannelDown errors stop the run early, leaving the rest for later. A
+StorageError (the outbox or the ledger cannot be written: a full disk) stops it at once and is raised to the
+caller once every worker has stopped; the unit it hit is left open (`failed`, or `sending` if even that mark
+could not be written), never `sent`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.channels.base import Channel, ChannelDown, ChannelLimits, PermanentError, TransientError, Unit
+from bot.channels.base import Channel, ChannelDown, ChannelLimits, PermanentError, StorageError, TransientError, Unit
 from bot.publish.ledger import LedgerWriter
 from bot.publish.ratelimit import TokenBucket
 
@@ -112,6 +115,12 @@ class _Run:
         self.bucket = TokenBucket(limits.rate)
         self.down = 0  # consecutive ChannelDown errors, all workers together
         self.crash: BaseException | None = None
+        self.storage: StorageError | None = None  # the first local write that failed
+
+    def _storage_failed(self, e: StorageError) -> None:
+        with self.stats.lock:
+            self.storage = self.storage or e
+        self.feed.stop(str(e))
 
     def worker(self) -> None:
         try:
@@ -119,12 +128,17 @@ class _Run:
         except ChannelDown as e:
             self.feed.stop(str(e))
             return
+        except StorageError as e:
+            self._storage_failed(e)
+            return
         try:
             while (item := self.feed.take()) is not None:
                 try:
                     self.one(sender, *item)
                 finally:
                     self.feed.release()
+        except StorageError as e:  # the outbox or the ledger cannot be written: stop, say so once
+            self._storage_failed(e)
         except BaseException as e:  # a bug: keep the row `sending` (it may have gone out) and stop
             self.crash = e
             self.feed.stop(f"internal error: {e!r}")
@@ -149,7 +163,13 @@ class _Run:
             log.info("%s refused for good: %s", unit.key, e)
         except TransientError as e:  # ChannelDown included: nothing was sent
             self.transient(unit, tries + 1, e)
+        except StorageError as e:  # nothing was written: the row stays open for the next run
+            self.writer.ended_if_possible(unit.row_id, "failed", str(e))
+            self.stats.add("failed")
+            raise
         else:
+            # If this mark cannot be written (the ledger's disk is full) the row stays `sending` and is resent
+            # by the next run: the one documented way to a second copy, never a lost one.
             self.writer.sent(unit.row_id, remote_id)
             with self.stats.lock:
                 self.down = 0
@@ -203,4 +223,6 @@ def dispatch(channel: Channel, rendition: Any, writer: LedgerWriter, *, wanted: 
     stats.stopped = run.feed.stopped
     if run.crash is not None:
         raise run.crash
+    if run.storage is not None:
+        raise run.storage
     return stats

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bot.channels.base import Unit
+from bot.channels.base import StorageError, Unit, storage_error
 from bot.store import Store, iso
 
 STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped")
@@ -127,46 +127,62 @@ class LedgerWriter:
 
     def __init__(self, path: Path, source: str, key: str, channel: str):
         self.where = (source, key, channel)
-        self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
-        self._conn.execute("PRAGMA busy_timeout = 30000")
-        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self.path = path
         self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30)
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.OperationalError as e:
+            raise storage_error(e, "open the ledger in", path) from e
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
 
+    def _run(self, sql: str, args: list) -> sqlite3.Cursor:
+        """One statement, one transaction. Disk full, I/O, read-only and lock errors become StorageError,
+        raised before anything else happens to the unit: a mark that failed is a mark not made."""
+        with self._lock:
+            try:
+                return self._conn.execute(sql, args)
+            except sqlite3.OperationalError as e:
+                raise storage_error(e, "write the ledger in", self.path) from e
+
     def open_page(self, after_id: int, limit: int) -> list[tuple[int, str, str | None, int]]:
         """(id, unit, ref, attempts) of the next rows still to send, by id."""
-        with self._lock:
-            return self._conn.execute(
-                f"SELECT id, unit, ref, attempts FROM deliveries WHERE source = ? AND week_key = ? "
-                f"AND channel = ? AND state IN {_OPEN_SQL} AND id > ? ORDER BY id LIMIT ?",
-                [*self.where, after_id, limit]).fetchall()
+        return self._run(
+            f"SELECT id, unit, ref, attempts FROM deliveries WHERE source = ? AND week_key = ? "
+            f"AND channel = ? AND state IN {_OPEN_SQL} AND id > ? ORDER BY id LIMIT ?",
+            [*self.where, after_id, limit]).fetchall()
 
     def open_count(self) -> int:
-        with self._lock:
-            return self._conn.execute(
-                f"SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
-                f"AND state IN {_OPEN_SQL}", self.where).fetchone()[0]
+        return self._run(
+            f"SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
+            f"AND state IN {_OPEN_SQL}", list(self.where)).fetchone()[0]
 
     def _now(self) -> str:
         return iso(datetime.now(UTC))
 
     def sending(self, row_id: int) -> None:
-        with self._lock:
-            self._conn.execute("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
-                               "updated_at = ? WHERE id = ?", [self._now(), row_id])
+        self._run("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
+                  "updated_at = ? WHERE id = ?", [self._now(), row_id])
 
     def sent(self, row_id: int, remote_id: str) -> None:
         t = self._now()
-        with self._lock:
-            self._conn.execute("UPDATE deliveries SET state = 'sent', remote_id = ?, last_error = NULL, "
-                               "updated_at = ?, sent_at = ? WHERE id = ?", [remote_id, t, t, row_id])
+        self._run("UPDATE deliveries SET state = 'sent', remote_id = ?, last_error = NULL, "
+                  "updated_at = ?, sent_at = ? WHERE id = ?", [remote_id, t, t, row_id])
 
     def ended(self, row_id: int, state: str, error: str) -> None:
         """failed (retry later), bounced (never again) or skipped (no longer wanted)."""
         assert state in ("failed", "bounced", "skipped")
-        with self._lock:
-            self._conn.execute("UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
-                               [state, error[:1000], self._now(), row_id])
+        self._run("UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
+                  [state, error[:1000], self._now(), row_id])
+
+    def ended_if_possible(self, row_id: int, state: str, error: str) -> None:
+        """`ended`, unless the ledger cannot be written either (a full disk): the row then keeps its
+        `sending` mark, which the next run resends, so nothing is lost either way."""
+        try:
+            self.ended(row_id, state, error)
+        except StorageError:
+            pass

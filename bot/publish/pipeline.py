@@ -9,6 +9,7 @@ says is still open, so publishing a week twice sends nothing twice. Only one pro
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from bot import channels as registry
 from bot import locks
-from bot.channels.base import Channel, Unit
+from bot.channels.base import Channel, StorageError, Unit, storage_error
 from bot.config import Config
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats, dispatch
@@ -149,7 +150,22 @@ def _unit(row: dict) -> Unit:
 def publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequence[str] | None = None,
                  now: datetime | None = None, dry_run: bool = False,
                  progress: Progress | None = None) -> list[ChannelReport]:
-    """Publish one ready week on `channels` (default: every enabled one); then maybe mark it published."""
+    """Publish one ready week on `channels` (default: every enabled one); then maybe mark it published.
+
+    Raises StorageError when a local write fails (disk full, read-only, no permission): the state database's
+    transactions roll back whole, and the ledger marks nothing sent that was not, so a later run resumes."""
+    try:
+        return _publish_week(cfg, store, week, channels=channels, now=now, dry_run=dry_run, progress=progress)
+    except StorageError:
+        raise
+    except sqlite3.OperationalError as e:  # disk full, I/O error, read-only: the main thread's own writes
+        raise storage_error(e, "write the state database", cfg.db_path) from e
+    except OSError as e:
+        raise storage_error(e, "write", e.filename or cfg.state_dir) from e
+
+
+def _publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequence[str] | None,
+                  now: datetime | None, dry_run: bool, progress: Progress | None) -> list[ChannelReport]:
     now = now or datetime.now(UTC)
     names = list(channels or registry.enabled(cfg))
     reports = [publish_channel(cfg, store, week, registry.make(cfg, name), now=now, dry_run=dry_run,
@@ -173,7 +189,10 @@ def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequenc
 
 
 def after_poll(cfg: Config, store: Store, now: datetime) -> None:
-    """The daemon's hook: publish whatever became ready, unless `paperbot publish` is busy doing it."""
+    """The daemon's hook: publish whatever became ready, unless `paperbot publish` is busy doing it.
+
+    A full disk (or a read-only state folder) is logged in one line and the daemon goes on: what was not
+    written stays open in the ledger, and the round after the next poll sends it."""
     if not ready_weeks(store):
         return
     try:
@@ -181,7 +200,14 @@ def after_poll(cfg: Config, store: Store, now: datetime) -> None:
     except locks.LockBusy as e:
         log.info("not publishing this round: %s", e)
         return
+    except OSError as e:
+        log.error("not publishing this round: %s; retrying after the next poll",
+                  storage_error(e, "take the publish lock", lock_path(cfg)))
+        return
     try:
         publish_ready(cfg, store, now)
+    except StorageError as e:
+        log.error("publishing stopped: %s; nothing unwritten is marked sent, and the rest is sent after the "
+                  "next poll", e)
     finally:
         locks.release(fd)

@@ -24,9 +24,9 @@ _SUB_BULLET = re.compile(r"^\s+[-*•]\s+(.*)$")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
 _IMAGE = re.compile(r"!\[[^\]]*\]\(\s*([^)\s]*)\s*\)")
 _BARE_URL = re.compile(r"https?://[^\s)\]>|,]+")
-_URL_OK = re.compile(r"^(https?://[^\s/$.?#][^\s]*\.[^\s]+|https?://localhost[^\s]*)$", re.IGNORECASE)
+_URL_OK = re.compile(r"(https?://[^\s/$.?#][^\s]*\.[^\s]+|https?://localhost[^\s]*)", re.IGNORECASE)  # fullmatch
 _PLACEHOLDER = re.compile(r"\bX{3,}\b")
-_PLACEHOLDER_URL = re.compile(r"^(x{3,}|todo|tbd)$", re.IGNORECASE)
+_PLACEHOLDER_URL = re.compile(r"(x{3,}|todo|tbd)", re.IGNORECASE)  # fullmatch
 _SEPARATOR_CELL = re.compile(r"^\s*:?-{2,}:?\s*$")
 _PIPE_SPLIT = re.compile(r"(?<!\\)\|")
 _SUMMARY_SEP = re.compile(r"^\s*(?:--?|–|—|:)\s*")
@@ -57,7 +57,7 @@ def clean_title(text: str) -> str:
 
 
 def is_url(url: str) -> bool:
-    return bool(_URL_OK.match(url))
+    return bool(_URL_OK.fullmatch(url))
 
 
 def _strip_md(text: str) -> str:
@@ -104,7 +104,7 @@ def _links(text: str, line_no: int, defects: list[Defect]) -> tuple[Link, ...]:
         if text[max(0, m.start() - 1) : m.start()] == "!":
             continue  # an image, not a link
         label, url = m.group(1).strip(), m.group(2).strip()
-        if _PLACEHOLDER_URL.match(url) or _PLACEHOLDER.search(label) or _PLACEHOLDER.search(url):
+        if _PLACEHOLDER_URL.fullmatch(url) or _PLACEHOLDER.search(label) or _PLACEHOLDER.search(url):
             defects.append(Defect(line_no, "placeholder", m.group(0)))
         elif not is_url(url):
             defects.append(Defect(line_no, "bad-url", m.group(0)))

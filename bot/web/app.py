@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 STORE = web.AppKey("store", Store)
 KEY = web.AppKey("key", bytes)
 CONFIG = web.AppKey("config", Config)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")  # \Z: `$` would let "name\n" in
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from bot.channels.base import ChannelLimits, Unit
+from bot.channels.base import ChannelLimits, Unit, storage_error
 from bot.channels.email import subscribers
 from bot.channels.email.headers import UnsafeHeader
 from bot.channels.email.mime import MessageTemplate, build_template, id_domain, message_id
@@ -29,6 +29,7 @@ from bot.channels.email.render import (
     RenderedEmail,
     RenderError,
     edition_from_store,
+    edition_path,
     personalize,
     render_newsletter,
     save_web_edition,
@@ -70,10 +71,19 @@ def outbox_dir(cfg: Config, source: str, key: str) -> Path:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomically (a whole file or none). A full disk or a read-only folder is a StorageError naming `path`;
+    the partial temporary file is removed, so it takes no space and is never mistaken for a message."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise storage_error(e, "write", path) from e
 
 
 class _SmtpSender:
@@ -138,11 +148,25 @@ class EmailChannel:
             raise RenderError(str(err)) from err
         return EmailRendition(
             source=week.source, key=week.key, edition=edition, email=email, template=template,
-            secret=self.preview_secret()[0] if dry else load_secret_key(self.cfg.state_dir),
+            secret=self.preview_secret()[0] if dry else self._secret_key(),
             base_url=self.cfg.web.base_url, domain=id_domain(e.list_id, e.sender))
 
+    def _secret_key(self) -> bytes:
+        try:
+            return load_secret_key(self.cfg.state_dir)
+        except OSError as e:  # creating state/secret.key on a full or read-only disk
+            raise storage_error(e, "read or create the signing key", e.filename or self.cfg.state_dir) from e
+
     def prepare(self, rendition: EmailRendition) -> None:
-        save_web_edition(self.cfg, rendition.edition)
+        try:
+            save_web_edition(self.cfg, rendition.edition)
+        except OSError as e:
+            path = edition_path(self.cfg.state_dir, rendition.source, rendition.key)
+            try:
+                path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # what a full disk left half-written
+            except OSError:
+                pass
+            raise storage_error(e, "write the web edition", path) from e
         if not self.cfg.email.smtp_url:
             html, _ = personalize(rendition.email, rendition.unsubscribe_url(self.sender_address))
             folder = outbox_dir(self.cfg, rendition.source, rendition.key)

@@ -13,6 +13,7 @@ import logging
 import os
 import smtplib
 import ssl
+import threading
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "PAPERBOT_SMTP_PASSWORD"
 TIMEOUT = 60.0
+_warned_clear: set[str] = set()  # targets already warned about in this process (once per run, not per worker)
+_warned_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,11 @@ class SmtpTarget:
         return cls(host=u.hostname or "localhost", port=port, implicit_tls=implicit,
                    starttls=starttls and not implicit, user=unquote(u.username) if u.username else None)
 
+    @property
+    def clear_login(self) -> bool:
+        """A login that would cross the network unencrypted: a user, and neither smtps:// nor STARTTLS."""
+        return bool(self.user) and not self.implicit_tls and not self.starttls
+
     def __str__(self) -> str:  # for logs: never the password
         scheme = "smtps" if self.implicit_tls else "smtp"
         who = f"{self.user}@" if self.user else ""
@@ -49,6 +57,15 @@ class SmtpTarget:
 def _reply(code: int, msg: bytes | str) -> str:
     text = msg.decode("utf-8", "replace") if isinstance(msg, bytes) else str(msg)
     return f"{code} {text}".strip()
+
+
+def _warn_clear_login(t: SmtpTarget) -> None:
+    with _warned_lock:
+        if str(t) in _warned_clear:
+            return
+        _warned_clear.add(str(t))
+    log.warning("%s: logging in without TLS (starttls = false): the user name and password cross the network "
+                "unencrypted; set [email] starttls = true or use smtps://", t)
 
 
 class SmtpConnection:
@@ -76,6 +93,8 @@ class SmtpConnection:
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
             if t.user:
+                if t.clear_login:
+                    _warn_clear_login(t)
                 smtp.login(t.user, self._password or "")
         except smtplib.SMTPAuthenticationError as e:
             raise ChannelDown(f"{t}: login refused: {_reply(e.smtp_code, e.smtp_error)}") from None

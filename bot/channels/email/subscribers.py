@@ -30,7 +30,7 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _TLD = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
-_NAMED = re.compile(r"^[^<>]*<([^<>]*)>$")
+_NAMED = re.compile(r"[^<>]*<([^<>]*)>")  # fullmatch: `$` would allow a "\n"
 
 
 class InvalidAddress(ValueError):
@@ -65,7 +65,7 @@ def normalize_address(s: str) -> str:
         raise InvalidAddress("too long")
     if _has_control(raw):
         raise InvalidAddress("contains control characters")
-    m = _NAMED.match(raw)
+    m = _NAMED.fullmatch(raw)
     if m is None:
         return _check(raw)
     addr = m.group(1).strip()

@@ -24,7 +24,7 @@ KEY_FILE = "secret.key"
 MIN_KEY_CHARS = 32
 _MAC_BYTES = 18
 _DOMAIN = b"paperbot/unsubscribe/v1\x00"
-_TOKEN = re.compile(r"^([A-Za-z0-9_-]{2,400})\.([A-Za-z0-9_-]{24})$")
+_TOKEN = re.compile(r"([A-Za-z0-9_-]{2,400})\.([A-Za-z0-9_-]{24})")  # fullmatch: `$` allows a "\n"
 
 
 class SecretKeyError(RuntimeError):
@@ -86,7 +86,7 @@ def unsubscribe_token(key: bytes, address: str) -> str:
 
 def verify_token(key: bytes, token: str) -> str | None:
     """The address a genuine token carries; None for anything forged, altered or malformed."""
-    m = _TOKEN.match(token) if isinstance(token, str) else None
+    m = _TOKEN.fullmatch(token) if isinstance(token, str) else None
     if not m:
         return None
     try:
