@@ -74,6 +74,7 @@ class WebSettings:
 
     base_url: str = "http://localhost:8080"
     listen: str = "127.0.0.1:8080"
+    header_timeout: float = 10.0  # seconds a client has to send its request headers (and a POST its body)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -129,7 +130,7 @@ every = "30m"                # how often to check
 
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
-_WEB_KEYS = {"base_url", "listen"}
+_WEB_KEYS = {"base_url", "listen", "header_timeout"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
 
@@ -256,7 +257,10 @@ def _parse_web(w: object, f: str) -> WebSettings:
     listen = w.get("listen", d.listen)
     if not isinstance(listen, str) or not re.match(r"^[\w.:\[\]-]*:\d{1,5}$", listen):
         raise ConfigError(f"{f}: web.listen: {listen!r} must be host:port, e.g. 127.0.0.1:8080")
-    return WebSettings(base_url=base_url.rstrip("/"), listen=listen)
+    header_timeout = parse_duration(w.get("header_timeout", "10s"), f"{f}: web.header_timeout").total_seconds()
+    if not 1 <= header_timeout <= 3600:
+        raise ConfigError(f"{f}: web.header_timeout: must be from 1s to 1h")
+    return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout)
 
 
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
