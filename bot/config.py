@@ -167,6 +167,7 @@ class WebSettings:
 
     base_url: str = "http://localhost:8080"
     listen: str = "127.0.0.1:8080"
+    header_timeout: float = 10.0  # seconds a client has to send its request headers (and a POST its body)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -222,7 +223,7 @@ every = "30m"                # how often to check
 
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
-_WEB_KEYS = {"base_url", "listen"}
+_WEB_KEYS = {"base_url", "listen", "header_timeout"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
 
@@ -349,7 +350,10 @@ def _parse_web(w: object, f: str) -> WebSettings:
     if not 0 <= int(m.group(2)) <= 65535:  # 0: any free port (the daemon's tests use it)
         raise ConfigError(f"{f}: web.listen: port {int(m.group(2))} is out of range; allowed: 0 to 65535 "
                           "(0: any free port)")
-    return WebSettings(base_url=base_url.rstrip("/"), listen=listen)
+    header_timeout = parse_duration(w.get("header_timeout", "10s"), f"{f}: web.header_timeout").total_seconds()
+    if not 1 <= header_timeout <= 3600:
+        raise ConfigError(f"{f}: web.header_timeout: must be from 1s to 1h")
+    return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout)
 
 
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:

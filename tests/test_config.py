@@ -207,3 +207,14 @@ def test_init_writes_a_commented_config_that_loads(tmp_path):
     again = runner.invoke(cli, ["init", str(target)])
     assert again.exit_code != 0 and "exists" in again.output
     assert target.read_text() == DEFAULT_TOML
+
+
+@pytest.mark.parametrize("value, ok", [("'5s'", 5.0), ("'0s'", None), ("'2h'", None), ("10", None)])
+def test_web_header_timeout(tmp_path, value, ok):
+    """issue #8: the web app's header-read timeout, [web] header_timeout, from 1s to 1h."""
+    p = write(tmp_path, f"[web]\nheader_timeout = {value}\n")
+    if ok is not None:
+        assert load_config(p).web.header_timeout == ok
+        return
+    with pytest.raises(ConfigError, match=r"web\.header_timeout"):
+        load_config(p)

@@ -406,3 +406,19 @@ def test_a_dropped_connection_is_reopened_and_the_message_sent(tmp_path):
         (rep,) = publish_week(cfg, store, week, now=NOW)
         assert rep.published and rep.counts["sent"] == 10
         assert sorted(rec.recipients()) == sorted(addresses(10)) and max(rec.recipients().values()) == 1
+
+
+def test_an_unsubscribe_queued_by_the_web_app_counts_before_planning(tmp_path):
+    """issue #8: an unsubscribe the web app queued while the database was locked must stop the next send,
+    even when no web app runs to apply the queue first."""
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port)
+        store = Store.open(cfg.db_path)
+        add_subscribers(store, tmp_path, ["stays@example.net", "leaves@example.net"])
+        subscribers.queue_unsubscribe(cfg.state_dir / subscribers.JOURNAL, "leaves@example.net",
+                                      now=NOW, origin="web:one-click")
+        ready_week(store, cfg)
+        publish_ready(cfg, store, NOW)
+        assert sorted(rec.recipients()) == ["stays@example.net"]
+        states = {r["address"]: r["state"] for r in store.db["subscribers"].rows}
+        assert states == {"stays@example.net": "active", "leaves@example.net": "unsubscribed"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
 from datetime import UTC, datetime
 
 import pytest
@@ -193,3 +194,31 @@ def test_cli_subscribers_commands(tmp_path):
     assert (tmp_path / "out.csv").read_text(encoding="utf-8") == "email,state\nann@example.org,active\n"
     r = run(cli, [*cfg, "subscribers", "list", "--state", "bounced"], obj={})
     assert "no subscribers in state bounced" in r.output
+
+
+def test_queued_unsubscribes_wait_out_a_lock_and_skip_a_torn_line(tmp_path, caplog):
+    """issue #8: an unsubscribe the web app could not write (the database locked) is queued in a journal and
+    applied later: nothing is lost while the lock lasts, and a line cut short by a crash is skipped."""
+    store = Store.open(tmp_path / "p.db")
+    journal = tmp_path / "state" / "unsubscribe-queue.jsonl"
+    for name in ("a", "b", "c"):
+        subs.add(store, f"{name}@example.org", origin="test", now=NOW)
+    subs.queue_unsubscribe(journal, "a@example.org", now=NOW, origin="web:one-click")
+    subs.queue_unsubscribe(journal, "b@example.org", now=NOW, origin="web")
+    with journal.open("ab") as f:
+        f.write(b'not json\n{"address": "c@example.org", "at": "2024-')  # a crash mid-append
+    holder = sqlite3.connect(tmp_path / "p.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    store.db.execute("PRAGMA busy_timeout = 50")
+    with pytest.raises(sqlite3.OperationalError):
+        subs.apply_queued(store, journal)
+    holder.execute("ROLLBACK")
+    assert journal.read_bytes().count(b"\n") == 3  # still all there
+    assert subs.apply_queued(store, journal) == 2
+    assert journal.read_bytes() == b"" and subs.apply_queued(store, journal) == 0
+    got = {r["address"]: (r["state"], r["reason"], r["updated_at"]) for r in subs.rows(store)}
+    assert got["a@example.org"] == ("unsubscribed", "unsubscribed via web:one-click", NOW.isoformat())
+    assert got["b@example.org"][:2] == ("unsubscribed", "unsubscribed via web")
+    assert got["c@example.org"][0] == "active"
+    assert "unreadable queued unsubscribe" in caplog.text
+    store.close()

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import secrets
+import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -130,6 +131,10 @@ class EmailChannel:
         return parseaddr(self.cfg.email.sender)[1]
 
     def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
+        try:  # an unsubscribe the web app had to queue counts before anyone is planned
+            subscribers.apply_queued(store, self.cfg.state_dir / subscribers.JOURNAL)
+        except sqlite3.OperationalError as e:
+            log.warning("could not apply queued unsubscribes yet (%s); the web app applies them when it can", e)
         units = [Unit(key=address, ref=str(sid)) for sid, address in subscribers.active(store)]
         if not units and not self.cfg.email.smtp_url and self.sender_address:
             return [Unit(key=self.sender_address, ref=SAMPLE)]

@@ -9,7 +9,10 @@ put them back on the list; only an explicit `add` by the operator reactivates an
 from __future__ import annotations
 
 import csv
+import fcntl
+import json
 import logging
+import os
 import re
 import unicodedata
 from collections.abc import Iterator
@@ -153,6 +156,62 @@ def unsubscribe(store: Store, address: str, *, now: datetime, origin: str) -> bo
     if changed:
         log.info("unsubscribed one address via %s", origin)
     return changed
+
+
+JOURNAL = "unsubscribe-queue.jsonl"  # in state_dir: unsubscribes the web app could not write yet
+
+
+def queue_unsubscribe(journal: Path, address: str, *, now: datetime, origin: str) -> None:
+    """Append an unsubscribe to `journal` and fsync it, for when the database is locked too long to wait.
+
+    `apply_queued` makes it real as soon as it can; the request is durable once this returns (the caller
+    only then tells the reader it worked). OSError (a full disk) goes to the caller.
+    """
+    line = json.dumps({"address": address, "at": iso(now), "origin": origin}, ensure_ascii=False) + "\n"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, line.encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # also releases the flock
+
+
+def apply_queued(store: Store, journal: Path) -> int:
+    """Apply every unsubscribe queued in `journal` in one transaction, then empty it. Returns how many.
+
+    The journal stays locked (flock) from reading to emptying, so an unsubscribe queued meanwhile is never
+    dropped; sqlite3.OperationalError (still locked) leaves the journal as it was, for the next attempt.
+    """
+    try:
+        fd = os.open(journal, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read()
+        entries = []
+        for n, line in enumerate(data.splitlines(keepends=True), 1):
+            try:
+                if not line.endswith(b"\n"):
+                    raise ValueError("cut short")
+                e = json.loads(line)
+                entries.append((e["address"], datetime.fromisoformat(e["at"]), e["origin"]))
+            except (ValueError, KeyError, TypeError) as exc:  # a crash mid-append: that request was never answered
+                log.warning("%s:%d: unreadable queued unsubscribe skipped (%s)", journal, n, exc)
+        if entries:
+            with store.atomic():
+                for address, at, origin in entries:
+                    unsubscribe(store, address, now=at, origin=origin)
+            log.info("applied %d queued unsubscribe(s)", len(entries))
+        if data:
+            os.ftruncate(fd, 0)
+            os.fsync(fd)
+        return len(entries)
+    finally:
+        os.close(fd)
 
 
 def mark_bounced(store: Store, address: str, *, now: datetime, reason: str) -> bool:
