@@ -49,7 +49,7 @@ class Daemon:
     def __init__(self, cfg: Config, *, options: PollOptions | None = None, hooks: list[AfterPoll] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
-        self.options = options or PollOptions()
+        self.options = options or PollOptions.from_config(cfg)
         self.hooks = after_poll_hooks(cfg) if hooks is None else hooks
         self.clock = clock
         self.stop = threading.Event()

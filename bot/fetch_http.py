@@ -1,15 +1,18 @@
-"""Conditional HTTP GET with a timeout and bounded retries: the only way paperbot talks HTTP.
+"""Conditional HTTP GET with one deadline per attempt and bounded retries: the only way paperbot talks HTTP.
 
 Why our own client: feedparser's fetcher has no timeout, and an idle poll must cost one cheap request
-(`If-None-Match` / `If-Modified-Since` → 304, no body). Each attempt is bounded by `timeout` as a whole
-(connect, headers, body), so a server that stalls or drips bytes cannot hold a poll. Transient failures
-(connection errors, timeouts, 5xx, 408, 429) are retried with a doubling backoff; anything else fails at once.
+(`If-None-Match` / `If-Modified-Since` → 304, no body). Each attempt has one deadline, `timeout`, for all of it:
+connect, status line, headers, redirects and body. A socket timeout alone would not do, since it bounds each
+read, and a server that drips one byte a second never trips it; so a timer shuts the attempt's sockets down
+when its time is up. Transient failures (connection errors, timeouts, 5xx, 408, 429) are retried with a
+doubling backoff; anything else fails at once.
 """
 
 from __future__ import annotations
 
 import http.client
 import re
+import socket
 import threading
 import time
 import urllib.error
@@ -20,12 +23,6 @@ from dataclasses import dataclass
 from . import __version__
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-# HTTP(S) only: no file://, ftp:// or data: handlers, so neither a config value nor a redirect reads elsewhere.
-_OPENER = urllib.request.OpenerDirector()
-for _handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
-                 urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
-                 urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
-    _OPENER.add_handler(_handler)
 
 
 def redact(text: str) -> str:
@@ -36,7 +33,7 @@ def redact(text: str) -> str:
 
 @dataclass(frozen=True)
 class HttpOptions:
-    timeout: float = 30.0  # seconds per attempt, all of it
+    timeout: float = 30.0  # seconds per attempt, all of it: connect, status line, headers and body
     retries: int = 2  # further attempts after a transient failure
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     max_bytes: int = 50 * 2**20  # a digest or feed is never this big: refuse rather than fill memory
@@ -71,6 +68,95 @@ class _Transient(Exception):
     """One attempt failed in a way worth retrying."""
 
 
+class _Deadline:
+    """The one deadline of an attempt: when it passes, every socket the attempt opened is shut down, which
+    ends whatever read is waiting on it (a status line, a header, the body), however slowly bytes arrive."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._done = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def connect(self, address: tuple[str, int], timeout: object = None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+        """socket.create_connection, within what is left of the deadline, and watched until it ends."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        sock = socket.create_connection(address, left, source_address)
+        with self._lock:
+            # A duplicate descriptor: TLS detaches the original, and shutdown() acts on the socket itself.
+            self._socks.append(sock.dup())
+            if self.expired:
+                self._shutdown()
+        return sock
+
+    def _shutdown(self) -> None:
+        for s in self._socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.expired = True
+                self._shutdown()
+
+    def finish(self) -> bool:
+        """Stop the timer and close the watched descriptors; True if the deadline had passed first."""
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            for s in self._socks:
+                s.close()
+            self._socks.clear()
+            return self.expired
+
+
+class _TimedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_timed(http.client.HTTPConnection, self.deadline), req)
+
+
+class _TimedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_timed(http.client.HTTPSConnection, self.deadline), req)
+
+
+def _timed(cls: type[http.client.HTTPConnection], deadline: _Deadline):
+    def make(host: str, **kw: object) -> http.client.HTTPConnection:
+        conn = cls(host, **kw)  # type: ignore[arg-type]
+        conn._create_connection = deadline.connect  # type: ignore[attr-defined]
+        return conn
+
+    return make
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    # HTTP(S) only: no file://, ftp:// or data: handlers, so neither a config value nor a redirect reads elsewhere.
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _TimedHTTPHandler(deadline),
+                    _TimedHTTPSHandler(deadline), urllib.request.HTTPDefaultErrorHandler(),
+                    urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return raw
@@ -87,9 +173,25 @@ def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
 
 
 def _attempt(req: urllib.request.Request, opts: HttpOptions, counter: list[int]) -> HttpResponse:
-    deadline = time.monotonic() + opts.timeout
+    deadline = _Deadline(opts.timeout)
+    timed_out = f"timed out: no complete answer within {opts.timeout:g}s"
     try:
-        resp = _OPENER.open(req, timeout=opts.timeout)
+        r = _exchange(req, opts, _opener(deadline), counter)
+    except (_Transient, FetchError) as e:
+        if deadline.finish():  # whatever the cut looked like (a reset, a bad gzip), it was the deadline
+            raise _Transient(timed_out) from e
+        raise
+    finally:
+        expired = deadline.finish()
+    if expired:  # a cut that looked like a clean end of the body is still a timeout
+        raise _Transient(timed_out)
+    return r
+
+
+def _exchange(req: urllib.request.Request, opts: HttpOptions, opener: urllib.request.OpenerDirector,
+              counter: list[int]) -> HttpResponse:
+    try:
+        resp = opener.open(req, timeout=opts.timeout)
     except urllib.error.HTTPError as e:
         with e:
             if e.code == 304:
@@ -104,14 +206,14 @@ def _attempt(req: urllib.request.Request, opts: HttpOptions, counter: list[int])
         raise _Transient(f"{type(e).__name__}: {reason}" if str(reason) else type(e).__name__) from e
     with resp:
         chunks: list[bytes] = []
+        size = 0
         try:
             while chunk := resp.read1(65536):
                 counter[0] += len(chunk)
+                size += len(chunk)
                 chunks.append(chunk)
-                if counter[0] > opts.max_bytes:
+                if size > opts.max_bytes:
                     raise FetchError(f"response is larger than {opts.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise _Transient(f"body not complete after {opts.timeout:g}s")
             missing = getattr(resp, "length", None)  # read1 does not raise at a premature end: check it
             if missing:
                 raise _Transient(f"connection closed {missing} bytes before the end of the body")

@@ -37,6 +37,11 @@ class PollOptions:
     git_timeout: float = 300.0  # seconds for one git command (a first clone of a big repository)
     lock_wait: float = 60.0  # how long to wait while another process polls the same source
 
+    @classmethod
+    def from_config(cls, cfg: Config) -> PollOptions:
+        """The options `[fetch]` asks for: one deadline per HTTP attempt, one size cap for HTTP and git."""
+        return cls(http=HttpOptions(timeout=cfg.fetch.timeout, max_bytes=cfg.fetch.max_size))
+
 
 @dataclass(frozen=True)
 class PollResult:
@@ -142,8 +147,9 @@ def poll_source(store: Store, cfg: Config, src: SourceConfig, now: datetime, *,
     """Check `src` once at `now`, record what changed, release what is due. Never raises for a bad source.
 
     `stop` cuts retry waits short (a daemon shutting down); `write_lock` is held around each transaction.
+    `options` default to what the config's `[fetch]` table asks for.
     """
-    options = options or PollOptions()
+    options = options or PollOptions.from_config(cfg)
     try:
         with held(cfg.state_dir / "locks" / f"{src.name}.lock", options.lock_wait):
             return _poll(store, cfg, src, now, options, stop, write_lock)

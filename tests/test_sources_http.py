@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sources_support import FAST, DocServer, fixture, snapshot, write_config
+from sources_support import FAST, DocServer, TrickleServer, fixture, snapshot, write_config
 
 from bot.fetch_http import HttpOptions, conditional_get
 from bot.poll import PollOptions, poll_source
@@ -235,3 +237,31 @@ def test_a_source_being_polled_by_another_process_is_skipped_not_failed(tmp_path
     assert r.error and r.error.startswith("busy:") and server.log == []
     assert (store.source("notes") or {}).get("error_count", 0) == 0  # not the source's fault
     assert poll_source(store, cfg, src, NOW, options=FAST).changed
+
+
+def test_a_server_dripping_its_status_line_and_headers_is_cut_at_the_deadline(tmp_path: Path) -> None:
+    """issue #8 finding 1: the deadline was only checked while reading the body, so a server that drips its
+    status line and headers (a byte every 50 ms: no single read ever times out) held one attempt for 90 s.
+    With `[fetch] timeout = "1s"` the attempt, connect and headers included, is cut at 1 s."""
+    with TrickleServer(interval=0.05, total=8.0) as slow:
+        cfg = write_config(tmp_path, [{"name": "slow", "url": slow.url("/digest.md")}],
+                           extra='\n[fetch]\ntimeout = "1s"\n')
+        options = PollOptions.from_config(cfg)
+        assert options.http.timeout == 1.0
+        one_attempt = replace(options, http=replace(options.http, retries=0))
+        store = Store.open(cfg.db_path)
+        started = time.monotonic()
+        r = poll_source(store, cfg, cfg.source("slow"), NOW, options=one_attempt)
+        took = time.monotonic() - started
+    assert r.error and "timed out: no complete answer within 1s" in r.error, r.error
+    assert r.requests == 1 and slow.connections == 1
+    assert took < 4.0, f"the attempt lasted {took:.2f}s"  # the server would have dripped for 8 s
+
+
+def test_max_size_from_the_config_caps_an_http_body(tmp_path: Path, server: DocServer) -> None:
+    """issue #8: `[fetch] max_size` is the one size cap, read from the config by every poll."""
+    server.put("/digest.md", fixture("digest_v3.md"))  # 1304 bytes
+    cfg = write_config(tmp_path, [{"name": "notes", "url": server.url("/digest.md")}],
+                       extra='\n[fetch]\nmax_size = "1KiB"\n')
+    r = poll_source(Store.open(cfg.db_path), cfg, cfg.source("notes"), NOW)
+    assert r.error and "larger than 1024 bytes" in r.error, r.error
