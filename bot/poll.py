@@ -127,7 +127,8 @@ def _writing(store: Store, lock: AbstractContextManager | None = None) -> Iterat
 def _check(cfg: Config, src: SourceConfig, validators: dict, now: datetime, options: PollOptions,
            stop: threading.Event | None) -> Check:
     if src.kind == "git":
-        return check_git(src, validators, cfg.state_dir / "git" / src.name, options.git_timeout)
+        return check_git(src, validators, cfg.state_dir / "git" / src.name, options.git_timeout,
+                         max_size=options.http.max_bytes)
     return check_http(src, validators, now, github_base_url=cfg.github_base_url,
                       cache_dir=cfg.state_dir / "http" / src.name, options=options.http, stop=stop)
 
