@@ -5,7 +5,7 @@ Why our own client: feedparser's fetcher has no timeout, and an idle poll must c
 connect, status line, headers, redirects and body. A socket timeout alone would not do, since it bounds each
 read, and a server that drips one byte a second never trips it; so a timer shuts the attempt's sockets down
 when its time is up. Transient failures (connection errors, timeouts, 5xx, 408, 429) are retried with a
-doubling backoff; anything else fails at once.
+doubling backoff; anything else (a 404, a redirect to ftp://) fails at once.
 """
 
 from __future__ import annotations
@@ -19,16 +19,17 @@ import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from . import __version__
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+_QUERY = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """Drop credentials (`user:token@`) and query strings from URLs, so they can be logged and stored."""
-    text = _USERINFO.sub("***@", text)
-    return re.sub(r"(https?://[^\s?#]*)\?[^\s#]*", r"\1?…", text)
+    return _QUERY.sub(r"\1?…", _USERINFO.sub("***@", text))
 
 
 @dataclass(frozen=True)
@@ -147,12 +148,23 @@ def _timed(cls: type[http.client.HTTPConnection], deadline: _Deadline):
     return make
 
 
-def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows http(s) redirects only: one to ftp:// (which urllib would try) is an error, not a retry."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
+        scheme = urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            fp.close()
+            raise FetchError(f"redirected to {redact(newurl)}: only http and https redirects are followed")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener(deadline: _Deadline, redirects: _Redirects) -> urllib.request.OpenerDirector:
     # HTTP(S) only: no file://, ftp:// or data: handlers, so neither a config value nor a redirect reads elsewhere.
     opener = urllib.request.OpenerDirector()
     for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _TimedHTTPHandler(deadline),
-                    _TimedHTTPSHandler(deadline), urllib.request.HTTPDefaultErrorHandler(),
-                    urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
+                    _TimedHTTPSHandler(deadline), urllib.request.HTTPDefaultErrorHandler(), redirects,
+                    urllib.request.HTTPErrorProcessor()):
         opener.add_handler(handler)
     return opener
 
@@ -172,11 +184,12 @@ def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-def _attempt(req: urllib.request.Request, opts: HttpOptions, counter: list[int]) -> HttpResponse:
+def _attempt(req: urllib.request.Request, opts: HttpOptions, redirects: _Redirects,
+             counter: list[int]) -> HttpResponse:
     deadline = _Deadline(opts.timeout)
     timed_out = f"timed out: no complete answer within {opts.timeout:g}s"
     try:
-        r = _exchange(req, opts, _opener(deadline), counter)
+        r = _exchange(req, opts, _opener(deadline, redirects), counter)
     except (_Transient, FetchError) as e:
         if deadline.finish():  # whatever the cut looked like (a reset, a bad gzip), it was the deadline
             raise _Transient(timed_out) from e
@@ -232,8 +245,9 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
 
     `stop`, when set, cuts a retry backoff short so a daemon can shut down promptly.
     """
+    shown = redact(url)
     if not re.match(r"^https?://", url, re.IGNORECASE):
-        raise FetchError(f"GET {redact(url)}: not an http(s) URL")
+        raise FetchError(f"GET {shown}: not an http(s) URL")
     headers = {"User-Agent": options.user_agent, "Accept": accept, "Accept-Encoding": "gzip"}
     if etag:
         headers["If-None-Match"] = etag
@@ -245,17 +259,17 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
     while True:
         attempts += 1
         try:
-            r = _attempt(urllib.request.Request(url, headers=headers), options, counter)
+            r = _attempt(urllib.request.Request(url, headers=headers), options, _Redirects(), counter)
             return HttpResponse(r.status, r.body, r.url, r.content_type, r.etag, r.last_modified,
                                 attempts, counter[0])
         except FetchError as e:
-            raise FetchError(f"GET {redact(url)}: {e}", attempts, counter[0]) from e
+            raise FetchError(f"GET {shown}: {redact(str(e))}", attempts, counter[0]) from e
         except _Transient as e:
             if attempts > options.retries:
-                raise FetchError(f"GET {redact(url)} failed after {attempts} attempts: {redact(str(e))}",
+                raise FetchError(f"GET {shown} failed after {attempts} attempts: {redact(str(e))}",
                                  attempts, counter[0]) from e
             if stop is not None and stop.wait(delay):
-                raise FetchError(f"GET {redact(url)}: stopped while waiting to retry ({e})",
+                raise FetchError(f"GET {shown}: stopped while waiting to retry ({redact(str(e))})",
                                  attempts, counter[0]) from e
             if stop is None:
                 time.sleep(delay)

@@ -210,3 +210,16 @@ def test_a_blob_over_max_size_is_refused_before_it_is_read(tmp_path: Path, caplo
         fixed = poll_source(store, cfg, src, NOW)
     assert fixed.error is None and fixed.new == (B,) and fixed.bytes_read == len(fixture("digest_v2.md"))
     assert f"commit {sha[:10]} is {len(big)} bytes" in caplog.text and "commit skipped" in caplog.text
+
+
+def test_an_upper_case_http_git_url_is_redacted_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """issue #8 finding 7: `HTTP://…?token=` (upper case) escaped the query redaction, so its token reached
+    the source's stored location, its error and the log."""
+    url = "HTTP://reader:SECRET123@127.0.0.1:9/digest.git?token=SECRET123"  # port 9: nothing listens
+    cfg = write_config(tmp_path, [{"name": "lab", "git": url}])
+    store = Store.open(cfg.db_path)
+    with caplog.at_level(logging.DEBUG):
+        r = poll_source(store, cfg, cfg.source("lab"), NOW, options=FAST)
+    row = store.source("lab")
+    assert r.error and row["location"] == "HTTP://***@127.0.0.1:9/digest.git?…"
+    assert "SECRET123" not in json.dumps(row) and "SECRET123" not in r.error and "SECRET123" not in caplog.text

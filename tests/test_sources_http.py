@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sources_support import FAST, DocServer, TrickleServer, fixture, snapshot, write_config
 
-from bot.fetch_http import HttpOptions, conditional_get
+from bot.fetch_http import HttpOptions, conditional_get, redact
 from bot.poll import PollOptions, poll_source
 from bot.sources_http import source_urls
 from bot.store import Store
@@ -265,3 +265,22 @@ def test_max_size_from_the_config_caps_an_http_body(tmp_path: Path, server: DocS
                        extra='\n[fetch]\nmax_size = "1KiB"\n')
     r = poll_source(Store.open(cfg.db_path), cfg, cfg.source("notes"), NOW)
     assert r.error and "larger than 1024 bytes" in r.error, r.error
+
+
+def test_a_redirect_to_a_non_http_scheme_fails_at_once(tmp_path: Path, server: DocServer) -> None:
+    """issue #8 finding 7: a redirect to ftp:// was retried as if it were a transient failure."""
+    server.redirects["/digest.md"] = "ftp://127.0.0.1/digest.md?token=SECRET123"
+    cfg, src, store = _url_source(tmp_path, server)
+    r = poll_source(store, cfg, src, NOW, options=FAST)
+    assert r.error and "only http and https redirects are followed" in r.error, r.error
+    assert r.requests == 1 and len(server.log) == 1
+    assert "SECRET123" not in r.error and "ftp://127.0.0.1/digest.md?…" in r.error
+
+
+@pytest.mark.parametrize("url", ["HTTP://reader:SECRET123@example.org/feed?token=SECRET123",
+                                 "Https://example.org/feed?key=SECRET123#top",
+                                 "hTTps://reader:SECRET123@example.org/x.git"])
+def test_redaction_ignores_the_case_of_the_scheme(url: str) -> None:
+    """issue #8 finding 7: an upper-case `HTTP://` URL kept its query (a case-sensitive regex)."""
+    shown = redact(f"GET {url} failed")
+    assert "SECRET123" not in shown and "example.org" in shown and shown.endswith(" failed")
