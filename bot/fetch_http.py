@@ -6,10 +6,15 @@ connect, status line, headers, redirects and body. A socket timeout alone would 
 read, and a server that drips one byte a second never trips it; so a timer shuts the attempt's sockets down
 when its time is up. Transient failures (connection errors, timeouts, 5xx, 408, 429) are retried with a
 doubling backoff; anything else (a 404, a redirect to ftp://) fails at once.
+
+Credentials in the URL (`https://user:token@host/…`) are taken out of it and sent as HTTP Basic auth, only to
+that same scheme, host and port (never after a redirect elsewhere). `redact` removes them, and query strings,
+from any text that is logged or stored.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
 import socket
@@ -19,7 +24,7 @@ import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from . import __version__
 
@@ -30,6 +35,30 @@ _QUERY = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", re.IGNORECASE)
 def redact(text: str) -> str:
     """Drop credentials (`user:token@`) and query strings from URLs, so they can be logged and stored."""
     return _QUERY.sub(r"\1?…", _USERINFO.sub("***@", text))
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials, query or fragment: what may be stored, and what relative links resolve
+    against, so that no `?token=` can ever become part of a paper's link."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its `user:password@`, and the `Authorization` value those make (None if there are none)."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), f"Basic {token}"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 @dataclass(frozen=True)
@@ -48,7 +77,7 @@ DEFAULT_OPTIONS = HttpOptions()
 class HttpResponse:
     status: int  # 200, or 304 when the validators still match
     body: bytes  # decoded from gzip; empty for 304
-    url: str  # the final URL, after redirects (feeds resolve relative links against it)
+    url: str  # the final URL, after redirects (feeds resolve relative links against its public_url)
     content_type: str
     etag: str | None
     last_modified: str | None
@@ -149,14 +178,21 @@ def _timed(cls: type[http.client.HTTPConnection], deadline: _Deadline):
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
-    """Follows http(s) redirects only: one to ftp:// (which urllib would try) is an error, not a retry."""
+    """Follows http(s) redirects only, and gives the Basic credentials to the original origin only."""
+
+    def __init__(self, origin: tuple[str, str, int | None], auth: str | None):
+        super().__init__()
+        self.origin, self.auth = origin, auth
 
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
         scheme = urlsplit(newurl).scheme.lower()
         if scheme not in ("http", "https"):
             fp.close()
             raise FetchError(f"redirected to {redact(newurl)}: only http and https redirects are followed")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and self.auth and _origin(new.full_url) == self.origin:
+            new.add_unredirected_header("Authorization", self.auth)
+        return new
 
 
 def _opener(deadline: _Deadline, redirects: _Redirects) -> urllib.request.OpenerDirector:
@@ -246,7 +282,8 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
     `stop`, when set, cuts a retry backoff short so a daemon can shut down promptly.
     """
     shown = redact(url)
-    if not re.match(r"^https?://", url, re.IGNORECASE):
+    target, auth = split_credentials(url)
+    if _origin(target)[0] not in ("http", "https") or not urlsplit(target).hostname:
         raise FetchError(f"GET {shown}: not an http(s) URL")
     headers = {"User-Agent": options.user_agent, "Accept": accept, "Accept-Encoding": "gzip"}
     if etag:
@@ -258,8 +295,11 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
     delay = options.backoff
     while True:
         attempts += 1
+        req = urllib.request.Request(target, headers=headers)
+        if auth:
+            req.add_unredirected_header("Authorization", auth)
         try:
-            r = _attempt(urllib.request.Request(url, headers=headers), options, _Redirects(), counter)
+            r = _attempt(req, options, _Redirects(_origin(target), auth), counter)
             return HttpResponse(r.status, r.body, r.url, r.content_type, r.etag, r.last_modified,
                                 attempts, counter[0])
         except FetchError as e:

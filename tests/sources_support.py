@@ -6,6 +6,7 @@ a real TOML file read by `load_config`, the store a real SQLite file.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import gzip
 import hashlib
@@ -24,6 +25,11 @@ from bot.store import Store
 
 SOURCE_FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 FAST = PollOptions(http=HttpOptions(timeout=0.5, retries=1, backoff=0.0), git_timeout=30.0, lock_wait=5.0)
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The Authorization value RFC 7617 prescribes (UTF-8), written out here independently of the client."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def fixture(name: str) -> bytes:
@@ -78,7 +84,8 @@ class DocServer:
 
     `fail(path, *modes)` queues faults for the next requests of `path`: "500", "stall" (no answer until
     `stall_seconds` pass), "drop" (connection closed without an answer), "truncate" (a body cut short),
-    "garbage" (binary bytes with 200). Every request is logged with its headers and the status sent.
+    "garbage" (binary bytes with 200). With `auth` (user, password) every request needs those as HTTP Basic
+    credentials, else 401. Every request is logged with its headers and the status sent.
     """
 
     resources: dict[str, Resource] = field(default_factory=dict)
@@ -86,6 +93,7 @@ class DocServer:
     redirects: dict[str, str] = field(default_factory=dict)
     log: list[Request] = field(default_factory=list)
     stall_seconds: float = 3.0
+    auth: tuple[str, str] | None = None
     released: threading.Event = field(default_factory=threading.Event)
     _clock: int = 1_700_000_000
 
@@ -135,6 +143,8 @@ class DocServer:
 
     # -- answering ---------------------------------------------------------------------------------------
     def answer(self, h: BaseHTTPRequestHandler, req: Request) -> None:
+        if self.auth and req.headers.get("authorization") != basic_auth(*self.auth):
+            return self._send(h, req, 401, b"who are you?", "text/plain", {"WWW-Authenticate": 'Basic realm="x"'})
         queue = self.faults.get(req.path)
         fault = queue.pop(0) if queue else None
         if fault == "stall":

@@ -9,9 +9,10 @@ import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
-from sources_support import FAST, DocServer, TrickleServer, fixture, snapshot, write_config
+from sources_support import FAST, DocServer, TrickleServer, basic_auth, fixture, snapshot, write_config
 
 from bot.fetch_http import HttpOptions, conditional_get, redact
 from bot.poll import PollOptions, poll_source
@@ -265,6 +266,52 @@ def test_max_size_from_the_config_caps_an_http_body(tmp_path: Path, server: DocS
                        extra='\n[fetch]\nmax_size = "1KiB"\n')
     r = poll_source(Store.open(cfg.db_path), cfg, cfg.source("notes"), NOW)
     assert r.error and "larger than 1024 bytes" in r.error, r.error
+
+
+def test_user_and_token_in_a_url_are_sent_as_basic_auth_to_that_host_only(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """issue #8 finding 3: `https://user:token@host/…` never worked (urllib took `user:token@host` for the host
+    name). The userinfo, percent-decoded, becomes HTTP Basic credentials; a redirect on the same host keeps
+    them, a redirect to another host never gets them; and they are stored nowhere."""
+    user, password = "reader", "p@ss:w0rd/é"
+    expected = basic_auth(user, password)
+    with DocServer(auth=(user, password)) as private, DocServer() as elsewhere:
+        private.put("/digest.md", fixture("digest_v1.md"))
+        private.redirects["/moved.md"] = "/digest.md"
+        url = private.url("/moved.md").replace("http://", f"http://{user}:{quote(password, safe='')}@")
+        cfg = write_config(tmp_path, [{"name": "private", "url": url}], settle="30d", max_wait="60d")
+        store = Store.open(cfg.db_path)
+        with caplog.at_level(logging.DEBUG):
+            first = poll_source(store, cfg, cfg.source("private"), NOW, options=FAST)
+            assert first.error is None and store.week("private", A) is not None
+            assert [(q.path, q.status, q.headers.get("authorization")) for q in private.log] == [
+                ("/moved.md", 301, expected), ("/digest.md", 200, expected)]
+
+            private.redirects["/moved.md"] = elsewhere.url("/digest.md")  # now to another host (port)
+            elsewhere.put("/digest.md", fixture("digest_v2.md"))
+            second = poll_source(store, cfg, cfg.source("private"), NOW + timedelta(hours=1), options=FAST)
+        assert second.error is None and second.new == (B,)
+        assert private.log[-1].headers.get("authorization") == expected
+        assert [q.headers.get("authorization") for q in elsewhere.log] == [None]
+    raw = b"".join(p.read_bytes() for p in cfg.state_dir.glob("paperbot.db*"))
+    for secret in (password, quote(password, safe=""), expected.split()[1]):
+        assert secret.encode() not in raw and secret not in caplog.text
+    assert store.source("private")["location"] == redact(url) == private.url("/moved.md").replace(
+        "http://", "http://***@")
+
+
+def test_credentials_in_the_github_base_url_are_sent_as_basic_auth(tmp_path: Path) -> None:
+    """issue #8 finding 3, for `github` sources: their credentials live in `[github] base_url`."""
+    with DocServer(auth=("bot", "ghp_SECRET123")) as private:
+        private.put("/lab/digest/main/README.md", fixture("digest_v1.md"))
+        base = private.base.replace("http://", "http://bot:ghp_SECRET123@")
+        cfg = write_config(tmp_path, [{"name": "gh", "github": "lab/digest"}], github_base_url=base)
+        store = Store.open(cfg.db_path)
+        r = poll_source(store, cfg, cfg.source("gh"), NOW, options=FAST)
+        assert r.error is None and private.log[0].headers["authorization"] == basic_auth("bot", "ghp_SECRET123")
+    assert list(json.loads(store.source("gh")["validators"])["files"]) == [
+        private.url("/lab/digest/main/README.md").replace("http://", "http://***@")]
+    assert b"SECRET123" not in b"".join(p.read_bytes() for p in cfg.state_dir.glob("paperbot.db*"))
 
 
 def test_a_redirect_to_a_non_http_scheme_fails_at_once(tmp_path: Path, server: DocServer) -> None:
