@@ -74,6 +74,8 @@ def _entry(old: dict, r: HttpResponse) -> dict:
     if r.status == 304:
         out = dict(old)
         out.update({k: v for k, v in (("etag", r.etag), ("last_modified", r.last_modified)) if v})
+        if out.get("url"):  # as an earlier version may have stored it: with its query
+            out["url"] = public_url(out["url"])
         return out
     return {**old, "id": content_id(r.body), "etag": r.etag, "last_modified": r.last_modified,
             "content_type": r.content_type, "url": public_url(r.url)}

@@ -8,6 +8,7 @@ are searched for the token.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from publish_support import SECRET
 from sources_support import DocServer, write_config
 
 from bot.cli import cli
+from bot.poll import poll_source
 from bot.render_email import edition_from_store, render_web_edition
 from bot.store import Store
 
@@ -95,3 +97,23 @@ def test_a_query_token_reaches_the_server_and_no_database_outbox_or_web_edition(
         store.close()
     assert leaks == [], f"the token was written to {leaks}"
     assert TOKEN not in web_edition and TOKEN not in caplog.text
+
+
+def test_validators_stored_with_a_token_by_an_earlier_version_are_scrubbed_at_the_next_poll(tmp_path: Path) -> None:
+    """issue #7 finding 2: a database written before the fix keeps the token in `sources.validators` (the URL
+    as the key, the final URL as a value). The next poll, a 304 that parses nothing, finds the entry and
+    stores it again without the token."""
+    with DocServer() as server:
+        server.put(f"/feed.xml?token={TOKEN}", FEED, content_type="application/rss+xml")
+        url = server.url(f"/feed.xml?token={TOKEN}")
+        cfg = write_config(tmp_path, [{"name": "lab", "feed": url}], backfill=5)
+        store = Store.open(cfg.db_path)
+        assert poll_source(store, cfg, cfg.source("lab"), NOW).error is None
+        (entry,) = json.loads(store.source("lab")["validators"])["files"].values()
+        store.update_source("lab", validators=json.dumps({"files": {url: {**entry, "url": url}}}))  # as before
+
+        r = poll_source(store, cfg, cfg.source("lab"), NOW + timedelta(hours=1))
+        assert (r.error, r.parsed, server.log[-1].status) == (None, 0, 304)
+        stored = store.source("lab")["validators"]
+        assert TOKEN not in stored and json.loads(stored)["files"] == {
+            server.url("/feed.xml?…"): {**entry, "url": server.url("/feed.xml"), "weeks": 1}}
