@@ -162,8 +162,11 @@ def poll_source(store: Store, cfg: Config, src: SourceConfig, now: datetime, *,
 def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: PollOptions,
           stop: threading.Event | None, write_lock: AbstractContextManager | None) -> PollResult:
     settings = cfg.publish
+    location = redact(src.location)
     with _writing(store, write_lock):
-        row = store.ensure_source(src.name, kind=src.kind, location=redact(src.location), now=now)
+        row = store.ensure_source(src.name, kind=src.kind, location=location, now=now)
+        if row.get("location") != location:  # the config changed, or an earlier version kept a secret there
+            store.update_source(src.name, location=location)
     validators = json.loads(row.get("validators") or "{}")
     requests = bytes_read = 0
     parser = _Parser(src, cfg, validators.get("files", {}))

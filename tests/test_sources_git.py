@@ -223,3 +223,7 @@ def test_an_upper_case_http_git_url_is_redacted_too(tmp_path: Path, caplog: pyte
     row = store.source("lab")
     assert r.error and row["location"] == "HTTP://***@127.0.0.1:9/digest.git?…"
     assert "SECRET123" not in json.dumps(row) and "SECRET123" not in r.error and "SECRET123" not in caplog.text
+
+    store.update_source("lab", location=url)  # as an earlier version stored it: the next poll rewrites it
+    poll_source(store, cfg, cfg.source("lab"), NOW, options=FAST)
+    assert store.source("lab")["location"] == "HTTP://***@127.0.0.1:9/digest.git?…"
