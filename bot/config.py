@@ -176,6 +176,14 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class FetchSettings:
+    """`[fetch]`: what reading one file of a source may cost, HTTP and git alike."""
+
+    timeout: float = 30.0  # seconds for one HTTP attempt, all of it: connect, status line, headers and body
+    max_size: int = 50 * 2**20  # bytes per file (an HTTP body, a git blob)
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # the file it came from; None for built-in defaults
     base_dir: Path
@@ -185,6 +193,7 @@ class Config:
     github_base_url: str = "https://raw.githubusercontent.com"
     email: EmailSettings = field(default_factory=EmailSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    fetch: FetchSettings = field(default_factory=FetchSettings)
 
     @property
     def db_path(self) -> Path:
@@ -212,6 +221,10 @@ backfill = 1                 # on a source's very first poll, the newest N weeks
 [github]
 base_url = "https://raw.githubusercontent.com"   # where github = "owner/repo" files are fetched from
 
+[fetch]
+timeout = "30s"              # one HTTP attempt (connect, status line, headers, body) must end within this
+max_size = "50MiB"           # the largest file read from a source (an HTTP body or a git blob)
+
 [[sources]]
 name = "dair-ai"
 github = "dair-ai/ML-Papers-of-the-Week"   # exactly one of: github, git, url, feed
@@ -221,9 +234,10 @@ format = "auto"              # auto | digest | notes | feed
 every = "30m"                # how often to check
 """
 
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout"}
+_FETCH_KEYS = {"timeout", "max_size"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
 
@@ -302,6 +316,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         publish=settings, sources=tuple(sources),
         github_base_url=github_base_url.rstrip("/"),
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
+        fetch=_parse_fetch(data.get("fetch", {}), f),
     )
 
 
@@ -354,6 +369,26 @@ def _parse_web(w: object, f: str) -> WebSettings:
     if not 1 <= header_timeout <= 3600:
         raise ConfigError(f"{f}: web.header_timeout: must be from 1s to 1h")
     return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout)
+
+
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
+
+
+def _parse_fetch(t: object, f: str) -> FetchSettings:
+    t = _table(t, f"{f}: fetch")
+    _unknown(f"{f}: [fetch]", t, _FETCH_KEYS)
+    d = FetchSettings()
+    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: fetch.timeout").total_seconds()
+    if not 1 <= timeout <= 3600:
+        raise ConfigError(f"{f}: fetch.timeout: {t['timeout']!r} must be from 1s to 1h")
+    size = t.get("max_size", d.max_size)
+    m = _SIZE.fullmatch(size.strip()) if isinstance(size, str) else None
+    if m:
+        size = int(m.group(1)) * 2 ** (10 * ("B", "KiB", "MiB", "GiB").index(m.group(2) or "B"))
+    if not isinstance(size, int) or isinstance(size, bool) or not 2**10 <= size <= 2**30:
+        raise ConfigError(f"{f}: fetch.max_size: {t['max_size']!r} must be a size from 1KiB to 1GiB, "
+                          "e.g. \"50MiB\" or a number of bytes")
+    return FetchSettings(timeout=timeout, max_size=size)
 
 
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:

@@ -3,10 +3,12 @@
 APScheduler 3 runs one job per source: first at start-up, then every `every` plus a little jitter (so sources
 sharing a host do not fire in lockstep). A job never overlaps itself (max_instances=1); polls missed while the
 machine slept or a poll ran long are merged into one (coalesce) and run however late (misfire_grace_time=None),
-because a poll is idempotent and cheap when nothing changed. Only one daemon may own a state folder: it holds
-state_dir/paperbot.lock for its whole life. After each poll the "after poll" hooks run (publishing plugs in
-there). Stopping waits a few seconds for polls in flight; one still stuck in the network is abandoned, which is
-safe because a poll records everything in one transaction or nothing.
+because a poll is idempotent and cheap when nothing changed. Each source has a worker thread of its own, so a
+slow source (each HTTP attempt is cut at `[fetch] timeout`, but a poll may retry) never delays the others.
+Only one daemon may own a state folder: it holds state_dir/paperbot.lock for its whole life. After each poll
+the "after poll" hooks run (publishing plugs in there). Stopping waits a few seconds for polls in flight; one
+still stuck in the network is abandoned, which is safe because a poll records everything in one transaction or
+nothing.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Daemon:
     def __init__(self, cfg: Config, *, options: PollOptions | None = None, hooks: list[AfterPoll] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
-        self.options = options or PollOptions()
+        self.options = options or PollOptions.from_config(cfg)
         self.hooks = after_poll_hooks(cfg) if hooks is None else hooks
         self.clock = clock
         self.stop = threading.Event()
@@ -88,7 +90,9 @@ class Daemon:
                 self._idle.notify_all()
 
     def _scheduler(self) -> BackgroundScheduler:
-        workers = max(1, min(len(self.cfg.sources), 4))
+        # A worker per source: a job never overlaps itself, so a source that is slow (a server dripping bytes,
+        # retries, a long git fetch) only ever holds its own worker, never the turn of another source.
+        workers = max(1, len(self.cfg.sources))
         sched = BackgroundScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(workers)})
         start = datetime.now(UTC)
         for src in self.cfg.sources:

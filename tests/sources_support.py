@@ -6,12 +6,14 @@ a real TOML file read by `load_config`, the store a real SQLite file.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import gzip
 import hashlib
 import json
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +25,11 @@ from bot.store import Store
 
 SOURCE_FIXTURES = Path(__file__).parent / "fixtures" / "sources"
 FAST = PollOptions(http=HttpOptions(timeout=0.5, retries=1, backoff=0.0), git_timeout=30.0, lock_wait=5.0)
+
+
+def basic_auth(user: str, password: str) -> str:
+    """The Authorization value RFC 7617 prescribes (UTF-8), written out here independently of the client."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def fixture(name: str) -> bytes:
@@ -77,7 +84,8 @@ class DocServer:
 
     `fail(path, *modes)` queues faults for the next requests of `path`: "500", "stall" (no answer until
     `stall_seconds` pass), "drop" (connection closed without an answer), "truncate" (a body cut short),
-    "garbage" (binary bytes with 200). Every request is logged with its headers and the status sent.
+    "garbage" (binary bytes with 200). With `auth` (user, password) every request needs those as HTTP Basic
+    credentials, else 401. Every request is logged with its headers and the status sent.
     """
 
     resources: dict[str, Resource] = field(default_factory=dict)
@@ -85,6 +93,7 @@ class DocServer:
     redirects: dict[str, str] = field(default_factory=dict)
     log: list[Request] = field(default_factory=list)
     stall_seconds: float = 3.0
+    auth: tuple[str, str] | None = None
     released: threading.Event = field(default_factory=threading.Event)
     _clock: int = 1_700_000_000
 
@@ -134,6 +143,8 @@ class DocServer:
 
     # -- answering ---------------------------------------------------------------------------------------
     def answer(self, h: BaseHTTPRequestHandler, req: Request) -> None:
+        if self.auth and req.headers.get("authorization") != basic_auth(*self.auth):
+            return self._send(h, req, 401, b"who are you?", "text/plain", {"WWW-Authenticate": 'Basic realm="x"'})
         queue = self.faults.get(req.path)
         fault = queue.pop(0) if queue else None
         if fault == "stall":
@@ -194,3 +205,68 @@ class DocServer:
             h.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a stall past its timeout): nothing to answer
+
+
+class TrickleServer:
+    """A real server on 127.0.0.1 that answers every request by dripping its status line and headers one byte
+    every `interval` seconds, as a slow or hostile host does, and sends a body only after `total` seconds
+    (never, by default). `connections` counts the requests it took; closing it drops every connection."""
+
+    def __init__(self, interval: float = 0.1, total: float = 3600.0):
+        self.interval, self.total = interval, total
+        self.connections = 0
+        self.closed = threading.Event()
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> TrickleServer:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        with self._lock:
+            for c in self._socks:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}{path}"
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.connections += 1
+                self._socks.append(conn)
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                request += chunk
+            head = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 60000
+            start = time.monotonic()
+            for i in range(len(head)):
+                if self.closed.wait(self.interval) or time.monotonic() - start > self.total:
+                    break
+                conn.sendall(head[i:i + 1])
+            if not self.closed.is_set():
+                conn.sendall(b"\r\nContent-Length: 2\r\n\r\nok")
+        except OSError:
+            pass  # the client gave up: that is the point

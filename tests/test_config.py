@@ -218,3 +218,32 @@ def test_web_header_timeout(tmp_path, value, ok):
         return
     with pytest.raises(ConfigError, match=r"web\.header_timeout"):
         load_config(p)
+
+
+def test_fetch_limits_parse_with_units_and_default_to_30s_and_50mib(tmp_path):
+    """issue #8: `[fetch] timeout` (one deadline per HTTP attempt) and `max_size` (per file, HTTP and git)."""
+    assert (load_config(write(tmp_path, "")).fetch.timeout, load_config(write(tmp_path, "")).fetch.max_size) == (
+        30.0, 50 * 2**20)
+    for size, n in (('"512KiB"', 512 * 2**10), ('"2 MiB"', 2 * 2**20), ('"1GiB"', 2**30), ("4096", 4096)):
+        cfg = load_config(write(tmp_path, f'[fetch]\ntimeout = "2m"\nmax_size = {size}\n'))
+        assert (cfg.fetch.timeout, cfg.fetch.max_size) == (120.0, n)
+    assert load_config(write(tmp_path, DEFAULT_TOML)).fetch == load_config(write(tmp_path, "")).fetch
+
+
+@pytest.mark.parametrize("text,words", [
+    ('[fetch]\ntimeout = "0s"\n', ["fetch.timeout", "'0s'", "from 1s to 1h"]),
+    ('[fetch]\ntimeout = "2h"\n', ["fetch.timeout", "from 1s to 1h"]),
+    ("[fetch]\ntimeout = 30\n", ["fetch.timeout", "not a duration"]),
+    ('[fetch]\nmax_size = "50MB"\n', ["fetch.max_size", "'50MB'", "from 1KiB to 1GiB"]),
+    ("[fetch]\nmax_size = 100\n", ["fetch.max_size", "100", "from 1KiB to 1GiB"]),
+    ('[fetch]\nmax_size = "2GiB"\n', ["fetch.max_size", "from 1KiB to 1GiB"]),
+    ("[fetch]\nmax_size = true\n", ["fetch.max_size"]),
+    ("[fetch]\nretries = 3\n", ["[fetch]", "retries", "max_size, timeout"]),
+    ("fetch = 3\n", ["fetch", "must be a table"]),
+])
+def test_fetch_limits_out_of_range_are_errors_naming_the_key(tmp_path, text, words):
+    """issue #8: every new key is range-checked, with an error that names the file and the key."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    for w in ["paperbot.toml", *words]:
+        assert w in str(e.value), str(e.value)

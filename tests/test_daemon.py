@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import commit_file, make_repo
-from sources_support import fixture, write_config
+from sources_support import DocServer, TrickleServer, fixture, write_config
 
 from bot import locks
 from bot.config import Config
@@ -185,3 +185,27 @@ def test_after_poll_hooks_run_after_every_poll_and_the_state_folder_is_locked(tm
     assert result == [True]
     assert calls[0] == (cfg, True, clock)
     locks.release(locks.acquire(cfg.state_dir / "paperbot.lock"))  # let go on exit
+
+
+def test_sources_dripping_their_headers_never_starve_a_healthy_source(tmp_path: Path) -> None:
+    """issue #8 finding 1: four sources on a server that drips its status line held the daemon's four worker
+    threads for minutes, and a healthy source set to `every = "2s"` was polled once in 25 s. Each source now
+    has a worker of its own: while the four slow polls hang (the 30 s default deadline), the healthy source
+    is polled on its schedule."""
+    with TrickleServer(interval=0.2) as slow, DocServer() as good:
+        good.put("/digest.md", fixture("digest_v1.md"))
+        sources = [{"name": f"slow{i}", "url": slow.url(f"/digest{i}.md"), "every": "2s"} for i in range(4)]
+        sources.append({"name": "healthy", "url": good.url("/digest.md"), "every": "2s"})
+        cfg = write_config(tmp_path, sources, extra=WEB)
+        proc, log = _start(cfg, tmp_path)
+        try:
+            _wait_for("the four slow polls to hang", lambda: slow.connections >= 4, proc, log)
+            # Polled at start, then every 2 s (+ up to 0.2 s jitter). A starved source (before: 4 workers, all
+            # held by the slow polls for 90 s) never gets its second poll in 20 s.
+            _wait_for("a second poll of the healthy source", lambda: len(good.log) >= 2, proc, log, limit=20)
+            assert slow.connections == 4  # the slow polls were still in their first attempt all along
+        finally:
+            slow.close()  # their connections drop: the slow polls fail and the daemon can stop at once
+            code = _stop(proc)
+    assert code == 0
+    assert "Traceback" not in log.read_text()

@@ -39,11 +39,12 @@ def test_every_option_of_every_command_is_documented():
 
 
 def test_every_config_key_is_documented():
-    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "email", "web"}
+    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "email", "web", "fetch"}
     keys |= {f"[publish] {k}" for k in config._PUBLISH_KEYS}
     keys |= {f"[[sources]] {k}" for k in config._SOURCE_KEYS}
     keys |= {f"[email] {k}" for k in config._EMAIL_KEYS}
     keys |= {f"[web] {k}" for k in config._WEB_KEYS}
+    keys |= {f"[fetch] {k}" for k in config._FETCH_KEYS}
     keys |= {"[github] base_url"}
     table = "\n".join(line for line in README.splitlines() if line.startswith("|"))
     missing = [k for k in sorted(keys) if f"`{k}`" not in table]
@@ -53,4 +54,4 @@ def test_every_config_key_is_documented():
 def test_default_config_file_keys_are_all_known():
     # `paperbot init` writes DEFAULT_TOML: every key in it must be one the loader accepts.
     for key in re.findall(r"^(\w+)\s*=", config.DEFAULT_TOML, re.MULTILINE):
-        assert key in config._TOP_KEYS | config._PUBLISH_KEYS | config._SOURCE_KEYS | {"base_url"}
+        assert key in config._TOP_KEYS | config._PUBLISH_KEYS | config._SOURCE_KEYS | config._FETCH_KEYS | {"base_url"}

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from conftest import commit_file, git, make_repo
 from sources_support import FAST, fixture, snapshot, write_config
@@ -181,3 +183,47 @@ def test_one_file_of_several_losing_its_weeks_is_an_error(tmp_path: Path) -> Non
     r = poll_source(store, cfg, cfg.source("lab"), NOW, options=FAST)
     assert r.error and "2023.md: parsed to no weeks where 2 were known" in r.error
     assert snapshot(store, "lab") == before
+
+
+def test_a_blob_over_max_size_is_refused_before_it_is_read(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """issue #8: git sources had no size limit (a 49 MB digest cost 22.9 s and 528 MB in one poll). With
+    `[fetch] max_size`, git is asked each blob's size first; a tip over it fails naming the file, the commit
+    and the size, reading nothing and changing nothing; an oversized commit in between is skipped."""
+    repo = make_repo(tmp_path / "digest")
+    cfg = write_config(tmp_path, [{"name": "lab", "git": str(repo)}], settle="30d", max_wait="60d",
+                       extra='\n[fetch]\nmax_size = "1KiB"\n')
+    store = Store.open(cfg.db_path)
+    src = cfg.source("lab")
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00+00:00")
+    assert poll_source(store, cfg, src, NOW).error is None  # 589 bytes: under the cap
+    before = snapshot(store, "lab")
+
+    big = fixture("digest_v2.md") + b"\n" + b"<!-- padding, as a huge digest would have -->\n" * 40
+    sha = commit_file(repo, "README.md", big, "2024-01-15T10:00:00+00:00", "huge")
+    r = poll_source(store, cfg, src, NOW)
+    assert r.error == (f"README.md at commit {sha[:10]} is {len(big)} bytes, more than [fetch] max_size "
+                       "(1024 bytes); not read")
+    assert (r.bytes_read, r.parsed) == (0, 0) and snapshot(store, "lab") == before
+
+    commit_file(repo, "README.md", fixture("digest_v2.md"), "2024-01-15T11:00:00+00:00", "trimmed")
+    with caplog.at_level(logging.WARNING):
+        fixed = poll_source(store, cfg, src, NOW)
+    assert fixed.error is None and fixed.new == (B,) and fixed.bytes_read == len(fixture("digest_v2.md"))
+    assert f"commit {sha[:10]} is {len(big)} bytes" in caplog.text and "commit skipped" in caplog.text
+
+
+def test_an_upper_case_http_git_url_is_redacted_too(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """issue #8 finding 7: `HTTP://…?token=` (upper case) escaped the query redaction, so its token reached
+    the source's stored location, its error and the log."""
+    url = "HTTP://reader:SECRET123@127.0.0.1:9/digest.git?token=SECRET123"  # port 9: nothing listens
+    cfg = write_config(tmp_path, [{"name": "lab", "git": url}])
+    store = Store.open(cfg.db_path)
+    with caplog.at_level(logging.DEBUG):
+        r = poll_source(store, cfg, cfg.source("lab"), NOW, options=FAST)
+    row = store.source("lab")
+    assert r.error and row["location"] == "HTTP://***@127.0.0.1:9/digest.git?…"
+    assert "SECRET123" not in json.dumps(row) and "SECRET123" not in r.error and "SECRET123" not in caplog.text
+
+    store.update_source("lab", location=url)  # as an earlier version stored it: the next poll rewrites it
+    poll_source(store, cfg, cfg.source("lab"), NOW, options=FAST)
+    assert store.source("lab")["location"] == "HTTP://***@127.0.0.1:9/digest.git?…"

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
-from sources_support import FAST, DocServer, fixture, snapshot, write_config
+from sources_support import FAST, DocServer, TrickleServer, basic_auth, fixture, snapshot, write_config
 
 from bot.sources.check_http import source_urls
-from bot.sources.fetch_http import HttpOptions, conditional_get
+from bot.sources.fetch_http import HttpOptions, conditional_get, redact
 from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
 
@@ -235,3 +238,96 @@ def test_a_source_being_polled_by_another_process_is_skipped_not_failed(tmp_path
     assert r.error and r.error.startswith("busy:") and server.log == []
     assert (store.source("notes") or {}).get("error_count", 0) == 0  # not the source's fault
     assert poll_source(store, cfg, src, NOW, options=FAST).changed
+
+
+def test_a_server_dripping_its_status_line_and_headers_is_cut_at_the_deadline(tmp_path: Path) -> None:
+    """issue #8 finding 1: the deadline was only checked while reading the body, so a server that drips its
+    status line and headers (a byte every 50 ms: no single read ever times out) held one attempt for 90 s.
+    With `[fetch] timeout = "1s"` the attempt, connect and headers included, is cut at 1 s."""
+    with TrickleServer(interval=0.05, total=8.0) as slow:
+        cfg = write_config(tmp_path, [{"name": "slow", "url": slow.url("/digest.md")}],
+                           extra='\n[fetch]\ntimeout = "1s"\n')
+        options = PollOptions.from_config(cfg)
+        assert options.http.timeout == 1.0
+        one_attempt = replace(options, http=replace(options.http, retries=0))
+        store = Store.open(cfg.db_path)
+        started = time.monotonic()
+        r = poll_source(store, cfg, cfg.source("slow"), NOW, options=one_attempt)
+        took = time.monotonic() - started
+    assert r.error and "timed out: no complete answer within 1s" in r.error, r.error
+    assert r.requests == 1 and slow.connections == 1
+    assert took < 4.0, f"the attempt lasted {took:.2f}s"  # the server would have dripped for 8 s
+
+
+def test_max_size_from_the_config_caps_an_http_body(tmp_path: Path, server: DocServer) -> None:
+    """issue #8: `[fetch] max_size` is the one size cap, read from the config by every poll."""
+    server.put("/digest.md", fixture("digest_v3.md"))  # 1304 bytes
+    cfg = write_config(tmp_path, [{"name": "notes", "url": server.url("/digest.md")}],
+                       extra='\n[fetch]\nmax_size = "1KiB"\n')
+    r = poll_source(Store.open(cfg.db_path), cfg, cfg.source("notes"), NOW)
+    assert r.error and "larger than 1024 bytes" in r.error, r.error
+
+
+def test_user_and_token_in_a_url_are_sent_as_basic_auth_to_that_host_only(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """issue #8 finding 3: `https://user:token@host/…` never worked (urllib took `user:token@host` for the host
+    name). The userinfo, percent-decoded, becomes HTTP Basic credentials; a redirect on the same host keeps
+    them, a redirect to another host never gets them; and they are stored nowhere."""
+    user, password = "reader", "p@ss:w0rd/é"
+    expected = basic_auth(user, password)
+    with DocServer(auth=(user, password)) as private, DocServer() as elsewhere:
+        private.put("/digest.md", fixture("digest_v1.md"))
+        private.redirects["/moved.md"] = "/digest.md"
+        url = private.url("/moved.md").replace("http://", f"http://{user}:{quote(password, safe='')}@")
+        cfg = write_config(tmp_path, [{"name": "private", "url": url}], settle="30d", max_wait="60d")
+        store = Store.open(cfg.db_path)
+        with caplog.at_level(logging.DEBUG):
+            first = poll_source(store, cfg, cfg.source("private"), NOW, options=FAST)
+            assert first.error is None and store.week("private", A) is not None
+            assert [(q.path, q.status, q.headers.get("authorization")) for q in private.log] == [
+                ("/moved.md", 301, expected), ("/digest.md", 200, expected)]
+
+            private.redirects["/moved.md"] = elsewhere.url("/digest.md")  # now to another host (port)
+            elsewhere.put("/digest.md", fixture("digest_v2.md"))
+            second = poll_source(store, cfg, cfg.source("private"), NOW + timedelta(hours=1), options=FAST)
+        assert second.error is None and second.new == (B,)
+        assert private.log[-1].headers.get("authorization") == expected
+        assert [q.headers.get("authorization") for q in elsewhere.log] == [None]
+    raw = b"".join(p.read_bytes() for p in cfg.state_dir.glob("paperbot.db*"))
+    for secret in (password, quote(password, safe=""), expected.split()[1]):
+        assert secret.encode() not in raw and secret not in caplog.text
+    assert store.source("private")["location"] == redact(url) == private.url("/moved.md").replace(
+        "http://", "http://***@")
+
+
+def test_credentials_in_the_github_base_url_are_sent_as_basic_auth(tmp_path: Path) -> None:
+    """issue #8 finding 3, for `github` sources: their credentials live in `[github] base_url`."""
+    with DocServer(auth=("bot", "ghp_SECRET123")) as private:
+        private.put("/lab/digest/main/README.md", fixture("digest_v1.md"))
+        base = private.base.replace("http://", "http://bot:ghp_SECRET123@")
+        cfg = write_config(tmp_path, [{"name": "gh", "github": "lab/digest"}], github_base_url=base)
+        store = Store.open(cfg.db_path)
+        r = poll_source(store, cfg, cfg.source("gh"), NOW, options=FAST)
+        assert r.error is None and private.log[0].headers["authorization"] == basic_auth("bot", "ghp_SECRET123")
+    assert list(json.loads(store.source("gh")["validators"])["files"]) == [
+        private.url("/lab/digest/main/README.md").replace("http://", "http://***@")]
+    assert b"SECRET123" not in b"".join(p.read_bytes() for p in cfg.state_dir.glob("paperbot.db*"))
+
+
+def test_a_redirect_to_a_non_http_scheme_fails_at_once(tmp_path: Path, server: DocServer) -> None:
+    """issue #8 finding 7: a redirect to ftp:// was retried as if it were a transient failure."""
+    server.redirects["/digest.md"] = "ftp://127.0.0.1/digest.md?token=SECRET123"
+    cfg, src, store = _url_source(tmp_path, server)
+    r = poll_source(store, cfg, src, NOW, options=FAST)
+    assert r.error and "only http and https redirects are followed" in r.error, r.error
+    assert r.requests == 1 and len(server.log) == 1
+    assert "SECRET123" not in r.error and "ftp://127.0.0.1/digest.md?…" in r.error
+
+
+@pytest.mark.parametrize("url", ["HTTP://reader:SECRET123@example.org/feed?token=SECRET123",
+                                 "Https://example.org/feed?key=SECRET123#top",
+                                 "hTTps://reader:SECRET123@example.org/x.git"])
+def test_redaction_ignores_the_case_of_the_scheme(url: str) -> None:
+    """issue #8 finding 7: an upper-case `HTTP://` URL kept its query (a case-sensitive regex)."""
+    shown = redact(f"GET {url} failed")
+    assert "SECRET123" not in shown and "example.org" in shown and shown.endswith(" failed")

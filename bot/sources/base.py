@@ -6,8 +6,10 @@ validating and recording are the poll's job (poll.py), so every kind is judged b
 
 Validators, stored as JSON on the source row:
     {"commit": "<sha>" (git only),
-     "files": {"<path or URL>": {"id": "<blob id or sha256>", "etag": ..., "last_modified": ...,
-                                 "content_type": ..., "url": "<final URL>", "weeks": <weeks it parsed to>}}}
+     "files": {"<path or redacted URL>": {"id": "<blob id or sha256>", "etag": ..., "last_modified": ...,
+                                          "content_type": ..., "url": "<final URL, no credentials or query>",
+                                          "weeks": <weeks it parsed to>}}}
+Nothing secret is ever stored here: an HTTP file is known by its URL as `fetch_http.redact` writes it.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ class SourceError(Exception):
 
 @dataclass(frozen=True)
 class FileVersion:
-    name: str  # the path in the repository, or the URL as configured
+    name: str  # the path in the repository, or the URL as configured, redacted
     content_id: str  # git blob id, or sha256 of the body
     data: bytes
-    url: str = ""  # where it was finally fetched from (feeds resolve relative links against it)
+    url: str = ""  # where it was finally fetched from, without credentials or query (feeds resolve against it)
     content_type: str = ""
 
 

@@ -39,8 +39,29 @@ def _versions(mirror: Mirror, commits: Sequence[Commit], paths: tuple[str, ...],
     return out
 
 
-def check_git(src: SourceConfig, validators: dict, mirror_dir: Path, timeout: float = 300.0) -> Check:
-    """The commits of `src.branch` that changed `src.paths` since the commit stored in `validators`."""
+def _within_size(mirror: Mirror, changed: list[tuple[Commit, dict[str, str | None]]], max_size: int,
+                 source: str) -> list[tuple[Commit, dict[str, str | None]]]:
+    """Refuse before reading: a blob over `max_size` would cost its size in memory and more to parse. An
+    oversized commit in between is skipped (else it would block the source for good); at the tip it fails."""
+    sizes = mirror.blob_sizes(sorted({oid for _, ids in changed for oid in ids.values() if oid}))
+    out = []
+    for i, (c, ids) in enumerate(changed):
+        big = [(p, sizes[oid]) for p, oid in ids.items() if oid and sizes[oid] > max_size]
+        if not big:
+            out.append((c, ids))
+            continue
+        what = ", ".join(f"{p} at commit {c.sha[:10]} is {n} bytes" for p, n in big)
+        if i == len(changed) - 1:
+            raise SourceError(f"{what}, more than [fetch] max_size ({max_size} bytes); not read", 1)
+        log.warning("%s: %s, more than [fetch] max_size (%d bytes); commit skipped", source, what, max_size)
+    return out
+
+
+def check_git(src: SourceConfig, validators: dict, mirror_dir: Path, timeout: float = 300.0, *,
+              max_size: int = 50 * 2**20) -> Check:
+    """The commits of `src.branch` that changed `src.paths` since the commit stored in `validators`.
+
+    No blob larger than `max_size` is read (`_within_size`)."""
     paths = repo_paths(src)
     mirror = Mirror(mirror_dir, src.location, timeout)
     try:
@@ -70,6 +91,7 @@ def check_git(src: SourceConfig, validators: dict, mirror_dir: Path, timeout: fl
         changed = _versions(mirror, commits, paths, old_ids if base else {}, src.name)
         if not changed or changed[-1][1] != tip_ids:  # defensive: the tip's files are what we end on
             changed.append((mirror.commits_between(None, tip, ())[0], tip_ids))
+        changed = _within_size(mirror, changed, max_size, src.name)
         needed = sorted({oid for _, ids in changed for oid in ids.values() if oid})
         blobs = dict(zip(needed, mirror.read(needed), strict=True))
     except GitFetchError as e:

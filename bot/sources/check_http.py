@@ -4,6 +4,9 @@
 one conditional request per file and poll, a 304 with no body when nothing changed, no API token and no API
 rate limit. The time of a change is the fetch time. A source of several files keeps the last body of each in
 state_dir/http/<source>/ so a change to one file re-reads the others without downloading them again.
+
+Secrets in a URL (`user:token@`, `?token=…`) are sent but never kept: files are known by their redacted
+URL, the final URL is stored (and relative links resolve against it) without credentials, query or fragment.
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from urllib.parse import quote
 
 from bot.config import SourceConfig
 from bot.sources.base import Check, FileVersion, SourceError, SourceVersion, repo_paths
-from bot.sources.fetch_http import DEFAULT_OPTIONS, FetchError, HttpOptions, HttpResponse, conditional_get, redact
+from bot.sources.fetch_http import (
+    DEFAULT_OPTIONS,
+    FetchError,
+    HttpOptions,
+    HttpResponse,
+    conditional_get,
+    public_url,
+    redact,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +82,27 @@ def _entry(old: dict, r: HttpResponse) -> dict:
     if r.status == 304:
         out = dict(old)
         out.update({k: v for k, v in (("etag", r.etag), ("last_modified", r.last_modified)) if v})
+        if out.get("url"):  # as an earlier version may have stored it: with its query
+            out["url"] = public_url(out["url"])
         return out
     return {**old, "id": content_id(r.body), "etag": r.etag, "last_modified": r.last_modified,
-            "content_type": r.content_type, "url": r.url}
+            "content_type": r.content_type, "url": public_url(r.url)}
 
 
 def check_http(src: SourceConfig, validators: dict, now: datetime, *, github_base_url: str, cache_dir: Path,
                options: HttpOptions = DEFAULT_OPTIONS, stop: threading.Event | None = None) -> Check:
     """One conditional GET per file; a version, timed `now` (the fetch time), only if a body changed."""
     urls = source_urls(src, github_base_url)
+    keys = {url: redact(url) for url in urls}  # what a file is stored as: never its secrets
     accept = ACCEPT_FEED if src.kind == "feed" or src.format == "feed" else ACCEPT_TEXT
-    old_files: dict = validators.get("files", {})
+    stored: dict = validators.get("files", {})
+    # Files stored under their full URL by earlier versions are found once more, and re-keyed.
+    old_files = {keys[url]: stored.get(keys[url]) or stored.get(url) or {} for url in urls}
     requests = bytes_read = 0
 
     def get(url: str, conditional: bool) -> HttpResponse:
         nonlocal requests, bytes_read
-        old = old_files.get(url, {}) if conditional else {}
+        old = old_files[keys[url]] if conditional else {}
         known = bool(old.get("id"))
         try:
             r = conditional_get(url, etag=old.get("etag") if known else None,
@@ -102,25 +118,27 @@ def check_http(src: SourceConfig, validators: dict, now: datetime, *, github_bas
         return r
 
     answers = {url: get(url, True) for url in urls}
-    files = {url: _entry(old_files.get(url, {}), r) for url, r in answers.items()}
+    files = {keys[url]: _entry(old_files[keys[url]], r) for url, r in answers.items()}
     changed = [url for url, r in answers.items()
-               if r.status == 200 and files[url]["id"] != old_files.get(url, {}).get("id")]
+               if r.status == 200 and files[keys[url]]["id"] != old_files[keys[url]].get("id")]
     if not changed:
         return Check((), {"files": files}, requests, bytes_read)
     cache = BodyCache(cache_dir) if len(urls) > 1 else None
     out: list[FileVersion] = []
     for url in urls:
+        key = keys[url]
         r = answers[url]
-        data = r.body if r.status == 200 else (cache.get(files[url]["id"]) if cache else None)
+        data = r.body if r.status == 200 else (cache.get(files[key]["id"]) if cache else None)
         if data is None:  # a 304 for a body we no longer have: ask again, unconditionally
-            log.info("%s: no cached copy of %s; fetching it again", src.name, redact(url))
+            log.info("%s: no cached copy of %s; fetching it again", src.name, key)
             r = get(url, False)
-            files[url] = _entry(old_files.get(url, {}), r)
+            files[key] = _entry(old_files[key], r)
             data = r.body
         if cache:
-            cache.put(files[url]["id"], data)
-        out.append(FileVersion(url, files[url]["id"], data, url=files[url].get("url") or url,
-                               content_type=files[url].get("content_type") or ""))
+            cache.put(files[key]["id"], data)
+        # Relative links resolve against the final URL without credentials or query (public_url).
+        out.append(FileVersion(key, files[key]["id"], data, url=public_url(files[key].get("url") or url),
+                               content_type=files[key].get("content_type") or ""))
     if cache:
         cache.keep_only({f.get("id") for f in old_files.values()} | {f["id"] for f in files.values()})
     ids = [f.content_id for f in out]

@@ -33,11 +33,12 @@ class Mirror:
         self.url = url
         self.timeout = timeout
 
-    def _git(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def _git(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         cmd = ["git", "-C", str(self.path), *args]
+        feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=self.timeout,
-                                  env={**os.environ, **_ENV}, stdin=subprocess.DEVNULL)
+                                  env={**os.environ, **_ENV}, **feed)
         except subprocess.TimeoutExpired as e:
             raise GitFetchError(f"git {args[0]} {redact(self.url)}: no answer after {self.timeout:g}s") from e
         if check and proc.returncode != 0:
@@ -102,6 +103,18 @@ class Mirror:
             if kind == "blob":
                 found[name] = oid
         return {p: found.get(p) for p in paths}
+
+    def blob_sizes(self, blob_ids: Sequence[str]) -> dict[str, int]:
+        """The size in bytes of each blob, asked of git without reading any of them."""
+        out = self._git("cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                        stdin="".join(f"{oid}\n" for oid in blob_ids)).stdout
+        sizes = {}
+        for line in out.splitlines():
+            oid, kind, size = (line.split() + ["", ""])[:3]
+            if kind != "blob":
+                raise GitFetchError(f"git cat-file {redact(self.url)}: blob {oid} missing from the mirror")
+            sizes[oid] = int(size)
+        return sizes
 
     def read(self, blob_ids: Sequence[str]) -> list[bytes]:
         """Contents of blobs, in order."""

@@ -1,42 +1,69 @@
-"""Conditional HTTP GET with a timeout and bounded retries: the only way paperbot talks HTTP.
+"""Conditional HTTP GET with one deadline per attempt and bounded retries: the only way paperbot talks HTTP.
 
 Why our own client: feedparser's fetcher has no timeout, and an idle poll must cost one cheap request
-(`If-None-Match` / `If-Modified-Since` → 304, no body). Each attempt is bounded by `timeout` as a whole
-(connect, headers, body), so a server that stalls or drips bytes cannot hold a poll. Transient failures
-(connection errors, timeouts, 5xx, 408, 429) are retried with a doubling backoff; anything else fails at once.
+(`If-None-Match` / `If-Modified-Since` → 304, no body). Each attempt has one deadline, `timeout`, for all of it:
+connect, status line, headers, redirects and body. A socket timeout alone would not do, since it bounds each
+read, and a server that drips one byte a second never trips it; so a timer shuts the attempt's sockets down
+when its time is up. Transient failures (connection errors, timeouts, 5xx, 408, 429) are retried with a
+doubling backoff; anything else (a 404, a redirect to ftp://) fails at once.
+
+Credentials in the URL (`https://user:token@host/…`) are taken out of it and sent as HTTP Basic auth, only to
+that same scheme, host and port (never after a redirect elsewhere). `redact` removes them, and query strings,
+from any text that is logged or stored.
 """
 
 from __future__ import annotations
 
+import base64
 import http.client
 import re
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 import zlib
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from bot import __version__
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-# HTTP(S) only: no file://, ftp:// or data: handlers, so neither a config value nor a redirect reads elsewhere.
-_OPENER = urllib.request.OpenerDirector()
-for _handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), urllib.request.HTTPHandler(),
-                 urllib.request.HTTPSHandler(), urllib.request.HTTPDefaultErrorHandler(),
-                 urllib.request.HTTPRedirectHandler(), urllib.request.HTTPErrorProcessor()):
-    _OPENER.add_handler(_handler)
+_QUERY = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", re.IGNORECASE)
 
 
 def redact(text: str) -> str:
     """Drop credentials (`user:token@`) and query strings from URLs, so they can be logged and stored."""
-    text = _USERINFO.sub("***@", text)
-    return re.sub(r"(https?://[^\s?#]*)\?[^\s#]*", r"\1?…", text)
+    return _QUERY.sub(r"\1?…", _USERINFO.sub("***@", text))
+
+
+def public_url(url: str) -> str:
+    """`url` without credentials, query or fragment: what may be stored, and what relative links resolve
+    against, so that no `?token=` can ever become part of a paper's link."""
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+
+def split_credentials(url: str) -> tuple[str, str | None]:
+    """`url` without its `user:password@`, and the `Authorization` value those make (None if there are none)."""
+    parts = urlsplit(url)
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if not at:
+        return url, None
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunsplit(parts._replace(netloc=hostport)), f"Basic {token}"
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or ""), parts.port or {"http": 80, "https": 443}.get(scheme)
 
 
 @dataclass(frozen=True)
 class HttpOptions:
-    timeout: float = 30.0  # seconds per attempt, all of it
+    timeout: float = 30.0  # seconds per attempt, all of it: connect, status line, headers and body
     retries: int = 2  # further attempts after a transient failure
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     max_bytes: int = 50 * 2**20  # a digest or feed is never this big: refuse rather than fill memory
@@ -50,7 +77,7 @@ DEFAULT_OPTIONS = HttpOptions()
 class HttpResponse:
     status: int  # 200, or 304 when the validators still match
     body: bytes  # decoded from gzip; empty for 304
-    url: str  # the final URL, after redirects (feeds resolve relative links against it)
+    url: str  # the final URL, after redirects (feeds resolve relative links against its public_url)
     content_type: str
     etag: str | None
     last_modified: str | None
@@ -71,6 +98,113 @@ class _Transient(Exception):
     """One attempt failed in a way worth retrying."""
 
 
+class _Deadline:
+    """The one deadline of an attempt: when it passes, every socket the attempt opened is shut down, which
+    ends whatever read is waiting on it (a status line, a header, the body), however slowly bytes arrive."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.expired = False
+        self._done = False
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def connect(self, address: tuple[str, int], timeout: object = None,
+                source_address: tuple[str, int] | None = None) -> socket.socket:
+        """socket.create_connection, within what is left of the deadline, and watched until it ends."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out")
+        sock = socket.create_connection(address, left, source_address)
+        with self._lock:
+            # A duplicate descriptor: TLS detaches the original, and shutdown() acts on the socket itself.
+            self._socks.append(sock.dup())
+            if self.expired:
+                self._shutdown()
+        return sock
+
+    def _shutdown(self) -> None:
+        for s in self._socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _expire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.expired = True
+                self._shutdown()
+
+    def finish(self) -> bool:
+        """Stop the timer and close the watched descriptors; True if the deadline had passed first."""
+        self._timer.cancel()
+        with self._lock:
+            self._done = True
+            for s in self._socks:
+                s.close()
+            self._socks.clear()
+            return self.expired
+
+
+class _TimedHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_timed(http.client.HTTPConnection, self.deadline), req)
+
+
+class _TimedHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline):
+        super().__init__()
+        self.deadline = deadline
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_timed(http.client.HTTPSConnection, self.deadline), req)
+
+
+def _timed(cls: type[http.client.HTTPConnection], deadline: _Deadline):
+    def make(host: str, **kw: object) -> http.client.HTTPConnection:
+        conn = cls(host, **kw)  # type: ignore[arg-type]
+        conn._create_connection = deadline.connect  # type: ignore[attr-defined]
+        return conn
+
+    return make
+
+
+class _Redirects(urllib.request.HTTPRedirectHandler):
+    """Follows http(s) redirects only, and gives the Basic credentials to the original origin only."""
+
+    def __init__(self, origin: tuple[str, str, int | None], auth: str | None):
+        super().__init__()
+        self.origin, self.auth = origin, auth
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # urllib's signature
+        scheme = urlsplit(newurl).scheme.lower()
+        if scheme not in ("http", "https"):
+            fp.close()
+            raise FetchError(f"redirected to {redact(newurl)}: only http and https redirects are followed")
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and self.auth and _origin(new.full_url) == self.origin:
+            new.add_unredirected_header("Authorization", self.auth)
+        return new
+
+
+def _opener(deadline: _Deadline, redirects: _Redirects) -> urllib.request.OpenerDirector:
+    # HTTP(S) only: no file://, ftp:// or data: handlers, so neither a config value nor a redirect reads elsewhere.
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), _TimedHTTPHandler(deadline),
+                    _TimedHTTPSHandler(deadline), urllib.request.HTTPDefaultErrorHandler(), redirects,
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return raw
@@ -86,10 +220,27 @@ def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     return out
 
 
-def _attempt(req: urllib.request.Request, opts: HttpOptions, counter: list[int]) -> HttpResponse:
-    deadline = time.monotonic() + opts.timeout
+def _attempt(req: urllib.request.Request, opts: HttpOptions, redirects: _Redirects,
+             counter: list[int]) -> HttpResponse:
+    deadline = _Deadline(opts.timeout)
+    timed_out = f"timed out: no complete answer within {opts.timeout:g}s"
     try:
-        resp = _OPENER.open(req, timeout=opts.timeout)
+        r = _exchange(req, opts, _opener(deadline, redirects), counter)
+    except (_Transient, FetchError) as e:
+        if deadline.finish():  # whatever the cut looked like (a reset, a bad gzip), it was the deadline
+            raise _Transient(timed_out) from e
+        raise
+    finally:
+        expired = deadline.finish()
+    if expired:  # a cut that looked like a clean end of the body is still a timeout
+        raise _Transient(timed_out)
+    return r
+
+
+def _exchange(req: urllib.request.Request, opts: HttpOptions, opener: urllib.request.OpenerDirector,
+              counter: list[int]) -> HttpResponse:
+    try:
+        resp = opener.open(req, timeout=opts.timeout)
     except urllib.error.HTTPError as e:
         with e:
             if e.code == 304:
@@ -104,14 +255,14 @@ def _attempt(req: urllib.request.Request, opts: HttpOptions, counter: list[int])
         raise _Transient(f"{type(e).__name__}: {reason}" if str(reason) else type(e).__name__) from e
     with resp:
         chunks: list[bytes] = []
+        size = 0
         try:
             while chunk := resp.read1(65536):
                 counter[0] += len(chunk)
+                size += len(chunk)
                 chunks.append(chunk)
-                if counter[0] > opts.max_bytes:
+                if size > opts.max_bytes:
                     raise FetchError(f"response is larger than {opts.max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise _Transient(f"body not complete after {opts.timeout:g}s")
             missing = getattr(resp, "length", None)  # read1 does not raise at a premature end: check it
             if missing:
                 raise _Transient(f"connection closed {missing} bytes before the end of the body")
@@ -130,8 +281,10 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
 
     `stop`, when set, cuts a retry backoff short so a daemon can shut down promptly.
     """
-    if not re.match(r"^https?://", url, re.IGNORECASE):
-        raise FetchError(f"GET {redact(url)}: not an http(s) URL")
+    shown = redact(url)
+    target, auth = split_credentials(url)
+    if _origin(target)[0] not in ("http", "https") or not urlsplit(target).hostname:
+        raise FetchError(f"GET {shown}: not an http(s) URL")
     headers = {"User-Agent": options.user_agent, "Accept": accept, "Accept-Encoding": "gzip"}
     if etag:
         headers["If-None-Match"] = etag
@@ -142,18 +295,21 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
     delay = options.backoff
     while True:
         attempts += 1
+        req = urllib.request.Request(target, headers=headers)
+        if auth:
+            req.add_unredirected_header("Authorization", auth)
         try:
-            r = _attempt(urllib.request.Request(url, headers=headers), options, counter)
+            r = _attempt(req, options, _Redirects(_origin(target), auth), counter)
             return HttpResponse(r.status, r.body, r.url, r.content_type, r.etag, r.last_modified,
                                 attempts, counter[0])
         except FetchError as e:
-            raise FetchError(f"GET {redact(url)}: {e}", attempts, counter[0]) from e
+            raise FetchError(f"GET {shown}: {redact(str(e))}", attempts, counter[0]) from e
         except _Transient as e:
             if attempts > options.retries:
-                raise FetchError(f"GET {redact(url)} failed after {attempts} attempts: {redact(str(e))}",
+                raise FetchError(f"GET {shown} failed after {attempts} attempts: {redact(str(e))}",
                                  attempts, counter[0]) from e
             if stop is not None and stop.wait(delay):
-                raise FetchError(f"GET {redact(url)}: stopped while waiting to retry ({e})",
+                raise FetchError(f"GET {shown}: stopped while waiting to retry ({redact(str(e))})",
                                  attempts, counter[0]) from e
             if stop is None:
                 time.sleep(delay)

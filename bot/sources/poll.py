@@ -37,6 +37,11 @@ class PollOptions:
     git_timeout: float = 300.0  # seconds for one git command (a first clone of a big repository)
     lock_wait: float = 60.0  # how long to wait while another process polls the same source
 
+    @classmethod
+    def from_config(cls, cfg: Config) -> PollOptions:
+        """The options `[fetch]` asks for: one deadline per HTTP attempt, one size cap for HTTP and git."""
+        return cls(http=HttpOptions(timeout=cfg.fetch.timeout, max_bytes=cfg.fetch.max_size))
+
 
 @dataclass(frozen=True)
 class PollResult:
@@ -122,7 +127,8 @@ def _writing(store: Store, lock: AbstractContextManager | None = None) -> Iterat
 def _check(cfg: Config, src: SourceConfig, validators: dict, now: datetime, options: PollOptions,
            stop: threading.Event | None) -> Check:
     if src.kind == "git":
-        return check_git(src, validators, cfg.state_dir / "git" / src.name, options.git_timeout)
+        return check_git(src, validators, cfg.state_dir / "git" / src.name, options.git_timeout,
+                         max_size=options.http.max_bytes)
     return check_http(src, validators, now, github_base_url=cfg.github_base_url,
                       cache_dir=cfg.state_dir / "http" / src.name, options=options.http, stop=stop)
 
@@ -142,8 +148,9 @@ def poll_source(store: Store, cfg: Config, src: SourceConfig, now: datetime, *,
     """Check `src` once at `now`, record what changed, release what is due. Never raises for a bad source.
 
     `stop` cuts retry waits short (a daemon shutting down); `write_lock` is held around each transaction.
+    `options` default to what the config's `[fetch]` table asks for.
     """
-    options = options or PollOptions()
+    options = options or PollOptions.from_config(cfg)
     try:
         with held(cfg.state_dir / "locks" / f"{src.name}.lock", options.lock_wait):
             return _poll(store, cfg, src, now, options, stop, write_lock)
@@ -155,8 +162,11 @@ def poll_source(store: Store, cfg: Config, src: SourceConfig, now: datetime, *,
 def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: PollOptions,
           stop: threading.Event | None, write_lock: AbstractContextManager | None) -> PollResult:
     settings = cfg.publish
+    location = redact(src.location)
     with _writing(store, write_lock):
-        row = store.ensure_source(src.name, kind=src.kind, location=redact(src.location), now=now)
+        row = store.ensure_source(src.name, kind=src.kind, location=location, now=now)
+        if row.get("location") != location:  # the config changed, or an earlier version kept a secret there
+            store.update_source(src.name, location=location)
     validators = json.loads(row.get("validators") or "{}")
     requests = bytes_read = 0
     parser = _Parser(src, cfg, validators.get("files", {}))
