@@ -35,8 +35,10 @@ def _snapshot(path) -> dict:
             "weeks": sorted(con.execute("SELECT source, key, state, title FROM weeks").fetchall()),
             "papers": con.execute("SELECT count(*) FROM papers").fetchone()[0],
             "subscribers": sorted(con.execute("SELECT address, state FROM subscribers").fetchall()),
-            "deliveries": sorted(con.execute("SELECT source, week_key, channel, unit, state FROM deliveries").fetchall()),
-            "publications": sorted(con.execute("SELECT source, week_key, channel, state FROM publications").fetchall()),
+            "deliveries": sorted(con.execute(
+                "SELECT source, week_key, channel, unit, state FROM deliveries").fetchall()),
+            "publications": sorted(con.execute(
+                "SELECT source, week_key, channel, state FROM publications").fetchall()),
         }
     finally:
         con.close()
