@@ -133,7 +133,9 @@ class PublishSettings:
     settle: timedelta = timedelta(hours=2)
     max_wait: timedelta = timedelta(hours=48)
     backfill: int = 1
-    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # the top-level key: the default clock
+    # A week clearly short of its source's usual count waits this long past its last day for the rest (0: never)
+    wait_for_papers: timedelta = timedelta(hours=48)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,8 @@ class SourceConfig:
     branch: str = "main"
     format: str = "auto"
     every: timedelta = timedelta(minutes=30)
+    timezone: ZoneInfo | None = None  # where the maintainer's week ends; None: learned from commits, or the default
+    expect_papers: int | None = None  # papers in a complete week; None: learned from the weeks already released
 
 
 @dataclass(frozen=True)
@@ -211,11 +215,12 @@ DEFAULT_TOML = """\
 # environment variables. Relative paths are relative to this file's folder.
 
 state_dir = "state"          # SQLite database, outbox, lock
-timezone = "UTC"             # a week is over at midnight in this zone
+timezone = "UTC"             # the default zone a week ends in (a source's own timezone, or its commits, win)
 
 [publish]
 settle = "2h"                # a new week's papers must be unchanged this long before it is ready
 max_wait = "48h"             # counted from first sight: then ready even with unfinished rows (flagged)
+wait_for_papers = "48h"      # a week clearly short of its source's usual count waits this long past its last day
 backfill = 1                 # on a source's very first poll, the newest N weeks become ready; the rest is baseline
 
 [github]
@@ -232,14 +237,20 @@ path = "README.md"           # or a list of files, e.g. ["README.md", "2026.md"]
 branch = "main"
 format = "auto"              # auto | digest | notes | feed
 every = "30m"                # how often to check
+# A week is over at midnight where its maintainer works. A git source learns that from its commit dates; a
+# github, url or feed source has none, so say it here. dair-ai's maintainer works in US Eastern time and adds
+# the last papers on Sunday evening, after midnight UTC: with "UTC" those weeks would go out incomplete.
+timezone = "America/New_York"
+# expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
 """
 
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout"}
 _FETCH_KEYS = {"timeout", "max_size"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
-_SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers"}
+_SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", *SOURCE_KINDS}
+EXPECT_MAX = 10_000
 
 
 def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
@@ -267,6 +278,14 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
     return parse_config(data, path, path.resolve().parent)
 
 
+def parse_zone(name: object, where: str) -> ZoneInfo:
+    """An IANA time zone name (`America/New_York`, `UTC`)."""
+    try:
+        return ZoneInfo(_line(name, where, "a time zone name, e.g. UTC"))
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a folder of zones, e.g. "America"
+        raise ConfigError(f"{where}: {name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from e
+
+
 def _unknown(where: str, table: dict, allowed: set[str]) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
@@ -276,11 +295,7 @@ def _unknown(where: str, table: dict, allowed: set[str]) -> None:
 def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
     f = str(path) if path else "built-in config"
     _unknown(f, data, _TOP_KEYS)
-    tz_name = data.get("timezone", "UTC")
-    try:
-        tz = ZoneInfo(_line(tz_name, f"{f}: timezone", "a time zone name, e.g. UTC"))
-    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a folder of zones, e.g. "America"
-        raise ConfigError(f"{f}: timezone: {tz_name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from e
+    tz = parse_zone(data.get("timezone", "UTC"), f"{f}: timezone")
     pub = data.get("publish", {})
     if not isinstance(pub, dict):
         raise ConfigError(f"{f}: publish: must be a table")
@@ -291,6 +306,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait", WAIT_RANGE),
         backfill=backfill,
         timezone=tz,
+        wait_for_papers=parse_duration(pub.get("wait_for_papers", "48h"), f"{f}: publish.wait_for_papers",
+                                       WAIT_RANGE),
     )
     gh = data.get("github", {})
     if not isinstance(gh, dict):
@@ -430,7 +447,10 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     if not isinstance(branch, str) or not branch or branch.startswith("-") or re.search(r"\s", branch):
         raise ConfigError(f"{where}.branch: {branch!r} must be a branch name")
     _line(branch, f"{where}.branch")
+    tz = parse_zone(s["timezone"], f"{where}.timezone") if "timezone" in s else None
+    expect = _whole(s["expect_papers"], f"{where}.expect_papers", 0, EXPECT_MAX) if "expect_papers" in s else None
     return SourceConfig(
         name=name, kind=kind, location=location.strip(), paths=tuple(paths), branch=branch, format=fmt,
         every=parse_duration(s.get("every", "30m"), f"{where}.every", EVERY_RANGE),
+        timezone=tz, expect_papers=expect,
     )

@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import sqlite_utils
@@ -99,6 +99,14 @@ def m004_subscribers(db: sqlite_utils.Database) -> None:
             reason TEXT
         )""")
     db.execute("CREATE INDEX idx_subscribers_state ON subscribers (state)")
+
+
+@migrations()
+def m005_source_clock(db: sqlite_utils.Database) -> None:
+    """Each version's UTC offset as its commit wrote it (minutes east of UTC; NULL for a fetch time): the
+    tracker learns a git source's clock from them (bot/track/gate.py, `usual_offset`). `changed_at` is kept
+    in UTC, so the offset is stored beside it rather than in it."""
+    db["versions"].add_column("utc_offset", int)
 
 
 def iso(t: datetime) -> str:
@@ -226,14 +234,33 @@ class Store:
                            error_count=(src.get("error_count") or 0) + 1)
 
     def record_version(self, source: str, version: str, changed_at: datetime, fetched_at: datetime,
-                       content_hash: str, n_weeks: int, new: list[str], edited: list[str]) -> None:
+                       content_hash: str, n_weeks: int, new: list[str], edited: list[str],
+                       utc_offset: timedelta | None = None) -> None:
+        """`utc_offset`: the commit date's offset as written by its author (git only)."""
+        minutes = None if utc_offset is None else int(utc_offset.total_seconds() // 60)
         self.db["versions"].insert({
             "source": source, "version": version, "changed_at": iso(changed_at), "fetched_at": iso(fetched_at),
             "content_hash": content_hash, "n_weeks": n_weeks, "new": json.dumps(new), "edited": json.dumps(edited),
+            "utc_offset": minutes,
         })
 
     def versions(self, source: str) -> list[dict]:
         return list(self.db["versions"].rows_where("source = ?", [source], order_by="id"))
+
+    def commit_offsets(self, source: str, limit: int = 1000) -> list[tuple[datetime, int]]:
+        """(commit time, UTC offset in minutes) of the source's newest `limit` versions that have one, oldest first."""
+        rows = self.db.execute(
+            "select changed_at, utc_offset from versions where source = ? and utc_offset is not null "
+            "order by id desc limit ?", [source, limit]).fetchall()
+        return [(datetime.fromisoformat(at), int(m)) for at, m in reversed(rows)]
+
+    def finished_counts(self, source: str, limit: int = 12) -> list[int]:
+        """Papers in each of the source's newest `limit` finished weeks (released, or already there at its
+        first poll): what a complete week of it usually holds."""
+        rows = self.db.execute(
+            "select n_papers from weeks where source = ? and state in ('ready', 'published', 'baseline') "
+            "order by last_day desc, key desc limit ?", [source, limit]).fetchall()
+        return [r[0] or 0 for r in rows]
 
     # -- weeks ---------------------------------------------------------------------------------------------
     def weeks(self, source: str | None = None, state: str | None = None) -> list[WeekRow]:

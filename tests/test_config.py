@@ -102,6 +102,10 @@ every = "2h"
     ("[[sources]]\nname = 'a'\ngithub = 'x/y'\n[[sources]]\nname = 'a'\ngithub = 'x/z'\n", ["sources[1].name", "used"]),
     ("[email]\nsmtp_url = 'smtp://u:secret@h:587'\n", ["email.smtp_url", "PAPERBOT_SMTP_PASSWORD"]),
     ("state_dir = [\n", ["paperbot.toml", "not valid TOML"]),
+    ("[[sources]]\nname = 'a'\ngithub = 'x/y'\ntimezone = 'Mars/Olympus'\n", ["sources[0].timezone", "Mars"]),
+    ("[[sources]]\nname = 'a'\ngithub = 'x/y'\nexpect_papers = -1\n", ["sources[0].expect_papers", "0 to"]),
+    ("[[sources]]\nname = 'a'\ngithub = 'x/y'\nexpect_papers = '10'\n", ["sources[0].expect_papers"]),
+    ("[publish]\nwait_for_papers = '2 days'\n", ["publish.wait_for_papers", "not a duration"]),
 ])
 def test_errors_name_the_file_and_the_key(tmp_path, text, words):
     p = write(tmp_path, text)
@@ -247,3 +251,35 @@ def test_fetch_limits_out_of_range_are_errors_naming_the_key(tmp_path, text, wor
         load_config(write(tmp_path, text))
     for w in ["paperbot.toml", *words]:
         assert w in str(e.value), str(e.value)
+
+
+def test_a_sources_clock_and_size_settings(tmp_path):
+    """issue #10: a source's own `timezone` and `expect_papers`; `[publish] wait_for_papers` (default 48h)."""
+    p = write(tmp_path, """
+[publish]
+wait_for_papers = "0s"
+[[sources]]
+name = "ny"
+github = "x/y"
+timezone = "America/New_York"
+expect_papers = 10
+[[sources]]
+name = "plain"
+github = "x/z"
+""")
+    cfg = load_config(p)
+    ny, plain = cfg.sources
+    assert (ny.timezone.key, ny.expect_papers) == ("America/New_York", 10)
+    assert (plain.timezone, plain.expect_papers) == (None, None)
+    assert cfg.publish.wait_for_papers == timedelta(0)
+    assert load_config(write(tmp_path, "", "empty.toml")).publish.wait_for_papers == timedelta(hours=48)
+
+
+def test_init_writes_the_default_sources_timezone_and_says_why(tmp_path):
+    """issue #10: the default source (github, no commit dates) is kept in New York: `init` says so."""
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "paperbot.toml")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "paperbot.toml").read_text(encoding="utf-8")
+    assert 'timezone = "America/New_York"' in text and "US Eastern" in text
+    (src,) = load_config(tmp_path / "paperbot.toml").sources
+    assert src.timezone.key == "America/New_York"
