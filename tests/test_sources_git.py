@@ -227,3 +227,39 @@ def test_an_upper_case_http_git_url_is_redacted_too(tmp_path: Path, caplog: pyte
     store.update_source("lab", location=url)  # as an earlier version stored it: the next poll rewrites it
     poll_source(store, cfg, cfg.source("lab"), NOW, options=FAST)
     assert store.source("lab")["location"] == "HTTP://***@127.0.0.1:9/digest.git?…"
+
+
+def test_a_git_source_learns_its_maintainers_clock_from_the_commit_dates(tmp_path: Path) -> None:
+    """issue #10: commits written at -05:00 (New York in winter): the week of Jan 8-14 ends at midnight there,
+    05:00 UTC, not at midnight UTC; `paperbot weeks` says which zone and where it came from."""
+    repo, cfg, store = _setup(tmp_path, settle="1h", max_wait="48h")
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00-05:00")
+    poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 8, 15, tzinfo=UTC), options=FAST)
+    commit_file(repo, "README.md", fixture("digest_v2.md"), "2024-01-12T10:00:00-05:00")
+    commit_file(repo, "README.md", fixture("digest_v2.md") + b"\n", "2024-01-14T21:30:00-05:00")
+    r = poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 15, 4, 59, tzinfo=UTC), options=FAST)
+    assert r.new == (B,) and r.ready == ()  # still Jan 14 in New York
+    assert [v["utc_offset"] for v in store.versions("lab")] == [-300, -300, -300]
+    r = poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 15, 5, 0, tzinfo=UTC), options=FAST)
+    assert r.ready == (B,)
+    store.close()
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "weeks"])
+    assert "lab: weeks end at midnight UTC-05:00 (learned from 3 commits)" in out.output
+    rows = json.loads(CliRunner().invoke(cli, ["--config", str(cfg.path), "weeks", "--json"]).output)
+    assert {(w["timezone"], w["timezone_from"]) for w in rows} == {("UTC-05:00", "learned from 3 commits")}
+
+
+def test_a_sources_timezone_setting_wins_over_its_commit_dates(tmp_path: Path) -> None:
+    """issue #10: `timezone` on the source wins over what the commits teach."""
+    repo = make_repo(tmp_path / "digest")
+    cfg = write_config(tmp_path, [{"name": "lab", "git": str(repo), "timezone": "Asia/Tokyo"}], settle="1h")
+    store = Store.open(cfg.db_path)
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00-05:00")
+    poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 8, 15, tzinfo=UTC), options=FAST)
+    commit_file(repo, "README.md", fixture("digest_v2.md"), "2024-01-12T10:00:00-05:00")
+    commit_file(repo, "README.md", fixture("digest_v2.md") + b"\n", "2024-01-13T10:00:00-05:00")
+    r = poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 14, 15, 0, tzinfo=UTC), options=FAST)
+    assert r.ready == (B,)  # midnight in Tokyo: Jan 14 15:00 UTC
+    store.close()
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "weeks"])
+    assert "lab: weeks end at midnight Asia/Tokyo (config)" in out.output

@@ -68,3 +68,21 @@ def test_the_commands_work_on_an_upgraded_database(tmp_path):
     hist = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "history", "--json"], obj={})
     assert hist.exit_code == 0, hist.output
     assert "2023-02-20..2023-02-26" in hist.stdout
+
+
+def test_versions_gain_their_commit_offset_empty_for_the_old_rows(tmp_path):
+    """issue #10 (m005_source_clock): `versions.utc_offset` exists after the upgrade; the rows written before
+    it hold NULL (their offsets were never kept), so the old sources' clock is the default until new commits."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        columns = {r[1]: r[2] for r in con.execute("PRAGMA table_info(versions)")}
+        offsets = {r[0] for r in con.execute("SELECT utc_offset FROM versions")}
+    finally:
+        con.close()
+    assert columns["utc_offset"] == "INTEGER"
+    assert offsets == {None}
+    run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "weeks", "--json"], obj={})
+    assert run.exit_code == 0, run.output
+    assert {(w["timezone"], w["timezone_from"]) for w in json.loads(run.stdout)} == {("UTC", "default")}

@@ -7,8 +7,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bot.config import PublishSettings
+from bot.config import PublishSettings, SourceConfig
 from bot.store import Store
+from bot.track.gate import source_clock, usual_offset
 from bot.track.parse_digest import parse_digest
 from bot.track.parsing import parse_document
 from bot.track.tracker import next_gate, observe, release
@@ -218,3 +219,113 @@ def test_a_new_entry_in_a_baseline_week_goes_to_the_next_edition_not_lost(tmp_pa
     assert obs.new == ("2026-W48",)
     assert [p.title for _, p in store.papers("f", "2026-W48")] == ["B"]
     assert release(store, t("2026-11-30T00:00:00"), s)[0].key == "2026-W48"
+
+
+# -- issue #10: learned completeness and the source's own clock ----------------------------------------------
+
+def _ten(tag: str) -> list[str]:
+    return [f"{tag}{i}" for i in range(10)]
+
+
+HISTORY = week("Feb 20-26", _ten("c")) + week("Feb 13-19", _ten("b")) + week("Feb 6-12", _ten("a"))
+
+
+def _with_history(tmp_path, **settings) -> Feed:
+    """Three weeks of ten papers released: the source's usual week has ten."""
+    f = Feed(tmp_path / "s.db", PublishSettings(**{"settle": timedelta(hours=2), "backfill": 0, **settings}))
+    f.version("", "2023-02-01T00:00:00")
+    f.version(HISTORY, "2023-02-27T00:00:00")
+    assert len(f.release("2023-02-27T02:00:00")) == 3
+    return f
+
+
+def test_a_week_clearly_short_of_the_usual_count_waits_then_goes_out_flagged(tmp_path, caplog):
+    """issue #10: 2 papers where weeks usually have 10: not complete at the end of its last day; it waits up to
+    wait_for_papers (48h) past it, then goes out flagged, with a warning saying why."""
+    f = _with_history(tmp_path)
+    f.version(week("Feb 27-Mar 5", ["A", "B"]) + HISTORY, "2023-03-05T12:00:00")
+    assert f.release("2023-03-06T00:00:00") == []
+    assert next_gate(f.store, f.settings) == t("2023-03-08T00:00:00")
+    assert f.release("2023-03-07T23:59:59") == []
+    with caplog.at_level(logging.WARNING):
+        assert f.release("2023-03-08T00:00:00") == [MAR]
+    assert f.store.week("digest", MAR).flagged
+    assert "2 papers where its weeks usually have 10" in caplog.text
+
+
+def test_nine_of_ten_is_complete(tmp_path):
+    """issue #10: below 80% of the usual count is short; 9 of 10 is not."""
+    f = _with_history(tmp_path)
+    f.version(week("Feb 27-Mar 5", _ten("d")[:9]) + HISTORY, "2023-03-05T12:00:00")
+    assert f.release("2023-03-06T00:00:00") == [MAR]
+    assert not f.store.week("digest", MAR).flagged
+
+
+def test_papers_that_come_within_the_wait_settle_and_the_week_goes_out_complete(tmp_path):
+    """issue #10: the rest arrives the morning after the last day: the week goes out unflagged once settled,
+    though first sight + max_wait (1h here) is long past."""
+    f = _with_history(tmp_path, max_wait=timedelta(hours=1))
+    f.version(week("Feb 27-Mar 5", ["A", "B"]) + HISTORY, "2023-03-01T12:00:00")
+    assert f.release("2023-03-06T09:00:00") == []
+    f.version(week("Feb 27-Mar 5", _ten("d")[:8]) + HISTORY, "2023-03-06T10:00:00")
+    assert f.release("2023-03-06T11:59:59") == []
+    assert f.release("2023-03-06T12:00:00") == [MAR]
+    row = f.store.week("digest", MAR)
+    assert (row.flagged, row.n_papers) == (False, 8)
+
+
+def test_wait_for_papers_zero_behaves_as_before(tmp_path):
+    """issue #10: `wait_for_papers = "0s"` turns the wait off: the short week goes out when its day is over."""
+    f = _with_history(tmp_path, wait_for_papers=timedelta(0))
+    f.version(week("Feb 27-Mar 5", ["A", "B"]) + HISTORY, "2023-03-05T12:00:00")
+    assert f.release("2023-03-06T00:00:00") == [MAR]
+    assert not f.store.week("digest", MAR).flagged
+
+
+def test_expect_papers_overrides_the_learned_count(tmp_path):
+    """issue #10: a source's `expect_papers` wins over the median of its weeks (and 0 means: never wait)."""
+    for expect, ready in ((2, [MAR]), (0, [MAR]), (3, [])):
+        f = _with_history(tmp_path / str(expect))
+        f.version(week("Feb 27-Mar 5", ["A", "B"]) + HISTORY, "2023-03-05T12:00:00")
+        src = SourceConfig("digest", "git", "/x", expect_papers=expect)
+        assert [r.key for r in release(f.store, t("2023-03-06T00:00:00"), f.settings, sources=[src])] == ready
+
+
+def test_a_source_without_history_does_not_wait_for_papers(tmp_path):
+    """issue #10: fewer than three finished weeks teach nothing: a one-paper week goes out as before."""
+    f = Feed(tmp_path / "s.db", PublishSettings(settle=timedelta(0), backfill=0))
+    f.version("", "2023-02-01T00:00:00")
+    f.version(week("Feb 20-26", _ten("c")) + week("Feb 13-19", _ten("b")), "2023-02-27T00:00:00")
+    assert len(f.release("2023-02-27T00:00:00")) == 2
+    f.version(week("Feb 27-Mar 5", ["A"]) + week("Feb 20-26", _ten("c")), "2023-03-05T12:00:00")
+    assert f.release("2023-03-06T00:00:00") == [MAR]
+
+
+def _commits(*spec: tuple[str, int]) -> list[tuple[datetime, int]]:
+    return [(t(at), minutes) for at, minutes in spec]
+
+
+def test_the_clock_is_learned_from_the_offsets_commits_regularly_carry():
+    """issue #10: the westernmost offset on at least 10% of a year's commits: New York's summer and winter
+    time give -05:00 (never early); a few commits from elsewhere change nothing; too few teach nothing."""
+    summer = [(f"2023-{m:02d}-{d:02d}T12:00:00", -240) for m in range(4, 11) for d in (3, 10, 17, 24)]
+    winter = [(f"2023-{m:02d}-{d:02d}T12:00:00", -300) for m in (1, 2, 12) for d in (3, 10, 17, 24)]
+    zone, n = usual_offset(_commits(*summer, *winter))
+    assert (str(zone), n) == ("UTC-05:00", 40)
+    only_summer = usual_offset(_commits(*summer))
+    assert str(only_summer[0]) == "UTC-04:00"
+    corpus_like = [(f"2023-03-{d:02d}T12:00:00", -360) for d in range(1, 29)] + [
+        (f"2023-04-{d:02d}T12:00:00", 330) for d in range(1, 5)] + [("2023-04-06T12:00:00", -600)]
+    assert str(usual_offset(_commits(*corpus_like))[0]) == "UTC-06:00"  # +05:30 is east; one -10:00 is a stray
+    assert usual_offset(_commits(("2023-01-01T00:00:00", -300), ("2023-01-02T00:00:00", -300))) is None
+    moved = [(f"2021-{m:02d}-01T12:00:00", -360) for m in range(1, 13)] + [
+        (f"2023-{m:02d}-01T12:00:00", 60) for m in range(1, 7)]
+    assert str(usual_offset(_commits(*moved))[0]) == "UTC+01:00"  # older than a year: forgotten
+
+
+def test_a_sources_timezone_wins_over_the_learned_clock_and_the_default():
+    zone = ZoneInfo("America/New_York")
+    commits = _commits(*[(f"2023-03-{d:02d}T12:00:00", 330) for d in range(1, 9)])
+    assert source_clock(zone, commits, UTC).describe() == "America/New_York (config)"
+    assert source_clock(None, commits, UTC).describe() == "UTC+05:30 (learned from 8 commits)"
+    assert source_clock(None, [], ZoneInfo("UTC")).describe() == "UTC (default)"

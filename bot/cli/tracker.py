@@ -10,14 +10,14 @@ from pathlib import Path
 import click
 
 from bot.cli.common import _as_of, _load, _parse_time, _read
-from bot.config import DEFAULT_TOML
+from bot.config import DEFAULT_TOML, EXPECT_MAX, ConfigError, parse_zone
 from bot.store import Store, iso
 from bot.track.diff import Known, diff_weeks, norm_title
 from bot.track.gitrepo import GitError
 from bot.track.model import week_to_json
 from bot.track.parsing import FORMATS, parse_document
 from bot.track.replay import replay as run_replay
-from bot.track.tracker import Released
+from bot.track.tracker import Released, source_rules
 
 log = logging.getLogger(__name__)
 
@@ -95,24 +95,34 @@ def _released_json(r: Released) -> dict:
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), help="Keep the tracker here and continue.")
 @click.option("--stop-after", type=click.IntRange(min=0), help="Stop after N more commits.")
 @click.option("--until", metavar="TIME", help="Run the clock on to TIME after the last commit.")
+@click.option("--timezone", "zone", metavar="ZONE",
+              help="Weeks end at midnight here, as a source's `timezone` (default: learned from the commits).")
+@click.option("--expect-papers", type=click.IntRange(0, EXPECT_MAX), metavar="N",
+              help="Papers in a complete week, as a source's `expect_papers` (default: learned).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per week that becomes ready.")
 @click.pass_context
 def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent: bool, state_dir: str | None,
-           stop_after: int | None, until: str | None, as_json: bool) -> None:
+           stop_after: int | None, until: str | None, zone: str | None, expect_papers: int | None,
+           as_json: bool) -> None:
     """Backtest: feed a file's git history through a tracker and print when each week becomes ready."""
     cfg = _load(ctx)
+    try:
+        tz = parse_zone(zone, "--timezone") if zone is not None else None
+    except ConfigError as e:
+        raise click.BadParameter(str(e).removeprefix("--timezone: "), param_hint="--timezone") from e
     store = Store.open(Path(state_dir) / "paperbot.db" if state_dir else None)
 
     def emit(r: Released) -> None:
         if as_json:
             click.echo(json.dumps(_released_json(r), ensure_ascii=False))
         else:
-            flag = "  (flagged: released by max_wait)" if r.flagged else ""
+            flag = "  (flagged: released unfinished, by max_wait or wait_for_papers)" if r.flagged else ""
             click.echo(f"{iso(r.at)}  {r.key}  {r.papers:3d} papers  {r.title}  @{(r.version or '')[:10]}{flag}")
 
     try:
         run_replay(Path(git_repo), path, store, cfg.publish, fmt=fmt, first_parent=first_parent,
-                   stop_after=stop_after, until=_parse_time(until, "--until") if until else None, emit=emit)
+                   stop_after=stop_after, until=_parse_time(until, "--until") if until else None, emit=emit,
+                   timezone=tz, expect_papers=expect_papers)
     except GitError as e:  # not a repository, no such path: say what, not a traceback
         raise click.ClickException(str(e)) from e
     finally:
@@ -126,11 +136,13 @@ def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent:
 def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """List the weeks paperbot knows, with their state."""
     cfg = _load(ctx)
-    rows, failing = [], []
+    rows, failing, rules = [], [], {}
     if cfg.db_path.exists():
         store = Store.open(cfg.db_path)
         rows = store.weeks(source)
         failing = [r for r in store.sources() if r.get("last_error") and source in (None, r["name"])]
+        configs = {s.name: s for s in cfg.sources}
+        rules = {n: source_rules(store, n, cfg.publish, configs.get(n)) for n in {w.source for w in rows}}
         store.close()
     for r in failing:  # on stderr, so --json output stays clean
         click.echo(f"warning: source {r['name']}: last poll failed at {r['last_error_at']} "
@@ -138,12 +150,19 @@ def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
     rows.sort(key=lambda w: (w.source, w.last_day or w.first_seen.date(), w.key), reverse=True)
     out = [{"source": w.source, "key": w.key, "title": w.title, "state": w.state, "first_seen": iso(w.first_seen),
             "last_changed": iso(w.last_changed), "papers": w.n_papers, "flagged": w.flagged,
-            "ready_at": iso(w.ready_at) if w.ready_at else None} for w in rows]
+            "ready_at": iso(w.ready_at) if w.ready_at else None,
+            "timezone": rules[w.source].clock.name, "timezone_from": rules[w.source].clock.describe_origin(),
+            "expect_papers": rules[w.source].expected, "expect_papers_from": rules[w.source].expected_from}
+           for w in rows]
     if as_json:
         click.echo(json.dumps(out, ensure_ascii=False, indent=2))
         return
     if not out:
         click.echo("no weeks known yet")
+    for name in sorted(rules, reverse=True):  # the order the weeks are listed in
+        r = rules[name]
+        usual = f"{r.expected} papers ({r.expected_from})" if r.expected is not None else "unknown (no history)"
+        click.echo(f"{name}: weeks end at midnight {r.clock.describe()}; a complete week: {usual}")
     for w in out:
         flag = " (flagged)" if w["flagged"] else ""
         click.echo(f"{w['source']:12s} {w['key']:24s} {w['state']:9s} {w['papers']:3d} papers  {w['title']}{flag}")

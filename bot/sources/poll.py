@@ -195,7 +195,7 @@ def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: 
                 at = max(at, last) if last else at  # commit dates can go backwards (rebases, skewed clocks)
                 content = hashlib.sha256("\n".join(f.content_id for f in v.files).encode()).hexdigest()[:16]
                 obs = observe(store, src.name, doc, at, v.version, settings, fetched_at=now,
-                              content_hash=content)
+                              content_hash=content, utc_offset=v.at.utcoffset() if src.kind == "git" else None)
                 new += [k for k in obs.new if k not in new]
                 edited += [k for k in obs.edited if k not in edited and k not in new]
                 removed += [k for k in obs.removed if k not in removed]
@@ -204,7 +204,7 @@ def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: 
                 store.update_source(src.name, validators=json.dumps(new_validators))
             else:
                 store.record_poll(src.name, row.get("last_version") or "", now, validators=new_validators)
-            released = release(store, now, settings, source=src.name)
+            released = release(store, now, settings, source=src.name, sources=(src,))
     except SourceError as e:
         requests, bytes_read = max(requests, e.requests), max(bytes_read, e.bytes_read)
         return _failed(store, cfg, src, now, str(e), requests, bytes_read, parser.calls, write_lock)
@@ -230,7 +230,7 @@ def _failed(store: Store, cfg: Config, src: SourceConfig, now: datetime, message
     try:
         with _writing(store, write_lock):
             store.record_error(src.name, message, now)
-            released = release(store, now, cfg.publish, source=src.name)
+            released = release(store, now, cfg.publish, source=src.name, sources=(src,))
         count = (store.source(src.name) or {}).get("error_count") or 1
     except Exception:  # the database itself is failing: the log is all we have
         log.exception("%s: could not record the error", src.name)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from bot.config import PublishSettings
+from bot.config import PublishSettings, SourceConfig
 from bot.store import Store, WeekRow
 from bot.track.dates import iso_week_bounds, iso_week_key
 from bot.track.diff import DiffResult, Known, diff_weeks, norm_title
-from bot.track.gate import gate
+from bot.track.gate import Clock, Gate, gate, is_short, source_clock, usual_papers
 from bot.track.model import Document, Paper, Week
 
 log = logging.getLogger(__name__)
@@ -106,8 +107,12 @@ def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict
 
 
 def observe(store: Store, source: str, doc: Document, at: datetime, version: str,
-            settings: PublishSettings, fetched_at: datetime | None = None, content_hash: str = "") -> Observation:
-    """Record one version of `source` as of `at` (its commit date, or the fetch time)."""
+            settings: PublishSettings, fetched_at: datetime | None = None, content_hash: str = "",
+            utc_offset: timedelta | None = None) -> Observation:
+    """Record one version of `source` as of `at` (its commit date, or the fetch time).
+
+    `utc_offset` is the commit date's offset as its author wrote it (git only; None for a fetch time): the
+    source's clock is learned from it."""
     with store.atomic():
         src = store.ensure_source(source, now=at)
         first_poll = (src.get("polls") or 0) == 0
@@ -148,7 +153,7 @@ def observe(store: Store, source: str, doc: Document, at: datetime, version: str
             log.info("%s: heading %r at line %d repeats a week already in this version; ignored",
                         source, w.title, w.line)
         store.record_version(source, version, at, fetched_at or at, content_hash, len(weeks),
-                             new_keys, list(result.edited))
+                             new_keys, list(result.edited), utc_offset=utc_offset)
         store.record_poll(source, version, fetched_at or at)
     return Observation(
         source=source, version=version, first_poll=first_poll, new=tuple(new_keys), baseline=tuple(baseline),
@@ -156,16 +161,59 @@ def observe(store: Store, source: str, doc: Document, at: datetime, version: str
     )
 
 
-def next_gate(store: Store, settings: PublishSettings, source: str | None = None) -> datetime | None:
-    gates = [g.at for w in store.weeks(source, state="pending") if (g := gate(w, settings))]
+@dataclass(frozen=True)
+class SourceRules:
+    """What gates a source's weeks besides the settings: its clock and the papers a complete week has."""
+
+    clock: Clock
+    expected: int | None  # None: unknown (no wait for papers)
+    expected_from: str  # "config", "learned from N weeks" or "no history"
+
+    def gate(self, week: WeekRow, settings: PublishSettings) -> Gate | None:
+        return gate(week, settings, self.clock.zone, self.expected)
+
+
+def source_rules(store: Store, source: str, settings: PublishSettings,
+                 config: SourceConfig | None = None) -> SourceRules:
+    """The source's clock (its `timezone`, else learned from its commit dates, else the default) and usual size
+    (its `expect_papers`, else the median of its newest finished weeks)."""
+    explicit_zone = config.timezone if config else None
+    clock = source_clock(explicit_zone, [] if explicit_zone else store.commit_offsets(source), settings.timezone)
+    if config is not None and config.expect_papers is not None:
+        return SourceRules(clock, config.expect_papers, "config")
+    counts = store.finished_counts(source)
+    expected = usual_papers(counts)
+    return SourceRules(clock, expected, "no history" if expected is None else f"learned from {len(counts)} weeks")
+
+
+def _rules(store: Store, settings: PublishSettings, sources: Iterable[SourceConfig]) -> Callable[[str], SourceRules]:
+    """A per-source cache of `source_rules` for one pass over pending weeks."""
+    configs = {s.name: s for s in sources}
+    cache: dict[str, SourceRules] = {}
+
+    def get(name: str) -> SourceRules:
+        if name not in cache:
+            cache[name] = source_rules(store, name, settings, configs.get(name))
+        return cache[name]
+    return get
+
+
+def next_gate(store: Store, settings: PublishSettings, source: str | None = None,
+              sources: Iterable[SourceConfig] = ()) -> datetime | None:
+    rules = _rules(store, settings, sources)
+    gates = [g.at for w in store.weeks(source, state="pending") if (g := rules(w.source).gate(w, settings))]
     return min(gates) if gates else None
 
 
-def release(store: Store, now: datetime, settings: PublishSettings, source: str | None = None) -> list[Released]:
-    """Make every pending week whose gate is open at `now` ready, oldest first. Ready is once and for all."""
+def release(store: Store, now: datetime, settings: PublishSettings, source: str | None = None,
+            sources: Iterable[SourceConfig] = ()) -> list[Released]:
+    """Make every pending week whose gate is open at `now` ready, oldest first. Ready is once and for all.
+
+    `sources`: the configured sources, for their own `timezone` and `expect_papers`."""
+    rules = _rules(store, settings, sources)
     due = []
     for w in store.weeks(source, state="pending"):
-        g = gate(w, settings)
+        g = rules(w.source).gate(w, settings)
         if g is not None and g.at <= now:
             due.append((w, g))
     due.sort(key=lambda wg: (wg[0].last_day or wg[0].first_seen.date(), wg[0].key, wg[0].source))
@@ -176,7 +224,13 @@ def release(store: Store, now: datetime, settings: PublishSettings, source: str 
             store.upsert_week(w.source, w.key, state="ready", ready_at=now, flagged=g.flagged,
                               ready_version=src.get("last_version"))
             if g.flagged:
-                log.warning("%s: week %s is ready after max_wait without being settled and complete "
-                            "(placeholders=%s); flagged", w.source, w.key, w.placeholders)
+                r = rules(w.source)
+                if is_short(w.n_papers, r.expected) and settings.wait_for_papers:
+                    log.warning("%s: week %s is ready with %d papers where its weeks usually have %d (%s); "
+                                "waited wait_for_papers past its last day; flagged", w.source, w.key,
+                                w.n_papers, r.expected, r.expected_from)
+                else:
+                    log.warning("%s: week %s is ready after max_wait without being settled and complete "
+                                "(placeholders=%s); flagged", w.source, w.key, w.placeholders)
             out.append(Released(w.source, w.key, w.title, now, src.get("last_version"), w.n_papers, g.flagged))
     return out
