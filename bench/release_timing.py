@@ -77,7 +77,7 @@ def report(name: str, repo: Path, until: str | None = None) -> None:
         print(f"  {label:6s} clock {r['clock']}: hours after the last day (UTC midnight) mean "
               f"{means[label]:6.2f}, median {statistics.median(hours) if hours else 0:6.2f}, "
               f"max {max(hours) if hours else 0:6.2f}; complete weeks {complete}/{len(both)}; "
-              f"papers released / final {papers:.2f}; flagged {flagged}")
+              f"papers released / final {papers:.3f}; flagged {flagged}")
     later = [after["weeks"][k][0] - before["weeks"][k][0] for k in both]
     if later:
         print(f"  after - before: mean {statistics.mean(later):+.2f} h, max {max(later):+.2f} h, "
