@@ -80,14 +80,30 @@ class _Bar:
 
 
 def _summary(r: ChannelReport) -> str:
-    if r.already:
+    if r.skipped:
+        return f"{r.label}: {r.note}"
+    if r.already and r.published:
         return f"{r.label}: already published ({r.counts.get('sent', 0)} sent); nothing to send"
+    if r.already:
+        return (f"{r.label}: tried already (trial: {r.counts.get('trial', 0)} in the outbox, nothing sent); "
+                f"not written again: it goes out for real once {r.channel} is live")
     if r.dry_run:
+        if r.trial:
+            return f"{r.label}: would write {r.would_send} to the outbox (trial; dry run: nothing written)"
         return f"{r.label}: would send {r.would_send} (dry run: nothing sent, nothing recorded)"
+    if r.stats is None and not r.done and r.note:
+        return f"{r.label}: {r.note}"
     s = r.stats or RunStats()
-    line = (f"{r.label}: {s.sent} sent, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped "
-            "this run; "
-            + ("published" if r.published else f"not finished ({_open(r.counts)} still to send)"))
+    if r.trial:
+        line = (f"{r.label}: {s.sent} written to the outbox, {s.failed} failed this run; "
+                + (f"trial done: nothing sent, the week stays ready until {r.channel} is live" if r.done
+                   else f"not finished ({_open(r.counts)} still to write)"))
+    else:
+        line = (f"{r.label}: {s.sent} sent, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped "
+                "this run; "
+                + ("published" if r.published else f"not finished ({_open(r.counts)} still to send)"))
+    if r.note and not r.trial:
+        line += f"; {r.note}"
     if s.stopped:
         line += f"; stopped early: {s.stopped}"
     return line
@@ -110,14 +126,15 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     """Send ready weeks (default: every ready week, oldest first) on each enabled channel.
 
     Safe to repeat: what the ledger records as sent is never sent again. Exits with status 1 if anything
-    is left to send (failed units are retried by the next run).
+    is left to send (failed units are retried by the next run). Without smtp_url, email is a trial: it goes
+    to the outbox, is recorded as `trial`, and the week stays ready.
     """
     cfg = _load(ctx)
     chosen = [channel] if channel else None
     with _storage_errors(cfg), _existing_store(cfg) as store:
         targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
         for w in targets:
-            if w.state not in ("ready", "published"):
+            if w.state not in ("ready", "published", "skipped"):
                 raise click.ClickException(f"{w.source}:{w.key} is {w.state}, not ready: "
                                            "nothing to publish yet")
         if not targets:
@@ -138,7 +155,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
                 bar.close()
     for r in reports:
         click.echo(_summary(r))
-    if not dry_run and not all(r.published for r in reports):
+    if not dry_run and not all(r.done for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
 
@@ -215,7 +232,8 @@ def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
         limit = None if spec else HISTORY_FAILURES
         failures = ledger.rows_in(store, p.source, p.week_key, p.channel, ("failed", "bounced"), limit)
         entry["channels"][p.channel] = {
-            "state": p.state, "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
+            "state": p.state, "trial": p.trial, "note": p.note,
+            "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
             "counts": ledger.counts(store, p.source, p.week_key, p.channel),
             "failures": [{"unit": f["unit"], "state": f["state"], "attempts": f["attempts"],
                           "error": f["last_error"], "at": f["updated_at"]} for f in failures],
@@ -249,10 +267,13 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
             click.echo("  not published on any channel")
         for name, c in e["channels"].items():
             n = c["counts"]
-            click.echo(f"  {name}: {c['state']}; {n['sent']} sent, {n['failed']} failed, "
+            click.echo(f"  {name}: {c['state']}{' (trial: outbox only)' if c['trial'] else ''}; "
+                       f"{n['sent']} sent, {n['trial']} in the outbox, {n['failed']} failed, "
                        f"{n['bounced']} bounced, {n['skipped']} skipped, {_open(n)} open of {c['units']}; "
                        f"planned {c['planned_at']}"
                        + (f", published {c['published_at']}" if c["published_at"] else ""))
+            if c["note"]:
+                click.echo(f"    note: {c['note']}")
             for f in c["failures"]:
                 click.echo(f"    {f['state']:8s} {f['unit']}  ({f['attempts']} tries) {f['error']}")
 

@@ -4,6 +4,7 @@ A week is rendered once (render.py) and encoded once (mime.py); each unit is the
 subscriber, stamped with their address, their Message-ID and their unsubscribe link. Without `smtp_url`
 each message is written to state/outbox/email/<source>/<key>/ instead, with the HTML once beside them as
 edition.html; with no subscribers yet, one sample goes to the `from` address, so a new user sees real output.
+Writing to the outbox is a trial (`live` is False): the ledger records it as `trial`, never as sent.
 """
 
 from __future__ import annotations
@@ -115,12 +116,13 @@ class _OutboxSender:
 
 class EmailChannel:
     name = "email"
+    audience = "active subscribers"
 
     def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
         self.clock = clock
         e = cfg.email
-        live = bool(e.smtp_url)
+        self.live = live = bool(e.smtp_url)  # without smtp_url every message goes to the outbox: a trial
         self.limits = ChannelLimits(
             connections=e.connections if live else 1, rate=e.rate if live else 0.0, max_attempts=4,
             backoff=1.0, backoff_max=60.0, down_after=max(5, 2 * e.connections), max_size=SIZE_LIMIT,
