@@ -7,22 +7,26 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import FIXTURES
 from publish_support import (
     SECRET,
     add_subscribers,
     addresses,
+    free_port,
     parse,
     ready_week,
     smtp_server,
     write_config,
 )
 
+from bot.channels.email.mime import message_id
 from bot.cli import cli
 from bot.publish import ledger
 from bot.publish.pipeline import after_poll
@@ -206,3 +210,88 @@ def test_zero_subscribers_over_smtp_is_published_to_nobody_with_a_warning_in_the
     assert "note: published to nobody: there were no active subscribers" in run_cli(cfg, "history").output
     (entry,) = json.loads(run_cli(cfg, "history", NEW, "--json").output)
     assert entry["channels"]["email"]["note"].startswith("published to nobody")
+
+
+# -- item 5: a test edition to yourself ----------------------------------------------------------------------
+
+
+WEEKS_BY_STATE = {"baseline": "2023-02-13..2023-02-19", "published": "2023-02-20..2023-02-26",
+                  "ready": "2023-02-27..2023-03-05", "pending": "2023-03-06..2023-03-12"}
+
+
+def _old_db(tmp_path: Path, port: int | None):
+    """The previous main's database (weeks in every state, a ledger, subscribers) under a fresh config."""
+    cfg = write_config(tmp_path, port)
+    cfg.db_path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURES / "db" / "main-89dfc70.db", cfg.db_path)
+    Store.open(cfg.db_path).close()  # upgrade it first: the migrations are not the command's doing
+    store = Store.open(cfg.db_path)
+    assert {w.key: w.state for w in store.weeks("dair")} == {v: k for k, v in WEEKS_BY_STATE.items()}
+    store.close()
+    return cfg
+
+
+def test_publish_to_an_address_sends_one_copy_of_a_week_in_any_state_over_smtp_and_changes_no_row(tmp_path):
+    """issue #10: there was no way to send yourself a test edition. `paperbot publish WEEK --to ADDRESS` sends
+    one copy per WEEK, whatever its state, and no row of the database changes."""
+    with smtp_server() as (rec, port):
+        cfg = _old_db(tmp_path, port)
+        before, state_files = dump(cfg.db_path), files(cfg.state_dir)
+        for state, key in WEEKS_BY_STATE.items():
+            result = run_cli(cfg, "publish", key, "--to", "Me Myself <me@Example.ORG>")
+            assert result.exit_code == 0, (state, result.output)
+            assert "one test copy sent to me@example.org" in result.output
+        assert [r for r, _ in rec.messages] == ["me@example.org"] * 4
+        for (_, raw), key in zip(rec.messages, WEEKS_BY_STATE.values(), strict=True):
+            msg = parse(raw)
+            assert msg["To"] == "me@example.org" and msg["Subject"].startswith("Top ML Papers of the Week")
+            assert msg["Message-ID"] != message_id("dair", key, "me@example.org", "papers.example.org")
+        assert "Old Paper" in parse(rec.messages[0][1]).get_body(("plain",)).get_content()
+        assert "Fresh Week Paper" in parse(rec.messages[3][1]).get_body(("plain",)).get_content()
+    assert dump(cfg.db_path) == before
+    assert {k: v for k, v in files(cfg.state_dir).items() if not k.startswith("paperbot.db")} == {
+        k: v for k, v in state_files.items() if not k.startswith("paperbot.db")}  # no key, edition or outbox file
+
+
+def test_publish_to_an_address_without_smtp_writes_one_copy_apart_from_the_outbox_and_changes_no_row(tmp_path):
+    """issue #10: the same without smtp_url: one .eml per WEEK in state_dir/outbox/test/, not in the week's
+    own outbox folder (which a trial fills), and no row of the database changes."""
+    cfg = _old_db(tmp_path, None)
+    before = dump(cfg.db_path)
+    for key in WEEKS_BY_STATE.values():
+        result = run_cli(cfg, "publish", f"dair:{key}", "--to", "me@example.org")
+        assert result.exit_code == 0 and "one test copy written to" in result.output, result.output
+    copies = sorted((cfg.state_dir / "outbox" / "test" / "email" / "dair").rglob("*.eml"))
+    assert sorted(p.parent.name for p in copies) == sorted(WEEKS_BY_STATE.values())
+    assert all(parse(p.read_bytes())["To"] == "me@example.org" for p in copies)
+    assert not (cfg.state_dir / "outbox" / "email").exists()
+    assert dump(cfg.db_path) == before
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--to", "me@example.org"], "--to needs the WEEK"),
+    ([NEW, "--to", "not an address"], "--to: not an email address"),
+    ([NEW, "--to", "me@example.org", "--dry-run"], "do not go together"),
+    (["nope", "--to", "me@example.org"], "no week 'nope'"),
+])
+def test_publish_to_with_bad_input_is_one_line_and_sends_nothing(tmp_path, args, expected):
+    """issue #10: a mistake in `--to` is one line naming it, exit status 1, nothing sent or written."""
+    cfg = write_config(tmp_path, None)
+    store = Store.open(cfg.db_path)
+    ready_week(store, cfg)
+    before = dump(cfg.db_path)
+    result = run_cli(cfg, "publish", *args)
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert result.output.count("\n") == 1 and dump(cfg.db_path) == before
+    assert not (cfg.state_dir / "outbox").exists()
+
+
+def test_publish_to_when_the_smtp_server_is_down_is_one_line(tmp_path):
+    cfg = write_config(tmp_path, free_port())  # nothing listens there
+    store = Store.open(cfg.db_path)
+    ready_week(store, cfg)
+    before = dump(cfg.db_path)
+    result = run_cli(cfg, "publish", NEW, "--to", "me@example.org")
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert "the test copy to me@example.org was not sent" in result.output and "cannot connect" in result.output
+    assert dump(cfg.db_path) == before

@@ -15,7 +15,9 @@ import click
 
 from bot import channels as registry
 from bot import locks
-from bot.channels.base import StorageError, storage_error
+from bot.channels.base import PermanentError, StorageError, TransientError, storage_error
+from bot.channels.email import subscribers
+from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
 from bot.cli.common import _load
@@ -121,22 +123,30 @@ channel_option = click.option("--channel", "channel", type=click.Choice(registry
 @click.argument("weeks", nargs=-1, metavar="[WEEK]...")
 @channel_option
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
+@click.option("--to", "to", metavar="ADDRESS",
+              help="Send one test copy of each WEEK (any state) to ADDRESS only, by SMTP or into the outbox; "
+                   "the database is not changed.")
 @click.pass_context
-def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry_run: bool) -> None:
+def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry_run: bool,
+            to: str | None) -> None:
     """Send ready weeks (default: every ready week, oldest first) on each enabled channel.
 
     Safe to repeat: what the ledger records as sent is never sent again. Exits with status 1 if anything
     is left to send (failed units are retried by the next run). Without smtp_url, email is a trial: it goes
-    to the outbox, is recorded as `trial`, and the week stays ready.
+    to the outbox, is recorded as `trial`, and the week stays ready. With --to, each WEEK goes to ADDRESS
+    only, as a test, and nothing is recorded.
     """
     cfg = _load(ctx)
+    if to is not None:
+        _send_copies(cfg, weeks, channel, dry_run, to)
+        return
     chosen = [channel] if channel else None
     with _storage_errors(cfg), _existing_store(cfg) as store:
         targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
         for w in targets:
             if w.state not in ("ready", "published", "skipped"):
                 raise click.ClickException(f"{w.source}:{w.key} is {w.state}, not ready: "
-                                           "nothing to publish yet")
+                                           "nothing to publish yet (`--to ADDRESS` sends a test copy of any week)")
         if not targets:
             click.echo("no ready weeks to publish")
             return
@@ -158,6 +168,33 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     if not dry_run and not all(r.done for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
+
+
+def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_run: bool, to: str) -> None:
+    """`publish WEEK --to ADDRESS`: one test copy of each WEEK, whatever its state; no lock (the ledger is
+    not touched) and no database write."""
+    if not weeks:
+        raise click.ClickException("--to needs the WEEK to send (see `paperbot weeks`)")
+    if dry_run:
+        raise click.ClickException("--to and --dry-run do not go together: `paperbot preview WEEK` shows a "
+                                   "week without sending it")
+    if channel not in (None, "email"):
+        raise click.ClickException(f"--to sends an email; it does not go with --channel {channel}")
+    try:
+        address = subscribers.normalize_address(to)
+    except subscribers.InvalidAddress as e:
+        raise click.ClickException(f"--to: not an email address: {e}") from None
+    email = EmailChannel(cfg)
+    with _storage_errors(cfg), _existing_store(cfg) as store:
+        targets = [resolve_week(store, w) for w in weeks]
+        for w in targets:
+            with _operator_errors():
+                try:
+                    line = email.send_copy(store, w, address)
+                except (TransientError, PermanentError) as e:
+                    raise click.ClickException(f"email {w.source}:{w.key}: the test copy to {address} was not "
+                                               f"sent: {e}") from None
+            click.echo(line)
 
 
 @contextmanager

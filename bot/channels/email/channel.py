@@ -5,6 +5,7 @@ subscriber, stamped with their address, their Message-ID and their unsubscribe l
 each message is written to state/outbox/email/<source>/<key>/ instead, with the HTML once beside them as
 edition.html; with no subscribers yet, one sample goes to the `from` address, so a new user sees real output.
 Writing to the outbox is a trial (`live` is False): the ledger records it as `trial`, never as sent.
+`send_copy` sends one test copy of any week to any address, outside the ledger (`paperbot publish --to`).
 """
 
 from __future__ import annotations
@@ -70,6 +71,12 @@ class EmailRendition:
 
 def outbox_dir(cfg: Config, source: str, key: str) -> Path:
     return cfg.state_dir / "outbox" / "email" / source / key
+
+
+def copies_dir(cfg: Config, source: str, key: str) -> Path:
+    """Where `paperbot publish WEEK --to ADDRESS` writes its copy without smtp_url: apart from the week's
+    outbox folder, so a test copy is never taken for one of the week's own messages."""
+    return cfg.state_dir / "outbox" / "test" / "email" / source / key
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -195,6 +202,31 @@ class EmailChannel:
         if os.environ.get(ENV_KEY, "").strip() or (self.cfg.state_dir / KEY_FILE).exists():
             return load_secret_key(self.cfg.state_dir), True
         return secrets.token_urlsafe(32).encode(), False
+
+    def send_copy(self, store: Store, week: WeekRow, address: str) -> str:
+        """Send one copy of `week` to `address` (over SMTP, or into the outbox's `test/` folder without
+        smtp_url) and return a line saying where it went. Reads the database, never writes it: no ledger row,
+        no subscriber, no web edition, no signing key (without one, the copy's unsubscribe link uses a
+        throwaway key, as `preview` does). The copy has a Message-ID of its own, so a mail client never takes
+        the real edition, sent later to the same address, for a duplicate of the test.
+
+        Raises TransientError/PermanentError/ChannelDown (SMTP), StorageError (outbox) or RenderError."""
+        r = self.render(store, week, dry=True)
+        stamp = f"{self.clock().astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"  # two copies never collide
+        mid = message_id(week.source, week.key, f"{address}|test|{stamp}", r.domain)
+        data = r.template.render(address, mid, r.unsubscribe_url(address))
+        e = self.cfg.email
+        if e.smtp_url:
+            target = SmtpTarget.from_url(e.smtp_url, e.starttls)
+            conn = SmtpConnection(target, self.sender_address)
+            try:
+                conn.send(address, data)
+            finally:
+                conn.close()
+            return f"email {week.source}:{week.key}: one test copy sent to {address} via {target} ({mid})"
+        path = copies_dir(self.cfg, week.source, week.key) / f"{stamp}-{_UNSAFE.sub('_', address)}.eml"
+        _write(path, data)
+        return f"email {week.source}:{week.key}: one test copy written to {path} (no smtp_url; {mid})"
 
     def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
         real = self.preview_secret()[1]
