@@ -109,6 +109,46 @@ def m005_source_clock(db: sqlite_utils.Database) -> None:
     db["versions"].add_column("utc_offset", int)
 
 
+@migrations()
+def m007_trial_deliveries(db: sqlite_utils.Database) -> None:
+    """Trial runs (issue #10): a unit written to a local folder (the outbox) is `trial`, never `sent`; a
+    publication made that way is marked `trial`, and one given up when its channel went live is `skipped`,
+    with a `note` saying why (also used for "published to nobody").
+
+    SQLite cannot alter a CHECK constraint, so both tables are rebuilt and their rows copied, in the
+    migration's one transaction: it applies whole or not at all."""
+    db.execute("""
+        CREATE TABLE publications_new (
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('sending', 'trial', 'published', 'skipped')),
+            units INTEGER NOT NULL, planned_at TEXT NOT NULL, published_at TEXT,
+            trial INTEGER NOT NULL DEFAULT 0 CHECK (trial IN (0, 1)),
+            note TEXT,
+            PRIMARY KEY (source, week_key, channel)
+        )""")
+    db.execute("INSERT INTO publications_new (source, week_key, channel, state, units, planned_at, published_at) "
+               "SELECT source, week_key, channel, state, units, planned_at, published_at FROM publications")
+    db.execute("DROP TABLE publications")
+    db.execute("ALTER TABLE publications_new RENAME TO publications")
+    db.execute("""
+        CREATE TABLE deliveries_new (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            unit TEXT NOT NULL, ref TEXT,
+            state TEXT NOT NULL DEFAULT 'planned'
+                CHECK (state IN ('planned', 'sending', 'sent', 'failed', 'bounced', 'skipped', 'trial')),
+            remote_id TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+            updated_at TEXT, sent_at TEXT
+        )""")
+    db.execute("INSERT INTO deliveries_new (id, source, week_key, channel, unit, ref, state, remote_id, attempts, "
+               "last_error, updated_at, sent_at) SELECT id, source, week_key, channel, unit, ref, state, remote_id, "
+               "attempts, last_error, updated_at, sent_at FROM deliveries")
+    db.execute("DROP TABLE deliveries")  # drops its indexes too
+    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+    db.execute("CREATE UNIQUE INDEX idx_deliveries_unit ON deliveries (source, week_key, channel, unit)")
+    db.execute("CREATE INDEX idx_deliveries_week ON deliveries (source, week_key, channel)")
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 
@@ -124,7 +164,7 @@ class WeekRow:
     source: str
     key: str
     title: str
-    state: str  # baseline | pending | ready | published
+    state: str  # baseline | pending | ready | published | skipped (every channel gave it up: see pipeline.py)
     first_seen: datetime
     last_changed: datetime
     fingerprint: str

@@ -219,7 +219,7 @@ def test_with_no_subscribers_one_sample_goes_to_from(tmp_path):
     (eml,) = (cfg.state_dir / "outbox" / "email" / "dair" / KEY).glob("*.eml")
     check_message(eml.read_bytes(), "papers@example.org")
     assert subscribers.count(store) == 0
-    (row,) = ledger.rows_in(store, "dair", KEY, "email", ("sent",))
+    (row,) = ledger.rows_in(store, "dair", KEY, "email", ("trial",))
     assert row["ref"] == "sample"
 
 
@@ -264,9 +264,10 @@ def test_history_json_shape(tmp_path):
             assert set(entry) == {"source", "week", "title", "state", "channels"}
             assert (entry["source"], entry["week"], entry["state"]) == ("dair", KEY, "published")
             c = entry["channels"]["email"]
-            assert set(c) == {"state", "units", "planned_at", "published_at", "counts", "failures"}
-            assert c["state"] == "published" and c["units"] == 4
-            assert c["counts"] == {"planned": 0, "sending": 0, "sent": 3, "failed": 0, "bounced": 1, "skipped": 0}
+            assert set(c) == {"state", "trial", "note", "units", "planned_at", "published_at", "counts", "failures"}
+            assert c["state"] == "published" and c["units"] == 4 and c["trial"] is False and c["note"] is None
+            assert c["counts"] == {"planned": 0, "sending": 0, "sent": 3, "failed": 0, "bounced": 1, "skipped": 0,
+                                   "trial": 0}
             (f,) = c["failures"]
             assert set(f) == {"unit", "state", "attempts", "error", "at"}
             assert (f["unit"], f["state"], f["attempts"]) == ("reader1@example.net", "bounced", 1)
@@ -292,10 +293,10 @@ def test_an_unsubscribe_between_runs_skips_the_row(tmp_path):
     store = Store.open(cfg.db_path)
     week = ready_week(store, cfg)
     add_subscribers(store, tmp_path, addresses(3))
-    ledger.plan(store, "dair", KEY, "email", [_unit(a) for a in addresses(3)], NOW)
+    ledger.plan(store, "dair", KEY, "email", [_unit(a) for a in addresses(3)], NOW, trial=True)  # the outbox
     subscribers.unsubscribe(store, "reader1@example.net", now=NOW, origin="test")
     (rep,) = publish_week(cfg, store, week, now=NOW)
-    assert rep.published and rep.counts["sent"] == 2 and rep.counts["skipped"] == 1
+    assert rep.done and rep.counts["trial"] == 2 and rep.counts["skipped"] == 1
     assert not list(Path(cfg.state_dir / "outbox" / "email" / "dair" / KEY).glob("*reader1*"))
 
 

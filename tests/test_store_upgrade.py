@@ -11,6 +11,7 @@ import json
 import shutil
 import sqlite3
 
+import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
@@ -86,3 +87,52 @@ def test_versions_gain_their_commit_offset_empty_for_the_old_rows(tmp_path):
     run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "weeks", "--json"], obj={})
     assert run.exit_code == 0, run.output
     assert {(w["timezone"], w["timezone_from"]) for w in json.loads(run.stdout)} == {("UTC", "default")}
+
+
+def _ledger(path) -> dict:
+    con = sqlite3.connect(path)
+    try:
+        return {"deliveries": con.execute("SELECT id, source, week_key, channel, unit, ref, state, remote_id, "
+                                          "attempts, last_error, updated_at, sent_at FROM deliveries ORDER BY id"
+                                          ).fetchall(),
+                "publications": con.execute("SELECT source, week_key, channel, state, units, planned_at, published_at "
+                                            "FROM publications ORDER BY week_key").fetchall()}
+    finally:
+        con.close()
+
+
+def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrade(tmp_path, monkeypatch):
+    """issue #10: m007_trial_deliveries rebuilds `deliveries` and `publications` (SQLite cannot change a CHECK
+    constraint in place). Every column of every row survives (ids included), the old publication is not a
+    trial and has no note, the constraints still hold, and `paperbot publish` (the outbox: a trial) then
+    records `trial` rows beside the previous main's `sent` one."""
+    monkeypatch.setenv("PAPERBOT_SECRET_KEY", "fixture-secret-key-0123456789-abcdefghijkl")
+    db = _copy(tmp_path)
+    before = _ledger(db)
+    assert ("sent",) in {(r[6],) for r in before["deliveries"]} and before["publications"][0][3] == "published"
+    Store.open(db).close()
+    assert _ledger(db) == before
+    con = sqlite3.connect(db)
+    try:
+        assert con.execute("SELECT trial, note FROM publications").fetchall() == [(0, None)]
+        for bad in ("UPDATE deliveries SET state = 'lost'", "UPDATE publications SET state = 'gone'",
+                    "INSERT INTO deliveries (source, week_key, channel, unit) "
+                    "SELECT source, week_key, channel, unit FROM deliveries LIMIT 1"):  # the unique index
+            with pytest.raises(sqlite3.IntegrityError):
+                con.execute(bad)
+    finally:
+        con.close()
+
+    run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "publish"], obj={})
+    assert run.exit_code == 0, run.output
+    assert "1 written to the outbox" in run.output
+    after = _ledger(db)
+    assert after["deliveries"][:len(before["deliveries"])] == before["deliveries"]
+    new = after["deliveries"][len(before["deliveries"]):]
+    assert [(r[2], r[4], r[6]) for r in new] == [("2023-02-27..2023-03-05", "active@example.net", "trial")]
+    store = Store.open(db)
+    try:
+        assert store.week("dair", "2023-02-27..2023-03-05").state == "ready"
+        assert store.week("dair", "2023-02-20..2023-02-26").state == "published"
+    finally:
+        store.close()

@@ -46,7 +46,8 @@ def _request(url: str, data: bytes | None = None) -> tuple[int, str, dict]:
 
 HEADER_TIMEOUT = 1  # [web] header_timeout in these servers, seconds
 KEY_OF = {"baseline": "2024-02-26..2024-03-03", "pending": "2024-03-11..2024-03-17",
-          "ready": "2024-03-18..2024-03-24", "sending": "2024-03-25..2024-03-31"}
+          "ready": "2024-03-18..2024-03-24", "sending": "2024-03-25..2024-03-31",
+          "trial": "2024-04-01..2024-04-07", "skipped": "2024-04-08..2024-04-14"}
 
 
 def start_serve(tmp, env: dict | None = None):
@@ -93,8 +94,11 @@ def _fill(cfg) -> None:
         subs.add(store, f"{name}@example.org", origin="test", now=NOW)
     store_edition(store, sample_edition(), state="published")
     for state, key in KEY_OF.items():
-        store_edition(store, sample_edition(key=key), state="ready" if state == "sending" else state)
+        store_edition(store, sample_edition(key=key), state="ready" if state in ("sending", "trial") else state)
     ledger.plan(store, "digest", KEY_OF["sending"], "email", [Unit("keep@example.org", "1")], NOW)
+    for state in ("trial", "skipped"):  # issue #10: written to the outbox only; then given up when live
+        ledger.plan(store, "digest", KEY_OF[state], "email", [Unit("papers@example.org", "sample")], NOW, trial=True)
+    ledger.skip(store, "digest", KEY_OF["skipped"], "email", "skipped: only ever a trial", NOW)
     store.close()
 
 
@@ -214,10 +218,11 @@ def test_a_trailing_newline_in_a_token_or_an_edition_name_is_refused(server):
 
 
 @pytest.mark.parametrize("state, status", [("baseline", 404), ("pending", 404), ("ready", 404),
-                                           ("sending", 200)])
+                                           ("sending", 200), ("trial", 404), ("skipped", 404)])
 def test_only_released_editions_are_public(server, state, status):
     """issue #8: baseline and pending weeks, and ready ones nobody has begun to send, were public. A week is
-    released once published, or once a channel has begun sending it (its emails link to the page)."""
+    released once published, or once a channel has begun sending it (its emails link to the page).
+    issue #10: a ready week that only had a trial (the outbox), or one skipped, reached nobody: not public."""
     base, _ = server
     got, body, headers = _request(f"{base}/editions/digest/{KEY_OF[state]}")
     assert got == status

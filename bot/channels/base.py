@@ -86,6 +86,12 @@ class Sender(Protocol):
 class Channel(Protocol):
     name: str
     limits: ChannelLimits
+    live: bool
+    """True when units reach real people (email with `smtp_url`). False when they only go to a local folder
+    (the outbox: email without `smtp_url`; later X or Discord without credentials): a trial, which the ledger
+    records as `trial`, never `sent`, and which leaves the week ready (README "Trial runs")."""
+    audience: str
+    """Who the units go to, for messages such as "published to nobody: no active subscribers"."""
 
     def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
         """Who or what should receive this week right now (for email: the active subscribers)."""

@@ -15,7 +15,9 @@ import click
 
 from bot import channels as registry
 from bot import locks
-from bot.channels.base import StorageError, storage_error
+from bot.channels.base import PermanentError, StorageError, TransientError, storage_error
+from bot.channels.email import subscribers
+from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
 from bot.cli.common import _load
@@ -80,14 +82,30 @@ class _Bar:
 
 
 def _summary(r: ChannelReport) -> str:
-    if r.already:
+    if r.skipped:
+        return f"{r.label}: {r.note}"
+    if r.already and r.published:
         return f"{r.label}: already published ({r.counts.get('sent', 0)} sent); nothing to send"
+    if r.already:
+        return (f"{r.label}: tried already (trial: {r.counts.get('trial', 0)} in the outbox, nothing sent); "
+                f"not written again: it goes out for real once {r.channel} is live")
     if r.dry_run:
+        if r.trial:
+            return f"{r.label}: would write {r.would_send} to the outbox (trial; dry run: nothing written)"
         return f"{r.label}: would send {r.would_send} (dry run: nothing sent, nothing recorded)"
+    if r.stats is None and not r.done and r.note:
+        return f"{r.label}: {r.note}"
     s = r.stats or RunStats()
-    line = (f"{r.label}: {s.sent} sent, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped "
-            "this run; "
-            + ("published" if r.published else f"not finished ({_open(r.counts)} still to send)"))
+    if r.trial:
+        line = (f"{r.label}: {s.sent} written to the outbox, {s.failed} failed this run; "
+                + (f"trial done: nothing sent, the week stays ready until {r.channel} is live" if r.done
+                   else f"not finished ({_open(r.counts)} still to write)"))
+    else:
+        line = (f"{r.label}: {s.sent} sent, {s.failed} failed, {s.bounced} bounced, {s.skipped} skipped "
+                "this run; "
+                + ("published" if r.published else f"not finished ({_open(r.counts)} still to send)"))
+    if r.note and not r.trial:
+        line += f"; {r.note}"
     if s.stopped:
         line += f"; stopped early: {s.stopped}"
     return line
@@ -105,21 +123,30 @@ channel_option = click.option("--channel", "channel", type=click.Choice(registry
 @click.argument("weeks", nargs=-1, metavar="[WEEK]...")
 @channel_option
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
+@click.option("--to", "to", metavar="ADDRESS",
+              help="Send one test copy of each WEEK (any state) to ADDRESS only, by SMTP or into the outbox; "
+                   "the database is not changed.")
 @click.pass_context
-def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry_run: bool) -> None:
+def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry_run: bool,
+            to: str | None) -> None:
     """Send ready weeks (default: every ready week, oldest first) on each enabled channel.
 
     Safe to repeat: what the ledger records as sent is never sent again. Exits with status 1 if anything
-    is left to send (failed units are retried by the next run).
+    is left to send (failed units are retried by the next run). Without smtp_url, email is a trial: it goes
+    to the outbox, is recorded as `trial`, and the week stays ready. With --to, each WEEK goes to ADDRESS
+    only, as a test, and nothing is recorded.
     """
     cfg = _load(ctx)
+    if to is not None:
+        _send_copies(cfg, weeks, channel, dry_run, to)
+        return
     chosen = [channel] if channel else None
     with _storage_errors(cfg), _existing_store(cfg) as store:
         targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
         for w in targets:
-            if w.state not in ("ready", "published"):
+            if w.state not in ("ready", "published", "skipped"):
                 raise click.ClickException(f"{w.source}:{w.key} is {w.state}, not ready: "
-                                           "nothing to publish yet")
+                                           "nothing to publish yet (`--to ADDRESS` sends a test copy of any week)")
         if not targets:
             click.echo("no ready weeks to publish")
             return
@@ -138,9 +165,36 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
                 bar.close()
     for r in reports:
         click.echo(_summary(r))
-    if not dry_run and not all(r.published for r in reports):
+    if not dry_run and not all(r.done for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
+
+
+def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_run: bool, to: str) -> None:
+    """`publish WEEK --to ADDRESS`: one test copy of each WEEK, whatever its state; no lock (the ledger is
+    not touched) and no database write."""
+    if not weeks:
+        raise click.ClickException("--to needs the WEEK to send (see `paperbot weeks`)")
+    if dry_run:
+        raise click.ClickException("--to and --dry-run do not go together: `paperbot preview WEEK` shows a "
+                                   "week without sending it")
+    if channel not in (None, "email"):
+        raise click.ClickException(f"--to sends an email; it does not go with --channel {channel}")
+    try:
+        address = subscribers.normalize_address(to)
+    except subscribers.InvalidAddress as e:
+        raise click.ClickException(f"--to: not an email address: {e}") from None
+    email = EmailChannel(cfg)
+    with _storage_errors(cfg), _existing_store(cfg) as store:
+        targets = [resolve_week(store, w) for w in weeks]
+        for w in targets:
+            with _operator_errors():
+                try:
+                    line = email.send_copy(store, w, address)
+                except (TransientError, PermanentError) as e:
+                    raise click.ClickException(f"email {w.source}:{w.key}: the test copy to {address} was not "
+                                               f"sent: {e}") from None
+            click.echo(line)
 
 
 @contextmanager
@@ -215,7 +269,8 @@ def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
         limit = None if spec else HISTORY_FAILURES
         failures = ledger.rows_in(store, p.source, p.week_key, p.channel, ("failed", "bounced"), limit)
         entry["channels"][p.channel] = {
-            "state": p.state, "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
+            "state": p.state, "trial": p.trial, "note": p.note,
+            "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
             "counts": ledger.counts(store, p.source, p.week_key, p.channel),
             "failures": [{"unit": f["unit"], "state": f["state"], "attempts": f["attempts"],
                           "error": f["last_error"], "at": f["updated_at"]} for f in failures],
@@ -249,10 +304,13 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
             click.echo("  not published on any channel")
         for name, c in e["channels"].items():
             n = c["counts"]
-            click.echo(f"  {name}: {c['state']}; {n['sent']} sent, {n['failed']} failed, "
+            click.echo(f"  {name}: {c['state']}{' (trial: outbox only)' if c['trial'] else ''}; "
+                       f"{n['sent']} sent, {n['trial']} in the outbox, {n['failed']} failed, "
                        f"{n['bounced']} bounced, {n['skipped']} skipped, {_open(n)} open of {c['units']}; "
                        f"planned {c['planned_at']}"
                        + (f", published {c['published_at']}" if c["published_at"] else ""))
+            if c["note"]:
+                click.echo(f"    note: {c['note']}")
             for f in c["failures"]:
                 click.echo(f"    {f['state']:8s} {f['unit']}  ({f['attempts']} tries) {f['error']}")
 

@@ -2,6 +2,11 @@
 
 `publications` has one row per (source, week, channel): `sending` once planned, `published` when every unit
 is done. `deliveries` has one row per unit: planned -> sending -> sent | failed | bounced | skipped.
+
+A trial (a channel that is not live: email without `smtp_url` writes to the outbox) uses the same rows with
+`trial` set on the publication: its units end `trial` instead of `sent`, and the publication ends `trial`
+instead of `published`, so nothing a trial did counts as having reached anyone. When the channel goes live, a
+trial publication is either planned again for real (`plan` replaces it) or given up (`skip`).
 `failed` is retried by the next run; `sending` found at the start of a run was in flight when a previous
 run died, and is sent again (with the same Message-ID). Planning is one transaction; the sending threads
 write through `LedgerWriter`, whose every mark is its own committed transaction (WAL, synchronous=NORMAL:
@@ -20,7 +25,7 @@ from pathlib import Path
 from bot.channels.base import StorageError, Unit, storage_error
 from bot.store import Store, iso
 
-STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped")
+STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped", "trial")
 OPEN = ("planned", "sending", "failed")  # still to send
 _OPEN_SQL = "('planned', 'sending', 'failed')"
 
@@ -30,17 +35,26 @@ class Publication:
     source: str
     week_key: str
     channel: str
-    state: str  # sending | published
+    state: str  # sending | trial | published | skipped
     units: int
     planned_at: str
     published_at: str | None
+    trial: bool = False  # planned on a channel that was not live: its units went to a local folder
+    note: str | None = None  # why it was skipped, or that it went to nobody
 
 
 def publication(store: Store, source: str, key: str, channel: str) -> Publication | None:
     row = store.db.execute(
-        "SELECT source, week_key, channel, state, units, planned_at, published_at FROM publications "
-        "WHERE source = ? AND week_key = ? AND channel = ?", [source, key, channel]).fetchone()
-    return Publication(*row) if row else None
+        f"SELECT {_PUB_COLUMNS} FROM publications WHERE source = ? AND week_key = ? AND channel = ?",
+        [source, key, channel]).fetchone()
+    return _publication(row) if row else None
+
+
+_PUB_COLUMNS = "source, week_key, channel, state, units, planned_at, published_at, trial, note"
+
+
+def _publication(row: tuple) -> Publication:
+    return Publication(*row[:7], trial=bool(row[7]), note=row[8])
 
 
 def publications(store: Store, source: str | None = None, key: str | None = None) -> list[Publication]:
@@ -51,26 +65,49 @@ def publications(store: Store, source: str | None = None, key: str | None = None
     if key is not None:
         where.append("week_key = ?")
         args.append(key)
-    sql = ("SELECT source, week_key, channel, state, units, planned_at, published_at FROM publications"
+    sql = (f"SELECT {_PUB_COLUMNS} FROM publications"
            + (" WHERE " + " AND ".join(where) if where else "")
            + " ORDER BY planned_at, source, week_key, channel")
-    return [Publication(*r) for r in store.db.execute(sql, args).fetchall()]
+    return [_publication(r) for r in store.db.execute(sql, args).fetchall()]
 
 
-def plan(store: Store, source: str, key: str, channel: str, units: Iterable[Unit], now: datetime) -> int:
-    """Record every unit to send, and the publication, in one transaction. Returns the number of rows."""
+def plan(store: Store, source: str, key: str, channel: str, units: Iterable[Unit], now: datetime, *,
+         trial: bool = False, note: str | None = None) -> int:
+    """Record every unit to send, and the publication, in one transaction. Returns the number of rows.
+
+    A live plan replaces a trial publication of the same week (its rows were only ever written to a local
+    folder), in the same transaction: the week is then sent for real, exactly as if never tried."""
     t = iso(now)
     conn = store.db.conn
+    where = [source, key, channel]
     with store.atomic():
+        old = publication(store, source, key, channel)
+        if old is not None:
+            if trial or not old.trial:
+                raise ValueError(f"{channel} {source}:{key} is planned already")
+            conn.execute("DELETE FROM deliveries WHERE source = ? AND week_key = ? AND channel = ?", where)
+            conn.execute("DELETE FROM publications WHERE source = ? AND week_key = ? AND channel = ?", where)
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO deliveries (source, week_key, channel, unit, ref, state, attempts, "
             "updated_at) VALUES (?, ?, ?, ?, ?, 'planned', 0, ?)",
             ((source, key, channel, u.key, u.ref, t) for u in units))
         n = conn.total_changes - before
-        conn.execute("INSERT INTO publications (source, week_key, channel, state, units, planned_at) "
-                     "VALUES (?, ?, ?, 'sending', ?, ?)", [source, key, channel, n, t])
+        conn.execute("INSERT INTO publications (source, week_key, channel, state, units, planned_at, trial, note) "
+                     "VALUES (?, ?, ?, 'sending', ?, ?, ?, ?)", [source, key, channel, n, t, int(trial), note])
     return n
+
+
+def skip(store: Store, source: str, key: str, channel: str, note: str, now: datetime) -> None:
+    """Give a (trial) publication up for good: it becomes `skipped` with `note` saying why, and any unit it
+    still had open becomes `skipped` too, so nothing of it is ever sent."""
+    where = [source, key, channel]
+    with store.atomic():
+        store.db.execute(f"UPDATE deliveries SET state = 'skipped', last_error = ?, updated_at = ? "
+                         f"WHERE source = ? AND week_key = ? AND channel = ? AND state IN {_OPEN_SQL}",
+                         [note[:1000], iso(now), *where])
+        store.db.execute("UPDATE publications SET state = 'skipped', note = ? "
+                         "WHERE source = ? AND week_key = ? AND channel = ?", [note, *where])
 
 
 def counts(store: Store, source: str, key: str, channel: str) -> dict[str, int]:
@@ -96,16 +133,19 @@ def rows_in(store: Store, source: str, key: str, channel: str, states: tuple[str
 
 
 def finish(store: Store, source: str, key: str, channel: str, now: datetime) -> bool:
-    """Mark the publication published if no unit is left to send. True if it is published."""
+    """Mark the publication published (a trial one: `trial`) if no unit is left to send. True if it is done."""
     with store.atomic():
         left = store.db.execute(
             f"SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
             f"AND state IN {_OPEN_SQL}", [source, key, channel]).fetchone()[0]
         if left:
             return False
+        store.db.execute("UPDATE publications SET state = 'trial' "
+                         "WHERE source = ? AND week_key = ? AND channel = ? AND trial = 1 AND state = 'sending'",
+                         [source, key, channel])
         store.db.execute("UPDATE publications SET state = 'published', "
                          "published_at = coalesce(published_at, ?) "
-                         "WHERE source = ? AND week_key = ? AND channel = ?",
+                         "WHERE source = ? AND week_key = ? AND channel = ? AND trial = 0 AND state = 'sending'",
                          [iso(now), source, key, channel])
     return True
 
@@ -125,8 +165,9 @@ class LedgerWriter:
     at once, so no thread ever sleeps in SQLite's busy handler.
     """
 
-    def __init__(self, path: Path, source: str, key: str, channel: str):
+    def __init__(self, path: Path, source: str, key: str, channel: str, *, trial: bool = False):
         self.where = (source, key, channel)
+        self.trial = trial  # a delivered unit is marked `trial`, not `sent`: it only reached a local folder
         self.path = path
         self._lock = threading.Lock()
         try:
@@ -169,9 +210,11 @@ class LedgerWriter:
                   "updated_at = ? WHERE id = ?", [self._now(), row_id])
 
     def sent(self, row_id: int, remote_id: str) -> None:
+        """The unit is delivered: `sent`, or `trial` when this publication is a trial."""
         t = self._now()
-        self._run("UPDATE deliveries SET state = 'sent', remote_id = ?, last_error = NULL, "
-                  "updated_at = ?, sent_at = ? WHERE id = ?", [remote_id, t, t, row_id])
+        self._run("UPDATE deliveries SET state = ?, remote_id = ?, last_error = NULL, "
+                  "updated_at = ?, sent_at = ? WHERE id = ?",
+                  ["trial" if self.trial else "sent", remote_id, t, t, row_id])
 
     def ended(self, row_id: int, state: str, error: str) -> None:
         """failed (retry later), bounced (never again) or skipped (no longer wanted)."""

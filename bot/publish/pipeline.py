@@ -4,6 +4,11 @@ and mark the week published once every enabled channel is done.
 Planning happens once per week and channel, in one transaction; every later run only sends what the ledger
 says is still open, so publishing a week twice sends nothing twice. Only one process publishes at a time
 (state_dir/publish.lock): the daemon's after-poll hook skips a round while `paperbot publish` runs.
+
+A channel that is not live (email without smtp_url) runs a trial: its units go to the outbox and are recorded
+as `trial`, the week stays ready, and later runs leave it alone until the channel is live. Then the newest
+`[publish] backfill` weeks (at least one) of each source go out for real and older weeks that only ever had a
+trial are skipped on that channel (`skip_old_trials`), so going live never floods readers with stale weeks.
 """
 
 from __future__ import annotations
@@ -42,6 +47,10 @@ class ChannelReport:
     would_send: int = 0  # dry run: units that would be sent
     stats: RunStats | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    trial: bool = False  # the channel is not live: units went (or would go) to the outbox only
+    skipped: bool = False  # given up on this channel; `note` says why
+    done: bool = False  # nothing is left to do on this channel: published, skipped, or its trial finished
+    note: str | None = None
 
     @property
     def label(self) -> str:
@@ -90,24 +99,41 @@ def _apply_bounces(store: Store, channel: Channel, stats: RunStats, now: datetim
 
 def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, *, now: datetime,
                     dry_run: bool = False, progress: Progress | None = None) -> ChannelReport:
-    """Plan (once) and send (what is open) one week on one channel."""
-    rep = ChannelReport(week.source, week.key, channel.name, dry_run=dry_run)
+    """Plan (once) and send (what is open) one week on one channel; on a channel that is not live, a trial."""
+    rep = ChannelReport(week.source, week.key, channel.name, dry_run=dry_run, trial=not channel.live)
     pub = ledger.publication(store, week.source, week.key, channel.name)
-    if pub is not None and pub.state == "published":
-        rep.already = rep.published = True
+    if pub is not None and (pub.state in ("published", "skipped") or pub.state == "trial" and not channel.live):
+        rep.already = rep.done = True  # published, given up, or tried already (a trial is not tried again)
+        rep.published, rep.skipped, rep.note = pub.state == "published", pub.state == "skipped", pub.note
         rep.counts = ledger.counts(store, week.source, week.key, channel.name)
+        return rep
+    replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
+    if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox
+        rep.counts = ledger.counts(store, week.source, week.key, channel.name)
+        rep.note = (f"{_open(rep.counts)} unit(s) still to send for real, but {channel.name} is not live now: "
+                    "they wait until it is")
+        log.warning("%s: %s", rep.label, rep.note)
         return rep
     if dry_run:
         channel.render(store, week, dry=True)  # fails loudly on a broken template, writes nothing
-        rep.would_send = (len(channel.plan(store, week)) if pub is None else
+        rep.would_send = (len(channel.plan(store, week)) if pub is None or replan else
                           _open(ledger.counts(store, week.source, week.key, channel.name)))
         return rep
     units = channel.plan(store, week)
     rendition = None
-    if pub is None:
+    if pub is None or replan:
         rendition = channel.render(store, week)  # a broken template stops here, before anything is planned
-        rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now)
-        (log.info if rep.planned else log.warning)("%s: planned %d", rep.label, rep.planned)
+        notes = []
+        if replan:
+            notes.append(f"tried in the outbox on {_when(pub.planned_at)}; sent for real once {channel.name} was live")
+        if channel.live and not units:
+            notes.append(f"published to nobody: there were no {channel.audience} when it was planned")
+            log.warning("%s: published to nobody: there are no %s", rep.label, channel.audience)
+        rep.note = "; ".join(notes) or None
+        rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now, trial=not channel.live,
+                                  note=rep.note)
+        (log.info if rep.planned else log.warning)("%s: planned %d%s", rep.label, rep.planned,
+                                                   "" if channel.live else " (trial: to the outbox)")
     wanted = {u.key for u in units}
     for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
         if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
@@ -116,13 +142,14 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         if rendition is None:
             rendition = channel.render(store, week)
         channel.prepare(rendition)
-        writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name)
+        writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name,
+                                     trial=not channel.live)
         stats = RunStats()
         ticker = progress or _LogProgress()
 
         def tick(s: RunStats) -> None:
             _apply_bounces(store, channel, s, now)
-            ticker(rep.label, s)
+            ticker(rep.label + (" (trial: outbox)" if rep.trial else ""), s)
 
         try:
             rep.stats = dispatch(channel, rendition, writer, wanted=wanted, limits=channel.limits,
@@ -133,10 +160,74 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         if rep.stats.stopped:
             log.error("%s: stopped early: %s; the rest is sent by the next publish run", rep.label,
                       rep.stats.stopped)
-    rep.published = ledger.finish(store, week.source, week.key, channel.name, now)
+    rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
+    rep.published = rep.done and channel.live
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)
-    log.info("%s: %s", rep.label, "published" if rep.published else f"not finished: {rep.counts}")
+    log.info("%s: %s", rep.label, f"not finished: {rep.counts}" if not rep.done else "published" if rep.published
+             else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
+                  f"{channel.name} is live")
     return rep
+
+
+def _when(stamp: str) -> str:
+    """A ledger time for a note: to the minute, in UTC."""
+    return datetime.fromisoformat(stamp).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _age(w: WeekRow) -> tuple:
+    return (w.last_day or w.first_seen.date(), w.key)
+
+
+def old_trials(cfg: Config, store: Store, channel: Channel, source: str) -> dict[str, str]:
+    """Weeks of `source` to give up on `channel` now that it is live, each with the reason: those whose only
+    publication there is a trial and which are not among the newest `[publish] backfill` weeks (at least one)
+    still to send or sent for real. Reads only."""
+    if not channel.live:
+        return {}
+    keep = max(1, cfg.publish.backfill)
+    pubs = {p.week_key: p for p in ledger.publications(store, source) if p.channel == channel.name}
+
+    def counts(w: WeekRow) -> bool:  # ready to go out here, or already sent for real here
+        p = pubs.get(w.key)
+        if p is None:
+            return w.state == "ready"
+        return p.state != "skipped" and (w.state == "ready" or not p.trial)
+
+    ranked = sorted(filter(counts, store.weeks(source)), key=_age, reverse=True)
+    newer = ", ".join(w.key for w in ranked[:keep])
+    out = {}
+    for w in ranked[keep:]:
+        p = pubs.get(w.key)
+        if p is not None and p.trial:
+            out[w.key] = (f"skipped: only ever a trial (in the outbox on {_when(p.planned_at)}); when {channel.name} "
+                          f"went live, newer weeks went out for real instead ({newer}; [publish] backfill = "
+                          f"{cfg.publish.backfill} sends the newest {keep})")
+    return out
+
+
+def skip_old_trials(cfg: Config, store: Store, channel: Channel, source: str, now: datetime) -> dict[str, str]:
+    """Skip on `channel` the weeks `old_trials` names, log each with why, and settle their state."""
+    skipped = old_trials(cfg, store, channel, source)
+    for key, note in skipped.items():
+        ledger.skip(store, source, key, channel.name, note, now)
+        log.warning("%s %s:%s %s", channel.name, source, key, note)
+        _settle(cfg, store, source, key)
+    return skipped
+
+
+def _settle(cfg: Config, store: Store, source: str, key: str) -> None:
+    """A ready week whose every enabled channel is done becomes `published` (sent for real on one at
+    least) or `skipped` (given up on all). A trial leaves it ready."""
+    week = store.week(source, key)
+    if week is None or week.state != "ready":
+        return
+    pubs = {p.channel: p.state for p in ledger.publications(store, source, key)}
+    names = registry.enabled(cfg)
+    if not all(pubs.get(name) in ("published", "skipped") for name in names):
+        return
+    state = "published" if "published" in pubs.values() else "skipped"
+    store.upsert_week(source, key, state=state)
+    log.info("%s:%s %s (%s)", source, key, state, ", ".join(f"{n}: {pubs[n]}" for n in sorted(names)))
 
 
 def _open(counts: dict[str, int]) -> int:
@@ -168,14 +259,18 @@ def _publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequenc
                   now: datetime | None, dry_run: bool, progress: Progress | None) -> list[ChannelReport]:
     now = now or datetime.now(UTC)
     names = list(channels or registry.enabled(cfg))
-    reports = [publish_channel(cfg, store, week, registry.make(cfg, name), now=now, dry_run=dry_run,
-                               progress=progress) for name in names]
-    if not dry_run and week.state == "ready":
-        pubs = ledger.publications(store, week.source, week.key)
-        done = {p.channel for p in pubs if p.state == "published"}
-        if all(name in done for name in registry.enabled(cfg)):
-            store.upsert_week(week.source, week.key, state="published")
-            log.info("%s:%s published on %s", week.source, week.key, ", ".join(sorted(done)))
+    reports = []
+    for name in names:
+        channel = registry.make(cfg, name)
+        if dry_run and (note := old_trials(cfg, store, channel, week.source).get(week.key)):
+            reports.append(ChannelReport(week.source, week.key, name, dry_run=True, skipped=True,
+                                         note="would be " + note))
+            continue
+        if not dry_run:
+            skip_old_trials(cfg, store, channel, week.source, now)
+        reports.append(publish_channel(cfg, store, week, channel, now=now, dry_run=dry_run, progress=progress))
+    if not dry_run:
+        _settle(cfg, store, week.source, week.key)
     return reports
 
 

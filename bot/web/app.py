@@ -252,14 +252,15 @@ async def unsubscribe(request: web.Request) -> web.StreamResponse:
 def _released(store: Store, source: str, key: str) -> tuple | None:
     """(state, last_changed, title, n_papers) of a week readers may see, else None.
 
-    Released means published, or ready with a channel that has begun publishing it: its emails, which link
-    here, are going out before the week is marked published (that waits for every channel to finish).
-    Baseline weeks (never to be sent), pending ones (not through the gate) and ready ones nobody has begun
-    to send are not public.
+    Released means published, or ready with a channel that has begun publishing it for real: its emails,
+    which link here, are going out before the week is marked published (that waits for every channel to
+    finish). Baseline weeks (never to be sent), pending ones (not through the gate), skipped ones (given up)
+    and ready ones nobody has begun to send, or that only had a trial (the outbox: issue #10), are not public.
     """
     row = store.db.execute(
         "SELECT state, last_changed, title, n_papers, EXISTS (SELECT 1 FROM publications p "
-        "WHERE p.source = w.source AND p.week_key = w.key) FROM weeks w WHERE w.source = ? AND w.key = ?",
+        "WHERE p.source = w.source AND p.week_key = w.key AND p.trial = 0 AND p.state != 'skipped') "
+        "FROM weeks w WHERE w.source = ? AND w.key = ?",
         [source, key]).fetchall()
     if not row:
         return None

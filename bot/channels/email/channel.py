@@ -4,6 +4,8 @@ A week is rendered once (render.py) and encoded once (mime.py); each unit is the
 subscriber, stamped with their address, their Message-ID and their unsubscribe link. Without `smtp_url`
 each message is written to state/outbox/email/<source>/<key>/ instead, with the HTML once beside them as
 edition.html; with no subscribers yet, one sample goes to the `from` address, so a new user sees real output.
+Writing to the outbox is a trial (`live` is False): the ledger records it as `trial`, never as sent.
+`send_copy` sends one test copy of any week to any address, outside the ledger (`paperbot publish --to`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def outbox_dir(cfg: Config, source: str, key: str) -> Path:
     return cfg.state_dir / "outbox" / "email" / source / key
 
 
+def copies_dir(cfg: Config, source: str, key: str) -> Path:
+    """Where `paperbot publish WEEK --to ADDRESS` writes its copy without smtp_url: apart from the week's
+    outbox folder, so a test copy is never taken for one of the week's own messages."""
+    return cfg.state_dir / "outbox" / "test" / "email" / source / key
+
+
 def _write(path: Path, data: bytes) -> None:
     """Atomically (a whole file or none). A full disk or a read-only folder is a StorageError naming `path`;
     the partial temporary file is removed, so it takes no space and is never mistaken for a message."""
@@ -115,12 +123,13 @@ class _OutboxSender:
 
 class EmailChannel:
     name = "email"
+    audience = "active subscribers"
 
     def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
         self.clock = clock
         e = cfg.email
-        live = bool(e.smtp_url)
+        self.live = live = bool(e.smtp_url)  # without smtp_url every message goes to the outbox: a trial
         self.limits = ChannelLimits(
             connections=e.connections if live else 1, rate=e.rate if live else 0.0, max_attempts=4,
             backoff=1.0, backoff_max=60.0, down_after=max(5, 2 * e.connections), max_size=SIZE_LIMIT,
@@ -193,6 +202,31 @@ class EmailChannel:
         if os.environ.get(ENV_KEY, "").strip() or (self.cfg.state_dir / KEY_FILE).exists():
             return load_secret_key(self.cfg.state_dir), True
         return secrets.token_urlsafe(32).encode(), False
+
+    def send_copy(self, store: Store, week: WeekRow, address: str) -> str:
+        """Send one copy of `week` to `address` (over SMTP, or into the outbox's `test/` folder without
+        smtp_url) and return a line saying where it went. Reads the database, never writes it: no ledger row,
+        no subscriber, no web edition, no signing key (without one, the copy's unsubscribe link uses a
+        throwaway key, as `preview` does). The copy has a Message-ID of its own, so a mail client never takes
+        the real edition, sent later to the same address, for a duplicate of the test.
+
+        Raises TransientError/PermanentError/ChannelDown (SMTP), StorageError (outbox) or RenderError."""
+        r = self.render(store, week, dry=True)
+        stamp = f"{self.clock().astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"  # two copies never collide
+        mid = message_id(week.source, week.key, f"{address}|test|{stamp}", r.domain)
+        data = r.template.render(address, mid, r.unsubscribe_url(address))
+        e = self.cfg.email
+        if e.smtp_url:
+            target = SmtpTarget.from_url(e.smtp_url, e.starttls)
+            conn = SmtpConnection(target, self.sender_address)
+            try:
+                conn.send(address, data)
+            finally:
+                conn.close()
+            return f"email {week.source}:{week.key}: one test copy sent to {address} via {target} ({mid})"
+        path = copies_dir(self.cfg, week.source, week.key) / f"{stamp}-{_UNSAFE.sub('_', address)}.eml"
+        _write(path, data)
+        return f"email {week.source}:{week.key}: one test copy written to {path} (no smtp_url; {mid})"
 
     def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
         real = self.preview_secret()[1]
