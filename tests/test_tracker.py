@@ -221,6 +221,27 @@ def test_a_new_entry_in_a_baseline_week_goes_to_the_next_edition_not_lost(tmp_pa
     assert release(store, t("2026-11-30T00:00:00"), s)[0].key == "2026-W48"
 
 
+def test_a_new_entry_in_a_skipped_week_goes_to_the_next_edition_not_lost(tmp_path):
+    """Regression (#10, trial runs): a week given up when its channel went live is `skipped`; an entry dated in
+    it that arrives afterwards must go to the next edition, not into the skipped one that is never sent."""
+    store = Store.open(tmp_path / "f.db")
+    s = PublishSettings(settle=timedelta(0), backfill=1)
+
+    def rss(*items):
+        body = "".join(f"<item><title>{n}</title><guid>urn:{n}</guid><pubDate>{d}</pubDate></item>"
+                       for n, d in items)
+        return f"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>{body}</channel></rss>".encode()
+
+    a = ("A", "Mon, 16 Nov 2026 10:00:00 GMT")
+    b = ("B", "Wed, 18 Nov 2026 10:00:00 GMT")
+    observe(store, "f", parse_document(rss(a), date_of("2026-11-16")), t("2026-11-16T12:00:00"), "v1", s)
+    store.upsert_week("f", "2026-W47", state="skipped")
+    obs = observe(store, "f", parse_document(rss(b, a), date_of("2026-11-18")), t("2026-11-18T12:00:00"), "v2", s)
+    assert obs.new == ("2026-W48",)
+    assert [p.title for _, p in store.papers("f", "2026-W48")] == ["B"]
+    assert [p.title for _, p in store.papers("f", "2026-W47")] == ["A"]
+
+
 # -- issue #10: learned completeness and the source's own clock ----------------------------------------------
 
 def _ten(tag: str) -> list[str]:
