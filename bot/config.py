@@ -35,6 +35,7 @@ _LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 # is caught here instead of overflowing a date or polling in a tight loop.
 EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a second, at least once a month
 WAIT_RANGE = (0, 3650 * 86400)  # seconds, settle and max_wait: up to ten years
+LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never wait more than a year
 BACKFILL_MAX = 10_000
 CONNECTIONS_MAX = 64
 RATE_MAX = 10_000.0  # messages per second
@@ -133,6 +134,7 @@ class PublishSettings:
     settle: timedelta = timedelta(hours=2)
     max_wait: timedelta = timedelta(hours=48)
     backfill: int = 1
+    late_max_wait: timedelta = timedelta(days=7)  # papers added to a week already out wait this long for the next
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
 
 
@@ -217,6 +219,8 @@ timezone = "UTC"             # a week is over at midnight in this zone
 settle = "2h"                # a new week's papers must be unchanged this long before it is ready
 max_wait = "48h"             # counted from first sight: then ready even with unfinished rows (flagged)
 backfill = 1                 # on a source's very first poll, the newest N weeks become ready; the rest is baseline
+late_max_wait = "7d"         # papers added to a week after it went out ride with the next week; if none comes
+                             # within this, they go out alone ("Added to earlier weeks")
 
 [github]
 base_url = "https://raw.githubusercontent.com"   # where github = "owner/repo" files are fetched from
@@ -238,7 +242,7 @@ _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout"}
 _FETCH_KEYS = {"timeout", "max_size"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill"}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "late_max_wait"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", *SOURCE_KINDS}
 
 
@@ -290,6 +294,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         settle=parse_duration(pub.get("settle", "2h"), f"{f}: publish.settle", WAIT_RANGE),
         max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait", WAIT_RANGE),
         backfill=backfill,
+        late_max_wait=parse_duration(pub.get("late_max_wait", "7d"), f"{f}: publish.late_max_wait",
+                                     LATE_WAIT_RANGE),
         timezone=tz,
     )
     gh = data.get("github", {})

@@ -264,8 +264,8 @@ def test_history_json_shape(tmp_path):
             assert set(entry) == {"source", "week", "title", "state", "channels"}
             assert (entry["source"], entry["week"], entry["state"]) == ("dair", KEY, "published")
             c = entry["channels"]["email"]
-            assert set(c) == {"state", "units", "planned_at", "published_at", "counts", "failures"}
-            assert c["state"] == "published" and c["units"] == 4
+            assert set(c) == {"state", "units", "planned_at", "published_at", "counts", "failures", "late"}
+            assert c["state"] == "published" and c["units"] == 4 and c["late"] == []
             assert c["counts"] == {"planned": 0, "sending": 0, "sent": 3, "failed": 0, "bounced": 1, "skipped": 0}
             (f,) = c["failures"]
             assert set(f) == {"unit", "state", "attempts", "error", "at"}

@@ -20,7 +20,7 @@ from bot import channels as registry
 from bot import locks
 from bot.channels.base import Channel, StorageError, Unit, storage_error
 from bot.config import Config
-from bot.publish import ledger
+from bot.publish import edition, ledger
 from bot.publish.dispatch import RunStats, dispatch
 from bot.store import Store, WeekRow
 
@@ -99,15 +99,21 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         return rep
     if dry_run:
         channel.render(store, week, dry=True)  # fails loudly on a broken template, writes nothing
-        rep.would_send = (len(channel.plan(store, week)) if pub is None else
-                          _open(ledger.counts(store, week.source, week.key, channel.name)))
+        rep.would_send = (_open(ledger.counts(store, week.source, week.key, channel.name)) if pub is not None
+                          else 0 if edition.nothing_to_carry(store, week, channel.name)
+                          else len(channel.plan(store, week)))
         return rep
-    units = channel.plan(store, week)
+    edition.before_render(store, week, channel.name, now)  # late papers to carry; what the edition holds
+    units = [] if edition.nothing_to_carry(store, week, channel.name) else channel.plan(store, week)
     rendition = None
     if pub is None:
         rendition = channel.render(store, week)  # a broken template stops here, before anything is planned
-        rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now)
-        (log.info if rep.planned else log.warning)("%s: planned %d", rep.label, rep.planned)
+        with store.atomic():  # the edition and the late papers it carries: planned together or not at all
+            rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now)
+            carried = edition.claim(store, week, channel.name)
+        (log.info if rep.planned or week.late_of else log.warning)(
+            "%s: planned %d%s", rep.label, rep.planned,
+            f"; carries {carried} paper(s) added to earlier weeks" if carried else "")
     wanted = {u.key for u in units}
     for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
         if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
@@ -134,6 +140,7 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
             log.error("%s: stopped early: %s; the rest is sent by the next publish run", rep.label,
                       rep.stats.stopped)
     rep.published = ledger.finish(store, week.source, week.key, channel.name, now)
+    edition.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)
     log.info("%s: %s", rep.label, "published" if rep.published else f"not finished: {rep.counts}")
     return rep
@@ -181,11 +188,19 @@ def _publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequenc
 
 def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None,
                   progress: Progress | None = None) -> list[ChannelReport]:
-    """Every ready week, oldest first. The caller holds the publish lock."""
+    """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py). The caller holds
+    the publish lock."""
+    late_round(cfg, store, now, channels=channels)
     out: list[ChannelReport] = []
     for week in ready_weeks(store):
         out += publish_week(cfg, store, week, channels=channels, now=now, progress=progress)
     return out
+
+
+def late_round(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None) -> list[WeekRow]:
+    """Find papers added to weeks that went out, and make an edition of those that waited `late_max_wait` for a
+    new week in vain. The caller holds the publish lock."""
+    return edition.late_round(store, list(channels or registry.enabled(cfg)), now, cfg.publish.late_max_wait)
 
 
 def after_poll(cfg: Config, store: Store, now: datetime) -> None:
@@ -193,7 +208,7 @@ def after_poll(cfg: Config, store: Store, now: datetime) -> None:
 
     A full disk (or a read-only state folder) is logged in one line and the daemon goes on: what was not
     written stays open in the ledger, and the round after the next poll sends it."""
-    if not ready_weeks(store):
+    if not ready_weeks(store) and not edition.has_work(store, registry.enabled(cfg), now, cfg.publish.late_max_wait):
         return
     try:
         fd = locks.acquire(lock_path(cfg))
