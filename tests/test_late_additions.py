@@ -34,6 +34,8 @@ from bot.publish.edition import Edition, edition_from_store
 from bot.publish.pipeline import after_poll, late_round, publish_channel
 from bot.store import Store, WeekRow
 from bot.track.diff import norm_title
+from bot.track.late import paper_keys
+from bot.track.model import Link, Paper
 from bot.track.parse_digest import parse_digest
 from bot.track.parsing import parse_document
 from bot.track.tracker import observe, release
@@ -491,3 +493,15 @@ def test_replay_json_shows_every_late_paper_in_exactly_one_later_edition(ny_repo
         pieces += replay_lines(ny_repo, "--state", str(state), "--stop-after", str(n))
     pieces += replay_lines(ny_repo, "--state", str(state))
     assert pieces == lines
+
+
+def test_a_filled_placeholder_row_is_a_new_paper_and_a_fixed_title_is_not():
+    """issue #10: a row sent as `XXX` that is filled in later is a late addition even if its link was there
+    already; a paper whose title or link alone is corrected is the same paper."""
+    link = (Link("Paper", "https://arxiv.org/abs/2302.00003"),)
+    sent = set(paper_keys(Paper("XXX", links=link)))
+    assert sent.isdisjoint(paper_keys(Paper("Tables All the Way Down", links=link)))
+    real = set(paper_keys(Paper("Tables All the Way Down", links=link)))
+    assert not real.isdisjoint(paper_keys(Paper("Tables All The Way Down!", links=link)))
+    assert not real.isdisjoint(paper_keys(Paper("Tables All the Way Down", links=(Link("Paper", "https://x.org/v2"),))))
+    assert real.isdisjoint(paper_keys(Paper("Another Paper", links=(Link("Paper", "https://x.org/v2"),))))

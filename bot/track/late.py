@@ -1,10 +1,12 @@
 """Late additions: papers that appear in a week after that week went out on a channel.
 
 Each channel's edition of a week records the papers it held (`channel_editions.paper_keys`: the identity keys of
-`paper_keys`). Once the week went out there, a paper of it that matches nothing the channel ever carried for the
-source is a late addition for that channel (`late_additions`): found once, carried once by a later edition of
-the same source (`carried_in_key`), and delivered when that edition goes out. A paper matches by any of its keys,
-so an edit of a paper already sent (a corrected summary, title or link) is a correction, never an addition.
+`paper_keys`). Once the week went out there, a paper of the week that matches nothing the channel carried for that
+week (in its edition or as a late addition) is a late addition for that channel (`late_additions`): found once,
+carried once by a later edition of the same source (`carried_in_key`), and delivered when that edition goes out.
+A paper matches by any of its keys, so an edit of a paper already sent (a corrected summary, title or link) is a
+correction, never an addition. Matching stays within the week: two weeks may list papers with the same link or
+title (a generic link, a paper featured twice), and a paper of one week never hides a new one of another.
 
 Nothing here reads the ledger or the clock: the caller says when a week went out (`went_out`), which carriers
 reached nobody and may hand their papers on (`reached_nobody`), and what time it is. The replay (every edition
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -25,6 +28,7 @@ from bot.track.diff import norm_title
 from bot.track.model import Link, Paper
 from bot.track.tracker import same_entry
 
+_PLACEHOLDER = re.compile(r"\bX{3,}\b")  # as bot/track/parse_digest.py marks an unfinished row
 LATE_MARK = "+late"  # an edition of late papers alone is keyed "<week key>+late1"
 TITLE = "Added to earlier weeks"
 
@@ -34,12 +38,15 @@ ReachedNobody = Callable[[str], bool]  # carrier key -> it finished without reac
 
 def paper_keys(p: Paper) -> tuple[str, ...]:
     """How a paper is recognised across versions: its entry id when it has one (feeds, notes), else its
-    normalised title and its first link, either of which may be corrected without making it a new paper."""
+    normalised title and its first link, either of which may be corrected without making it a new paper. A row
+    whose title is still a placeholder (`XXX`) is known by that alone: once filled in, it is a new paper."""
     if p.uid.strip():
         return (f"id:{same_entry(p.uid)}",)
     keys = []
     if title := norm_title(p.title):
         keys.append(f"title:{title}")
+    if _PLACEHOLDER.search(p.title) and keys:
+        return tuple(keys)
     if p.links and p.links[0].url.strip():
         keys.append(f"url:{same_entry(p.links[0].url)}")
     if not keys:
@@ -145,7 +152,7 @@ def mark_went_out(store: Store, source: str, key: str, channel: str, at: datetim
 # -- finding late papers -----------------------------------------------------------------------------------------
 def find(store: Store, source: str, channel: str, now: datetime, went_out: WentOut) -> list[LateRow]:
     """Record, as found at `now`, every paper of a week that went out on `channel` which the channel never carried
-    for `source`. Returns the new ones. A week is searched again only when its papers changed (fingerprint)."""
+    for that week. Returns the new ones. A week is searched again only when its papers changed (fingerprint)."""
     weeks = {w.key: w for w in store.weeks(source) if w.late_of is None}
     found: list[LateRow] = []
     with store.atomic():
@@ -162,22 +169,22 @@ def find(store: Store, source: str, channel: str, now: datetime, went_out: WentO
         todo = [e for e in out if e[1] is None or e[2] != weeks[e[0]].fingerprint]
         if not todo:
             return []
-        carried = {k for _, keys, _ in out if keys for k in json.loads(keys)}
-        carried |= {k for r in _rows(store, "source = ? AND channel = ?", [source, channel]) for k in r.keys}
-        todo.sort(key=lambda e: (e[1] is not None, weeks[e[0]].last_day or date.min, e[0]))  # legacy rows first
+        todo.sort(key=lambda e: (weeks[e[0]].last_day or date.min, e[0]))
         for key, keys, _ in todo:
             papers = [p for _, p in store.papers(source, key)]
             if keys is None:  # sent before editions were recorded: what is there now counts as sent
                 record_edition(store, source, key, channel, papers)
-                carried |= {k for p in papers for k in paper_keys(p)}
             else:
+                carried = set(json.loads(keys))
+                carried |= {k for r in _rows(store, "source = ? AND week_key = ? AND channel = ?",
+                                             [source, key, channel]) for k in r.keys}
                 for p in papers:
                     pk = paper_keys(p)
                     if carried.isdisjoint(pk):
                         cur = store.db.execute(
                             "INSERT OR IGNORE INTO late_additions (source, week_key, channel, paper_key, keys, "
                             "paper, found_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [source, key, channel, pk[0], json.dumps(pk, ensure_ascii=False), _paper_json(p),
+                            [source, key, channel, "\n".join(pk), json.dumps(pk, ensure_ascii=False), _paper_json(p),
                              iso(now)])
                         if cur.rowcount:
                             found.append(_rows(store, "id = ?", [cur.lastrowid])[0])
