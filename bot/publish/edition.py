@@ -145,6 +145,8 @@ def late_round(store: Store, channels: Sequence[str], now: datetime, wait: timed
                 log.info("%s:%s: %r was added after the week went out on %s; the next edition carries it",
                          source, r.week_key, r.paper.title[:80], c)
         ready = store.weeks(source, state="ready")
+        if any(w.late_of for w in ready):
+            continue  # one edition of late papers alone is waiting to go out (or, in a trial, to go out for real)
         due: list[LateRow] = []
         for c in channels:
             rows = late.claimable(store, source, c, _reached_nobody(store, source, c))
