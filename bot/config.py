@@ -35,6 +35,7 @@ _LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 # is caught here instead of overflowing a date or polling in a tight loop.
 EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a second, at least once a month
 WAIT_RANGE = (0, 3650 * 86400)  # seconds, settle and max_wait: up to ten years
+LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never wait more than a year
 BACKFILL_MAX = 10_000
 CONNECTIONS_MAX = 64
 RATE_MAX = 10_000.0  # messages per second
@@ -136,6 +137,7 @@ class PublishSettings:
     timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))  # the top-level key: the default clock
     # A week clearly short of its source's usual count waits this long past its last day for the rest (0: never)
     wait_for_papers: timedelta = timedelta(hours=48)
+    late_max_wait: timedelta = timedelta(days=7)  # papers added to a week already out wait this long for the next
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,8 @@ settle = "2h"                # a new week's papers must be unchanged this long b
 max_wait = "48h"             # counted from first sight: then ready even with unfinished rows (flagged)
 wait_for_papers = "48h"      # a week clearly short of its source's usual count waits this long past its last day
 backfill = 1                 # on a source's very first poll, the newest N weeks become ready; the rest is baseline
+late_max_wait = "7d"         # papers added to a week after it went out ride with the next week; if none comes
+                             # within this, they go out alone ("Added to earlier weeks")
 
 [github]
 base_url = "https://raw.githubusercontent.com"   # where github = "owner/repo" files are fetched from
@@ -248,7 +252,7 @@ _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout"}
 _FETCH_KEYS = {"timeout", "max_size"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers"}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", *SOURCE_KINDS}
 EXPECT_MAX = 10_000
 
@@ -305,6 +309,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         settle=parse_duration(pub.get("settle", "2h"), f"{f}: publish.settle", WAIT_RANGE),
         max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait", WAIT_RANGE),
         backfill=backfill,
+        late_max_wait=parse_duration(pub.get("late_max_wait", "7d"), f"{f}: publish.late_max_wait",
+                                     LATE_WAIT_RANGE),
         timezone=tz,
         wait_for_papers=parse_duration(pub.get("wait_for_papers", "48h"), f"{f}: publish.wait_for_papers",
                                        WAIT_RANGE),

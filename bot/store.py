@@ -110,6 +110,39 @@ def m005_source_clock(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m006_late_additions(db: sqlite_utils.Database) -> None:
+    """Late additions (bot/track/late.py): papers found in a week after it went out on a channel.
+
+    `channel_editions`: per week and channel, the identity keys of the papers its edition held when sent, when
+    it went out (the first `sent` delivery), and the week's fingerprint when last searched for late papers.
+    A publication from before this migration gets a row with no keys: the papers there at the first search (the
+    first publishing round after the upgrade) count as sent. `late_additions`: each late paper once per channel,
+    the later edition carrying it, and when that went out. `weeks.late_of`: set on an edition of late papers
+    only ("<key>+late1"), the week they came from.
+    """
+    db.execute("""
+        CREATE TABLE channel_editions (
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            paper_keys TEXT, went_out_at TEXT, checked TEXT,
+            PRIMARY KEY (source, week_key, channel)
+        )""")
+    db.execute("""
+        CREATE TABLE late_additions (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            paper_key TEXT NOT NULL, keys TEXT NOT NULL, paper TEXT NOT NULL,
+            found_at TEXT NOT NULL, carried_in_key TEXT, delivered_at TEXT,
+            UNIQUE (source, week_key, channel, paper_key)
+        )""")
+    db.execute("CREATE INDEX idx_late_additions_carrier ON late_additions (source, carried_in_key)")
+    db.execute("ALTER TABLE weeks ADD COLUMN late_of TEXT")
+    db.execute("INSERT INTO channel_editions (source, week_key, channel, went_out_at) "
+               "SELECT p.source, p.week_key, p.channel, (SELECT min(d.sent_at) FROM deliveries d "
+               "WHERE d.source = p.source AND d.week_key = p.week_key AND d.channel = p.channel "
+               "AND d.state = 'sent') FROM publications p")
+
+
+@migrations()
 def m007_trial_deliveries(db: sqlite_utils.Database) -> None:
     """Trial runs (issue #10): a unit written to a local folder (the outbox) is `trial`, never `sent`; a
     publication made that way is marked `trial`, and one given up when its channel went live is `skipped`,
@@ -179,6 +212,7 @@ class WeekRow:
     ready_at: datetime | None
     ready_version: str | None
     n_papers: int
+    late_of: str | None = None  # an edition of papers added to earlier weeks: the week they came from
 
     @classmethod
     def from_row(cls, r: dict) -> WeekRow:
@@ -191,6 +225,7 @@ class WeekRow:
             first_day=date.fromisoformat(r["first_day"]) if r["first_day"] else None,
             last_day=date.fromisoformat(r["last_day"]) if r["last_day"] else None,
             ready_at=parse_time(r["ready_at"]), ready_version=r["ready_version"], n_papers=r["n_papers"] or 0,
+            late_of=r.get("late_of"),
         )
 
 

@@ -40,7 +40,7 @@ def test_defaults_without_a_file(tmp_path, monkeypatch):
     cfg = load_config()
     assert cfg.path is None
     assert cfg.publish.settle == timedelta(hours=2) and cfg.publish.max_wait == timedelta(hours=48)
-    assert cfg.publish.backfill == 1
+    assert cfg.publish.backfill == 1 and cfg.publish.late_max_wait == timedelta(days=7)
     (src,) = cfg.sources
     assert (src.kind, src.location, src.paths) == ("github", "dair-ai/ML-Papers-of-the-Week", ("README.md",))
 
@@ -134,6 +134,9 @@ SRC = "[[sources]]\nname = 'a'\ngithub = 'x/y'\n"
     (SRC + "every = '0s'\n", ["sources[0].every", "out of range", "1s to 30d"]),
     (SRC + "every = '31d'\n", ["sources[0].every", "out of range", "1s to 30d"]),
     ("[publish]\nbackfill = 10001\n", ["publish.backfill", "0 to 10000"]),
+    # issue #10: how long late papers wait for the next edition before they go out alone
+    ("[publish]\nlate_max_wait = '366d'\n", ["publish.late_max_wait", "out of range", "0s to 365d"]),
+    ("[publish]\nlate_max_wait = 'soon'\n", ["publish.late_max_wait"]),
     # numbers: finite and bounded (TOML has nan and inf)
     ("[email]\nrate = nan\n", ["email.rate", "0 to 10000"]),
     ("[email]\nrate = inf\n", ["email.rate", "0 to 10000"]),
@@ -177,6 +180,7 @@ def test_out_of_range_and_unsafe_values_name_the_key(tmp_path, text, words):
 
 @pytest.mark.parametrize("text", [
     "[publish]\nsettle = '0s'\nmax_wait = '3650d'\nbackfill = 0\n",
+    "[publish]\nlate_max_wait = '0s'\n", "[publish]\nlate_max_wait = '365d'\n",
     SRC + "every = '1s'\n", SRC + "every = '30d'\n",
     "[email]\nrate = 0.5\nconnections = 64\nsmtp_url = 'smtps://mail.example.org:465'\n",
     "[web]\nlisten = '[::1]:65535'\nbase_url = 'https://news.example.org:8443/papers'\n",

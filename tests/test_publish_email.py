@@ -264,8 +264,10 @@ def test_history_json_shape(tmp_path):
             assert set(entry) == {"source", "week", "title", "state", "channels"}
             assert (entry["source"], entry["week"], entry["state"]) == ("dair", KEY, "published")
             c = entry["channels"]["email"]
-            assert set(c) == {"state", "trial", "note", "units", "planned_at", "published_at", "counts", "failures"}
+            assert set(c) == {"state", "trial", "note", "units", "planned_at", "published_at", "counts", "failures",
+                              "late"}
             assert c["state"] == "published" and c["units"] == 4 and c["trial"] is False and c["note"] is None
+            assert c["late"] == []
             assert c["counts"] == {"planned": 0, "sending": 0, "sent": 3, "failed": 0, "bounced": 1, "skipped": 0,
                                    "trial": 0}
             (f,) = c["failures"]

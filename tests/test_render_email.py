@@ -6,10 +6,11 @@ import logging
 import shutil
 import subprocess
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 
 import pytest
-from newsletter_fixtures import LONG_URL, SCRIPT_TITLE, sample_edition, store_edition, write_config
+from newsletter_fixtures import LONG_URL, SCRIPT_TITLE, sample_edition, sample_papers, store_edition, write_config
 
 from bot.channels.email.render import (
     BUILTIN_TEMPLATES,
@@ -25,6 +26,7 @@ from bot.channels.email.render import (
     save_web_edition,
 )
 from bot.store import Store
+from bot.track.late import LateGroup
 from bot.track.model import Link, Paper
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -176,6 +178,46 @@ def test_rendered_mjml_passes_reference_validator_strict(cfg, tmp_path, web):
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in strict.stdout
     validate = subprocess.run([mjml_cli, "--validate", str(source)], capture_output=True, text=True, timeout=60)
     assert validate.returncode == 0, validate.stderr
+
+
+def late_edition(late_only: bool):
+    """The sample edition carrying papers added to two earlier weeks (issue #10), or those alone."""
+    groups = (LateGroup("2024-02-19..2024-02-25", f"Top ML Papers of the Week (Feb 19-25) {SCRIPT_TITLE}",
+                        date(2024, 2, 19), date(2024, 2, 25), sample_papers(5)[-2:]),
+              LateGroup("2024-02-26..2024-03-03", "Top ML Papers of the Week (Feb 26-Mar 3)", date(2024, 2, 26),
+                        date(2024, 3, 3), sample_papers(4)[:1]))
+    e = replace(sample_edition(), late=groups)
+    return replace(e, papers=(), late_only=True, title="Added to earlier weeks", first_day=None,
+                   last_day=None) if late_only else e
+
+
+@pytest.mark.parametrize("late_only", [False, True])
+def test_late_section_passes_reference_validator_strict(cfg, tmp_path, late_only):
+    """issue #10: the "Added to earlier weeks" section, and an edition of late papers alone, are valid MJML."""
+    mjml_cli = _reference_mjml()
+    source = tmp_path / "newsletter.mjml"
+    source.write_text(render_mjml(late_edition(late_only), cfg), encoding="utf-8")
+    strict = subprocess.run([mjml_cli, "-r", str(source), "-s", "-c.validationLevel=strict"],
+                            capture_output=True, text=True, timeout=60)
+    assert strict.returncode == 0, strict.stderr
+    html = strict.stdout
+    assert "Added to earlier weeks" in html and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; co" in html
+    assert "No papers this week" not in html
+
+
+def test_late_section_in_the_text_part_is_quoted(cfg):
+    """issue #10: a late week's title and papers are digest text: quoted like the rest, after the week's papers,
+    once each, with their numbers in their own week; an edition of late papers alone has no "No papers"."""
+    text = render_newsletter(late_edition(False), cfg).text
+    lines = text.splitlines()
+    head = lines.index("Added to earlier weeks")
+    assert lines[head + 1] == "=" * len("Added to earlier weeks") and lines.count("Added to earlier weeks") == 1
+    assert lines.index("10. " + sample_papers()[-1].title) < head  # the week's own papers come first
+    assert "== Top ML Papers of the Week (Feb 19-25) <script>alert(1)</script> & co" in lines[head:]
+    assert "1. Sparse Mixtures for Tiny Devices" in lines[head:]
+    alone = render_newsletter(late_edition(True), cfg).text
+    assert "No papers this week" not in alone and "Added to earlier weeks" in alone.splitlines()[0]
+    assert alone.count("== Top ML Papers of the Week") == 2
 
 
 def test_reference_validator_does_reject_bad_mjml(tmp_path):

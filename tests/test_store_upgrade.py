@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from datetime import UTC, date, datetime
 
 import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
 from bot.cli import cli
+from bot.config import load_config
+from bot.publish.pipeline import late_round
 from bot.store import Store, migrations
+from bot.track.parsing import parse_document
+from bot.track.tracker import observe
 
 OLD = FIXTURES / "db" / "main-89dfc70.db"
 
@@ -136,3 +141,33 @@ def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrad
         assert store.week("dair", "2023-02-20..2023-02-26").state == "published"
     finally:
         store.close()
+
+
+def test_late_additions_upgrade_a_database_whose_weeks_went_out_before_them(tmp_path):
+    """issue #10 (m006_late_additions): the new tables and `weeks.late_of` appear; a week published before the
+    upgrade counts as having gone out with the papers it holds at the first publishing round, so nothing of it is
+    late, and a paper added to it afterwards is a late addition."""
+    _copy(tmp_path)
+    cfg = load_config(tmp_path / "paperbot.toml")
+    store = Store.open(cfg.db_path)
+    sent = "2023-02-20..2023-02-26"
+    assert {"paper_keys", "went_out_at", "checked"} <= set(store.db["channel_editions"].columns_dict)
+    assert "late_of" in store.db["weeks"].columns_dict and store.week("dair", sent).late_of is None
+    assert store.db.execute("SELECT week_key, channel, paper_keys, went_out_at IS NOT NULL FROM channel_editions"
+                            ).fetchall() == [(sent, "email", None, 1)]
+    assert store.db["late_additions"].count == 0
+    late_round(cfg, store, datetime(2023, 3, 9, tzinfo=UTC), channels=["email"])
+    assert store.db["late_additions"].count == 0, "what the week held at the upgrade counts as sent"
+    assert json.loads(store.db["channel_editions"].get(("dair", sent, "email"))["paper_keys"])
+
+    digest = (FIXTURES / "db" / "make_db.py").read_text().split('DIGEST = """', 1)[1].split('"""', 1)[0]
+    row = "| 1) **Published Paper** - sent to everyone. | [Paper](https://arxiv.org/abs/2302.00001) |\n"
+    assert row in digest
+    added = "| 2) **Added Later** - after it went out. | [Paper](https://arxiv.org/abs/2302.00002) |\n"
+    later = digest.replace(row, row + added)
+    observe(store, "dair", parse_document(later.encode(), date(2023, 3, 9)), datetime(2023, 3, 9, 9, tzinfo=UTC),
+            "c0ffee03", cfg.publish)
+    late_round(cfg, store, datetime(2023, 3, 9, 10, tzinfo=UTC), channels=["email"])
+    assert store.db.execute("SELECT week_key, channel, json_extract(paper, '$.title') FROM late_additions"
+                            ).fetchall() == [(sent, "email", "Added Later")]
+    store.close()

@@ -24,8 +24,9 @@ from bot.cli.common import _load
 from bot.config import Config
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
-from bot.publish.pipeline import ChannelReport, lock_path, publish_week, ready_weeks
+from bot.publish.pipeline import ChannelReport, late_round, lock_path, publish_week, ready_weeks
 from bot.store import Store, WeekRow
+from bot.track import late
 
 log = logging.getLogger(__name__)
 HISTORY_FAILURES = 20  # per channel, when listing every week
@@ -142,6 +143,9 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
         return
     chosen = [channel] if channel else None
     with _storage_errors(cfg), _existing_store(cfg) as store:
+        if not weeks and not dry_run:  # papers added to weeks already out: found, and sent alone if they waited
+            with _publish_lock(cfg):
+                late_round(cfg, store, datetime.now(UTC), channels=chosen)
         targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
         for w in targets:
             if w.state not in ("ready", "published", "skipped"):
@@ -255,6 +259,14 @@ def preview(ctx: click.Context, week: str, channel: str | None, out: str | None)
                 click.echo(line)
 
 
+def _carried(store: Store, source: str, key: str, channel: str) -> list[dict]:
+    """The papers added to earlier weeks that this edition carries on the channel, by week."""
+    by_week: dict[str, list[str]] = {}
+    for r in late.carried(store, source, key, channel):
+        by_week.setdefault(r.week_key, []).append(r.paper.title)
+    return [{"week": k, "papers": titles} for k, titles in sorted(by_week.items())]
+
+
 def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
     """What went where: one entry per week that has been planned on some channel, newest first."""
     pubs = ledger.publications(store, spec.source if spec else None, spec.key if spec else None)
@@ -274,6 +286,7 @@ def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
             "counts": ledger.counts(store, p.source, p.week_key, p.channel),
             "failures": [{"unit": f["unit"], "state": f["state"], "attempts": f["attempts"],
                           "error": f["last_error"], "at": f["updated_at"]} for f in failures],
+            "late": _carried(store, p.source, p.week_key, p.channel),
         }
     if spec and not weeks:
         weeks[(spec.source, spec.key)] = {"source": spec.source, "week": spec.key, "title": spec.title,
@@ -311,6 +324,8 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
                        + (f", published {c['published_at']}" if c["published_at"] else ""))
             if c["note"]:
                 click.echo(f"    note: {c['note']}")
+            for g in c["late"]:
+                click.echo(f"    carries {len(g['papers'])} paper(s) added to {g['week']}")
             for f in c["failures"]:
                 click.echo(f"    {f['state']:8s} {f['unit']}  ({f['attempts']} tries) {f['error']}")
 

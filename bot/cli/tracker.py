@@ -14,6 +14,7 @@ from bot.config import DEFAULT_TOML, EXPECT_MAX, ConfigError, parse_zone
 from bot.store import Store, iso
 from bot.track.diff import Known, diff_weeks, norm_title
 from bot.track.gitrepo import GitError
+from bot.track.late import LateEvent
 from bot.track.model import week_to_json
 from bot.track.parsing import FORMATS, parse_document
 from bot.track.replay import replay as run_replay
@@ -87,6 +88,11 @@ def _released_json(r: Released) -> dict:
     return {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
 
 
+def _late_json(e: LateEvent) -> dict:
+    return {"event": "late", "week": e.week, "papers": list(e.papers), "carried_in": e.carried_in, "at": iso(e.at),
+            "found_at": iso(e.found_at)}
+
+
 @click.command()
 @click.argument("git_repo", type=click.Path(file_okay=False, exists=True))
 @click.option("--path", default="README.md", show_default=True, help="File to follow in the repository.")
@@ -99,7 +105,8 @@ def _released_json(r: Released) -> dict:
               help="Weeks end at midnight here, as a source's `timezone` (default: learned from the commits).")
 @click.option("--expect-papers", type=click.IntRange(0, EXPECT_MAX), metavar="N",
               help="Papers in a complete week, as a source's `expect_papers` (default: learned).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per week that becomes ready.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON line per week that becomes ready, and per week's late papers carried.")
 @click.pass_context
 def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent: bool, state_dir: str | None,
            stop_after: int | None, until: str | None, zone: str | None, expect_papers: int | None,
@@ -119,10 +126,17 @@ def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent:
             flag = "  (flagged: released unfinished, by max_wait or wait_for_papers)" if r.flagged else ""
             click.echo(f"{iso(r.at)}  {r.key}  {r.papers:3d} papers  {r.title}  @{(r.version or '')[:10]}{flag}")
 
+    def emit_late(e: LateEvent) -> None:
+        if as_json:
+            click.echo(json.dumps(_late_json(e), ensure_ascii=False))
+        else:
+            click.echo(f"{iso(e.at)}  {e.week}  {len(e.papers):3d} late   added to the week after it went out "
+                       f"(first found {iso(e.found_at)}); in {e.carried_in}")
+
     try:
         run_replay(Path(git_repo), path, store, cfg.publish, fmt=fmt, first_parent=first_parent,
                    stop_after=stop_after, until=_parse_time(until, "--until") if until else None, emit=emit,
-                   timezone=tz, expect_papers=expect_papers)
+                   timezone=tz, expect_papers=expect_papers, emit_late=emit_late)
     except GitError as e:  # not a repository, no such path: say what, not a traceback
         raise click.ClickException(str(e)) from e
     finally:

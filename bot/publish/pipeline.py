@@ -25,7 +25,7 @@ from bot import channels as registry
 from bot import locks
 from bot.channels.base import Channel, StorageError, Unit, storage_error
 from bot.config import Config
-from bot.publish import ledger
+from bot.publish import edition, ledger
 from bot.publish.dispatch import RunStats, dispatch
 from bot.store import Store, WeekRow
 
@@ -116,24 +116,30 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         return rep
     if dry_run:
         channel.render(store, week, dry=True)  # fails loudly on a broken template, writes nothing
-        rep.would_send = (len(channel.plan(store, week)) if pub is None or replan else
-                          _open(ledger.counts(store, week.source, week.key, channel.name)))
+        empty = edition.nothing_to_carry(store, week, channel.name)
+        rep.would_send = ((0 if empty else len(channel.plan(store, week))) if pub is None or replan
+                          else _open(ledger.counts(store, week.source, week.key, channel.name)))
         return rep
-    units = channel.plan(store, week)
+    edition.before_render(store, week, channel.name, now)  # late papers to carry; what the edition holds
+    nothing = edition.nothing_to_carry(store, week, channel.name)  # a late-only edition already empty
+    units = [] if nothing else channel.plan(store, week)
     rendition = None
     if pub is None or replan:
         rendition = channel.render(store, week)  # a broken template stops here, before anything is planned
         notes = []
         if replan:
             notes.append(f"tried in the outbox on {_when(pub.planned_at)}; sent for real once {channel.name} was live")
-        if channel.live and not units:
+        if channel.live and not units and not nothing:
             notes.append(f"published to nobody: there were no {channel.audience} when it was planned")
             log.warning("%s: published to nobody: there are no %s", rep.label, channel.audience)
         rep.note = "; ".join(notes) or None
-        rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now, trial=not channel.live,
-                                  note=rep.note)
-        (log.info if rep.planned else log.warning)("%s: planned %d%s", rep.label, rep.planned,
-                                                   "" if channel.live else " (trial: to the outbox)")
+        with store.atomic():  # the edition and the late papers it carries: planned together or not at all
+            rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now, trial=not channel.live,
+                                      note=rep.note)
+            carried = edition.claim(store, week, channel.name)
+        (log.info if rep.planned or week.late_of else log.warning)(
+            "%s: planned %d%s%s", rep.label, rep.planned, "" if channel.live else " (trial: to the outbox)",
+            f"; carries {carried} paper(s) added to earlier weeks" if carried else "")
     wanted = {u.key for u in units}
     for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
         if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
@@ -162,6 +168,7 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
                       rep.stats.stopped)
     rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
     rep.published = rep.done and channel.live
+    edition.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)
     log.info("%s: %s", rep.label, f"not finished: {rep.counts}" if not rep.done else "published" if rep.published
              else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
@@ -276,11 +283,19 @@ def _publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequenc
 
 def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None,
                   progress: Progress | None = None) -> list[ChannelReport]:
-    """Every ready week, oldest first. The caller holds the publish lock."""
+    """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py). The caller holds
+    the publish lock."""
+    late_round(cfg, store, now, channels=channels)
     out: list[ChannelReport] = []
     for week in ready_weeks(store):
         out += publish_week(cfg, store, week, channels=channels, now=now, progress=progress)
     return out
+
+
+def late_round(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None) -> list[WeekRow]:
+    """Find papers added to weeks that went out, and make an edition of those that waited `late_max_wait` for a
+    new week in vain. The caller holds the publish lock."""
+    return edition.late_round(store, list(channels or registry.enabled(cfg)), now, cfg.publish.late_max_wait)
 
 
 def after_poll(cfg: Config, store: Store, now: datetime) -> None:
@@ -288,7 +303,7 @@ def after_poll(cfg: Config, store: Store, now: datetime) -> None:
 
     A full disk (or a read-only state folder) is logged in one line and the daemon goes on: what was not
     written stays open in the ledger, and the round after the next poll sends it."""
-    if not ready_weeks(store):
+    if not ready_weeks(store) and not edition.has_work(store, registry.enabled(cfg), now, cfg.publish.late_max_wait):
         return
     try:
         fd = locks.acquire(lock_path(cfg))

@@ -116,7 +116,7 @@ def observe(store: Store, source: str, doc: Document, at: datetime, version: str
     with store.atomic():
         src = store.ensure_source(source, now=at)
         first_poll = (src.get("polls") or 0) == 0
-        rows = {r.key: r for r in store.weeks(source)}
+        rows = {r.key: r for r in store.weeks(source) if r.late_of is None}  # not the late-only editions
         accumulate = doc.format in ("feed", "notes")
         weeks = _editions(store, source, doc, at, rows) if accumulate else list(doc.weeks)
         result: DiffResult = diff_weeks(_known(list(rows.values())), store.aliases(source), weeks)

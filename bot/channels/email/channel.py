@@ -151,7 +151,7 @@ class EmailChannel:
 
     def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> EmailRendition:
         e = self.cfg.email
-        edition = edition_from_store(store, week.source, week.key)
+        edition = edition_from_store(store, week.source, week.key, self.name)
         email = render_newsletter(edition, self.cfg)
         try:
             template = build_template(sender=e.sender, subject=email.subject, date=self.clock(),

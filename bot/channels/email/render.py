@@ -14,7 +14,6 @@ import logging
 import os
 import textwrap
 from dataclasses import dataclass
-from datetime import date
 from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
@@ -25,8 +24,10 @@ import mjml
 
 from bot.channels.email.subscribers import InvalidAddress, normalize_address
 from bot.config import Config
+from bot.publish.edition import Edition
+from bot.publish.edition import edition_from_store as edition_from_store  # where the channels have found it
 from bot.publish.safetext import clean, date_range, format_subject, keep_lines, safe_url
-from bot.store import Store
+from bot.track.late import TITLE as LATE_TITLE
 from bot.track.model import Paper
 
 log = logging.getLogger(__name__)
@@ -46,31 +47,12 @@ class RenderError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class Edition:
-    source: str
-    key: str
-    title: str
-    first_day: date | None
-    last_day: date | None
-    papers: tuple[Paper, ...]
-
-
-@dataclass(frozen=True)
 class RenderedEmail:
     subject: str
     html: str
     text: str
     preheader: str
     size_warning: str | None
-
-
-def edition_from_store(store: Store, source: str, key: str) -> Edition:
-    """The stored week `source`/`key` and its papers; KeyError if there is no such week."""
-    week = store.week(source, key)
-    if week is None:
-        raise KeyError(f"no week {key!r} in source {source!r}")
-    papers = tuple(p for _, p in store.papers(source, key))
-    return Edition(source, key, week.title, week.first_day, week.last_day, papers)
 
 
 def edition_url(cfg: Config, source: str, key: str) -> str:
@@ -133,6 +115,10 @@ def _paper_view(p: Paper) -> dict:
 
 
 def _preheader(edition: Edition) -> str:
+    if edition.late_only:
+        n = edition.late_papers
+        titles = "; ".join(clean(p.title, max_len=80) for g in edition.late for p in g.papers[:3])
+        return clean(f"{n} paper{'s' if n != 1 else ''} added to earlier weeks: {titles}", max_len=150)
     n = len(edition.papers)
     titles = "; ".join(clean(p.title, max_len=80) for p in edition.papers[:3])
     return clean(f"{n} paper{'s' if n != 1 else ''} this week: {titles}" if n else "This week's papers",
@@ -157,6 +143,9 @@ def _context(edition: Edition, cfg: Config, *, web: bool) -> dict:
         "title": clean(edition.title) or edition.key, "key": edition.key, "source": edition.source,
         "dates": date_range(edition.first_day, edition.last_day), "preheader": _preheader(edition),
         "papers": [_paper_view(p) for p in edition.papers], "web": web,
+        "late": [{"title": clean(g.title) or g.key, "key": g.key, "dates": date_range(g.first_day, g.last_day),
+                  "papers": [_paper_view(p) for p in g.papers]} for g in edition.late],
+        "late_only": edition.late_only, "late_title": LATE_TITLE,
         "view_url": edition_url(cfg, edition.source, edition.key),
         "unsubscribe_url": None if web else UNSUBSCRIBE_PLACEHOLDER,
         "sender_name": _sender_name(cfg), "contact": clean(cfg.email.contact), "list_id": cfg.email.list_id,
@@ -195,7 +184,7 @@ def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None 
     html_part = _to_html(_render(HTML_TEMPLATE, ctx, dirs, autoescape=True))
     text_part = _render(TEXT_TEMPLATE, ctx, dirs, autoescape=False)
     fields = {"title": ctx["title"], "key": edition.key, "source": edition.source, "dates": ctx["dates"],
-              "papers": len(edition.papers)}
+              "papers": edition.late_papers if edition.late_only else len(edition.papers)}
     subject = format_subject(cfg.email.subject, fields, ctx["title"])
     size = len(html_part.encode("utf-8"))
     warning = None
