@@ -354,7 +354,8 @@ def _set_cookie(request: web.Request, resp: web.StreamResponse, cookie: str) -> 
 async def _render(request: web.Request, template: str, title: str, status: int = 200, **ctx: Any) -> web.Response:
     """A page from templates/web/, rendered on the render threads, with a CSRF token for its forms."""
     cookie, fresh = _csrf_cookie(request)
-    full = {"site": request.app[SITE], "page_title": title, "csrf": csrf_token(request.app[KEY], cookie), **ctx}
+    full = {"site": request.app[SITE], "page_title": title, "csrf": csrf_token(request.app[KEY], cookie),
+            "paragraphs": [], "form": None, "subscribe": False, **ctx}
     pages = request.app[PAGES]
     body = await asyncio.get_running_loop().run_in_executor(request.app[EDITIONS].pool, pages.render, template, full)
     resp = web.Response(body=body, status=status, content_type="text/html", charset="utf-8",
