@@ -86,3 +86,23 @@ def test_versions_gain_their_commit_offset_empty_for_the_old_rows(tmp_path):
     run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "weeks", "--json"], obj={})
     assert run.exit_code == 0, run.output
     assert {(w["timezone"], w["timezone_from"]) for w in json.loads(run.stdout)} == {("UTC", "default")}
+
+
+def test_the_reader_web_tables_exist_after_the_upgrade_and_search_covers_old_papers(tmp_path):
+    """issue #13 (m008_reader_web): subscribers gain an empty `ref`, `confirmations` exists, and the papers
+    already stored are in the full-text index (kept current by triggers from then on)."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        assert "ref" in {r[1] for r in con.execute("PRAGMA table_info(subscribers)")}
+        assert con.execute("SELECT count(*) FROM subscribers WHERE ref IS NOT NULL").fetchone()[0] == 0
+        assert {r[1] for r in con.execute("PRAGMA table_info(confirmations)")} >= {"nonce", "address", "expires_at",
+                                                                                   "used_at"}
+        papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
+        assert papers and con.execute("SELECT count(*) FROM papers_fts").fetchone()[0] == papers
+        title = con.execute("SELECT title FROM papers LIMIT 1").fetchone()[0]
+        word = next(w for w in title.split() if w.isalpha())
+        assert con.execute("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", [f'"{word}"']).fetchone()[0]
+    finally:
+        con.close()
