@@ -7,6 +7,7 @@ Secrets never live here: they come from environment variables only.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -174,6 +175,12 @@ class WebSettings:
     base_url: str = "http://localhost:8080"
     listen: str = "127.0.0.1:8080"
     header_timeout: float = 10.0  # seconds a client has to send its request headers (and a POST its body)
+    title: str = "ML Papers of the Week"
+    description: str = "The week's most talked-about machine-learning papers, once a week by email."
+    confirm_ttl: float = 48 * 3600.0  # seconds a confirmation link works
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    subscribe_limit: tuple[int, float] = (5, 600.0)  # subscribe attempts per client per window (seconds)
+    confirm_per_day: int = 3  # confirmation emails per address per 24 hours
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -250,7 +257,10 @@ timezone = "America/New_York"
 
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
-_WEB_KEYS = {"base_url", "listen", "header_timeout"}
+_WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
+             "subscribe_limit", "confirm_per_day"}
+_LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
+CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", *SOURCE_KINDS}
@@ -391,7 +401,36 @@ def _parse_web(w: object, f: str) -> WebSettings:
     header_timeout = parse_duration(w.get("header_timeout", "10s"), f"{f}: web.header_timeout").total_seconds()
     if not 1 <= header_timeout <= 3600:
         raise ConfigError(f"{f}: web.header_timeout: must be from 1s to 1h")
-    return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout)
+    title = _line(w.get("title", d.title), f"{f}: web.title").strip()
+    if not title or len(title) > 200:
+        raise ConfigError(f"{f}: web.title: must be 1 to 200 characters")
+    description = _line(w.get("description", d.description), f"{f}: web.description").strip()
+    if len(description) > 500:
+        raise ConfigError(f"{f}: web.description: must be at most 500 characters")
+    confirm_ttl = parse_duration(w.get("confirm_ttl", "48h"), f"{f}: web.confirm_ttl",
+                                 (60, 30 * 86400)).total_seconds()
+    proxies = w.get("trusted_proxies", [])
+    if not isinstance(proxies, list):
+        raise ConfigError(f"{f}: web.trusted_proxies: must be a list of IP addresses or networks, "
+                          'e.g. ["127.0.0.1", "10.0.0.0/8"]')
+    networks = []
+    for p in proxies:
+        try:
+            networks.append(ipaddress.ip_network(p.strip(), strict=False))
+        except (ValueError, AttributeError):
+            raise ConfigError(f"{f}: web.trusted_proxies: {_short(p)} is not an IP address or network "
+                              "(e.g. 10.0.0.0/8)") from None
+    limit = w.get("subscribe_limit", "5/10m")
+    m = _LIMIT.fullmatch(limit) if isinstance(limit, str) else None
+    if m is None or not 1 <= int(m.group(1)) <= 10_000:
+        raise ConfigError(f"{f}: web.subscribe_limit: {_short(limit)} must be attempts per time, from 1 to "
+                          '10000 per 1s to 1d, e.g. "5/10m"')
+    window = parse_duration(m.group(2), f"{f}: web.subscribe_limit", (1, 86400)).total_seconds()
+    per_day = _whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
+                     CONFIRM_PER_DAY_MAX)
+    return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout, title=title,
+                       description=description, confirm_ttl=confirm_ttl, trusted_proxies=tuple(networks),
+                       subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day)
 
 
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")

@@ -182,6 +182,26 @@ def m007_trial_deliveries(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_deliveries_week ON deliveries (source, week_key, channel)")
 
 
+@migrations()
+def m008_reader_web(db: sqlite_utils.Database) -> None:
+    """The reader's web (issue #13): an opaque `ref` per subscriber for links that name no address (filled
+    by the web app from the signing key, NULL until then), single-use confirmation nonces for double opt-in,
+    and a full-text index over the papers kept current by triggers (bot/web/reader.py searches it)."""
+    db["subscribers"].add_column("ref", str)
+    db.execute("CREATE UNIQUE INDEX idx_subscribers_ref ON subscribers (ref)")
+    db.execute("""
+        CREATE TABLE confirmations (
+            nonce TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            used_at TEXT
+        )""")
+    db.execute("CREATE INDEX idx_confirmations_address ON confirmations (address, created_at)")
+    db["papers"].enable_fts(["title", "summary", "authors"], create_triggers=True,
+                            tokenize="unicode61 remove_diacritics 2")
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 

@@ -171,3 +171,23 @@ def test_late_additions_upgrade_a_database_whose_weeks_went_out_before_them(tmp_
     assert store.db.execute("SELECT week_key, channel, json_extract(paper, '$.title') FROM late_additions"
                             ).fetchall() == [(sent, "email", "Added Later")]
     store.close()
+
+
+def test_the_reader_web_tables_exist_after_the_upgrade_and_search_covers_old_papers(tmp_path):
+    """issue #13 (m008_reader_web): subscribers gain an empty `ref`, `confirmations` exists, and the papers
+    already stored are in the full-text index (kept current by triggers from then on)."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        assert "ref" in {r[1] for r in con.execute("PRAGMA table_info(subscribers)")}
+        assert con.execute("SELECT count(*) FROM subscribers WHERE ref IS NOT NULL").fetchone()[0] == 0
+        assert {r[1] for r in con.execute("PRAGMA table_info(confirmations)")} >= {"nonce", "address", "expires_at",
+                                                                                   "used_at"}
+        papers = con.execute("SELECT count(*) FROM papers").fetchone()[0]
+        assert papers and con.execute("SELECT count(*) FROM papers_fts").fetchone()[0] == papers
+        title = con.execute("SELECT title FROM papers LIMIT 1").fetchone()[0]
+        word = next(w for w in title.split() if w.isalpha())
+        assert con.execute("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", [f'"{word}"']).fetchone()[0]
+    finally:
+        con.close()

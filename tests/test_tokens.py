@@ -13,9 +13,14 @@ from bot.channels.email.tokens import (
     ENV_KEY,
     KEY_FILE,
     SecretKeyError,
+    confirm_token,
+    legacy_unsubscribe_token,
     load_secret_key,
+    subscriber_ref,
     unsubscribe_token,
     unsubscribe_url,
+    verify_confirm,
+    verify_ref,
     verify_token,
 )
 
@@ -30,23 +35,23 @@ def _b64(s: str) -> str:
 @pytest.mark.parametrize("address", ["reader@example.org", "o'hara&co+tag@example.co.uk",
                                      "a@xn--bcher-kva.example"])
 def test_round_trip_and_url_safe(address):
-    token = unsubscribe_token(KEY, address)
+    token = legacy_unsubscribe_token(KEY, address)
     assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
     mac = token.split(".")[1]
     assert len(base64.urlsafe_b64decode(mac + "==")) * 8 >= 128
     assert verify_token(KEY, token) == address
-    assert unsubscribe_token(KEY, address) == token  # deterministic: the same link in every email
+    assert legacy_unsubscribe_token(KEY, address) == token  # deterministic: the same link in every email
 
 
 def test_forged_and_altered_tokens_fail():
-    token = unsubscribe_token(KEY, "victim@example.org")
+    token = legacy_unsubscribe_token(KEY, "victim@example.org")
     payload, mac = token.split(".")
     assert verify_token(OTHER, token) is None  # another key
     assert verify_token(KEY, f"{_b64('other@example.org')}.{mac}") is None  # someone else's address, old MAC
     flipped = mac[:-1] + ("A" if mac[-1] != "A" else "B")
     assert verify_token(KEY, f"{payload}.{flipped}") is None
     # a token made with another key for the attacker's chosen address
-    assert verify_token(KEY, unsubscribe_token(OTHER, "victim@example.org")) is None
+    assert verify_token(KEY, legacy_unsubscribe_token(OTHER, "victim@example.org")) is None
 
 
 @pytest.mark.parametrize("bad", [
@@ -60,7 +65,7 @@ def test_malformed_tokens_are_none(bad):
 
 
 def test_non_canonical_base64_spelling_is_refused():
-    token = unsubscribe_token(KEY, "ab@example.org")
+    token = legacy_unsubscribe_token(KEY, "ab@example.org")
     payload, mac = token.split(".")
     # "ab@example.org" is 14 bytes: the last base64 character carries 2 unused bits that decoding ignores
     last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -72,7 +77,7 @@ def test_non_canonical_base64_spelling_is_refused():
 def test_a_token_with_a_trailing_newline_is_refused():
     """issue #8: `$` matched before a trailing newline, so a valid token + "\n" (a link ending in %0A) was a
     second accepted spelling of it. Only the exact token is genuine."""
-    token = unsubscribe_token(KEY, "victim@example.org")
+    token = legacy_unsubscribe_token(KEY, "victim@example.org")
     assert verify_token(KEY, token) == "victim@example.org"
     for variant in (token + "\n", token + "\r\n", "\n" + token, token + " "):
         assert verify_token(KEY, variant) is None
@@ -113,3 +118,33 @@ def test_key_file_generated_once_private_and_never_logged(tmp_path, monkeypatch,
     path.write_text("short\n")
     with pytest.raises(SecretKeyError, match="delete the file"):
         load_secret_key(state)
+
+
+def test_new_links_carry_an_opaque_ref_not_the_address():
+    """issue #13: the token new mail carries names no address (not even base64-encoded), is the same in every
+    email, verifies to the subscriber's ref, and a forged or altered one does not."""
+    address = "reader@example.org"
+    token = unsubscribe_token(KEY, address)
+    assert token == unsubscribe_token(KEY, address)
+    assert "reader" not in token and _b64(address)[:8] not in token and "@" not in token
+    assert verify_ref(KEY, token) == subscriber_ref(KEY, address)
+    assert verify_ref(OTHER, token) is None
+    assert verify_ref(KEY, token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert verify_token(KEY, token) is None  # never mistaken for the old form
+    assert subscriber_ref(KEY, address) != subscriber_ref(OTHER, address)
+
+
+def test_old_links_still_verify():
+    """issue #13: links mailed before carry the address; they keep working."""
+    old = legacy_unsubscribe_token(KEY, "reader@example.org")
+    assert verify_token(KEY, old) == "reader@example.org"
+    assert verify_ref(KEY, old) is None
+
+
+def test_confirmation_tokens_are_signed():
+    """issue #13: a confirmation link's nonce is signed; anything altered or made with another key fails."""
+    token = confirm_token(KEY, "n" * 22)
+    assert verify_confirm(KEY, token) == "n" * 22
+    assert verify_confirm(OTHER, token) is None
+    assert verify_confirm(KEY, confirm_token(KEY, "m" * 22).replace("m" * 22, "n" * 22)) is None
+    assert verify_confirm(KEY, token + "\n") is None

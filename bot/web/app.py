@@ -1,29 +1,42 @@
-"""The small public web app: unsubscribe links and the "view in browser" copy of each edition.
+"""The public web app: the reader's pages (home, subscribe with double opt-in, archive, search, feed),
+unsubscribe links and the "view in browser" copy of each edition.
 
-A GET never changes anything (mail scanners follow links): the unsubscribe link shows one confirm button,
-whose POST unsubscribes. Mail providers' RFC 8058 one-click POST (`List-Unsubscribe=One-Click`) unsubscribes
-at once and gets a tiny 200. Tokens carry the address and an HMAC (channels/email/tokens.py); a forged one
-changes nothing and gets a 400 page.
+Every form carries a CSRF token matching a cookie (double submit, HMAC-signed); subscribe attempts are
+limited per client (`[web] subscribe_limit`; X-Forwarded-For is read only from `trusted_proxies`) and
+confirmation emails per address (`confirm_per_day`). The subscribe answer is the same whatever the address's
+state, and links carry opaque ids, so nothing shows who is subscribed (issue #13).
+
+A GET never changes anything (mail scanners follow links): the unsubscribe and confirmation links show one
+button, whose POST acts. Mail providers' RFC 8058 one-click POST (`List-Unsubscribe=One-Click`) unsubscribes
+at once and gets a tiny 200. Tokens carry an opaque id and an HMAC (channels/email/tokens.py; old links with
+the address still work); a forged one changes nothing and gets a 400 page.
 
 The event loop only parses requests and writes answers: SQLite and rendering run in worker threads (each with
 its own connection), so a database held by a long poll never stalls the server. A page read waits at most
 `READ_BUSY` for a lock and then answers 503 with Retry-After. An unsubscribe is never lost: if the write lock
 does not come within `WRITE_WAIT`, it is appended (fsynced) to a journal in the state folder and applied as
-soon as the lock frees, and again at start. Only released editions are public (see `_released`).
+soon as the lock frees, and again at start. Only released editions are public (see `_released`); the
+archive, feed and search show the published ones (bot/web/reader.py, `published_filter`). Emails
+(confirmation, welcome) are built and sent on a thread of their own, after the answer, so the answer's
+timing does not depend on the address either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import ipaddress
 import logging
 import re
+import secrets
 import signal
 import sqlite3
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from http import HTTPStatus
 from pathlib import Path
@@ -32,11 +45,24 @@ from typing import Any
 import sqlite_utils
 from aiohttp import web
 
-from bot.channels.email import subscribers
+from bot.channels.email import subscribers, transactional
 from bot.channels.email.render import edition_from_store, edition_path, render_web_edition
-from bot.channels.email.tokens import load_secret_key, verify_token
+from bot.channels.email.tokens import (
+    confirm_token,
+    csrf_token,
+    load_secret_key,
+    new_nonce,
+    subscriber_ref,
+    unsubscribe_token,
+    unsubscribe_url,
+    verify_confirm,
+    verify_ref,
+    verify_token,
+)
 from bot.config import Config
+from bot.publish.safetext import clean
 from bot.store import Store
+from bot.web import reader
 
 log = logging.getLogger(__name__)
 
@@ -50,23 +76,24 @@ CACHE_SIZE = 16  # rendered editions kept in memory
 KEY = web.AppKey("key", bytes)
 CONFIG = web.AppKey("config", Config)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+CSRF_COOKIE = "paperbot_csrf"
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src https: data:; "
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self' data:; "
                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "Referrer-Policy": "no-referrer",  # the token is in the URL: never pass it on
     "X-Content-Type-Options": "nosniff",
 }
 SERVER = "paperbot"  # not aiohttp's "Python/3.x aiohttp/3.y"
-_STYLE = ("body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:34rem;"
-          "margin:3rem auto;padding:0 1rem;color:#1f2933;line-height:1.5;overflow-wrap:anywhere}"
-          "button{font:inherit;padding:.6rem 1.2rem;border:0;border-radius:4px;background:#12263a;color:#fff;"
-          "cursor:pointer}")
 _ERRORS = {
     400: ("Bad request", "This request could not be read."),
     404: ("Not found", "There is nothing at this address."),
     405: ("Not allowed", "This address does not take that kind of request."),
     408: ("Too slow", "The request did not arrive in time. Please try again."),
+    403: ("Form expired", "This form is out of date or was not sent from our page, so nothing was changed. "
+                          "Reload the page and try again."),
     413: ("Too large", "This request is larger than this site accepts."),
+    429: ("Too many attempts", "Too many attempts from your network in a short time. Please wait a few "
+                               "minutes and try again."),
     500: ("Something went wrong", "The page could not be made. Please try again later."),
     503: ("Busy", "The site is busy for a moment. Please try again in a few seconds."),
 }
@@ -76,8 +103,8 @@ def page(title: str, body_html: str, status: int = 200) -> web.Response:
     """A small HTML page. `title` is escaped here; `body_html` must be built from escaped parts."""
     text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-            f"<body><h1>{escape(title)}</h1>{body_html}</body></html>")
+            f'<title>{escape(title)}</title><link rel="stylesheet" href="/static/site.css"></head>'
+            f'<body><main id="main"><h1>{escape(title)}</h1>{body_html}</main></body></html>')
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8",
                         headers={**_HEADERS, "Cache-Control": "no-store", "Server": SERVER})
 
@@ -88,6 +115,12 @@ def error_page(status: int) -> web.Response:
     resp = page(title, f"<p>{escape(text)}</p>", status=status)
     if status == 503:
         resp.headers["Retry-After"] = RETRY_AFTER
+    return resp
+
+
+def _too_many(retry_after: float) -> web.Response:
+    resp = error_page(429)
+    resp.headers["Retry-After"] = str(max(1, int(retry_after + 0.999)))
     return resp
 
 
@@ -158,30 +191,47 @@ def _queued(journal: Path) -> bool:
         return False
 
 
-def _unsubscribe(store: Store, journal: Path, address: str, origin: str, now: datetime) -> bool:
-    """Unsubscribe now, or queue it in the journal if the lock does not come within WRITE_WAIT (or the
-    database fails). True if queued.
+def _address_for(store: Store, key: bytes, ref: str) -> str | None:
+    """The address behind a link's opaque ref, filling the refs of addresses added since (by the CLI)."""
+    address = subscribers.address_for_ref(store, ref)
+    if address is None and subscribers.fill_refs(store, lambda a: subscriber_ref(key, a)):
+        address = subscribers.address_for_ref(store, ref)
+    return address
+
+
+def _unsubscribe(store: Store, journal: Path, who: tuple[str, str], origin: str, now: datetime,
+                 key: bytes = b"") -> bool:
+    """Unsubscribe `who` (("address", a) from an old link, ("ref", r) from a new one) now, or queue it in the
+    journal if the lock does not come within WRITE_WAIT (or the database fails). True if queued.
 
     Earlier queued requests go first, so the journal keeps the order the requests came in."""
+    kind, value = who
     try:
         if _queued(journal):
             _busy_timeout(store, APPLY_BUSY)
+            if key:
+                subscribers.fill_refs(store, lambda a: subscriber_ref(key, a))
             subscribers.apply_queued(store, journal)
         _busy_timeout(store, WRITE_WAIT)
-        subscribers.unsubscribe(store, address, now=now, origin=origin)
+        address = value if kind == "address" else _address_for(store, key, value)
+        if address is not None:  # None: an address erased since; there is nothing to stop
+            subscribers.unsubscribe(store, address, now=now, origin=origin)
         return False
     except sqlite3.Error as e:  # locked, or worse: the reader asked, so keep the request until it can be done
-        subscribers.queue_unsubscribe(journal, address, now=now, origin=origin)
+        subscribers.queue_unsubscribe(journal, value if kind == "address" else "", now=now, origin=origin,
+                                      ref=value if kind == "ref" else None)
         (log.warning if isinstance(e, sqlite3.OperationalError) and _is_busy(e) else log.error)(
             "database: %s; an unsubscribe via %s is queued in %s and applied as soon as it can be", e, origin,
             journal)
         return True
 
 
-def _apply_journal(store: Store, journal: Path) -> int:
+def _apply_journal(store: Store, journal: Path, key: bytes = b"") -> int:
     if not _queued(journal):
         return 0
     _busy_timeout(store, APPLY_BUSY)
+    if key:  # a queued new-form link names a ref: map every address to its ref first
+        subscribers.fill_refs(store, lambda a: subscriber_ref(key, a))
     return subscribers.apply_queued(store, journal)
 
 
@@ -193,7 +243,7 @@ async def _drain_journal(app: web.Application) -> None:
         problem = ""
         try:
             if await asyncio.to_thread(_queued, db.journal):  # no connection is opened for an empty journal
-                await db.write(_apply_journal, db.journal)
+                await db.write(_apply_journal, db.journal, app[KEY])
         except sqlite3.Error as e:
             problem = "" if isinstance(e, sqlite3.OperationalError) and _is_busy(e) else f"database: {e}"
         except OSError as e:
@@ -204,49 +254,333 @@ async def _drain_journal(app: web.Application) -> None:
         await asyncio.sleep(APPLY_EVERY)
 
 
+def _who(key: bytes, token: str) -> tuple[str, str] | None:
+    """("ref", r) for a new-form link, ("address", a) for one mailed before issue #13; None if forged."""
+    ref = verify_ref(key, token)
+    if ref is not None:
+        return "ref", ref
+    address = verify_token(key, token)
+    return ("address", address) if address is not None else None
+
+
 async def unsubscribe_form(request: web.Request) -> web.Response:
-    address = verify_token(request.app[KEY], request.match_info["token"])
-    if address is None:
+    if _who(request.app[KEY], request.match_info["token"]) is None:
         return _bad_token()
-    return page("Unsubscribe", f"<p>Stop sending the newsletter to <strong>{escape(address)}</strong>?</p>"
-                '<form method="post"><button type="submit">Unsubscribe</button></form>'
-                "<p>Nothing changes until you press the button.</p>")
+    site = request.app[SITE]
+    return await _render(request, "web/message.html", "Unsubscribe", paragraphs=[
+        f"Stop sending {site['title']} to the address this link was emailed to?"],
+        form={"action": request.path, "button": "Unsubscribe"})
 
 
-async def _record_unsubscribe(db: Db, address: str, origin: str) -> bool:
-    """Unsubscribe `address` now or queue it; True if queued. OSError if neither can be done."""
+async def _record_unsubscribe(db: Db, who: tuple[str, str], origin: str, key: bytes) -> bool:
+    """Unsubscribe `who` now or queue it; True if queued. OSError if neither can be done."""
     now = datetime.now(UTC)
     try:
-        return await db.write(_unsubscribe, db.journal, address, origin, now)
+        return await db.write(_unsubscribe, db.journal, who, origin, now, key)
     except sqlite3.Error as e:  # not even a connection: queue it all the same
         log.error("database: %s; an unsubscribe via %s is queued in %s", e, origin, db.journal)
-        await asyncio.to_thread(subscribers.queue_unsubscribe, db.journal, address, now=now, origin=origin)
+        kind, value = who
+        await asyncio.to_thread(subscribers.queue_unsubscribe, db.journal, value if kind == "address" else "",
+                                now=now, origin=origin, ref=value if kind == "ref" else None)
         return True
 
 
-async def unsubscribe(request: web.Request) -> web.StreamResponse:
-    address = verify_token(request.app[KEY], request.match_info["token"])
-    if address is None:
-        return _bad_token()
+async def _read_form(request: web.Request) -> Any:
+    """The POSTed form, or None if it did not arrive within `[web] header_timeout`."""
     try:
         async with asyncio.timeout(request.app[CONFIG].web.header_timeout):
-            form = await request.post()
+            return await request.post()
     except TimeoutError:
-        resp = error_page(408)
-        resp.force_close()
-        return resp
-    one_click = form.get("List-Unsubscribe") == "One-Click"
+        return None
+
+
+def _slow() -> web.Response:
+    resp = error_page(408)
+    resp.force_close()
+    return resp
+
+
+async def unsubscribe(request: web.Request) -> web.StreamResponse:
+    key = request.app[KEY]
+    who = _who(key, request.match_info["token"])
+    if who is None:
+        return _bad_token()
+    form = await _read_form(request)
+    if form is None:
+        return _slow()
+    one_click = form.get("List-Unsubscribe") == "One-Click"  # RFC 8058: the mail provider posts, no cookie
+    if not one_click and not _csrf_ok(request, form):
+        return error_page(403)
     origin = "web:one-click" if one_click else "web"
     try:
-        queued = await _record_unsubscribe(request.app[DB], address, origin)
+        queued = await _record_unsubscribe(request.app[DB], who, origin, key)
     except OSError as e:  # the database unusable and the journal not writable (a full disk): ask to come back
         log.error("an unsubscribe via %s could not be recorded: %s", origin, e.strerror or e)
         return error_page(503)
     if one_click:
         return web.Response(text="unsubscribe queued\n" if queued else "unsubscribed\n", status=202 if queued
                             else 200, headers={**_HEADERS, "Server": SERVER})
-    return page("You are unsubscribed", f"<p><strong>{escape(address)}</strong> will get no more newsletters "
-                "from us.</p><p>Changed your mind? Ask the list's contact to add you again.</p>")
+    site = request.app[SITE]
+    contact = f" To reach us, write to {site['contact']}." if site["contact"] else ""
+    return await _render(request, "web/message.html", "You are unsubscribed", paragraphs=[
+        f"That address will get no more emails from {site['title']}.",
+        "Changed your mind? Subscribe again below; we will ask you to confirm." + contact], subscribe=True)
+
+
+# -- the reader's pages ---------------------------------------------------------------------------------
+
+def _csrf_cookie(request: web.Request) -> tuple[str, bool]:
+    """The browser's CSRF cookie, or a new one (True: set it on the answer)."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    if 20 <= len(cookie) <= 64 and cookie.replace("-", "").replace("_", "").isalnum():
+        return cookie, False
+    return secrets.token_urlsafe(24), True
+
+
+def _csrf_ok(request: web.Request, form: Any) -> bool:
+    """The form's `csrf` field is the signature of the cookie this browser holds (an attacker's page can
+    neither read our cookie nor make the signature)."""
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    field = form.get("csrf", "")
+    return bool(cookie) and isinstance(field, str) and hmac.compare_digest(
+        field.encode(), csrf_token(request.app[KEY], cookie).encode())
+
+
+def _set_cookie(request: web.Request, resp: web.StreamResponse, cookie: str) -> None:
+    resp.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="Lax", path="/",
+                    secure=request.app[CONFIG].web.base_url.startswith("https:"))
+
+
+async def _render(request: web.Request, template: str, title: str, status: int = 200, **ctx: Any) -> web.Response:
+    """A page from templates/web/, rendered on the render threads, with a CSRF token for its forms."""
+    cookie, fresh = _csrf_cookie(request)
+    full = {"site": request.app[SITE], "page_title": title, "csrf": csrf_token(request.app[KEY], cookie),
+            "paragraphs": [], "form": None, "subscribe": False, **ctx}
+    pages = request.app[PAGES]
+    body = await asyncio.get_running_loop().run_in_executor(request.app[EDITIONS].pool, pages.render, template, full)
+    resp = web.Response(body=body, status=status, content_type="text/html", charset="utf-8",
+                        headers={**_HEADERS, "Cache-Control": "no-store", "Server": SERVER})
+    if fresh:
+        _set_cookie(request, resp, cookie)
+    return resp
+
+
+class ClientLimiter:
+    """At most `limit` attempts per client address in any `window` seconds (a sliding window in memory)."""
+
+    def __init__(self, limit: int, window: float, max_clients: int = 100_000):
+        self.limit, self.window, self.max_clients = limit, window, max_clients
+        self.hits: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def check(self, client: str, now: float | None = None) -> float:
+        """0 if this attempt is allowed (and counted), else the seconds until the next one would be."""
+        now = time.monotonic() if now is None else now
+        q = self.hits.get(client)
+        if q is None:
+            q = self.hits[client] = deque()
+            while len(self.hits) > self.max_clients:
+                self.hits.popitem(last=False)
+        self.hits.move_to_end(client)
+        while q and q[0] <= now - self.window:
+            q.popleft()
+        if len(q) >= self.limit:
+            return q[0] + self.window - now
+        q.append(now)
+        return 0.0
+
+
+def client_address(request: web.Request, trusted: tuple) -> str:
+    """The client's IP: the peer's, or, when the peer is a trusted proxy, the right-most X-Forwarded-For
+    entry that is not itself a trusted proxy (entries further left are the client's own claims)."""
+    peer = request.remote or "?"
+
+    def is_trusted(ip: str) -> bool:
+        try:
+            addr = ipaddress.ip_address(ip.strip().strip("[]"))
+        except ValueError:
+            return False
+        return any(addr in net for net in trusted)
+
+    if not trusted or not is_trusted(peer):
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop.strip("[]")))
+            except ValueError:
+                return peer  # garbage from a proxy we trust: count it against the proxy
+    return peer
+
+
+async def home(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    found = await request.app[DB].read(reader.latest, cfg)
+    latest = None
+    if found is not None:
+        row, edition = found
+        latest = {"url": row.url, "title": row.title, "dates": row.dates, "n": row.n,
+                  "papers": [{"title": clean(p.title) or "(untitled)", "summary": clean(p.summary)}
+                             for p in edition.papers]}
+    return await _render(request, "web/index.html", cfg.web.title, latest=latest)
+
+
+def _page_number(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        raise web.HTTPNotFound()
+    return int(raw)
+
+
+async def archive(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    number = _page_number(request)
+    rows, pages = await request.app[DB].read(reader.editions, cfg, number)
+    if number > pages:
+        raise web.HTTPNotFound()
+    return await _render(request, "web/editions.html", "Every edition", editions=rows, page=number, pages=pages,
+                         newer=f"/editions/?page={number - 1}" if number > 1 else None,
+                         older=f"/editions/?page={number + 1}" if number < pages else None)
+
+
+async def search_page(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    q = request.query.get("q", "")[:reader.MAX_QUERY].strip()
+    total, hits = (await request.app[DB].read(reader.search, cfg, q)) if q else (0, [])
+    return await _render(request, "web/search.html", f"Search: {q}" if q else "Search", q=q, total=total, hits=hits)
+
+
+async def feed(request: web.Request) -> web.Response:
+    body = await request.app[DB].read(reader.feed, request.app[CONFIG], request.app[PAGES])
+    return web.Response(body=body, content_type="application/atom+xml", charset="utf-8",
+                        headers={**_HEADERS, "Cache-Control": "max-age=300", "Server": SERVER})
+
+
+async def stylesheet(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[CSS], content_type="text/css", charset="utf-8",
+                        headers={**_HEADERS, "Cache-Control": "max-age=3600", "Server": SERVER})
+
+
+def _spawn(request: web.Request, fn: Callable[..., Any], *args: Any) -> None:
+    """Run `fn(*args)` on the mail thread after the answer; errors are logged, never shown."""
+    app = request.app
+    fut = asyncio.get_running_loop().run_in_executor(app[MAIL], fn, *args)
+    app[TASKS].add(fut)
+    fut.add_done_callback(app[TASKS].discard)
+
+
+def _send_confirmation(cfg: Config, key: bytes, address: str, nonce: str) -> None:
+    now = datetime.now(UTC)
+    url = f"{cfg.web.base_url}/confirm/{confirm_token(key, nonce)}"
+    try:
+        transactional.send(cfg, transactional.confirmation(cfg, address, url, now), now)
+        log.info("sent a confirmation email")
+    except Exception as e:  # SMTP down, a template error: logged for the operator; the reader can try again
+        log.error("could not send a confirmation email: %s", e)
+
+
+def _send_welcome(cfg: Config, key: bytes, address: str, edition: Any) -> None:
+    now = datetime.now(UTC)
+    try:
+        url = unsubscribe_url(cfg.web.base_url, unsubscribe_token(key, address))
+        transactional.send(cfg, transactional.welcome(cfg, address, edition, url, now), now)
+        log.info("sent a welcome email")
+    except Exception as e:
+        log.error("could not send a welcome email: %s", e)
+
+
+def _subscribe(store: Store, address: str, now: datetime, cfg: Config, nonce: str) -> bool:
+    return subscribers.request_confirmation(store, address, now=now, ttl=timedelta(seconds=cfg.web.confirm_ttl),
+                                            per_day=cfg.web.confirm_per_day, nonce=nonce)
+
+
+async def subscribe(request: web.Request) -> web.Response:
+    cfg = request.app[CONFIG]
+    wait = request.app[LIMITER].check(client_address(request, cfg.web.trusted_proxies))
+    if wait:
+        log.warning("subscribe attempts over [web] subscribe_limit from one client; answered 429")
+        return _too_many(wait)
+    form = await _read_form(request)
+    if form is None:
+        return _slow()
+    if not _csrf_ok(request, form):
+        return error_page(403)
+    try:
+        address = subscribers.normalize_address(str(form.get("email", "")))
+    except subscribers.InvalidAddress:
+        return await _render(request, "web/message.html", "Check the address", status=400, subscribe=True,
+                             paragraphs=["That does not look like an email address. Please check it and try again."])
+    nonce = new_nonce()
+    send = await request.app[DB].write(_subscribe, address, datetime.now(UTC), cfg, nonce)
+    if send:
+        _spawn(request, _send_confirmation, cfg, request.app[KEY], address, nonce)
+    return await _render(request, "web/message.html", "Check your inbox", paragraphs=[
+        "If that address can receive our emails, a message with a confirmation link is on its way.",
+        "Open it and press the button to start receiving the newsletter. Nothing is sent until you do."])
+
+
+_CONFIRM_PAGES = {
+    "unknown": ("This link is not valid", "This confirmation link was not made by us, so nothing was changed."),
+    "used": ("This link was used already", "This confirmation link has already been used. If you are not "
+             "getting the newsletter, subscribe again."),
+    "expired": ("This link has expired", "This confirmation link is too old, so nothing was changed. Subscribe "
+                "again to get a new one."),
+}
+
+
+def _confirmation_state(store: Store, nonce: str, now: datetime) -> str:
+    row = store.db.execute("SELECT expires_at, used_at FROM confirmations WHERE nonce = ?", [nonce]).fetchone()
+    if row is None:
+        return "unknown"
+    if row[1]:
+        return "used"
+    return "expired" if datetime.fromisoformat(row[0]) <= now else "ok"
+
+
+async def _confirm_problem(request: web.Request, state: str) -> web.Response:
+    title, text = _CONFIRM_PAGES[state]
+    return await _render(request, "web/message.html", title, status=400 if state == "unknown" else 410,
+                         paragraphs=[text], subscribe=True)
+
+
+async def confirm_form(request: web.Request) -> web.Response:
+    nonce = verify_confirm(request.app[KEY], request.match_info["token"])
+    if nonce is None:
+        return await _confirm_problem(request, "unknown")
+    state = await request.app[DB].read(_confirmation_state, nonce, datetime.now(UTC))
+    if state != "ok":
+        return await _confirm_problem(request, state)
+    return await _render(request, "web/message.html", "Confirm your subscription", paragraphs=[
+        f"Press the button to start receiving {request.app[SITE]['title']}."],
+        form={"action": request.path, "button": "Confirm my subscription"})
+
+
+def _confirm(store: Store, nonce: str, now: datetime, key: bytes) -> tuple[str, str | None]:
+    result = subscribers.confirm(store, nonce, now=now)
+    if result[0] == "confirmed":
+        subscribers.fill_refs(store, lambda a: subscriber_ref(key, a))
+    return result
+
+
+async def confirm(request: web.Request) -> web.Response:
+    key = request.app[KEY]
+    nonce = verify_confirm(key, request.match_info["token"])
+    if nonce is None:
+        return await _confirm_problem(request, "unknown")
+    form = await _read_form(request)
+    if form is None:
+        return _slow()
+    if not _csrf_ok(request, form):
+        return error_page(403)
+    state, address = await request.app[DB].write(_confirm, nonce, datetime.now(UTC), key)
+    if state != "confirmed" or address is None:
+        return await _confirm_problem(request, state)
+    cfg = request.app[CONFIG]
+    found = await request.app[DB].read(reader.latest, cfg)
+    _spawn(request, _send_welcome, cfg, key, address, found[1] if found else None)
+    return await _render(request, "web/message.html", "You are subscribed", paragraphs=[
+        f"Welcome! {request.app[SITE]['title']} will come to your inbox every week.",
+        "A welcome email with the latest edition is on its way. Every email has a link to unsubscribe."])
 
 
 def _released(store: Store, source: str, key: str) -> tuple | None:
@@ -333,6 +667,14 @@ class Editions:
 
 DB = web.AppKey("db", Db)
 EDITIONS = web.AppKey("editions", Editions)
+SITE = web.AppKey("site", dict)
+PAGES = web.AppKey("pages", reader.Templates)
+CSS = web.AppKey("css", bytes)
+LIMITER = web.AppKey("limiter", ClientLimiter)
+MAIL = web.AppKey("mail", ThreadPoolExecutor)
+TASKS = web.AppKey("tasks", set)
+_EDITION_CSP = ("default-src 'none'; style-src 'self' 'unsafe-inline'; img-src https: data:; font-src https:; "
+                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 
 async def edition(request: web.Request) -> web.Response:
@@ -342,9 +684,23 @@ async def edition(request: web.Request) -> web.Response:
     body = await request.app[EDITIONS].body(source, key)
     if body is None:
         raise web.HTTPNotFound()
-    headers = {**_HEADERS, "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-               "img-src https: data:; font-src https:; base-uri 'none'; frame-ancestors 'none'"}
-    return web.Response(body=body, content_type="text/html", charset="utf-8", headers=headers)
+    # The stored page (cached) plus, per request, the archive links and a subscribe form with this browser's
+    # CSRF token, placed before </body> (MJML's page keeps its inline styles, hence 'unsafe-inline' here).
+    cfg = request.app[CONFIG]
+    newer, older = await request.app[DB].read(reader.neighbours, cfg, source, key)
+    cookie, fresh = _csrf_cookie(request)
+    ctx = {"site": request.app[SITE], "csrf": csrf_token(request.app[KEY], cookie), "newer": newer, "older": older}
+    extra = await asyncio.get_running_loop().run_in_executor(
+        request.app[EDITIONS].pool, request.app[PAGES].render, "web/edition_extra.html", ctx)
+    at = body.rfind(b"</body>")
+    at = len(body) if at < 0 else at
+    head = b'<link rel="stylesheet" href="/static/site.css">'
+    full = body[:at] + head + extra + body[at:]
+    resp = web.Response(body=full, content_type="text/html", charset="utf-8",
+                        headers={**_HEADERS, "Content-Security-Policy": _EDITION_CSP})
+    if fresh:
+        _set_cookie(request, resp, cookie)
+    return resp
 
 
 def _route(request: web.Request) -> str:
@@ -415,23 +771,46 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
     path = Path(store_path if store_path is not None else cfg.db_path)
     app = web.Application(middlewares=[_errors], client_max_size=64 * 1024)
     app[CONFIG] = cfg
-    app[KEY] = load_secret_key(cfg.state_dir)
+    app[KEY] = key = load_secret_key(cfg.state_dir)
+    app[SITE] = {"title": clean(cfg.web.title), "description": clean(cfg.web.description),
+                 "contact": clean(cfg.email.contact)}
+    app[LIMITER] = ClientLimiter(*cfg.web.subscribe_limit)
+    app[TASKS] = set()
     app.on_response_prepare.append(_security_headers)
 
+    def prepare() -> tuple[reader.Templates, bytes]:
+        store = Store.open(path)  # create or migrate it
+        try:
+            subscribers.fill_refs(store, lambda a: subscriber_ref(key, a))  # new links name these refs
+        finally:
+            store.close()
+        pages = reader.Templates()
+        return pages, pages.static("site.css")
+
     async def open_db(app: web.Application) -> None:
-        await asyncio.to_thread(lambda: Store.open(path).close())  # create or migrate it, off the loop
+        app[PAGES], app[CSS] = await asyncio.to_thread(prepare)  # off the loop
         app[DB] = Db(path, cfg.state_dir / subscribers.JOURNAL)
         app[EDITIONS] = Editions(cfg, app[DB])
+        app[MAIL] = ThreadPoolExecutor(2, thread_name_prefix="web-mail")
         drain = asyncio.get_running_loop().create_task(_drain_journal(app))
         yield
         drain.cancel()
+        await asyncio.to_thread(app[MAIL].shutdown, True)
         await asyncio.to_thread(app[EDITIONS].close)
         await asyncio.to_thread(app[DB].close)
 
     app.cleanup_ctx.append(open_db)
+    app.router.add_get("/", home)
+    app.router.add_post("/subscribe", subscribe)
+    app.router.add_get("/confirm/{token}", confirm_form)
+    app.router.add_post("/confirm/{token}", confirm)
     app.router.add_get("/unsubscribe/{token}", unsubscribe_form)
     app.router.add_post("/unsubscribe/{token}", unsubscribe)
+    app.router.add_get("/editions/", archive)
     app.router.add_get("/editions/{source}/{key}", edition)
+    app.router.add_get("/search", search_page)
+    app.router.add_get("/feed.xml", feed)
+    app.router.add_get("/static/site.css", stylesheet)
     return app
 
 

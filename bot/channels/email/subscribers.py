@@ -15,9 +15,9 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TextIO
@@ -161,13 +161,15 @@ def unsubscribe(store: Store, address: str, *, now: datetime, origin: str) -> bo
 JOURNAL = "unsubscribe-queue.jsonl"  # in state_dir: unsubscribes the web app could not write yet
 
 
-def queue_unsubscribe(journal: Path, address: str, *, now: datetime, origin: str) -> None:
+def queue_unsubscribe(journal: Path, address: str, *, now: datetime, origin: str, ref: str | None = None) -> None:
     """Append an unsubscribe to `journal` and fsync it, for when the database is locked too long to wait.
 
     `apply_queued` makes it real as soon as it can; the request is durable once this returns (the caller
     only then tells the reader it worked). OSError (a full disk) goes to the caller.
     """
-    line = json.dumps({"address": address, "at": iso(now), "origin": origin}, ensure_ascii=False) + "\n"
+    entry = {"address": address, "at": iso(now), "origin": origin} if ref is None else \
+        {"ref": ref, "at": iso(now), "origin": origin}  # a new-form link: its address is not known here
+    line = json.dumps(entry, ensure_ascii=False) + "\n"
     journal.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -192,13 +194,17 @@ def apply_queued(store: Store, journal: Path) -> int:
         fcntl.flock(fd, fcntl.LOCK_EX)
         with os.fdopen(os.dup(fd), "rb") as f:
             data = f.read()
-        entries = []
+        entries, keep = [], []
         for n, line in enumerate(data.splitlines(keepends=True), 1):
             try:
                 if not line.endswith(b"\n"):
                     raise ValueError("cut short")
                 e = json.loads(line)
-                entries.append((e["address"], datetime.fromisoformat(e["at"]), e["origin"]))
+                address = e["address"] if "address" in e else address_for_ref(store, e["ref"])
+                if address is None:  # a ref the web app has not mapped yet (it fills refs, then applies)
+                    keep.append(line)
+                    continue
+                entries.append((address, datetime.fromisoformat(e["at"]), e["origin"]))
             except (ValueError, KeyError, TypeError) as exc:  # a crash mid-append: that request was never answered
                 log.warning("%s:%d: unreadable queued unsubscribe skipped (%s)", journal, n, exc)
         if entries:
@@ -208,10 +214,80 @@ def apply_queued(store: Store, journal: Path) -> int:
             log.info("applied %d queued unsubscribe(s)", len(entries))
         if data:
             os.ftruncate(fd, 0)
+            if keep:
+                os.pwrite(fd, b"".join(keep), 0)
             os.fsync(fd)
         return len(entries)
     finally:
         os.close(fd)
+
+
+def address_for_ref(store: Store, ref: str) -> str | None:
+    row = store.db.execute("SELECT address FROM subscribers WHERE ref = ?", [ref]).fetchone()
+    return row[0] if row else None
+
+
+def fill_refs(store: Store, make_ref: Callable[[str], str]) -> int:
+    """Give every subscriber without one its opaque link ref (`make_ref(address)`, keyed). Returns how many.
+
+    Refs depend on the signing key, which the database never holds, so whoever has the key fills them:
+    the web app, at start and whenever a link's ref is not found (an address added by the CLI since)."""
+    missing = store.db.execute("SELECT id, address FROM subscribers WHERE ref IS NULL").fetchall()
+    if not missing:
+        return 0
+    with store.atomic():
+        store.db.conn.executemany("UPDATE subscribers SET ref = ? WHERE id = ? AND ref IS NULL",
+                                  [(make_ref(a), i) for i, a in missing])
+    return len(missing)
+
+
+def request_confirmation(store: Store, address: str, *, now: datetime, ttl: timedelta, per_day: int,
+                         nonce: str) -> bool:
+    """Record a double opt-in request for `address` (normalised); True if a confirmation email should go.
+
+    A new address is stored as `pending`; an unsubscribed or bounced one keeps its state until it confirms.
+    Nothing is sent to an active address, nor past `per_day` confirmations in 24 hours; the caller answers
+    the same either way, so the page reveals nothing about who is subscribed."""
+    with store.atomic():
+        row = _row(store, address)
+        if row is not None and row["state"] == "active":
+            return False
+        sent = store.db.execute("SELECT count(*) FROM confirmations WHERE address = ? AND created_at > ?",
+                                [address, iso(now - timedelta(days=1))]).fetchone()[0]
+        if sent >= per_day:
+            log.info("confirmation not sent: %d already in the last 24 hours for that address", sent)
+            return False
+        if row is None:
+            store.db["subscribers"].insert({"address": address, "state": "pending", "created_at": iso(now),
+                                            "updated_at": iso(now), "origin": "web", "reason": None})
+        store.db["confirmations"].insert({"nonce": nonce, "address": address, "created_at": iso(now),
+                                          "expires_at": iso(now + ttl), "used_at": None})
+        return True
+
+
+def confirm(store: Store, nonce: str, *, now: datetime) -> tuple[str, str | None]:
+    """Use confirmation `nonce`: ("confirmed", address), or ("unknown" | "used" | "expired", None) with
+    nothing changed."""
+    with store.atomic():
+        rows = store.db.execute("SELECT address, expires_at, used_at FROM confirmations WHERE nonce = ?",
+                                [nonce]).fetchall()
+        if not rows:
+            return "unknown", None
+        address, expires, used = rows[0]
+        if used:
+            return "used", None
+        if datetime.fromisoformat(expires) <= now:
+            return "expired", None
+        store.db.execute("UPDATE confirmations SET used_at = ? WHERE nonce = ?", [iso(now), nonce])
+        row = _row(store, address)
+        if row is None:  # erased since (a deletion request): confirming brings it back as asked
+            store.db["subscribers"].insert({"address": address, "state": "active", "created_at": iso(now),
+                                            "updated_at": iso(now), "origin": "web", "reason": "confirmed"})
+        elif row["state"] != "active":
+            store.db["subscribers"].update(row["id"], {"state": "active", "updated_at": iso(now),
+                                                       "reason": "confirmed via web"})
+        log.info("a subscriber confirmed via web")
+        return "confirmed", address
 
 
 def mark_bounced(store: Store, address: str, *, now: datetime, reason: str) -> bool:

@@ -1,8 +1,16 @@
-"""Unsubscribe tokens: the address itself plus an HMAC, so a link is checked without a database lookup.
+"""Signed link tokens: unsubscribe links that name no address, and confirmation links for double opt-in.
 
-A token is `base64url(address) "." base64url(HMAC-SHA256(key, domain || address)[:18])`: 144 bits of MAC,
-URL-safe, unguessable without the key. The key comes from $PAPERBOT_SECRET_KEY, else from
-`state_dir/secret.key` (generated once, mode 0600). Changing the key invalidates every link already mailed.
+An unsubscribe token (issue #13) is `"2." ref "." base64url(HMAC-SHA256(key, domain || ref)[:18])` where
+`ref = base64url(HMAC-SHA256(key, ref-domain || address)[:12])`: an opaque id, the same in every email to
+that address, that the web app maps back to the subscriber through `subscribers.ref`. Nothing in the link
+(hence in server logs and proxies) reveals the address. Links mailed before issue #13 carried
+`base64url(address) "." MAC`; `verify_token` still accepts them, so they keep working.
+
+A confirmation token is `"c." nonce "." MAC(nonce)`: the nonce is random and stored with its expiry and
+used-at time, so the link works once and only until it expires.
+
+The key comes from $PAPERBOT_SECRET_KEY, else from `state_dir/secret.key` (generated once, mode 0600).
+Changing the key invalidates every link already mailed.
 """
 
 from __future__ import annotations
@@ -24,7 +32,12 @@ KEY_FILE = "secret.key"
 MIN_KEY_CHARS = 32
 _MAC_BYTES = 18
 _DOMAIN = b"paperbot/unsubscribe/v1\x00"
+_REF_DOMAIN = b"paperbot/subscriber-ref/v2\x00"
+_REF_MAC_DOMAIN = b"paperbot/unsubscribe/v2\x00"
+_CONFIRM_DOMAIN = b"paperbot/confirm/v1\x00"
 _TOKEN = re.compile(r"([A-Za-z0-9_-]{2,400})\.([A-Za-z0-9_-]{24})")  # fullmatch: `$` allows a "\n"
+_REF_TOKEN = re.compile(r"2\.([A-Za-z0-9_-]{16})\.([A-Za-z0-9_-]{24})")
+_CONFIRM_TOKEN = re.compile(r"c\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{24})")
 
 
 class SecretKeyError(RuntimeError):
@@ -79,13 +92,59 @@ def _mac(key: bytes, address: str) -> bytes:
     return hmac.new(key, _DOMAIN + address.encode("utf-8"), hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def unsubscribe_token(key: bytes, address: str) -> str:
-    """A URL-safe token that proves paperbot issued it for `address` (already normalised)."""
+def legacy_unsubscribe_token(key: bytes, address: str) -> str:
+    """The pre-issue-#13 form, carrying the address itself: no longer mailed, still verified."""
     return f"{_b64(address.encode('utf-8'))}.{_b64(_mac(key, address))}"
 
 
+def subscriber_ref(key: bytes, address: str) -> str:
+    """The opaque id of `address` (normalised) in links: 96 bits, unguessable and unlinkable without the key."""
+    return _b64(hmac.new(key, _REF_DOMAIN + address.encode("utf-8"), hashlib.sha256).digest()[:12])
+
+
+def _signed(key: bytes, domain: bytes, value: str) -> str:
+    return _b64(hmac.new(key, domain + value.encode("ascii"), hashlib.sha256).digest()[:_MAC_BYTES])
+
+
+def unsubscribe_token(key: bytes, address: str) -> str:
+    """The token new mail carries for `address` (already normalised): an opaque ref and its MAC."""
+    ref = subscriber_ref(key, address)
+    return f"2.{ref}.{_signed(key, _REF_MAC_DOMAIN, ref)}"
+
+
+def verify_ref(key: bytes, token: str) -> str | None:
+    """The subscriber ref a genuine new-form token carries; None for anything else."""
+    m = _REF_TOKEN.fullmatch(token) if isinstance(token, str) else None
+    if not m or not hmac.compare_digest(m.group(2), _signed(key, _REF_MAC_DOMAIN, m.group(1))):
+        return None
+    return m.group(1)
+
+
+def confirm_token(key: bytes, nonce: str) -> str:
+    """The link token for a stored confirmation nonce (22 URL-safe characters)."""
+    return f"c.{nonce}.{_signed(key, _CONFIRM_DOMAIN, nonce)}"
+
+
+def verify_confirm(key: bytes, token: str) -> str | None:
+    """The nonce of a genuine confirmation token; None for anything forged, altered or malformed."""
+    m = _CONFIRM_TOKEN.fullmatch(token) if isinstance(token, str) else None
+    if not m or not hmac.compare_digest(m.group(2), _signed(key, _CONFIRM_DOMAIN, m.group(1))):
+        return None
+    return m.group(1)
+
+
+def new_nonce() -> str:
+    return secrets.token_urlsafe(16)  # 22 characters
+
+
+def csrf_token(key: bytes, cookie: str) -> str:
+    """The form field matching the browser's CSRF cookie (double submit, signed so it cannot be set)."""
+    return _b64(hmac.new(key, b"paperbot/csrf/v1\x00" + cookie.encode("utf-8"), hashlib.sha256).digest()[:18])
+
+
 def verify_token(key: bytes, token: str) -> str | None:
-    """The address a genuine token carries; None for anything forged, altered or malformed."""
+    """The address an old-form (address-carrying) token holds; None for anything forged, altered or
+    malformed, and for new-form tokens (see `verify_ref`)."""
     m = _TOKEN.fullmatch(token) if isinstance(token, str) else None
     if not m:
         return None

@@ -1,0 +1,197 @@
+"""What the reader's pages show, read from the store: the archive, neighbours, search and the Atom feed.
+
+Plain functions of a Store (the web app runs them on its worker threads; `paperbot search` calls them too)
+plus the Jinja2 environment of templates/web/ (overridable through $PAPERBOT_TEMPLATES_DIR like the email's).
+Which weeks are public here is decided in one place, `PUBLISHED`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
+from xml.sax.saxutils import quoteattr
+
+import jinja2
+from markupsafe import Markup, escape
+
+from bot.channels.email.render import _paper_view, edition_from_store, edition_url, templates_path
+from bot.config import Config
+from bot.publish.safetext import clean, date_range
+from bot.store import Store
+
+PUBLISHED = "w.state = 'published'"  # the weeks the archive, the feed and search show (SQL on `weeks w`)
+PER_PAGE = 20
+MAX_QUERY = 200
+MAX_TERMS = 16
+SEARCH_LIMIT = 50
+_OPEN, _CLOSE = "\u27ea", "\u27eb"  # ⟪ ⟫  # highlight() markers; made into <mark> after escaping
+_TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
+_WORD = re.compile(r"\w", re.UNICODE)
+
+
+def published_filter() -> str:
+    """The SQL condition (on `weeks w`) for a week readers may find in the archive, feed and search."""
+    return PUBLISHED
+
+
+@dataclass(frozen=True)
+class EditionRow:
+    source: str
+    key: str
+    title: str
+    dates: str
+    n: int
+    url: str
+    updated: str
+
+
+def _row(cfg: Config, r: tuple) -> EditionRow:
+    source, key, title, first, last, n, changed, published = r
+    from datetime import date
+    dates = date_range(date.fromisoformat(first) if first else None, date.fromisoformat(last) if last else None)
+    return EditionRow(source, key, clean(title) or key, dates, n or 0, edition_url(cfg, source, key),
+                      published or changed or "")
+
+
+_SELECT = ("SELECT w.source, w.key, w.title, w.first_day, w.last_day, w.n_papers, w.last_changed, "
+           "(SELECT max(p.published_at) FROM publications p WHERE p.source = w.source AND p.week_key = w.key) "
+           "FROM weeks w")
+_ORDER = "ORDER BY coalesce(w.last_day, w.key) DESC, w.source DESC, w.key DESC"
+
+
+def editions(store: Store, cfg: Config, page: int = 1, per_page: int = PER_PAGE) -> tuple[list[EditionRow], int]:
+    """One page of published editions, newest first, and the number of pages (at least 1)."""
+    total = store.db.execute(f"SELECT count(*) FROM weeks w WHERE {published_filter()}").fetchone()[0]
+    rows = store.db.execute(f"{_SELECT} WHERE {published_filter()} {_ORDER} LIMIT ? OFFSET ?",
+                            [per_page, (page - 1) * per_page]).fetchall()
+    return [_row(cfg, r) for r in rows], max(1, math.ceil(total / per_page))
+
+
+def latest(store: Store, cfg: Config) -> tuple[EditionRow, object] | None:
+    """The newest published edition (row, Edition), or None."""
+    rows, _ = editions(store, cfg, 1, 1)
+    if not rows:
+        return None
+    return rows[0], edition_from_store(store, rows[0].source, rows[0].key)
+
+
+def neighbours(store: Store, cfg: Config, source: str, key: str) -> tuple[EditionRow | None, EditionRow | None]:
+    """(newer, older) published editions around `source`/`key` in archive order."""
+    everyone = [(r[0], r[1]) for r in store.db.execute(
+        f"SELECT w.source, w.key FROM weeks w WHERE {published_filter()} {_ORDER}").fetchall()]
+    try:
+        i = everyone.index((source, key))
+    except ValueError:
+        return None, None
+
+    def one(j: int) -> EditionRow | None:
+        if not 0 <= j < len(everyone):
+            return None
+        s, k = everyone[j]
+        return _row(cfg, store.db.execute(f"{_SELECT} WHERE w.source = ? AND w.key = ?", [s, k]).fetchone())
+
+    return one(i - 1), one(i + 1)
+
+
+def fts_query(q: str) -> str | None:
+    """The user's words as an FTS5 query that cannot be misread as syntax: every "quoted" part an exact
+    phrase, every other word a quoted prefix term (`GPT-4o` becomes `"GPT-4o"*`, the phrase gpt 4o*).
+    All terms must match. None when nothing searchable is left."""
+    terms = []
+    for phrase, word in _TERM.findall(q[:MAX_QUERY]):
+        text = (phrase if phrase else word).replace('"', "")
+        if not _WORD.search(text):
+            continue
+        if phrase:
+            terms.append(f'"{text.strip()}"')
+        else:
+            terms.append(f'"{text.rstrip("*")}"*')
+        if len(terms) == MAX_TERMS:
+            break
+    return " ".join(terms) or None
+
+
+def _marked(text: str | None) -> Markup:
+    return Markup(str(escape(text or "")).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>"))
+
+
+def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT) -> tuple[int, list[dict]]:
+    """(how many papers match, the best `limit` of them) over the papers of published editions, ranked by
+    bm25; title, summary and authors come highlighted (escaped text with <mark>)."""
+    match = fts_query(q)
+    if match is None:
+        return 0, []
+    base = (f"FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+            f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+            f"WHERE papers_fts MATCH ? AND {published_filter()}")
+    total = store.db.execute(f"SELECT count(*) {base}", [match]).fetchone()[0]
+    rows = store.db.execute(
+        f"SELECT p.source, p.week_key, w.title, p.number, "
+        f"highlight(papers_fts, 0, '{_OPEN}', '{_CLOSE}'), highlight(papers_fts, 1, '{_OPEN}', '{_CLOSE}'), "
+        f"highlight(papers_fts, 2, '{_OPEN}', '{_CLOSE}'), p.title, p.summary, p.authors "
+        f"{base} ORDER BY rank LIMIT ?", [match, limit]).fetchall()
+    hits = []
+    for source, key, wtitle, number, h_title, h_summary, h_authors, title, summary, authors in rows:
+        hits.append({"source": source, "key": key, "edition": clean(wtitle) or key, "number": number,
+                     "title": _marked(clean(h_title) if h_title else "(untitled)"),
+                     "summary": _marked(clean(h_summary)),
+                     "authors": _marked(clean(h_authors)),
+                     "plain": {"title": clean(title), "summary": clean(summary), "authors": clean(authors)},
+                     "url": edition_url(cfg, source, key)})
+    return total, hits
+
+
+class Templates:
+    """templates/web/*.html rendered with autoescape; a missing override falls back to the built-in one."""
+
+    def __init__(self, templates_dir: Path | None = None):
+        self.dirs = templates_path(templates_dir)
+        self.env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
+                                      autoescape=True, undefined=jinja2.StrictUndefined)
+
+    def render(self, name: str, ctx: dict) -> bytes:
+        return self.env.get_template(name).render(ctx).encode("utf-8")
+
+    def static(self, name: str) -> bytes:
+        for d in self.dirs:
+            path = d / "web" / name
+            if path.is_file():
+                return path.read_bytes()
+        raise FileNotFoundError(name)
+
+
+def feed(store: Store, cfg: Config, templates: Templates) -> bytes:
+    """An Atom feed of every published edition, newest first, each with its papers as content. Entry ids are
+    the editions' URLs, so a reader never sees an edition twice."""
+    rows, _ = editions(store, cfg, 1, 10**6)
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    base = cfg.web.base_url
+    title = clean(cfg.web.title)
+    out = ['<?xml version="1.0" encoding="utf-8"?>', '<feed xmlns="http://www.w3.org/2005/Atom">',
+           f"<title>{xml_escape(title)}</title>", f"<subtitle>{xml_escape(clean(cfg.web.description))}</subtitle>",
+           f"<id>{xml_escape(base)}/feed.xml</id>", f"<link rel=\"self\" href={quoteattr(base + '/feed.xml')}/>",
+           f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(base + '/')}/>",
+           f"<updated>{xml_escape(_atom_time(rows[0].updated) if rows else now)}</updated>",
+           f"<author><name>{xml_escape(title)}</name></author>"]
+    for r in rows:
+        edition = edition_from_store(store, r.source, r.key)
+        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p) for p in edition.papers]})
+        out += ["<entry>", f"<title>{xml_escape(r.title)}</title>", f"<id>{xml_escape(r.url)}</id>",
+                f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(r.url)}/>",
+                f"<updated>{xml_escape(_atom_time(r.updated) or now)}</updated>",
+                f"<summary>{xml_escape(r.dates + ' · ' if r.dates else '')}{r.n} papers</summary>",
+                f"<content type=\"html\">{xml_escape(content.decode('utf-8'))}</content>", "</entry>"]
+    out.append("</feed>")
+    return ("\n".join(out) + "\n").encode("utf-8")
+
+
+def _atom_time(stamp: str) -> str:
+    """RFC 3339 with a zone, as Atom requires."""
+    if not stamp:
+        return ""
+    t = datetime.fromisoformat(stamp)
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).astimezone(UTC).isoformat(timespec="seconds")
