@@ -287,3 +287,28 @@ def test_init_writes_the_default_sources_timezone_and_says_why(tmp_path):
     assert 'timezone = "America/New_York"' in text and "US Eastern" in text
     (src,) = load_config(tmp_path / "paperbot.toml").sources
     assert src.timezone.key == "America/New_York"
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[web]\nconfirm_ttl = "0s"\n', ["web.confirm_ttl"]),
+    ('[web]\nconfirm_ttl = "9999d"\n', ["web.confirm_ttl"]),
+    ('[web]\ntrusted_proxies = "10.0.0.1"\n', ["web.trusted_proxies", "list"]),
+    ('[web]\ntrusted_proxies = ["not-an-ip"]\n', ["web.trusted_proxies", "not-an-ip"]),
+    ('[web]\nsubscribe_limit = "lots"\n', ["web.subscribe_limit"]),
+    ('[web]\nsubscribe_limit = "0/10m"\n', ["web.subscribe_limit"]),
+    ("[web]\nconfirm_per_day = 0\n", ["web.confirm_per_day"]),
+    ("[web]\nconfirm_per_day = nan\n", ["web.confirm_per_day"]),
+])
+def test_reader_web_keys_out_of_range_name_the_key(tmp_path, text, words):
+    """issue #13: the reader's web keys are range-checked with an error naming the file and the key."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    for w in ["paperbot.toml", *words]:
+        assert w in str(e.value), str(e.value)
+
+
+def test_reader_web_keys_parse(tmp_path):
+    cfg = load_config(write(tmp_path, '[web]\nconfirm_ttl = "2h"\ntrusted_proxies = ["10.0.0.0/8", "::1"]\n'
+                                      'subscribe_limit = "3/1m"\nconfirm_per_day = 2\ntitle = "T"\n'))
+    assert cfg.web.confirm_ttl == 7200 and cfg.web.subscribe_limit == (3, 60.0) and cfg.web.confirm_per_day == 2
+    assert [str(n) for n in cfg.web.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
