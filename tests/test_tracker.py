@@ -200,16 +200,17 @@ def test_weeks_command_lists_the_state_as_json(tmp_path):
     assert text.exit_code == 0 and "no weeks" in text.output
 
 
+def rss(*items: tuple[str, str]) -> bytes:
+    """A small RSS feed of (title, pubDate) entries."""
+    body = "".join(f"<item><title>{n}</title><guid>urn:{n}</guid><pubDate>{d}</pubDate></item>" for n, d in items)
+    return f"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>{body}</channel></rss>".encode()
+
+
 def test_a_new_entry_in_a_baseline_week_goes_to_the_next_edition_not_lost(tmp_path):
     """Regression (#3 review): with backfill 0, this week's edition is baseline at the first poll; an entry
     arriving later that week must still be published, in the next edition."""
     store = Store.open(tmp_path / "f.db")
     s = PublishSettings(settle=timedelta(0), backfill=0)
-
-    def rss(*items):
-        body = "".join(f"<item><title>{n}</title><guid>urn:{n}</guid><pubDate>{d}</pubDate></item>"
-                       for n, d in items)
-        return f"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>{body}</channel></rss>".encode()
 
     a = ("A", "Mon, 16 Nov 2026 10:00:00 GMT")
     b = ("B", "Wed, 18 Nov 2026 10:00:00 GMT")
@@ -226,11 +227,6 @@ def test_a_new_entry_in_a_skipped_week_goes_to_the_next_edition_not_lost(tmp_pat
     it that arrives afterwards must go to the next edition, not into the skipped one that is never sent."""
     store = Store.open(tmp_path / "f.db")
     s = PublishSettings(settle=timedelta(0), backfill=1)
-
-    def rss(*items):
-        body = "".join(f"<item><title>{n}</title><guid>urn:{n}</guid><pubDate>{d}</pubDate></item>"
-                       for n, d in items)
-        return f"<?xml version='1.0'?><rss version='2.0'><channel><title>T</title>{body}</channel></rss>".encode()
 
     a = ("A", "Mon, 16 Nov 2026 10:00:00 GMT")
     b = ("B", "Wed, 18 Nov 2026 10:00:00 GMT")
