@@ -202,6 +202,43 @@ def m008_reader_web(db: sqlite_utils.Database) -> None:
                             tokenize="unicode61 remove_diacritics 2")
 
 
+@migrations()
+def m009_chains(db: sqlite_utils.Database) -> None:
+    """Ordered chains (issue #11: a thread on X, later Discord's split messages). Two delivery states:
+    `uncertain` (the request went out and no usable answer came back: reconcile before any resend) and
+    `refused` (the remote side refused the unit for good; the chain waits for `paperbot resolve`). And
+    `channel_state`: a channel's rate-limited-until, kept in the database so no process sends before it.
+
+    SQLite cannot alter a CHECK constraint, so `deliveries` is rebuilt and its rows copied, in the migration's
+    one transaction."""
+    db.execute("""
+        CREATE TABLE deliveries_new (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            unit TEXT NOT NULL, ref TEXT,
+            state TEXT NOT NULL DEFAULT 'planned'
+                CHECK (state IN ('planned', 'sending', 'sent', 'failed', 'bounced', 'skipped', 'trial',
+                                 'uncertain', 'refused')),
+            remote_id TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+            updated_at TEXT, sent_at TEXT
+        )""")
+    db.execute("INSERT INTO deliveries_new (id, source, week_key, channel, unit, ref, state, remote_id, attempts, "
+               "last_error, updated_at, sent_at) SELECT id, source, week_key, channel, unit, ref, state, remote_id, "
+               "attempts, last_error, updated_at, sent_at FROM deliveries")
+    db.execute("DROP TABLE deliveries")
+    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+    db.execute("CREATE UNIQUE INDEX idx_deliveries_unit ON deliveries (source, week_key, channel, unit)")
+    db.execute("CREATE INDEX idx_deliveries_week ON deliveries (source, week_key, channel)")
+    db.execute("CREATE INDEX idx_deliveries_sent ON deliveries (channel, sent_at)")  # the daily budget
+    db.execute("""
+        CREATE TABLE channel_state (
+            channel TEXT PRIMARY KEY,
+            until TEXT,
+            reason TEXT,
+            updated_at TEXT NOT NULL
+        )""")
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 

@@ -26,8 +26,9 @@ from bot import locks
 from bot.channels.base import Channel, StorageError, Unit, storage_error
 from bot.config import Config
 from bot.publish import edition, ledger
+from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
 from bot.publish.dispatch import RunStats, dispatch
-from bot.store import Store, WeekRow
+from bot.store import Store, WeekRow, iso
 
 log = logging.getLogger(__name__)
 
@@ -144,36 +145,97 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
     for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
         if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
             channel.on_permanent(store, _unit(row), row["last_error"] or "bounced", now)
-    if _open(ledger.counts(store, week.source, week.key, channel.name)):
-        if rendition is None:
-            rendition = channel.render(store, week)
-        channel.prepare(rendition)
-        writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name,
-                                     trial=not channel.live)
-        stats = RunStats()
-        ticker = progress or _LogProgress()
-
-        def tick(s: RunStats) -> None:
-            _apply_bounces(store, channel, s, now)
-            ticker(rep.label + (" (trial: outbox)" if rep.trial else ""), s)
-
-        try:
-            rep.stats = dispatch(channel, rendition, writer, wanted=wanted, limits=channel.limits,
-                                 stats=stats, tick=tick)
-        finally:
-            writer.close()
-            _apply_bounces(store, channel, stats, now)
-        if rep.stats.stopped:
-            log.error("%s: stopped early: %s; the rest is sent by the next publish run", rep.label,
-                      rep.stats.stopped)
+    ordered = getattr(channel, "ordered", False)
+    counts = ledger.counts(store, week.source, week.key, channel.name)
+    if _open(counts) or ordered and any(counts[s] for s in ledger.WAITING):
+        gate = _gate(store, channel, rep, now, counts)
+        if gate is not False:
+            if rendition is None:
+                rendition = channel.render(store, week)
+            channel.prepare(rendition)
+            _send(store, week, channel, rendition, rep, wanted, progress, now, budget=gate)
     rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
     rep.published = rep.done and channel.live
     edition.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)
-    log.info("%s: %s", rep.label, f"not finished: {rep.counts}" if not rep.done else "published" if rep.published
+    log.info("%s: %s", rep.label, ("not finished: " + describe(rep.counts)) if not rep.done
+             else "published" if rep.published
              else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
                   f"{channel.name} is live")
     return rep
+
+
+def describe(counts: dict[str, int]) -> str:
+    """Ledger counts as words: "3 sent, 8 to send, 1 uncertain"."""
+    words = {"planned": "to send", "sending": "in flight", "failed": "failed (sent again later)",
+             "trial": "written to the outbox"}
+    parts = [f"{n} {words.get(state, state)}" for state, n in counts.items() if n]
+    return ", ".join(parts) or "nothing planned"
+
+
+def _gate(store: Store, channel: Channel, rep: ChannelReport, now: datetime,
+          counts: dict[str, int]) -> int | None | bool:
+    """May the channel send now? False: not before its rate-limited-until (a 429's reset, the daily budget),
+    with a note; otherwise how many units its daily budget lets out (None: no cap). A trial has no limits."""
+    if not channel.live:
+        return None
+    held = ledger.channel_until(store, channel.name)
+    if held is not None and held[0] > now:
+        rep.note = f"{channel.name} waits until {_when(iso(held[0]))}: {held[1]}"
+        log.info("%s: nothing sent: %s", rep.label, rep.note)
+        return False
+    if not getattr(channel, "ordered", False):
+        return None
+    to_send = _open(counts) + sum(counts[s] for s in ledger.WAITING)
+    budget, wait = budget_wait(store, channel.name, channel.limits, to_send=to_send, started=counts["sent"] > 0,
+                               now=now)
+    if budget == 0 and wait is not None:
+        reason = (f"the daily budget of {channel.limits.daily_budget} units per 24 hours leaves too few for the "
+                  f"{to_send} still to send")
+        ledger.hold_channel(store, channel.name, wait, reason)
+        rep.note = f"{channel.name} waits until {_when(iso(wait))}: {reason}"
+        log.info("%s: %s", rep.label, rep.note)
+        return False
+    if budget is not None and to_send > channel.limits.daily_budget:
+        log.warning("%s: %d units are more than the daily budget of %d: this chain goes on across days",
+                    rep.label, to_send, channel.limits.daily_budget)
+        rep.note = (f"{to_send} units are more than the daily budget of {channel.limits.daily_budget}: sent "
+                    "across days")
+    return budget
+
+
+def _send(store: Store, week: WeekRow, channel: Channel, rendition: object, rep: ChannelReport,
+          wanted: set[str], progress: Progress | None, now: datetime, *, budget: int | None) -> None:
+    """Send the open units: in parallel (email) or as an ordered chain (a thread on X)."""
+    writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name,
+                                 trial=not channel.live)
+    stats = RunStats()
+    ticker = progress or _LogProgress()
+
+    def tick(s: RunStats) -> None:
+        _apply_bounces(store, channel, s, now)
+        ticker(rep.label + (" (trial: outbox)" if rep.trial else ""), s)
+
+    try:
+        if getattr(channel, "ordered", False):
+            rep.stats = send_chain(channel, rendition, writer, limits=channel.limits, stats=stats, budget=budget,
+                                   tick=tick)
+        else:
+            rep.stats = dispatch(channel, rendition, writer, wanted=wanted, limits=channel.limits,
+                                 stats=stats, tick=tick)
+    finally:
+        writer.close()
+        _apply_bounces(store, channel, stats, now)
+    if rep.stats.stopped == BUDGET_SPENT:
+        _, wait = budget_wait(store, channel.name, channel.limits, to_send=1, started=True, now=now)
+        if wait is not None:
+            ledger.hold_channel(store, channel.name, wait, BUDGET_SPENT)
+        log.warning("%s: %s; the chain goes on at %s", rep.label, BUDGET_SPENT,
+                    _when(iso(wait)) if wait else "the next run")
+    elif rep.stats.stopped:
+        log.error("%s: stopped early: %s; the rest is sent by the next publish run", rep.label,
+                  rep.stats.stopped)
+        rep.note = "; ".join(filter(None, [rep.note, f"stopped: {rep.stats.stopped}"]))
 
 
 def _when(stamp: str) -> str:

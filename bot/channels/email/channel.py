@@ -124,6 +124,7 @@ class _OutboxSender:
 class EmailChannel:
     name = "email"
     audience = "active subscribers"
+    ordered = False  # one unit per subscriber, in parallel
 
     def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
