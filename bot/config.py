@@ -19,6 +19,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
+
 from bot.track.parsing import FORMATS
 
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
@@ -196,6 +198,37 @@ class FetchSettings:
     max_size: int = 50 * 2**20  # bytes per file (an HTTP body, a git blob)
 
 
+_HASHTAG = re.compile(r"^\w{1,100}$")
+
+
+def normalize_hashtags(tags: object, where: str = "x.hashtags") -> tuple[str, ...]:
+    """`["ML", "#AI"]` → `("#ML", "#AI")`; ValueError naming a tag X would not make a hashtag."""
+    if isinstance(tags, str) or not isinstance(tags, list | tuple):
+        raise ValueError(f"{where}: must be a list of hashtags, e.g. [\"ML\", \"AI\"]")
+    out = []
+    for tag in tags:
+        name = str(tag).strip().lstrip("#＃")
+        if not _HASHTAG.match(name) or name.isdigit():
+            raise ValueError(f"{where}: {tag!r} is not a hashtag (letters, digits and _ only, not all digits)")
+        out.append("#" + name)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class XSettings:
+    """The `[x]` table: a thread on X per week (bot/channels/x/). Credentials come from PAPERBOT_X_* only."""
+
+    enabled: bool = True  # without credentials: a trial into state/outbox/x/
+    api_base: str = "https://api.twitter.com"
+    timeout: float = 30.0  # seconds for every request to X
+    daily_budget: int = 17  # posts per rolling 24 hours (the free tier's user limit; X bills per post)
+    delay: float = 2.0  # seconds between two posts of a thread
+    replies: bool = True  # False: each paper is its own post linking to the head (an account that cannot thread)
+    head: str | None = None  # the head post's Jinja2 template text; None: templates/x_head.txt
+    hashtags: tuple[str, ...] = ()
+    extra_link: bool = False  # one more link per paper (its code, say) when it fits
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None  # the file it came from; None for built-in defaults
@@ -207,6 +240,7 @@ class Config:
     email: EmailSettings = field(default_factory=EmailSettings)
     web: WebSettings = field(default_factory=WebSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    x: XSettings = field(default_factory=XSettings)
 
     @property
     def db_path(self) -> Path:
@@ -255,7 +289,8 @@ timezone = "America/New_York"
 # expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
 """
 
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x"}
+_X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
@@ -349,7 +384,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         publish=settings, sources=tuple(sources),
         github_base_url=github_base_url.rstrip("/"),
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
-        fetch=_parse_fetch(data.get("fetch", {}), f),
+        fetch=_parse_fetch(data.get("fetch", {}), f), x=_parse_x(data.get("x", {}), f),
     )
 
 
@@ -451,6 +486,44 @@ def _parse_fetch(t: object, f: str) -> FetchSettings:
         raise ConfigError(f"{f}: fetch.max_size: {t['max_size']!r} must be a size from 1KiB to 1GiB, "
                           "e.g. \"50MiB\" or a number of bytes")
     return FetchSettings(timeout=timeout, max_size=size)
+
+
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {_short(value)} must be true or false")
+    return value
+
+
+def _parse_x(t: object, f: str) -> XSettings:
+    t = _table(t, f"{f}: x")
+    _unknown(f"{f}: [x]", t, _X_KEYS)
+    d = XSettings()
+    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: x.timeout").total_seconds()
+    if not 1 <= timeout <= 600:
+        raise ConfigError(f"{f}: x.timeout: {t['timeout']!r} must be from 1s to 10m")
+    delay = parse_duration(t.get("delay", "2s"), f"{f}: x.delay", (0, 3600)).total_seconds()
+    head = t.get("head")
+    if head is not None:
+        if not isinstance(head, str) or not head.strip():
+            raise ConfigError(f"{f}: x.head: must be the head post's template text")
+        try:
+            jinja2.Environment().parse(head)
+        except jinja2.TemplateSyntaxError as e:
+            raise ConfigError(f"{f}: x.head: line {e.lineno}: {e.message}") from e
+    try:
+        hashtags = normalize_hashtags(t.get("hashtags", []), f"{f}: x.hashtags")
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    return XSettings(
+        enabled=_flag(t.get("enabled", d.enabled), f"{f}: x.enabled"),
+        api_base=_http_url(t.get("api_base", d.api_base), f"{f}: x.api_base").rstrip("/"),
+        timeout=timeout,
+        daily_budget=_whole(t.get("daily_budget", d.daily_budget), f"{f}: x.daily_budget", 1, 100_000),
+        delay=delay,
+        replies=_flag(t.get("replies", d.replies), f"{f}: x.replies"),
+        head=head, hashtags=hashtags,
+        extra_link=_flag(t.get("extra_link", d.extra_link), f"{f}: x.extra_link"),
+    )
 
 
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:

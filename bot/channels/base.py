@@ -8,6 +8,7 @@ honour them without knowing what the medium is.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -72,6 +73,22 @@ def storage_error(e: OSError | sqlite3.Error, action: str, path: Path | str | No
         reason, code = str(e) or type(e).__name__, getattr(e, "sqlite_errorname", "")
     where = f" {path}" if path else ""
     return StorageError(f"cannot {action}{where}: {reason}" + (f" ({code})" if code else ""))
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Atomically (a whole file or none). A full disk or a read-only folder is a StorageError naming `path`;
+    the partial temporary file is removed, so it takes no space and is never mistaken for a message."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise storage_error(e, "write", path) from e
 
 
 @dataclass(frozen=True)

@@ -285,13 +285,17 @@ def skip_old_trials(cfg: Config, store: Store, channel: Channel, source: str, no
 
 
 def _settle(cfg: Config, store: Store, source: str, key: str) -> None:
-    """A ready week whose every enabled channel is done becomes `published` (sent for real on one at
-    least) or `skipped` (given up on all). A trial leaves it ready."""
+    """A ready week whose every enabled live channel is done becomes `published` (sent for real on one at
+    least) or `skipped` (given up on all). A trial leaves it ready, unless another channel sent it for real."""
     week = store.week(source, key)
     if week is None or week.state != "ready":
         return
     pubs = {p.channel: p.state for p in ledger.publications(store, source, key)}
     names = registry.enabled(cfg)
+    live = [name for name in names if registry.make(cfg, name).live]
+    # A channel on trial (no credentials: the outbox) never holds a week that went out for real elsewhere;
+    # with no live channel at all, the week stays ready until one is.
+    names = live or names
     if not all(pubs.get(name) in ("published", "skipped") for name in names):
         return
     state = "published" if "published" in pubs.values() else "skipped"
