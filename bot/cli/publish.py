@@ -279,13 +279,20 @@ def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
                 "source": p.source, "week": p.week_key, "title": w.title if w else None,
                 "state": w.state if w else None, "channels": {}}
         limit = None if spec else HISTORY_FAILURES
-        failures = ledger.rows_in(store, p.source, p.week_key, p.channel, ("failed", "bounced"), limit)
+        failures = ledger.rows_in(store, p.source, p.week_key, p.channel,
+                                  ("failed", "bounced", "sending", *ledger.WAITING), limit)
+        numbers = {r["id"]: n for n, r in enumerate(ledger.rows_in(store, p.source, p.week_key, p.channel,
+                                                                    ledger.STATES), start=1)}
+        held = ledger.channel_until(store, p.channel)
         entry["channels"][p.channel] = {
             "state": p.state, "trial": p.trial, "note": p.note,
             "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
             "counts": ledger.counts(store, p.source, p.week_key, p.channel),
-            "failures": [{"unit": f["unit"], "state": f["state"], "attempts": f["attempts"],
-                          "error": f["last_error"], "at": f["updated_at"]} for f in failures],
+            "failures": [{"unit": f["unit"], "number": numbers.get(f["id"]), "state": f["state"],
+                          "attempts": f["attempts"], "error": f["last_error"], "at": f["updated_at"]}
+                         for f in failures],
+            "waits_until": held[0].isoformat() if held and p.state == "sending" else None,
+            "waits_for": held[1] if held and p.state == "sending" else None,
             "late": _carried(store, p.source, p.week_key, p.channel),
         }
     if spec and not weeks:
@@ -326,8 +333,13 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
                 click.echo(f"    note: {c['note']}")
             for g in c["late"]:
                 click.echo(f"    carries {len(g['papers'])} paper(s) added to {g['week']}")
+            if c["waits_until"]:
+                click.echo(f"    waits until {c['waits_until']}: {c['waits_for']}")
             for f in c["failures"]:
-                click.echo(f"    {f['state']:8s} {f['unit']}  ({f['attempts']} tries) {f['error']}")
+                click.echo(f"    {f['state']:9s} {f['unit']} (unit {f['number']}, {f['attempts']} tries) {f['error']}")
+                if f["state"] in ledger.WAITING:
+                    click.echo(f"              settle it: paperbot resolve {e['source']}:{e['week']} --channel "
+                               f"{name} --unit {f['number']} (--posted ID | --retry)")
 
 
 COMMANDS = (publish, preview, history)
