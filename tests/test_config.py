@@ -312,3 +312,32 @@ def test_reader_web_keys_parse(tmp_path):
                                       'subscribe_limit = "3/1m"\nconfirm_per_day = 2\ntitle = "T"\n'))
     assert cfg.web.confirm_ttl == 7200 and cfg.web.subscribe_limit == (3, 60.0) and cfg.web.confirm_per_day == 2
     assert [str(n) for n in cfg.web.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[x]\nenabled = "yes"\n', ["x.enabled", "true or false"]),
+    ('[x]\ntimeout = "0s"\n', ["x.timeout"]),
+    ('[x]\ndaily_budget = 0\n', ["x.daily_budget", "1 to 100000"]),
+    ('[x]\ndelay = "2 seconds"\n', ["x.delay", "duration"]),
+    ('[x]\napi_base = "ftp://x"\n', ["x.api_base", "http(s) URL"]),
+    ('[x]\nhashtags = ["machine learning"]\n', ["x.hashtags", "not a hashtag"]),
+    ('[x]\nhashtags = "ML"\n', ["x.hashtags", "list"]),
+    ('[x]\nhead = "{{ title "\n', ["x.head", "line 1"]),
+    ('[x]\nreply = false\n', ["[x]", "reply"]),
+])
+def test_x_keys_name_the_key(tmp_path, text, words):
+    """issue #11: every `[x]` key is checked at start-up with an error naming the file and the key."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    for w in ["paperbot.toml", *words]:
+        assert w in str(e.value), str(e.value)
+
+
+def test_x_keys_parse(tmp_path):
+    cfg = load_config(write(tmp_path, '[x]\nenabled = false\napi_base = "http://127.0.0.1:9/"\ntimeout = "5s"\n'
+                                      'daily_budget = 3\ndelay = "0s"\nreplies = false\nhead = "{{ title }}"\n'
+                                      'hashtags = ["ML", "#AI"]\nextra_link = true\n'))
+    x = cfg.x
+    assert (x.enabled, x.api_base, x.timeout, x.daily_budget, x.delay, x.replies, x.head, x.hashtags,
+            x.extra_link) == (False, "http://127.0.0.1:9", 5.0, 3, 0.0, False, "{{ title }}", ("#ML", "#AI"), True)
+    assert load_config(write(tmp_path, "")).x.enabled is True
