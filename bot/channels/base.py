@@ -72,6 +72,7 @@ class Unit:
     key: str
     ref: str | None = None  # the channel's own id for it (subscriber id, "sample", post index)
     row_id: int = 0  # the ledger row, once planned
+    prior: tuple[str, ...] = ()  # an ordered channel's chain: the remote ids of the units before this one
 
 
 class Sender(Protocol):
