@@ -230,6 +230,23 @@ class XSettings:
 
 
 @dataclass(frozen=True)
+class DiscordSettings:
+    """`[discord]` (issue #12). The webhook URL and the bot token are never here: they come from
+    $PAPERBOT_DISCORD_WEBHOOK_URL and $PAPERBOT_DISCORD_BOT_TOKEN (without either, a trial to the outbox)."""
+
+    enabled: bool = False
+    api_base: str = "https://discord.com/api/v10"  # discord.py's Route.BASE: a compatible server, or a test's
+    timeout: float = 30.0  # seconds for one request (connect, and then each read)
+    max_wait: float = 10.0  # a 429 asking to wait longer ends the run as rate-limited-until instead
+    channel_id: int | None = None  # with a bot token: the channel to post in
+    role_id: int | None = None  # pinged by the intro line, the only mention ever allowed
+    forum: bool = False  # the webhook posts into a forum channel: one post per week
+    thread_name: str = "{title} ({dates})"  # a forum post's title; fields as in DISCORD_FIELDS
+    edit_on_correction: bool = False  # a correction in the source edits the week's messages
+    intro: str = ""  # a Jinja2 template of the intro line; "" = templates/discord_intro.txt
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # the file it came from; None for built-in defaults
     base_dir: Path
@@ -241,6 +258,7 @@ class Config:
     web: WebSettings = field(default_factory=WebSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     x: XSettings = field(default_factory=XSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
 
     @property
     def db_path(self) -> Path:
@@ -289,8 +307,8 @@ timezone = "America/New_York"
 # expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
 """
 
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x"}
 _X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
@@ -385,6 +403,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         github_base_url=github_base_url.rstrip("/"),
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
         fetch=_parse_fetch(data.get("fetch", {}), f), x=_parse_x(data.get("x", {}), f),
+        discord=_parse_discord(data.get("discord", {}), f),
     )
 
 
@@ -572,3 +591,53 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
         every=parse_duration(s.get("every", "30m"), f"{where}.every", EVERY_RANGE),
         timezone=tz, expect_papers=expect,
     )
+
+
+# -- [discord] (issue #12) ---------------------------------------------------------------------------------------
+_DISCORD_KEYS = {"enabled", "api_base", "timeout", "max_wait", "channel_id", "role_id", "forum", "thread_name",
+                 "edit_on_correction", "intro"}
+DISCORD_FIELDS = ("title", "dates", "key", "source", "papers")  # what `thread_name` may hold, as {name}
+_SNOWFLAKE = re.compile(r"[0-9]{17,20}")  # a Discord id: 17 to 20 digits
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def _snowflake(value: object, where: str) -> int:
+    """A Discord id (channel, role), as a TOML integer or a string of digits (what "Copy ID" gives)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _SNOWFLAKE.fullmatch(text.strip()):
+        raise ConfigError(f"{where}: {_short(value)} must be a Discord id, 17 to 20 digits "
+                          "(Discord: Developer Mode on, then Copy ID)")
+    return int(text.strip())
+
+
+def _parse_discord(t: object, f: str) -> DiscordSettings:
+    import jinja2  # here, beside the one key that needs it: config.py stays quick to import
+
+    t = _table(t, f"{f}: discord")
+    _unknown(f"{f}: [discord]", t, _DISCORD_KEYS)
+    d = DiscordSettings()
+    for key in ("enabled", "forum", "edit_on_correction"):
+        if key in t and not isinstance(t[key], bool):
+            raise ConfigError(f"{f}: discord.{key}: must be true or false")
+    api_base = _http_url(t.get("api_base", d.api_base), f"{f}: discord.api_base").rstrip("/")
+    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: discord.timeout", (1, 300)).total_seconds()
+    max_wait = parse_duration(t.get("max_wait", "10s"), f"{f}: discord.max_wait", (0, 300)).total_seconds()
+    channel_id = _snowflake(t["channel_id"], f"{f}: discord.channel_id") if "channel_id" in t else None
+    role_id = _snowflake(t["role_id"], f"{f}: discord.role_id") if "role_id" in t else None
+    name = _line(t.get("thread_name", d.thread_name), f"{f}: discord.thread_name").strip()
+    unknown = [m for m in _FIELD.findall(name) if m not in DISCORD_FIELDS]
+    if not name or len(name) > 200 or unknown:
+        raise ConfigError(f"{f}: discord.thread_name: {_short(name)} must be 1 to 200 characters with fields "
+                          f"from {', '.join('{' + x + '}' for x in DISCORD_FIELDS)}"
+                          + (f" (unknown: {{{unknown[0]}}})" if unknown else ""))
+    intro = t.get("intro", d.intro)
+    if not isinstance(intro, str) or len(intro) > 4000:
+        raise ConfigError(f"{f}: discord.intro: must be a Jinja2 template of at most 4000 characters")
+    try:
+        jinja2.Environment().parse(intro)
+    except jinja2.TemplateSyntaxError as e:
+        raise ConfigError(f"{f}: discord.intro: line {e.lineno} of the template: {e.message}") from None
+    return DiscordSettings(enabled=t.get("enabled", d.enabled), api_base=api_base, timeout=timeout,
+                           max_wait=max_wait, channel_id=channel_id, role_id=role_id, forum=t.get("forum", d.forum),
+                           thread_name=name, edit_on_correction=t.get("edit_on_correction", d.edit_on_correction),
+                           intro=intro)

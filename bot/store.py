@@ -239,6 +239,20 @@ def m009_chains(db: sqlite_utils.Database) -> None:
         )""")
 
 
+@migrations()
+def m011_discord_edits(db: sqlite_utils.Database) -> None:
+    """Discord announcements edited after a correction in the source (issue #12, `[discord] edit_on_correction`):
+    one row per message edited, with what changed (a JSON list such as `["embed 2 title"]`), when, and the body
+    it was given (bot/channels/discord/edit.py). The messages' ids are the ledger's `deliveries.remote_id`."""
+    db.execute("""
+        CREATE TABLE discord_edits (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL,
+            position INTEGER NOT NULL, message_id TEXT NOT NULL,
+            edited_at TEXT NOT NULL, changed TEXT NOT NULL, body TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX idx_discord_edits_week ON discord_edits (source, week_key)")
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 

@@ -327,6 +327,34 @@ def test_reader_web_keys_parse(tmp_path):
 ])
 def test_x_keys_name_the_key(tmp_path, text, words):
     """issue #11: every `[x]` key is checked at start-up with an error naming the file and the key."""
+def test_discord_keys_parse_with_their_defaults(tmp_path):
+    """issue #12: `[discord]`: off by default; ids as integers or strings of digits; durations with units."""
+    assert load_config(write(tmp_path, "")).discord.enabled is False
+    cfg = load_config(write(tmp_path, '[discord]\nenabled = true\napi_base = "http://127.0.0.1:9/api/v10/"\n'
+                                      'timeout = "5s"\nmax_wait = "0s"\nchannel_id = "123456789012345678"\n'
+                                      'role_id = 123456789012345679\nforum = true\nthread_name = "{title}"\n'
+                                      'edit_on_correction = true\nintro = "New: {{ title }}"\n'))
+    d = cfg.discord
+    assert (d.enabled, d.api_base, d.timeout, d.max_wait) == (True, "http://127.0.0.1:9/api/v10", 5.0, 0.0)
+    assert (d.channel_id, d.role_id, d.forum, d.thread_name) == (123456789012345678, 123456789012345679, True,
+                                                                  "{title}")
+    assert d.edit_on_correction and d.intro == "New: {{ title }}"
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[discord]\nenabled = 1\n", ["discord.enabled", "true or false"]),
+    ('[discord]\napi_base = "discord.com"\n', ["discord.api_base", "http(s) URL"]),
+    ('[discord]\ntimeout = "0s"\n', ["discord.timeout", "1s to 5m"]),
+    ('[discord]\nmax_wait = "10m"\n', ["discord.max_wait", "0s to 5m"]),
+    ("[discord]\nchannel_id = 42\n", ["discord.channel_id", "17 to 20 digits"]),
+    ('[discord]\nrole_id = "@everyone"\n', ["discord.role_id", "17 to 20 digits"]),
+    ('[discord]\nthread_name = "{week}"\n', ["discord.thread_name", "unknown: {week}"]),
+    ('[discord]\nintro = "{% if %}"\n', ["discord.intro", "line 1"]),
+    ('[discord]\nwebhook_url = "https://discord.com/api/webhooks/1/x"\n', ["[discord]", "webhook_url"]),
+])
+def test_discord_keys_out_of_range_name_the_key(tmp_path, text, words):
+    """issue #12: a bad `[discord]` value is one line naming the file and the key (and never a secret key:
+    the webhook URL and bot token come from the environment only)."""
     with pytest.raises(ConfigError) as e:
         load_config(write(tmp_path, text))
     for w in ["paperbot.toml", *words]:

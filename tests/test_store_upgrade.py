@@ -215,3 +215,18 @@ def test_chains_upgrade_keeps_the_ledger_and_adds_uncertain_refused_and_channel_
         assert "m009_chains" in {r[0] for r in con.execute("SELECT name FROM _sqlite_migrations")}
     finally:
         con.close()
+
+
+def test_the_discord_edits_table_exists_after_the_upgrade_and_starts_empty(tmp_path):
+    """issue #12 (m011_discord_edits): the table recording each edit of a Discord announcement appears, empty,
+    with its index; the rows the old database held are untouched (the first test of this file checks that)."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        columns = {r[1] for r in con.execute("PRAGMA table_info(discord_edits)")}
+        assert columns == {"id", "source", "week_key", "position", "message_id", "edited_at", "changed", "body"}
+        assert con.execute("SELECT count(*) FROM discord_edits").fetchone()[0] == 0
+        assert "idx_discord_edits_week" in {r[1] for r in con.execute("PRAGMA index_list(discord_edits)")}
+    finally:
+        con.close()
