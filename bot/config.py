@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
+from bot.publish.windows import Window, parse_windows
 from bot.track.parsing import FORMATS
 
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
@@ -141,6 +142,8 @@ class PublishSettings:
     # A week clearly short of its source's usual count waits this long past its last day for the rest (0: never)
     wait_for_papers: timedelta = timedelta(hours=48)
     late_max_wait: timedelta = timedelta(days=7)  # papers added to a week already out wait this long for the next
+    approve: bool = False  # hold every ready week as awaiting-approval until `paperbot approve WEEK`
+    editor: str = ""  # who gets the test copy of a week awaiting approval ("" = the [email] from address)
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,7 @@ class EmailSettings:
     list_id: str = "papers.example.org"
     connections: int = 2
     rate: float = 0.0  # messages per second at most; 0 = no cap
+    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,7 @@ class XSettings:
     head: str | None = None  # the head post's Jinja2 template text; None: templates/x_head.txt
     hashtags: tuple[str, ...] = ()
     extra_link: bool = False  # one more link per paper (its code, say) when it fits
+    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,7 @@ class DiscordSettings:
     thread_name: str = "{title} ({dates})"  # a forum post's title; fields as in DISCORD_FIELDS
     edit_on_correction: bool = False  # a correction in the source edits the week's messages
     intro: str = ""  # a Jinja2 template of the intro line; "" = templates/discord_intro.txt
+    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
 
 
 @dataclass(frozen=True)
@@ -307,15 +313,16 @@ timezone = "America/New_York"
 # expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
 """
 
-_X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link"}
+_X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link",
+           "send_at"}
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord"}
-_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate"}
+_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait"}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", *SOURCE_KINDS}
 EXPECT_MAX = 10_000
 
@@ -377,6 +384,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         timezone=tz,
         wait_for_papers=parse_duration(pub.get("wait_for_papers", "48h"), f"{f}: publish.wait_for_papers",
                                        WAIT_RANGE),
+        approve=_flag(pub.get("approve", False), f"{f}: publish.approve"),
+        editor=_line(pub.get("editor", ""), f"{f}: publish.editor", "an email address"),
     )
     gh = data.get("github", {})
     if not isinstance(gh, dict):
@@ -437,6 +446,7 @@ def _parse_email(e: object, f: str) -> EmailSettings:
         smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
         subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
         list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate),
+        send_at=_windows(e.get("send_at", ()), f"{f}: email.send_at"),
     )
 
 
@@ -507,6 +517,13 @@ def _parse_fetch(t: object, f: str) -> FetchSettings:
     return FetchSettings(timeout=timeout, max_size=size)
 
 
+def _windows(value: object, where: str) -> tuple[Window, ...]:
+    try:
+        return parse_windows(value, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
 def _flag(value: object, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: {_short(value)} must be true or false")
@@ -542,6 +559,7 @@ def _parse_x(t: object, f: str) -> XSettings:
         replies=_flag(t.get("replies", d.replies), f"{f}: x.replies"),
         head=head, hashtags=hashtags,
         extra_link=_flag(t.get("extra_link", d.extra_link), f"{f}: x.extra_link"),
+        send_at=_windows(t.get("send_at", ()), f"{f}: x.send_at"),
     )
 
 
@@ -595,7 +613,7 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
 
 # -- [discord] (issue #12) ---------------------------------------------------------------------------------------
 _DISCORD_KEYS = {"enabled", "api_base", "timeout", "max_wait", "channel_id", "role_id", "forum", "thread_name",
-                 "edit_on_correction", "intro"}
+                 "edit_on_correction", "intro", "send_at"}
 DISCORD_FIELDS = ("title", "dates", "key", "source", "papers")  # what `thread_name` may hold, as {name}
 _SNOWFLAKE = re.compile(r"[0-9]{17,20}")  # a Discord id: 17 to 20 digits
 _FIELD = re.compile(r"\{([^{}]*)\}")
@@ -640,4 +658,4 @@ def _parse_discord(t: object, f: str) -> DiscordSettings:
     return DiscordSettings(enabled=t.get("enabled", d.enabled), api_base=api_base, timeout=timeout,
                            max_wait=max_wait, channel_id=channel_id, role_id=role_id, forum=t.get("forum", d.forum),
                            thread_name=name, edit_on_correction=t.get("edit_on_correction", d.edit_on_correction),
-                           intro=intro)
+                           intro=intro, send_at=_windows(t.get("send_at", ()), f"{f}: discord.send_at"))

@@ -27,7 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import locks
 from bot.config import Config, SourceConfig
-from bot.publish import ledger
+from bot.publish.pipeline import next_due
 from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
 from bot.web.thread import WebThread
@@ -81,7 +81,7 @@ class Daemon:
         if self._sched is None or self.stop.is_set():
             return
         try:
-            when = ledger.next_wake(store, self.clock())
+            when = next_due(self.cfg, store, self.clock())
         except Exception:
             log.exception("cannot read when the channels may send again; publishing resumes after the next poll")
             return

@@ -240,6 +240,13 @@ def m009_chains(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m010_approval(db: sqlite_utils.Database) -> None:
+    """The editor's approval step (issue #14, `[publish] approve`): when a week awaiting approval was approved
+    (`paperbot approve`), so it is never held again. NULL for every week released before."""
+    db["weeks"].add_column("approved_at", str)
+
+
+@migrations()
 def m011_discord_edits(db: sqlite_utils.Database) -> None:
     """Discord announcements edited after a correction in the source (issue #12, `[discord] edit_on_correction`):
     one row per message edited, with what changed (a JSON list such as `["embed 2 title"]`), when, and the body

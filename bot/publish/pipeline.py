@@ -25,7 +25,7 @@ from bot import channels as registry
 from bot import locks
 from bot.channels.base import Channel, StorageError, Unit, storage_error
 from bot.config import Config
-from bot.publish import edition, ledger
+from bot.publish import approval, edition, ledger, windows
 from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
 from bot.publish.dispatch import RunStats, dispatch
 from bot.store import Store, WeekRow, iso
@@ -108,6 +108,10 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         rep.published, rep.skipped, rep.note = pub.state == "published", pub.state == "skipped", pub.note
         rep.counts = ledger.counts(store, week.source, week.key, channel.name)
         return rep
+    if not dry_run and (pub is None or pub.trial) and (wait := _window_wait(cfg, channel, week, now)):
+        rep.note = wait
+        log.info("%s: %s", rep.label, wait)
+        return rep
     replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
     if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox
         rep.counts = ledger.counts(store, week.source, week.key, channel.name)
@@ -163,6 +167,33 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
              else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
                   f"{channel.name} is live")
     return rep
+
+
+def send_windows(cfg: Config, name: str) -> tuple:
+    """The channel's `send_at` windows (`[email] send_at`, `[x] send_at`…); () when it sends as soon as ready."""
+    return getattr(getattr(cfg, name, None), "send_at", ())
+
+
+def _window_wait(cfg: Config, channel: Channel, week: WeekRow, now: datetime) -> str | None:
+    """Why a live channel must not start this week yet (its send window has not come since the week became
+    ready), or None."""
+    found = send_windows(cfg, channel.name)
+    tz = cfg.publish.timezone
+    if not channel.live or windows.may_send(found, tz, week.ready_at, now):
+        return None
+    at = windows.next_window(found, tz, now)
+    return (f"waits for its send window ({', '.join(map(str, found))}, {tz.key}): next at "
+            f"{at.isoformat(timespec='minutes') if at else '?'}")
+
+
+def next_due(cfg: Config, store: Store, now: datetime) -> datetime | None:
+    """When publishing has something to do next without a poll: a channel's rate-limited-until ends, or a
+    send window opens for a week that waits for it. The daemon schedules one job at that instant."""
+    times = [ledger.next_wake(store, now)]
+    if ready_weeks(store):
+        tz = cfg.publish.timezone
+        times += [windows.next_window(send_windows(cfg, name), tz, now) for name in registry.enabled(cfg)]
+    return min((t for t in times if t is not None), default=None)
 
 
 def describe(counts: dict[str, int]) -> str:
@@ -352,6 +383,7 @@ def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequenc
     """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py). The caller holds
     the publish lock."""
     late_round(cfg, store, now, channels=channels)
+    approval.hold(cfg, store, now)  # with [publish] approve: ready weeks wait for the editor
     out: list[ChannelReport] = []
     for week in ready_weeks(store):
         out += publish_week(cfg, store, week, channels=channels, now=now, progress=progress)
