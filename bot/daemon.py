@@ -81,14 +81,16 @@ class Daemon:
         if self._sched is None or self.stop.is_set():
             return
         try:
-            when = next_due(self.cfg, store, self.clock())
+            now = self.clock()
+            when = next_due(self.cfg, store, now)
         except Exception:
             log.exception("cannot read when the channels may send again; publishing resumes after the next poll")
             return
         if when is None:
             return
         try:
-            self._sched.add_job(self.wake_job, DateTrigger(run_date=when + timedelta(seconds=1), timezone=UTC),
+            run_date = datetime.now(UTC) + (when - now) + timedelta(seconds=1)  # the scheduler keeps real time
+            self._sched.add_job(self.wake_job, DateTrigger(run_date=run_date, timezone=UTC),
                                 id=WAKE_JOB, name="publish when a channel may send again", replace_existing=True,
                                 misfire_grace_time=None, coalesce=True, max_instances=1)
         except SchedulerNotRunningError:  # stopping: the next start schedules it again from the database
