@@ -15,6 +15,7 @@ import tomllib
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -253,6 +254,20 @@ class DiscordSettings:
 
 
 @dataclass(frozen=True)
+class AlertsSettings:
+    """`[alerts]`: problems the operator hears about (bot/alerts.py), at most once per problem per `every`.
+    The Discord webhook URL is a secret: it comes from $PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, never from here."""
+
+    email: tuple[str, ...] = ()  # who gets alerts by email (over [email] smtp_url; else into the outbox)
+    every: timedelta = timedelta(hours=6)  # one alert per problem per this, however often it is seen
+    failures: int = 3  # a source failing this many polls in a row
+    quiet: timedelta = timedelta(days=14)  # a source with no new week for this long
+    layout_drop: float = 0.5  # a version parsing to fewer than this share of the weeks of the one before
+    failed_after: timedelta = timedelta(hours=24)  # a delivery still failed this long after its week was planned
+    bounce_rate: float = 0.05  # an edition whose bounces pass this share of what it sent
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path | None  # the file it came from; None for built-in defaults
     base_dir: Path
@@ -265,6 +280,7 @@ class Config:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     x: XSettings = field(default_factory=XSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
 
     @property
     def db_path(self) -> Path:
@@ -278,8 +294,15 @@ class Config:
 
 
 DEFAULT_TOML = """\
-# paperbot configuration. Secrets (SMTP password, API tokens) never go here: they are read from
-# environment variables. Relative paths are relative to this file's folder.
+# paperbot configuration, written by `paperbot init`. Every section is here with its default values.
+#
+# Lines marked CHANGE hold example values: replace them before anything is sent for real. `paperbot check`
+# lists what is left, tries each source and the SMTP login, and sends nothing; `paperbot publish` and
+# `paperbot run` refuse to send mail while an example value is left (the outbox trial still works).
+#
+# Secrets never go in this file: they are read from environment variables (PAPERBOT_SMTP_PASSWORD,
+# PAPERBOT_SECRET_KEY, PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, ...; see the README). Relative paths are relative
+# to this file's folder. Durations are a whole number and a unit: 30s, 30m, 2h, 1d.
 
 state_dir = "state"          # SQLite database, outbox, lock
 timezone = "UTC"             # the default zone a week ends in (a source's own timezone, or its commits, win)
@@ -311,17 +334,62 @@ every = "30m"                # how often to check
 # the last papers on Sunday evening, after midnight UTC: with "UTC" those weeks would go out incomplete.
 timezone = "America/New_York"
 # expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
+
+# More sources: one [[sources]] table each, e.g.
+# [[sources]]
+# name = "lab-notes"
+# feed = "https://lab.example.net/feed.xml"
+# timezone = "Europe/Berlin"
+
+[email]
+# Without smtp_url nothing is sent: each message is written to state/outbox/email/ instead (a trial, and the
+# week stays ready until email is live). The password comes from $PAPERBOT_SMTP_PASSWORD, never from here.
+# smtp_url = "smtp://newsletter@mail.example.net:587"   # CHANGE: your mail server; smtps://host:465 for TLS
+starttls = true              # STARTTLS on an smtp:// connection
+from = "ML Papers of the Week <papers@example.org>"   # CHANGE: an address at your own domain
+subject = "{title}"          # fields: {title} {key} {source} {dates} {papers}
+contact = ""                 # CHANGE (optional): whom readers write to, e.g. "The Editor <editor@your.domain>"
+list_id = "papers.example.org"   # CHANGE: a name under your own domain (the List-Id header, Message-IDs)
+connections = 2              # SMTP connections side by side
+rate = 0                     # at most this many messages per second (0: no cap)
+
+[web]
+base_url = "http://localhost:8080"   # CHANGE: the public https:// address of the web app (unsubscribe links)
+listen = "127.0.0.1:8080"    # where `paperbot serve` (and `paperbot run`) listen; put a reverse proxy in front
+title = "ML Papers of the Week"
+description = "The week's most talked-about machine-learning papers, once a week by email."
+confirm_ttl = "48h"          # how long a subscription's confirmation link works
+trusted_proxies = []         # reverse proxies whose X-Forwarded-For is believed, e.g. ["127.0.0.1"]
+subscribe_limit = "5/10m"    # subscribe attempts per client address per time window
+confirm_per_day = 3          # confirmation emails to one address per 24 hours
+header_timeout = "10s"       # a client must send its request headers within this
+
+[alerts]
+# Problems are logged; with an address here (or $PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL set) they are also sent,
+# at most once per problem per `every`.
+# email = "you@your.domain"  # CHANGE: who gets alerts by email (over smtp_url; else into state/outbox/alerts/)
+every = "6h"                 # the same problem is not sent again within this
+failures = 3                 # a source failing this many polls in a row
+quiet = "14d"                # a source with no new week for this long
+layout_drop = 0.5            # a version with fewer than this share of the weeks of the one before
+failed_after = "24h"         # deliveries still failed this long after their week was planned
+bounce_rate = 0.05           # an edition bouncing more than this share of what it sent (0.05: 5%)
+
+# Channels besides email get a table of their own below ([x], [discord]) as they come; their credentials,
+# like the SMTP password, come from environment variables.
 """
 
 _X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link",
            "send_at"}
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord",
+             "alerts"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
+_ALERTS_KEYS = {"email", "every", "failures", "quiet", "layout_drop", "failed_after", "bounce_rate"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", *SOURCE_KINDS}
 EXPECT_MAX = 10_000
@@ -412,7 +480,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         github_base_url=github_base_url.rstrip("/"),
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
         fetch=_parse_fetch(data.get("fetch", {}), f), x=_parse_x(data.get("x", {}), f),
-        discord=_parse_discord(data.get("discord", {}), f),
+        discord=_parse_discord(data.get("discord", {}), f), alerts=_parse_alerts(data.get("alerts", {}), f),
     )
 
 
@@ -560,6 +628,34 @@ def _parse_x(t: object, f: str) -> XSettings:
         head=head, hashtags=hashtags,
         extra_link=_flag(t.get("extra_link", d.extra_link), f"{f}: x.extra_link"),
         send_at=_windows(t.get("send_at", ()), f"{f}: x.send_at"),
+    )
+
+
+_ALERT_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\".]+")
+
+
+def _parse_alerts(t: object, f: str) -> AlertsSettings:
+    t = _table(t, f"{f}: alerts")
+    _unknown(f"{f}: [alerts]", t, _ALERTS_KEYS)
+    d = AlertsSettings()
+    emails = t.get("email", [])
+    emails = [emails] if isinstance(emails, str) else emails
+    if not isinstance(emails, list) or not all(isinstance(a, str) for a in emails):
+        raise ConfigError(f"{f}: alerts.email: must be an address or a list of addresses")
+    for a in emails:
+        _line(a, f"{f}: alerts.email")
+        if not _ALERT_ADDRESS.fullmatch(parseaddr(a)[1]) or not a.strip():
+            raise ConfigError(f"{f}: alerts.email: {_short(a)} is not an email address (e.g. you@your.domain)")
+    return AlertsSettings(
+        email=tuple(a.strip() for a in emails),
+        every=parse_duration(t.get("every", "6h"), f"{f}: alerts.every", (60, 30 * 86400)),
+        failures=_whole(t.get("failures", d.failures), f"{f}: alerts.failures", 1, 10_000),
+        quiet=parse_duration(t.get("quiet", "14d"), f"{f}: alerts.quiet", (3600, 3650 * 86400)),
+        layout_drop=_number(t.get("layout_drop", d.layout_drop), f"{f}: alerts.layout_drop", 0, 1,
+                            " (0: never alert)"),
+        failed_after=parse_duration(t.get("failed_after", "24h"), f"{f}: alerts.failed_after", (60, 365 * 86400)),
+        bounce_rate=_number(t.get("bounce_rate", d.bounce_rate), f"{f}: alerts.bounce_rate", 0, 1,
+                            " (a share: 0.05 is 5%)"),
     )
 
 

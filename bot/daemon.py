@@ -41,9 +41,10 @@ WAKE_JOB = "publish-wake"
 
 def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
     """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
+    from bot.ops.alerts import after_poll as alerts
     from bot.publish.pipeline import after_poll
 
-    return [after_poll]
+    return [after_poll, alerts]  # alerts after publishing, so they see what this round sent
 
 
 def jitter(every_seconds: float) -> float:

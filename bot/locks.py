@@ -64,3 +64,24 @@ def held(path: Path, wait: float = 0.0) -> Iterator[None]:
         yield
     finally:
         release(fd)
+
+
+def holder(path: Path) -> int | None:
+    """The pid of the process holding the lock at `path` (0 if it wrote none), or None when nobody holds it.
+
+    Asks with a shared lock that is let go at once, so it never creates the file and never keeps anyone out
+    for more than that instant: `paperbot status` and `serve` use it to tell whether a daemon is running."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

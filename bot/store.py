@@ -260,6 +260,27 @@ def m011_discord_edits(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX idx_discord_edits_week ON discord_edits (source, week_key)")
 
+
+@migrations()
+def m013_alerts(db: sqlite_utils.Database) -> None:
+    """Alerts to the operator (issue #14, bot/ops/alerts.py): one row per problem and destination (`log`,
+    `email`, `discord`), so each is sent at most once per `[alerts] every` however often it is seen."""
+    db.execute("""
+        CREATE TABLE alerts (
+            problem TEXT NOT NULL, destination TEXT NOT NULL, kind TEXT NOT NULL, subject TEXT NOT NULL,
+            first_seen TEXT NOT NULL, last_seen TEXT NOT NULL, last_sent TEXT,
+            sends INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+            PRIMARY KEY (problem, destination)
+        )""")
+
+
+@migrations()
+def m013_subscriber_names(db: sqlite_utils.Database) -> None:
+    """A subscriber's name (issue #14): `subscribers add "Alice Reader <alice@example.org>"` and an import's
+    `name` column keep it; NULL for everyone added before."""
+    db["subscribers"].add_column("name", str)
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 

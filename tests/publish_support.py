@@ -62,7 +62,8 @@ class Recorder:
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         self.logins.append((auth_data.login, auth_data.password))
-        return AuthResult(success=auth_data.password == b"s3cret-pw")
+        # handled=False: aiosmtpd then answers a wrong password with 535 (by default it answers nothing at all)
+        return AuthResult(success=auth_data.password == b"s3cret-pw", handled=False)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         with self.lock:
@@ -112,20 +113,22 @@ def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
 
 def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "",
                  x: str | None = None) -> Config:
-    """A config for email tests; X is off unless `x` gives the `[x]` table's lines (tests/test_x_thread.py)."""
+    """A config that may send for real (issue #14: no example domain, a public base_url; `.test` is the
+    domain reserved for tests, which the live-send checks allow). X is off unless `x` gives the `[x]` table's
+    lines (tests/test_x_thread.py)."""
     who = f"{user}@" if user else ""
     smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
     path = tmp / "paperbot.toml"
     path.write_text(f"""state_dir = "state"
 [email]
-{smtp}from = "Papers Weekly <papers@example.org>"
+{smtp}from = "Papers Weekly <papers@weekly.test>"
 subject = "{{title}}"
-contact = "help@example.org"
-list_id = "papers.example.org"
+contact = "help@weekly.test"
+list_id = "papers.weekly.test"
 connections = {connections}
 rate = {rate}
 [web]
-base_url = "https://papers.example.org"
+base_url = "https://papers.weekly.test"
 [x]
 """ + ("enabled = false\n" if x is None else x), encoding="utf-8")
     return load_config(path)

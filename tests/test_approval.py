@@ -27,10 +27,10 @@ editor = "Eddie <{EDITOR}>"
 [email]
 smtp_url = "smtp://127.0.0.1:{port}"
 starttls = false
-from = "Papers Weekly <papers@example.org>"
-list_id = "papers.example.org"
+from = "Papers Weekly <papers@weekly.test>"
+list_id = "papers.weekly.test"
 [web]
-base_url = "https://papers.example.org"
+base_url = "https://papers.weekly.test"
 [x]
 enabled = false
 [discord]

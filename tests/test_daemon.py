@@ -270,3 +270,30 @@ def _x_done(cfg: Config) -> bool:
     finally:
         store.close()
     return bool(states) and all(s == "published" for s in states)
+def test_serve_beside_a_running_daemon_says_that_run_already_serves_the_web_app(tmp_path):
+    """issue #14: `paperbot serve` beside a running daemon said "serving on …" and then failed with "address
+    already in use", without saying that `run` already serves the web app. Now it says so first, and exits 1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = write_config(tmp_path, [{"name": "lab", "url": "http://127.0.0.1:9/digest.md", "every": "1h"}],
+                       extra=f'\n[web]\nlisten = "127.0.0.1:{port}"\n')
+    proc, log = _start(cfg, tmp_path)
+    try:
+        _wait_for("its web app", lambda: _listening(port), proc, log)
+        serve = subprocess.run([sys.executable, "-m", "bot", "--config", str(cfg.path), "serve"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=30)
+    finally:
+        assert _stop(proc) == 0
+    assert serve.returncode == 1
+    assert (f"Error: `paperbot run` (pid {proc.pid}) is running on {cfg.state_dir} and already serves the web app "
+            f"on 127.0.0.1:{port}") in serve.stderr
+    assert "serving on" not in serve.stderr and "address already in use" not in serve.stderr
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False

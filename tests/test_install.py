@@ -92,4 +92,4 @@ def test_an_installed_preview_renders_with_the_built_in_templates(installed, tmp
     html = (out / "email" / "dair" / KEY / "edition.html").read_text(encoding="utf-8")
     text = (out / "email" / "dair" / KEY / "edition.txt").read_text(encoding="utf-8")
     assert "Sparse Lanterns" in html and "<table" in html  # MJML became HTML
-    assert "1. Sparse Lanterns" in text and "Unsubscribe: https://papers.example.org/" in text
+    assert "1. Sparse Lanterns" in text and "Unsubscribe: https://papers.weekly.test/" in text

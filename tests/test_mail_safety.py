@@ -188,5 +188,5 @@ def test_text_part_lines_from_the_digest_never_look_like_ours(tmp_path):
             if "phish.example" in line:
                 assert line.startswith("   ") and not line.lstrip().startswith("→"), line
         assert [ln for ln in lines if ln.startswith("Unsubscribe:")] == [
-            ln for ln in lines[footer:] if ln.startswith("Unsubscribe: https://papers.example.org/")]
+            ln for ln in lines[footer:] if ln.startswith("Unsubscribe: https://papers.weekly.test/")]
         assert not any("phish" in ln for ln in lines[footer:])

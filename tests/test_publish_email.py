@@ -60,10 +60,10 @@ def check_message(raw: bytes, rcpt: str) -> str:
     text, html = list(msg.iter_parts())
     assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
     assert msg["To"] == rcpt
-    assert msg["List-Id"] == "<papers.example.org>"
+    assert msg["List-Id"] == "<papers.weekly.test>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = re.match(r"<(https://[^>]+)>", msg["List-Unsubscribe"]).group(1)
-    assert url.startswith("https://papers.example.org/unsubscribe/")
+    assert url.startswith("https://papers.weekly.test/unsubscribe/")
     assert verify_ref(SECRET.encode(), url.rsplit("/", 1)[1]) == subscriber_ref(SECRET.encode(), rcpt)
     assert rcpt not in url  # issue #13: the link names no address
     assert url in text.get_content() and url in html.get_content()
@@ -87,7 +87,7 @@ def test_a_week_reaches_500_subscribers_once_each(tmp_path):
         assert rec.count() == 500
         assert set(rec.recipients()) == set(people) and max(rec.recipients().values()) == 1
         ids = {check_message(raw, rcpt) for rcpt, raw in rec.messages}
-        assert len(ids) == 500 and all(i.endswith("@papers.example.org>") for i in ids)
+        assert len(ids) == 500 and all(i.endswith("@papers.weekly.test>") for i in ids)
         assert ledger.counts(store, "dair", KEY, "email")["sent"] == 500
         remote = {r["remote_id"] for r in ledger.rows_in(store, "dair", KEY, "email", ("sent",))}
         assert remote == ids
@@ -218,7 +218,7 @@ def test_with_no_subscribers_one_sample_goes_to_from(tmp_path):
     ready_week(store, cfg)
     assert run_cli(cfg, "publish").exit_code == 0
     (eml,) = (cfg.state_dir / "outbox" / "email" / "dair" / KEY).glob("*.eml")
-    check_message(eml.read_bytes(), "papers@example.org")
+    check_message(eml.read_bytes(), "papers@weekly.test")
     assert subscribers.count(store) == 0
     (row,) = ledger.rows_in(store, "dair", KEY, "email", ("trial",))
     assert row["ref"] == "sample"
@@ -243,7 +243,7 @@ def test_dry_run_and_preview_send_and_change_nothing(tmp_path, monkeypatch):
         assert not (cfg.state_dir / "secret.key").exists()
         assert not (cfg.state_dir / "editions").exists()
         sample = (out / "email" / "dair" / KEY / "sample.eml").read_bytes()
-        assert parse(sample)["To"] == "papers@example.org"
+        assert parse(sample)["To"] == "papers@weekly.test"
         assert "Sparse Lanterns" in (out / "email" / "dair" / KEY / "edition.html").read_text(encoding="utf-8")
 
 
@@ -328,7 +328,7 @@ def test_paperbot_run_publishes_a_week_as_it_becomes_ready_and_answers_unsubscri
                 assert proc.poll() is None and time.monotonic() < deadline, proc.communicate(timeout=10)
                 time.sleep(0.05)
             url = re.search(r"<(https://[^>]+)>", parse(rec.messages[0][1])["List-Unsubscribe"]).group(1)
-            local = url.replace("https://papers.example.org", f"http://127.0.0.1:{web_port}")
+            local = url.replace("https://papers.weekly.test", f"http://127.0.0.1:{web_port}")
             with urllib.request.urlopen(local, timeout=10) as r:
                 assert r.status == 200 and b"<form method=\"post\"" in r.read()
         finally:

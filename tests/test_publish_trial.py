@@ -243,7 +243,7 @@ def test_publish_to_an_address_sends_one_copy_of_a_week_in_any_state_over_smtp_a
         for (_, raw), key in zip(rec.messages, WEEKS_BY_STATE.values(), strict=True):
             msg = parse(raw)
             assert msg["To"] == "me@example.org" and msg["Subject"].startswith("Top ML Papers of the Week")
-            assert msg["Message-ID"] != message_id("dair", key, "me@example.org", "papers.example.org")
+            assert msg["Message-ID"] != message_id("dair", key, "me@example.org", "papers.weekly.test")
         assert "Old Paper" in parse(rec.messages[0][1]).get_body(("plain",)).get_content()
         assert "Fresh Week Paper" in parse(rec.messages[3][1]).get_body(("plain",)).get_content()
     assert dump(cfg.db_path) == before
@@ -293,3 +293,59 @@ def test_publish_to_when_the_smtp_server_is_down_is_one_line(tmp_path):
     assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
     assert "the test copy to me@example.org was not sent" in result.output and "cannot connect" in result.output
     assert dump(cfg.db_path) == before
+
+
+# -- issue #14: the wording of preview, publish and history ------------------------------------------------
+
+
+def test_preview_and_publish_say_what_a_baseline_and_a_published_week_are(tmp_path):
+    """issue #14: `preview` of a baseline or published week said it "would go to 5 active subscribers", and
+    `publish` of a baseline week said "nothing to publish yet" though it never can be published."""
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port)
+        store = Store.open(cfg.db_path)
+        _observe(store, cfg, NEW_WEEK + "\n" + OLD_WEEK, datetime(2023, 2, 27, 12, tzinfo=UTC), "v1")
+        assert (store.week("dair", OLD).state, store.week("dair", NEW).state) == ("baseline", "ready")
+        add_subscribers(store, tmp_path, addresses(5))
+        store.close()
+
+        preview = run_cli(cfg, "preview", f"dair:{OLD}")
+        assert preview.exit_code == 0
+        assert (f"  would go to nobody: dair:{OLD} is baseline, never published (`paperbot publish dair:{OLD} "
+                "--to ADDRESS` sends yourself a test copy)") in preview.output
+        assert "active subscriber" not in preview.output
+        refused = run_cli(cfg, "publish", f"dair:{OLD}")
+        assert refused.exit_code == 1 and "nothing to publish yet" not in refused.output
+        assert (f"dair:{OLD} is baseline (it was there at the source's first poll): it is never published"
+                in refused.output)
+        assert "would go to 5 active subscriber(s)" in run_cli(cfg, "preview", f"dair:{NEW}").output
+
+        assert run_cli(cfg, "publish").exit_code == 0 and rec.count() == 5
+        done = run_cli(cfg, "preview", f"dair:{NEW}")
+        assert (f"  already published: sent to 5 (see `paperbot history dair:{NEW}`); nothing more goes out"
+                in done.output)
+        assert "would go to" not in done.output
+
+
+def test_history_counts_say_what_is_left_to_send_sent_and_written_to_the_outbox(tmp_path):
+    """issue #14: `history` said "0 open of 5", which reads like open tracking: now "N to send", "N sent",
+    "N written to the outbox"."""
+    cfg = write_config(tmp_path, None)
+    store = Store.open(cfg.db_path)
+    ready_week(store, cfg)
+    add_subscribers(store, tmp_path, addresses(2))
+    store.close()
+    assert run_cli(cfg, "publish").exit_code == 0
+    text = run_cli(cfg, "history").output
+    assert "email: trial (trial: outbox only); 2 written to the outbox (of 2); planned " in text, text
+    assert "open" not in text
+    store = Store.open(cfg.db_path)  # planned for real (SMTP live), half done: the ledger as the pipeline leaves it
+    add_subscribers(store, tmp_path, addresses(4))
+    ledger.plan(store, "dair", NEW, "email", [Unit(a, str(i)) for i, a in enumerate(addresses(4), 1)],
+                datetime(2023, 3, 10, tzinfo=UTC))
+    store.db.execute("UPDATE deliveries SET state = 'sent' WHERE unit = 'reader0@example.net'")
+    store.db.execute("UPDATE deliveries SET state = 'bounced' WHERE unit = 'reader1@example.net'")
+    store.db.conn.commit()
+    store.close()
+    text = run_cli(cfg, "history").output
+    assert "email: sending; 2 to send, 1 sent, 1 bounced (of 4); planned 2023-03-10" in text, text

@@ -63,11 +63,11 @@ every = "1h"
 [email]
 smtp_url = "smtp://127.0.0.1:{port}"
 starttls = false
-from = "Papers Weekly <papers@example.org>"
-list_id = "papers.example.org"
+from = "Papers Weekly <papers@weekly.test>"
+list_id = "papers.weekly.test"
 send_at = "mon 14:00"
 [web]
-base_url = "https://papers.example.org"
+base_url = "https://papers.weekly.test"
 listen = "127.0.0.1:0"
 [x]
 enabled = false

@@ -142,6 +142,18 @@ def test_missing_file_missing_branch_and_missing_repo_are_clear_errors(tmp_path:
     assert store.source("gone")["error_count"] == 1 and store.source("gone")["last_error"] == gone.error
 
 
+def test_a_git_error_shows_all_of_gits_message(tmp_path: Path) -> None:
+    """issue #14: `git = "/nonexistent/repo"` printed `git fetch /nonexistent/repo: and the repository exists.`,
+    only the last line of git's message; the line that says what is wrong came first."""
+    cfg = write_config(tmp_path, [{"name": "gone", "git": str(tmp_path / "nonexistent" / "repo")}])
+    result = CliRunner().invoke(cli, ["--config", str(cfg.path), "poll"])
+    assert result.exit_code == 1
+    (line,) = result.output.splitlines()
+    assert line.startswith(f"gone: error: git fetch {tmp_path}/nonexistent/repo: fatal: '{tmp_path}/nonexistent/repo'"
+                           " does not appear to be a git repository; fatal: Could not read from remote repository.")
+    assert line.endswith("Please make sure you have the correct access rights and the repository exists.")
+
+
 def test_a_rewritten_branch_is_followed_from_its_tip(tmp_path: Path) -> None:
     repo, cfg, store = _setup(tmp_path)
     commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00+00:00")

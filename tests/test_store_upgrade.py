@@ -230,3 +230,27 @@ def test_the_discord_edits_table_exists_after_the_upgrade_and_starts_empty(tmp_p
         assert "idx_discord_edits_week" in {r[1] for r in con.execute("PRAGMA index_list(discord_edits)")}
     finally:
         con.close()
+
+
+def test_the_alerts_table_and_subscriber_names_exist_after_the_upgrade(tmp_path):
+    """issue #14 (m013_alerts, m013_subscriber_names): `alerts` records each problem once per destination, and
+    subscribers gain a `name`, empty for everyone added before; `status` and `subscribers list` work on it."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        assert {r[1] for r in con.execute("PRAGMA table_info(alerts)")} == {
+            "problem", "destination", "kind", "subject", "first_seen", "last_seen", "last_sent", "sends",
+            "last_error"}
+        assert con.execute("SELECT count(*) FROM alerts").fetchone()[0] == 0
+        assert "name" in {r[1] for r in con.execute("PRAGMA table_info(subscribers)")}
+        assert {r[0] for r in con.execute("SELECT name FROM subscribers")} == {None}
+    finally:
+        con.close()
+    config = str(tmp_path / "paperbot.toml")
+    listed = CliRunner().invoke(cli, ["--config", config, "subscribers", "list", "--json"], obj={})
+    assert listed.exit_code == 0 and all(s["name"] is None for s in json.loads(listed.stdout))
+    status = CliRunner().invoke(cli, ["--config", config, "status", "--json"], obj={})
+    assert status.exit_code == 0, status.output
+    st = json.loads(status.stdout)
+    assert st["weeks"]["counts"] == {"baseline": 1, "pending": 1, "published": 1, "ready": 1}

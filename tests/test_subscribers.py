@@ -156,7 +156,7 @@ def test_export_round_trip(store, tmp_path):
     buf = io.StringIO()
     assert subs.export_csv(store, buf) == 50
     rows = list(csv.reader(io.StringIO(buf.getvalue())))
-    assert rows[0] == ["email", "state"] and rows[4] == ["r3@example.org", "unsubscribed"]
+    assert rows[0] == ["email", "name", "state"] and rows[4] == ["r3@example.org", "", "unsubscribed"]
     out = tmp_path / "export.csv"
     subs.export_csv(store, out)
     assert out.read_text(encoding="utf-8") == buf.getvalue()
@@ -173,7 +173,7 @@ def test_cli_subscribers_commands(tmp_path):
     cfg = ["--config", str(tmp_path / "paperbot.toml")]
     run = CliRunner().invoke
     r = run(cli, [*cfg, "subscribers", "add", "Ann <ann@Example.org>"], obj={})
-    assert r.exit_code == 0 and "ann@example.org active" in r.output
+    assert r.exit_code == 0 and "Ann <ann@example.org> active" in r.output
     r = run(cli, [*cfg, "subscribers", "add", "not-an-address"], obj={})
     assert r.exit_code == 1 and "not added" in r.output and "no @" in r.output
     (tmp_path / "in.csv").write_text("email\nbob@example.org\nbroken\nann@example.org\n", encoding="utf-8")
@@ -191,9 +191,40 @@ def test_cli_subscribers_commands(tmp_path):
     assert json.loads(r.output) == {"pending": 0, "active": 1, "unsubscribed": 0, "bounced": 0, "total": 1}
     r = run(cli, [*cfg, "subscribers", "export", "--out", str(tmp_path / "out.csv")], obj={})
     assert r.exit_code == 0
-    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == "email,state\nann@example.org,active\n"
+    assert (tmp_path / "out.csv").read_text(encoding="utf-8") == "email,name,state\nann@example.org,Ann,active\n"
     r = run(cli, [*cfg, "subscribers", "list", "--state", "bounced"], obj={})
     assert "no subscribers in state bounced" in r.output
+
+
+def test_names_are_kept_from_add_and_from_a_name_column(tmp_path):
+    """issue #14: `subscribers add "Alice Reader <alice@example.org>"` dropped the name, and the CSV import
+    ignored a `name` column. Both are kept, listed and exported (and imported back)."""
+    write_config(tmp_path)
+    cfg = ["--config", str(tmp_path / "paperbot.toml")]
+    run = CliRunner().invoke
+    r = run(cli, [*cfg, "subscribers", "add", "Alice Reader <alice@example.org>"], obj={})
+    assert r.exit_code == 0 and r.output == "subscriber 1: Alice Reader <alice@example.org> active\n"
+    (tmp_path / "in.csv").write_text('email,name\nbob@example.org,Bob Builder\n"Carol <carol@example.org>",\n'
+                                     "dan@example.org,\n", encoding="utf-8")
+    r = run(cli, [*cfg, "subscribers", "import", str(tmp_path / "in.csv")], obj={})
+    assert "added 3, already there 0, rejected 0" in r.output, r.output
+    listed = json.loads(run(cli, [*cfg, "subscribers", "list", "--json"], obj={}).output)
+    assert [(x["address"], x["name"]) for x in listed] == [
+        ("alice@example.org", "Alice Reader"), ("bob@example.org", "Bob Builder"), ("carol@example.org", "Carol"),
+        ("dan@example.org", None)]
+    text = run(cli, [*cfg, "subscribers", "list"], obj={}).output
+    assert "Bob Builder <bob@example.org>  import:in.csv" in text
+    r = run(cli, [*cfg, "subscribers", "add", "Alice R. <alice@example.org>"], obj={})
+    assert r.output == "subscriber 1: Alice R. <alice@example.org> active (already active)\n"
+    out = tmp_path / "out.csv"
+    run(cli, [*cfg, "subscribers", "export", "--out", str(out)], obj={})
+    assert out.read_text(encoding="utf-8").splitlines()[:3] == [
+        "email,name,state", "alice@example.org,Alice R.,active", "bob@example.org,Bob Builder,active"]
+    fresh = Store.open(None)
+    subs.import_csv(fresh, out, now=NOW)
+    assert fresh.db.execute("SELECT address, name FROM subscribers ORDER BY id").fetchall()[:2] == [
+        ("alice@example.org", "Alice R."), ("bob@example.org", "Bob Builder")]
+    fresh.close()
 
 
 def test_queued_unsubscribes_wait_out_a_lock_and_skip_a_torn_line(tmp_path, caplog):

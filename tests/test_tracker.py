@@ -197,7 +197,9 @@ def test_weeks_command_lists_the_state_as_json(tmp_path):
         "first_seen": "2023-03-04T00:00:00+00:00", "last_changed": "2023-03-04T00:00:00+00:00"}
     assert row["title"] == "Top ML Papers of the Week (Feb 27-Mar 5)"
     text = CliRunner().invoke(cli, ["--config", str(conf), "weeks", "--source", "nope"])
-    assert text.exit_code == 0 and "no weeks" in text.output
+    # issue #14: a source that does not exist is an error (it said "no weeks known yet" and exited 0)
+    assert text.exit_code == 1 and "no source named 'nope' (known: digest)" in text.output
+    assert CliRunner().invoke(cli, ["--config", str(conf), "weeks", "--source", "digest"]).exit_code == 0
 
 
 def rss(*items: tuple[str, str]) -> bytes:

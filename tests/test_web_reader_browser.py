@@ -20,11 +20,18 @@ from bot.store import Store
 READER = "reader@example.org"
 
 
+PUBLIC = "https://papers.weekly.test"  # the newsletter's public address (issue #14: a live send to a local
+# base_url or from an example domain is refused); the test maps its links back to the local web app
+
+
 def _publish(cfg, key: str) -> None:
     store = Store.open(cfg.db_path)
     store_edition(store, _edition(key), state="ready")
     store.close()
-    run = subprocess.run([sys.executable, "-m", "bot", "--config", str(cfg.path), "publish", key],
+    text = re.sub(r'base_url = ".*"', f'base_url = "{PUBLIC}"', cfg.path.read_text(encoding="utf-8"))
+    public = cfg.path.with_name("publish.toml")  # the same folder, so the same state_dir
+    public.write_text(text.replace("example.org", "weekly.test"), encoding="utf-8")
+    run = subprocess.run([sys.executable, "-m", "bot", "--config", str(public), "publish", key],
                          env={**os.environ, "PAPERBOT_SECRET_KEY": KEY}, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stdout + run.stderr
 
@@ -61,8 +68,8 @@ def test_subscribe_confirm_welcome_newsletter_unsubscribe_in_chromium(browser, t
             news = _wait_mail(rec, READER, 3)
             assert "Week of 2024-03-11" in news["Subject"]
             unsub = re.match(r"<(http[^>]+)>", news["List-Unsubscribe"]).group(1)
-            assert "reader" not in unsub
-            page.goto(unsub)
+            assert "reader" not in unsub and unsub.startswith(PUBLIC + "/unsubscribe/")
+            page.goto(unsub.replace(PUBLIC, base))
             page.get_by_role("button", name="Unsubscribe").click()
             page.wait_for_load_state("load")
             assert "You are unsubscribed" in page.content() and _state(cfg.db_path, READER) == "unsubscribed"

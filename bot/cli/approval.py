@@ -7,7 +7,7 @@ import click
 from bot import locks
 from bot.channels.base import StorageError
 from bot.cli.common import _load, clock
-from bot.cli.publish import _existing_store, resolve_week
+from bot.cli.publish import _existing_store, refuse_unfit, resolve_week
 from bot.publish import approval
 from bot.publish.pipeline import lock_path, publish_week
 
@@ -18,6 +18,7 @@ from bot.publish.pipeline import lock_path, publish_week
 def approve(ctx: click.Context, week: str) -> None:
     """Approve WEEK (awaiting approval): it goes out now on every enabled channel (or at its send window)."""
     cfg = _load(ctx)
+    refuse_unfit(cfg)
     now = clock()()
     with _existing_store(cfg) as store:
         w = resolve_week(store, week)

@@ -21,6 +21,7 @@ from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
 from bot.cli.common import _load, clock
 from bot.config import Config
+from bot.ops.config_checks import live_send_problems
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
 from bot.publish.pipeline import ChannelReport, late_round, lock_path, publish_week, ready_weeks
@@ -115,6 +116,19 @@ def _open(counts: dict[str, int]) -> int:
     return sum(counts.get(state, 0) for state in ledger.OPEN)
 
 
+_SAID = {"sent": "sent", "trial": "written to the outbox", "failed": "failed", "bounced": "bounced",
+         "skipped": "skipped"}
+
+
+def _counts_text(counts: dict[str, int], units: int) -> str:
+    """`3 to send, 495 sent, 2 bounced (of 500)`: what is left first, then what became of the rest; zeros
+    left out, and any state the ledger gains later (`uncertain`) said by its name."""
+    parts = [f"{_open(counts)} to send"] if _open(counts) else []
+    parts += [f"{counts[s]} {said}" for s, said in _SAID.items() if counts.get(s)]
+    parts += [f"{n} {s}" for s, n in counts.items() if n and s not in _SAID and s not in ledger.OPEN]
+    return ", ".join(parts or ["nothing"]) + f" (of {units})"
+
+
 channel_option = click.option("--channel", "channel", type=click.Choice(registry.NAMES),
                               help="Only this channel (default: every enabled channel).")
 
@@ -137,6 +151,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     only, as a test, and nothing is recorded.
     """
     cfg = _load(ctx)
+    refuse_unfit(cfg, dry_run=dry_run)
     now = clock()
     if to is not None:
         _send_copies(cfg, weeks, channel, dry_run, to)
@@ -151,9 +166,14 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
             if w.state == "awaiting-approval":
                 raise click.ClickException(f"{w.source}:{w.key} awaits the editor's approval: paperbot approve "
                                            f"{w.source}:{w.key} (or paperbot skip {w.source}:{w.key})")
+            if w.state == "baseline":
+                raise click.ClickException(f"{w.source}:{w.key} is baseline (it was there at the source's first "
+                                           "poll): it is never published (`--to ADDRESS` sends a test copy of "
+                                           "any week)")
             if w.state not in ("ready", "published", "skipped"):
                 raise click.ClickException(f"{w.source}:{w.key} is {w.state}, not ready: "
-                                           "nothing to publish yet (`--to ADDRESS` sends a test copy of any week)")
+                                           "nothing to publish yet (`paperbot status` says what it waits for; "
+                                           "`--to ADDRESS` sends a test copy of any week)")
         if not targets:
             click.echo("no ready weeks to publish")
             return
@@ -175,6 +195,20 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     if not dry_run and not all(r.done for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
+
+
+def refuse_unfit(cfg: Config, *, dry_run: bool = False) -> None:
+    """Stop before a live send while the config holds an example value (issue #14): one line per problem,
+    naming the key. A dry run only warns; without smtp_url (the outbox trial) there is nothing to stop."""
+    problems = live_send_problems(cfg)
+    if not problems:
+        return
+    if dry_run:
+        for p in problems:
+            click.echo(f"warning: {p}", err=True)
+        return
+    raise click.ClickException("not sending: the config is not ready to send mail for real (`paperbot check` "
+                               "lists it):\n  " + "\n  ".join(problems))
 
 
 def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_run: bool, to: str) -> None:
@@ -326,11 +360,8 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
         if not e["channels"]:
             click.echo("  not published on any channel")
         for name, c in e["channels"].items():
-            n = c["counts"]
             click.echo(f"  {name}: {c['state']}{' (trial: outbox only)' if c['trial'] else ''}; "
-                       f"{n['sent']} sent, {n['trial']} in the outbox, {n['failed']} failed, "
-                       f"{n['bounced']} bounced, {n['skipped']} skipped, {_open(n)} open of {c['units']}; "
-                       f"planned {c['planned_at']}"
+                       f"{_counts_text(c['counts'], c['units'])}; planned {c['planned_at']}"
                        + (f", published {c['published_at']}" if c["published_at"] else ""))
             if c["note"]:
                 click.echo(f"    note: {c['note']}")

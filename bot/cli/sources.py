@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import click
 
 from bot.cli.common import _load, _parse_time, clock
+from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
 from bot.daemon import Daemon
 from bot.locks import LockBusy
@@ -73,6 +74,7 @@ def run(ctx: click.Context) -> None:
     cfg = _load(ctx)
     if not cfg.sources:
         raise click.ClickException(f"{cfg.path or 'built-in config'}: no [[sources]] to watch")
+    refuse_unfit(cfg)  # the daemon publishes after each poll: not with an example `from` or base_url
     root = logging.getLogger()
     if root.level > logging.INFO:  # a daemon says what it does unless asked for more
         root.setLevel(logging.INFO)

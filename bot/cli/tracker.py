@@ -151,13 +151,17 @@ def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
     """List the weeks paperbot knows, with their state."""
     cfg = _load(ctx)
     rows, failing, rules = [], [], {}
+    known = [s.name for s in cfg.sources]
     if cfg.db_path.exists():
         store = Store.open(cfg.db_path)
+        known += [r["name"] for r in store.sources() if r["name"] not in known]
         rows = store.weeks(source)
         failing = [r for r in store.sources() if r.get("last_error") and source in (None, r["name"])]
         configs = {s.name: s for s in cfg.sources}
         rules = {n: source_rules(store, n, cfg.publish, configs.get(n)) for n in {w.source for w in rows}}
         store.close()
+    if source is not None and source not in known:  # issue #14: a typo is an error, not "no weeks known yet"
+        raise click.ClickException(f"no source named {source!r} (known: {', '.join(known) or 'none'})")
     for r in failing:  # on stderr, so --json output stays clean
         click.echo(f"warning: source {r['name']}: last poll failed at {r['last_error_at']} "
                    f"({r['error_count']} in a row): {r['last_error']}", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 import click
 
+from bot import locks
 from bot.channels.email import subscribers as subs
 from bot.cli.common import _load
 from bot.store import Store
@@ -37,6 +39,14 @@ def serve(ctx: click.Context) -> None:
 
     cfg = _load(ctx)
     host, port = cfg.web.host_port
+    pid = locks.holder(cfg.state_dir / "paperbot.lock")
+    if pid is not None:  # a daemon on this state folder: its web thread serves [web] listen already
+        who = f"`paperbot run` (pid {pid})" if pid else "`paperbot run`"
+        if port and not _can_listen(host, port):
+            raise click.ClickException(f"{who} is running on {cfg.state_dir} and already serves the web app on "
+                                       f"{cfg.web.listen}: `paperbot serve` is only needed without it")
+        click.echo(f"note: {who} is running on {cfg.state_dir} but its web app is not on {cfg.web.listen} "
+                   "(see its log); serving it here", err=True)
     click.echo(f"serving on http://{host}:{port} (public address {cfg.web.base_url}); Ctrl-C stops", err=True)
     try:
         run(cfg)
@@ -44,6 +54,22 @@ def serve(ctx: click.Context) -> None:
         raise click.ClickException(str(e)) from e
     except OSError as e:
         raise click.ClickException(f"cannot listen on {cfg.web.listen}: {e.strerror or e}") from e
+
+
+def _can_listen(host: str, port: int) -> bool:
+    """Whether a listening socket could be opened on host:port now (SO_REUSEADDR, as aiohttp's, so only a
+    listener there says no). A name that does not resolve says yes: the real bind then reports it."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)[0]
+    except OSError:
+        return True
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(address)
+        except OSError:
+            return False
+    return True
 
 
 @click.group()
@@ -63,8 +89,10 @@ def add_cmd(ctx: click.Context, address: str) -> None:
             sid = subs.add(store, address, origin="cli", now=_now())
         except subs.InvalidAddress as e:
             raise click.ClickException(f"not added: {e}") from e
+        name = store.db.execute("SELECT name FROM subscribers WHERE id = ?", [sid]).fetchone()[0]
     note = "" if not before else " (already active)" if before[0] == "active" else f" (was {before[0]})"
-    click.echo(f"subscriber {sid}: {subs.normalize_address(address)} active{note}")
+    shown = subs.normalize_address(address)
+    click.echo(f"subscriber {sid}: {f'{name} <{shown}>' if name else shown} active{note}")
 
 
 @subscribers.command("remove")
@@ -86,7 +114,7 @@ def remove_cmd(ctx: click.Context, address: str) -> None:
 @click.argument("csv_file", metavar="CSV", type=click.Path(dir_okay=False, exists=True))
 @click.pass_context
 def import_cmd(ctx: click.Context, csv_file: str) -> None:
-    """Add the addresses of a CSV file with a header row and an `email` column (optional `state`)."""
+    """Add the addresses of a CSV file with a header row and an `email` column (optional `name`, `state`)."""
     with _store(ctx) as store:
         try:
             report = subs.import_csv(store, csv_file, now=_now())
@@ -101,7 +129,7 @@ def import_cmd(ctx: click.Context, csv_file: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write to FILE instead of standard output.")
 @click.pass_context
 def export_cmd(ctx: click.Context, out: str | None) -> None:
-    """Write every address with its state as CSV (`email,state`), the form `import` reads."""
+    """Write every address with its name and state as CSV (`email,name,state`), the form `import` reads."""
     with _store(ctx) as store:
         n = subs.export_csv(store, out if out else sys.stdout)
     if out:
@@ -121,7 +149,8 @@ def list_cmd(ctx: click.Context, state: str | None, as_json: bool) -> None:
         return
     for r in rows:
         why = f"  ({r['reason']})" if r["reason"] else ""
-        click.echo(f"{r['id']:6d}  {r['state']:12s} {r['address']}  {r['origin']}{why}")
+        who = f"{r['name']} <{r['address']}>" if r.get("name") else r["address"]
+        click.echo(f"{r['id']:6d}  {r['state']:12s} {who}  {r['origin']}{why}")
     if not rows:
         click.echo("no subscribers" + (f" in state {state}" if state else ""))
 

@@ -27,6 +27,38 @@ class GitFetchError(Exception):
     """git failed; the message names the command and git's own words, with credentials removed."""
 
 
+MESSAGE_MAX = 600  # characters of git's message kept in an error (a poll's error is one line, stored and printed)
+
+
+def git_message(stderr: str) -> str:
+    """All of git's message on one line, credentials removed: its first line says what went wrong (`'/x' does
+    not appear to be a git repository`), the last only how to go on (`... and the repository exists.`)."""
+    lines = [" ".join(line.split()) for line in stderr.splitlines()]
+    text = ""
+    for line in filter(None, lines):
+        sep = "; " if line.split(":", 1)[0] in ("fatal", "error", "warning", "hint", "remote") else " "
+        text = f"{text}{sep}{line}" if text else line
+    text = redact(text) or "failed"
+    return text if len(text) <= MESSAGE_MAX else text[:MESSAGE_MAX - 1] + "…"
+
+
+def ls_remote(url: str, branch: str, timeout: float = 60.0) -> str:
+    """The commit id at the tip of `branch` in the repository at `url`, asked without fetching anything
+    (`paperbot check`). GitFetchError says what failed, in git's words."""
+    cmd = ["git", "ls-remote", "--heads", "--", url, f"refs/heads/{branch}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **_ENV},
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise GitFetchError(f"git ls-remote {redact(url)}: no answer after {timeout:g}s") from e
+    if proc.returncode != 0:
+        raise GitFetchError(f"git ls-remote {redact(url)}: {git_message(proc.stderr)}")
+    sha = proc.stdout.split("\t", 1)[0].strip()
+    if not sha:
+        raise GitFetchError(f"git ls-remote {redact(url)}: branch {branch!r} not found")
+    return sha
+
+
 class Mirror:
     def __init__(self, path: Path, url: str, timeout: float = 300.0):
         self.path = path
@@ -42,8 +74,7 @@ class Mirror:
         except subprocess.TimeoutExpired as e:
             raise GitFetchError(f"git {args[0]} {redact(self.url)}: no answer after {self.timeout:g}s") from e
         if check and proc.returncode != 0:
-            msg = redact(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed")
-            raise GitFetchError(f"git {args[0]} {redact(self.url)}: {msg}")
+            raise GitFetchError(f"git {args[0]} {redact(self.url)}: {git_message(proc.stderr)}")
         return proc
 
     def ensure(self) -> None:

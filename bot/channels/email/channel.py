@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from bot.channels.base import ChannelLimits, Unit, storage_error, write_file
+from bot.channels.base import ChannelDown, ChannelLimits, Unit, storage_error, write_file
 from bot.channels.email import subscribers
 from bot.channels.email.headers import UnsafeHeader
 from bot.channels.email.mime import MessageTemplate, build_template, id_domain, message_id
@@ -40,6 +40,7 @@ from bot.channels.email.render import (
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.channels.email.tokens import ENV_KEY, KEY_FILE, load_secret_key, unsubscribe_token, unsubscribe_url
 from bot.config import Config
+from bot.ops.config_checks import CheckResult
 from bot.store import Store, WeekRow
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,42 @@ class EmailChannel:
         write_file(path, data)
         return f"email {week.source}:{week.key}: one test copy written to {path} (no smtp_url; {mid})"
 
+    def _goes_to(self, store: Store, week: WeekRow, n: int) -> str:
+        """Who the week would reach, by its state: a baseline or skipped week never goes out, a published one
+        has gone (issue #14: preview said "would go to 5 active subscribers" of both)."""
+        name = f"{week.source}:{week.key}"
+        if week.state in ("baseline", "skipped"):
+            return (f"  would go to nobody: {name} is {week.state}, never published (`paperbot publish "
+                    f"{name} --to ADDRESS` sends yourself a test copy)")
+        if week.state == "published":
+            sent = store.db.execute("SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND "
+                                    "channel = ? AND state = 'sent'", [week.source, week.key, self.name]).fetchone()[0]
+            return f"  already published: sent to {sent} (see `paperbot history {name}`); nothing more goes out"
+        when = " once it is ready" if week.state == "pending" else ""
+        sample = "" if n or self.cfg.email.smtp_url else \
+            f" (none yet: one sample to {self.sender_address} in the outbox)"
+        return f"  would go to {n} active subscriber(s){when}{sample}"
+
+    def check(self) -> list[CheckResult]:
+        """`paperbot check`: log in to the SMTP server as a send would (EHLO, STARTTLS, AUTH), then QUIT;
+        nothing is sent. Without smtp_url there is nothing to try: the outbox is a trial."""
+        e = self.cfg.email
+        out = []
+        if not os.environ.get(ENV_KEY, "").strip() and not (self.cfg.state_dir / KEY_FILE).exists():
+            out.append(CheckResult("email signing key", True, f"no ${ENV_KEY} and no {KEY_FILE} yet: one is made "
+                                   f"in {self.cfg.state_dir / KEY_FILE} at the first send; back it up", note=True))
+        if not e.smtp_url:
+            return [*out, CheckResult("email smtp", True, "no smtp_url: messages are written to the outbox (a "
+                                      "trial); nothing to log in to", note=True)]
+        target = SmtpTarget.from_url(e.smtp_url, e.starttls)
+        try:
+            SmtpConnection(target, self.sender_address, timeout=30).verify()
+        except ChannelDown as err:
+            return [*out, CheckResult("email smtp", False, str(err))]
+        how = "TLS" if target.implicit_tls else "STARTTLS" if target.starttls else "no TLS"
+        who = f"logged in as {target.user}" if target.user else "no login"
+        return [*out, CheckResult("email smtp", True, f"{target}: connected ({how}), {who}; QUIT, nothing sent")]
+
     def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
         real = self.preview_secret()[1]
         r = self.render(store, week, dry=True)
@@ -224,9 +261,7 @@ class EmailChannel:
                  f"  preheader: {r.email.preheader}",
                  f"  html: {len(r.email.html.encode('utf-8')) // 1024} KB; text: {len(r.email.text)} chars; "
                  f"message: {len(data) // 1024} KB",
-                 f"  would go to {n} active subscriber(s)"
-                 + ("" if n or self.cfg.email.smtp_url else f" (none yet: one sample to {to} in the outbox)"),
-                 f"  sending: {how}"]
+                 self._goes_to(store, week, n), f"  sending: {how}"]
         if r.email.size_warning:
             lines.append(f"  warning: {r.email.size_warning}")
         if not real:

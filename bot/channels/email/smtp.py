@@ -103,6 +103,12 @@ class SmtpConnection:
         log.debug("connected to %s", t)
         return smtp
 
+    def verify(self) -> None:
+        """Connect, greet, STARTTLS and log in as a send would, then QUIT without sending anything
+        (`paperbot check`). Raises ChannelDown saying what failed."""
+        self._smtp = self._connect()
+        self.close()
+
     def send(self, to: str, data: bytes) -> None:
         """Deliver `data` to `to`, reconnecting once at once if a reused connection turns out to be dead."""
         fresh = self._smtp is None

@@ -77,6 +77,18 @@ def normalize_address(s: str) -> str:
     return _check(addr)
 
 
+MAX_NAME = 200
+
+
+def display_name(s: str) -> str | None:
+    """The name in `Name <addr>` (quotes taken off), or None for a bare address. Call after normalize_address
+    has accepted `s`, so it holds no control character."""
+    if not isinstance(s, str) or _NAMED.fullmatch(s.strip()) is None:
+        return None
+    name = " ".join(parseaddr(s.strip())[0].split())
+    return name[:MAX_NAME] or None
+
+
 def _check(addr: str) -> str:
     if addr.count("@") != 1:
         raise InvalidAddress(f"{addr!r}: " + ("no @" if "@" not in addr else "more than one @"))
@@ -109,25 +121,37 @@ def _row(store: Store, address: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def add(store: Store, address: str, *, origin: str, now: datetime, state: str = "active") -> int:
+def add(store: Store, address: str, *, origin: str, now: datetime, state: str = "active",
+        name: str | None = None) -> int:
     """Add `address` (or bring it back to `state` if it is there in another state); returns its id.
 
-    This is the operator's explicit act, so it also reactivates an unsubscribed or bounced address.
+    This is the operator's explicit act, so it also reactivates an unsubscribed or bounced address. The name
+    is `name`, else the one in `Name <addr>` (issue #14: it was dropped); a name given replaces the stored one.
     """
     if state not in STATES:
         raise ValueError(f"state {state!r} must be one of {', '.join(STATES)}")
+    name = _clean_name(name) if name is not None else display_name(address)
     address = normalize_address(address)
     with store.atomic():
         row = _row(store, address)
         if row is None:
             return store.db["subscribers"].insert(
                 {"address": address, "state": state, "created_at": iso(now), "updated_at": iso(now),
-                 "origin": origin, "reason": None}).last_pk
+                 "origin": origin, "reason": None, "name": name}).last_pk
+        if name and name != row.get("name"):
+            store.db["subscribers"].update(row["id"], {"name": name, "updated_at": iso(now)})
         if row["state"] != state:
             log.info("subscriber %d: %s -> %s (added again by %s)", row["id"], row["state"], state, origin)
             store.db["subscribers"].update(row["id"], {"state": state, "updated_at": iso(now),
                                                        "reason": f"added again via {origin}"})
         return row["id"]
+
+
+def _clean_name(name: str) -> str | None:
+    """A name from a CSV cell or an option: one line, spaces collapsed, at most MAX_NAME characters."""
+    if _has_control(name):
+        raise InvalidAddress(f"the name {name[:40]!r} contains control characters")
+    return " ".join(name.split())[:MAX_NAME] or None
 
 
 def remove(store: Store, address: str) -> bool:
@@ -331,14 +355,15 @@ def _records(f: TextIO) -> Iterator[tuple[int, dict[str, str]]]:
 
 
 def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport:
-    """Add every valid address of a CSV file (header, `email` column, optional `state`) in one transaction.
+    """Add every valid address of a CSV file (header, `email` column, optional `name` and `state`) in one
+    transaction.
 
     Addresses already stored keep their state (so an unsubscribed reader stays unsubscribed).
     """
     path = Path(path)
     origin, t = f"import:{path.name}", iso(now)
     rejected: list[tuple[int, str]] = []
-    batch: dict[str, str] = {}
+    batch: dict[str, tuple[str, str | None]] = {}
     repeated = 0
     with path.open(encoding="utf-8-sig", newline="") as f:
         for line, rec in _records(f):
@@ -347,20 +372,22 @@ def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport
                 rejected.append((line, f"unknown state {state!r}"))
                 continue
             try:
-                address = normalize_address(rec.get("email") or "")
+                raw = rec.get("email") or ""
+                address = normalize_address(raw)
+                name = _clean_name(rec["name"]) if rec.get("name") else display_name(raw)
             except InvalidAddress as e:
                 rejected.append((line, str(e)))
                 continue
             if address in batch:
                 repeated += 1
             else:
-                batch[address] = state
+                batch[address] = (state, name)
     conn = store.db.conn
     with store.atomic():
         before = conn.total_changes
         conn.executemany(
-            "INSERT OR IGNORE INTO subscribers (address, state, created_at, updated_at, origin) "
-            "VALUES (?, ?, ?, ?, ?)", ((a, s, t, t, origin) for a, s in batch.items()))
+            "INSERT OR IGNORE INTO subscribers (address, state, created_at, updated_at, origin, name) "
+            "VALUES (?, ?, ?, ?, ?, ?)", ((a, s, t, t, origin, n) for a, (s, n) in batch.items()))
         added = conn.total_changes - before
     report = ImportReport(added=added, already=len(batch) - added + repeated, rejected=rejected)
     log.info("%s: %d added, %d already there, %d rejected", path, report.added, report.already,
@@ -369,14 +396,14 @@ def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport
 
 
 def export_csv(store: Store, out: str | Path | TextIO) -> int:
-    """Write `email,state` for every stored address (the form import_csv reads back). Returns the count."""
+    """Write `email,name,state` for every stored address (the form import_csv reads back). Returns the count."""
     if isinstance(out, str | Path):
         with Path(out).open("w", encoding="utf-8", newline="") as f:
             return export_csv(store, f)
     w = csv.writer(out, lineterminator="\n")
-    w.writerow(["email", "state"])
+    w.writerow(["email", "name", "state"])
     n = 0
-    for address, state in store.db.execute("SELECT address, state FROM subscribers ORDER BY id"):
-        w.writerow([address, state])
+    for address, name, state in store.db.execute("SELECT address, name, state FROM subscribers ORDER BY id"):
+        w.writerow([address, name or "", state])
         n += 1
     return n

@@ -1,0 +1,1 @@
+"""The operator's side: config checks before a live send, `paperbot status`, alerts, and the log format."""

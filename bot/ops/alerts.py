@@ -1,0 +1,379 @@
+"""Alerts to the operator: problems found in the state database, sent at most once per problem per `every`.
+
+`detect(cfg, store, now)` only reads: a source failing `failures` polls in a row, a source with no new week for
+`quiet`, a version that parsed to fewer than `layout_drop` of the weeks of the version before (its layout
+changed), a week held past `max_wait`, deliveries uncertain or failed for good, an edition whose bounces
+pass `bounce_rate`. Each problem has a stable key and says what to do. `run(cfg, store, now)` then logs each
+problem and sends it by email (`[alerts] email`, over `[email] smtp_url`; without it into
+state/outbox/alerts/) and to a Discord webhook ($PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, a secret: never stored
+or logged), recording each (problem, destination) in the `alerts` table so a problem seen at every poll is
+sent once per `every`. A destination that fails is tried again at the next poll. The daemon runs `after_poll`
+after every poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import format_datetime, parseaddr
+
+import requests
+
+from bot.channels.base import ChannelDown, PermanentError, TransientError
+from bot.channels.email.headers import CRLF, UnsafeHeader, check_block, mailbox, simple, unstructured
+from bot.channels.email.mime import id_domain, qp
+from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.config import Config
+from bot.ops.status import waiting_for
+from bot.publish.safetext import clean
+from bot.store import Store, WeekRow, iso, parse_time
+from bot.track.dates import end_of_day
+from bot.track.tracker import source_rules
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_ENV = "PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL"
+WEBHOOK_TIMEOUT = 10.0
+DISCORD_MAX = 2000  # characters in one webhook message
+BOUNCES_MIN = 2  # one bounce is never an alert, whatever the share
+_FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version", "Content-Type",
+           "Content-Transfer-Encoding"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # stable while the problem lasts: "failing:dair-ai", "held:dair-ai:2024-01-01..2024-01-07"
+    kind: str  # failing | quiet | layout | held | deliveries | bounces
+    subject: str  # one line
+    body: str  # what was found, then what to do
+
+    def text(self) -> str:
+        return f"{self.subject}\n\n{self.body}\n"
+
+
+def _sentence(text: str) -> str:
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _days(d: timedelta) -> str:
+    hours = d.total_seconds() / 3600
+    return f"{hours / 24:.0f} days" if hours >= 48 else f"{hours:.0f} hours"
+
+
+def _failing(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    out = []
+    configured = {s.name for s in cfg.sources}
+    for r in store.sources():
+        n = r.get("error_count") or 0
+        if r["name"] not in configured or n < cfg.alerts.failures:
+            continue
+        out.append(Problem(
+            f"failing:{r['name']}", "failing", f"source {r['name']}: {_count(n, 'poll')} in a row failed",
+            f"The last, at {r['last_error_at']}: {_sentence(clean(r['last_error'] or '', max_len=500))}\n"
+            + (f"Its last good poll was at {r['last_polled']}." if r.get("last_polled") else
+               "No poll of it has worked yet.") + " Nothing of a failed poll is recorded, and every poll tries "
+            "again.\n"
+            f"What to do: `paperbot check` tries the source and says what it answers. If it moved, point "
+            f"[[sources]] {r['name']} at its new place; if the server is down, wait (this alert repeats every "
+            f"{_days(cfg.alerts.every)} while it lasts)."))
+    return out
+
+
+def _quiet(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    out = []
+    rows = {r["name"]: r for r in store.sources()}
+    for src in cfg.sources:
+        row = rows.get(src.name)
+        if row is None or (row.get("error_count") or 0) >= cfg.alerts.failures:
+            continue  # never polled, or failing: the first poll, or the failing alert, speaks for it
+        newest = store.db.execute("SELECT max(first_seen) FROM weeks WHERE source = ? AND late_of IS NULL",
+                                  [src.name]).fetchone()[0]
+        since = parse_time(newest or row["created_at"])
+        if now - since <= cfg.alerts.quiet:
+            continue
+        out.append(Problem(
+            f"quiet:{src.name}", "quiet", f"source {src.name}: no new week for {_days(now - since)}",
+            (f"The newest week was first seen at {iso(since)}" if newest else f"It has had no week since it was "
+             f"added at {iso(since)}") + (f"; the last good poll was at {row['last_polled']}.\n"
+                                          if row.get("last_polled") else "; no poll of it has worked yet.\n") +
+            "What to do: look at the source. If it moved, point the config at its new place; if its headings "
+            "changed, `paperbot parse` on a copy of it shows what paperbot reads; if the maintainer is on a "
+            f"break, nothing (quiet = \"{_days(cfg.alerts.quiet)}\" in [alerts] sets how long is too long)."))
+    return out
+
+
+def _layout(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    out = []
+    if cfg.alerts.layout_drop <= 0:
+        return out
+    for src in cfg.sources:
+        rows = store.db.execute("SELECT version, n_weeks, fetched_at FROM versions WHERE source = ? "
+                                "ORDER BY id DESC LIMIT 2", [src.name]).fetchall()
+        if len(rows) < 2:
+            continue
+        (version, n, at), (_, before, _) = rows
+        if not before or n >= cfg.alerts.layout_drop * before:
+            continue
+        out.append(Problem(
+            f"layout:{src.name}:{version}", "layout",
+            f"source {src.name}: its newest version has {_count(n, 'week')} where the one before had {before}",
+            f"Version {version[:12]} (read at {at}) parses to far fewer weeks: its layout has probably changed "
+            "(headings paperbot no longer recognises). The weeks missing from it are kept, marked absent.\n"
+            f"What to do: `paperbot parse` on a copy of the source shows which weeks and defects paperbot sees; "
+            f"if the headings changed, set the source's `format` or report the new layout. "
+            f"`paperbot weeks --source {src.name}` lists what is known."))
+    return out
+
+
+def _held(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    out = []
+    configs = {s.name: s for s in cfg.sources}
+    rules: dict = {}
+    max_wait = cfg.publish.max_wait
+    for w in store.weeks():
+        if w.state in ("baseline", "published", "skipped"):
+            continue
+        if w.source not in rules:
+            rules[w.source] = source_rules(store, w.source, cfg.publish, configs.get(w.source))
+        r = rules[w.source]
+        if w.state == "pending":
+            over = end_of_day(w.last_day, r.clock.zone) if w.last_day else w.first_seen
+            start = max(over, w.first_seen)
+            if not w.present or now <= start + max_wait:
+                continue
+            what, detail = waiting_for(w, r, cfg.publish, now)
+            todo = ("it goes out by itself then; if the source's weeks are smaller now for good, set its "
+                    "`expect_papers`" if what == "papers" else
+                    "the next poll releases it: check that `paperbot run` is running (`paperbot status`)"
+                    if what == "next poll" else f"see `paperbot status`; `paperbot weeks --source {w.source}`")
+            out.append(_held_problem(w, f"pending, waiting for {what}: {detail}", start, max_wait, todo))
+            continue
+        if w.ready_at is None or now <= w.ready_at + max_wait:
+            continue
+        pubs = store.db.execute("SELECT state, trial FROM publications WHERE source = ? AND week_key = ?",
+                                [w.source, w.key]).fetchall()
+        if w.state == "ready" and pubs and all(trial for _, trial in pubs):
+            continue  # only tried in the outbox: it goes out when the channel is live, by design
+        if w.state == "ready":
+            how = ", ".join(f"{state}" for state, _ in pubs) or "not planned on any channel"
+            todo = (f"`paperbot history {w.source}:{w.key}` shows what is left and why; `paperbot publish` "
+                    "sends it (the daemon tries after every poll)")
+            out.append(_held_problem(w, f"ready but not out ({how})", w.ready_at, max_wait, todo))
+        else:  # a state of a later step (an approval, say)
+            out.append(_held_problem(w, w.state, w.ready_at, max_wait, "see `paperbot status`"))
+    return out
+
+
+def _held_problem(w: WeekRow, state: str, since: datetime, max_wait: timedelta, todo: str) -> Problem:
+    return Problem(f"held:{w.source}:{w.key}", "held",
+                   f"week {w.source}:{w.key} held past max_wait",
+                   f"It could have gone out from {iso(since)} and is still {state}; max_wait is "
+                   f"{_days(max_wait)}.\nWhat to do: {todo}.")
+
+
+def _deliveries(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    out = []
+    cutoff = iso(now - cfg.alerts.failed_after)
+    rows = store.db.execute(
+        "SELECT d.source, d.week_key, d.channel, "
+        "sum(d.state = 'uncertain'), "
+        "sum(d.state = 'failed' AND p.planned_at < ?), "
+        "sum(d.state = 'bounced' AND d.channel != 'email'), "
+        "max(CASE WHEN d.state IN ('failed', 'bounced', 'uncertain') THEN d.last_error END) "
+        "FROM deliveries d JOIN publications p ON p.source = d.source AND p.week_key = d.week_key "
+        "AND p.channel = d.channel GROUP BY d.source, d.week_key, d.channel", [cutoff]).fetchall()
+    for source, key, channel, uncertain, failed, refused, error in rows:
+        uncertain, failed, refused = uncertain or 0, failed or 0, refused or 0
+        if not (uncertain or failed or refused):
+            continue
+        found = ", ".join(part for part in (
+            f"{failed} still failed {_days(cfg.alerts.failed_after)} after it was planned" if failed else "",
+            f"{refused} refused for good" if refused else "",
+            f"{uncertain} uncertain (sent or not, nobody knows)" if uncertain else "") if part)
+        todo = [f"`paperbot history {source}:{key}` lists each one with its error"]
+        if failed:
+            todo.append("fix what the error names (the server, the credentials), then `paperbot publish` sends "
+                        "the failed ones (the daemon retries them after every poll)")
+        if uncertain:
+            todo.append(f"look on {channel} whether the uncertain ones arrived before sending them again")
+        out.append(Problem(
+            f"deliveries:{channel}:{source}:{key}", "deliveries",
+            f"{channel} {source}:{key}: deliveries {'uncertain or ' if uncertain else ''}failed",
+            f"{found}. The last error: {_sentence(clean(error or '-', max_len=300))}\n"
+            f"What to do: {'; '.join(todo)}."))
+    return out
+
+
+def _bounces(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    out = []
+    rows = store.db.execute(
+        "SELECT source, week_key, sum(state = 'bounced'), sum(state IN ('sent', 'bounced')) FROM deliveries "
+        "WHERE channel = 'email' GROUP BY source, week_key").fetchall()
+    for source, key, bounced, tried in rows:
+        if not tried or (bounced or 0) < BOUNCES_MIN or bounced / tried <= cfg.alerts.bounce_rate:
+            continue
+        out.append(Problem(
+            f"bounces:{source}:{key}", "bounces",
+            f"email {source}:{key}: {bounced} of {tried} addresses bounced ({bounced / tried:.0%})",
+            f"More than {cfg.alerts.bounce_rate:.0%} of this edition was refused for good; bounced addresses are "
+            "never mailed again.\nWhat to do: `paperbot history` lists them with the servers' answers. Many at "
+            "once mean a stale list (an old import) or mail the receivers take for spoofed: check the SPF, DKIM "
+            "and DMARC records of the `from` domain before the next edition."))
+    return out
+
+
+DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces)
+
+
+def detect(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    """Every problem the database shows at `now` (reads only; `now` is passed in so tests need no sleep)."""
+    return [p for find in DETECTORS for p in find(cfg, store, now)]
+
+
+# -- sending ---------------------------------------------------------------------------------------------------
+
+class AlertError(Exception):
+    """One destination could not take an alert; the message holds no secret (never the webhook URL)."""
+
+
+def alert_email(cfg: Config, to: str, p: Problem, now: datetime) -> bytes:
+    """A plain-text email for `p`, header lines written and checked by headers.py as the newsletter's are."""
+    display, sender = parseaddr(cfg.email.sender)
+    subject_line, subject = unstructured("Subject", f"[paperbot] {p.subject}")
+    domain = id_domain(cfg.email.list_id, cfg.email.sender)
+    head = b"".join([mailbox("From", display, sender), simple("To", parseaddr(to)[1]), subject_line,
+                     simple("Date", format_datetime(now)),
+                     simple("Message-ID", f"<{secrets.token_hex(16)}@{domain}>"),
+                     simple("Auto-Submitted", "auto-generated"), simple("MIME-Version", "1.0"),
+                     simple("Content-Type", 'text/plain; charset="utf-8"'),
+                     simple("Content-Transfer-Encoding", "quoted-printable")])
+    check_block(head, _FIELDS, subject=subject)
+    return head + CRLF + qp(p.text() + "\n-- \npaperbot alerts: [alerts] in the config sets who gets them and "
+                            "how often.\n")
+
+
+class _Mail:
+    """Alert emails of one run: one SMTP connection, opened on the first alert; or files in the outbox."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.conn: SmtpConnection | None = None
+
+    def send(self, p: Problem, now: datetime) -> None:
+        e = self.cfg.email
+        for to in self.cfg.alerts.email:
+            try:
+                data = alert_email(self.cfg, to, p, now)
+            except UnsafeHeader as err:
+                raise AlertError(f"email: {err}") from None
+            if not e.smtp_url:
+                self._outbox(p, to, data, now)
+                continue
+            try:
+                if self.conn is None:
+                    self.conn = SmtpConnection(SmtpTarget.from_url(e.smtp_url, e.starttls),
+                                               parseaddr(e.sender)[1], timeout=30)
+                self.conn.send(parseaddr(to)[1], data)
+            except (TransientError, PermanentError, ChannelDown) as err:
+                raise AlertError(f"email to {to}: {err}") from None
+
+    def _outbox(self, p: Problem, to: str, data: bytes, now: datetime) -> None:
+        folder = self.cfg.state_dir / "outbox" / "alerts"
+        name = f"{now:%Y%m%dT%H%M%S}-{p.kind}-{secrets.token_hex(3)}.eml"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / (name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, folder / name)
+        except OSError as err:
+            raise AlertError(f"email: cannot write {folder / name}: {err.strerror or err}") from None
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def post_webhook(url: str, p: Problem) -> None:
+    """POST `p` to a Discord webhook: no @mention can ping anyone (allowed_mentions: none)."""
+    text = f"**paperbot: {p.subject}**\n{p.body}"
+    if len(text) > DISCORD_MAX:
+        text = text[:DISCORD_MAX - 1] + "…"
+    try:
+        r = requests.post(url, json={"content": text, "allowed_mentions": {"parse": []}, "username": "paperbot"},
+                          timeout=WEBHOOK_TIMEOUT)
+    except requests.RequestException as e:  # its message quotes the URL, which holds the webhook's token
+        raise AlertError(f"Discord webhook: no answer ({type(e).__name__})") from None
+    if not 200 <= r.status_code < 300:
+        raise AlertError(f"Discord webhook: HTTP {r.status_code}")
+
+
+def _row(store: Store, problem: str, destination: str) -> dict | None:
+    rows = list(store.db["alerts"].rows_where("problem = ? AND destination = ?", [problem, destination]))
+    return rows[0] if rows else None
+
+
+def _record(store: Store, p: Problem, destination: str, now: datetime, *, sent: bool,
+            error: str | None = None) -> None:
+    with store.atomic():
+        row = _row(store, p.key, destination)
+        fields = {"kind": p.kind, "subject": p.subject, "last_seen": iso(now)}
+        if sent:
+            fields.update(last_sent=iso(now), sends=(row["sends"] if row else 0) + 1, last_error=None)
+        elif error is not None:
+            fields["last_error"] = error
+        if row is None:
+            store.db["alerts"].insert({"problem": p.key, "destination": destination, "first_seen": iso(now),
+                                       "sends": 0, **fields})
+        else:
+            store.db["alerts"].update((p.key, destination), fields)
+
+
+def _due(store: Store, p: Problem, destination: str, now: datetime, every: timedelta) -> bool:
+    row = _row(store, p.key, destination)
+    return row is None or not row["last_sent"] or now - parse_time(row["last_sent"]) >= every
+
+
+def run(cfg: Config, store: Store, now: datetime, env: dict[str, str] | None = None) -> list[Problem]:
+    """Detect, then log and send what is due. Returns the problems sent to at least one destination."""
+    env = os.environ if env is None else env
+    webhook = env.get(WEBHOOK_ENV, "").strip()
+    destinations = ["log"] + (["email"] if cfg.alerts.email else []) + (["discord"] if webhook else [])
+    mail = _Mail(cfg)
+    sent = []
+    try:
+        for p in detect(cfg, store, now):
+            went = False
+            for d in destinations:
+                if not _due(store, p, d, now, cfg.alerts.every):
+                    _record(store, p, d, now, sent=False)
+                    continue
+                try:
+                    if d == "log":
+                        log.warning("alert: %s. %s", p.subject, " ".join(p.body.split("\n")))
+                    elif d == "email":
+                        mail.send(p, now)
+                    else:
+                        post_webhook(webhook, p)
+                except AlertError as e:
+                    log.warning("alert %s not sent by %s: %s; tried again after the next poll", p.key, d, e)
+                    _record(store, p, d, now, sent=False, error=str(e))
+                    continue
+                _record(store, p, d, now, sent=True)
+                went = True
+            if went:
+                sent.append(p)
+    finally:
+        mail.close()
+    return sent
+
+
+def after_poll(cfg: Config, store: Store, now: datetime) -> None:
+    """The daemon's hook (bot/daemon.py): after every poll, after publishing."""
+    run(cfg, store, now)
