@@ -57,17 +57,19 @@ TITLES = (
     "Families 👩‍👩‍👧‍👦, Flags 🇯🇵🇰🇷 and Keycaps 1️⃣",
     "Plain Paper Ten",
 )
-WEEKS = {"2023-02-20..2023-02-26": "Feb 20-26", "2023-02-13..2023-02-19": "Feb 13-19"}
-KEY, EARLIER = list(WEEKS)
+WEEKS = {"2023-02-20..2023-02-26": "Feb 20-26", "2023-02-13..2023-02-19": "Feb 13-19",
+         "2023-02-27..2023-03-05": "Feb 27 - Mar 5"}
+KEY, EARLIER, LATER = list(WEEKS)
 
 
-def digest(keys: tuple[str, ...] = (KEY,)) -> str:
-    """The digest's README in the seeds' form: a table per week, newest first; every week's texts differ."""
+def digest(keys: tuple[str, ...] = (KEY,), added: tuple[str, ...] = ()) -> str:
+    """The digest's README in the seeds' form: a table per week, newest first; every week's texts differ.
+    `added`: more papers at the end of the first week of `keys`, as when the digest adds to it later."""
     out = ["# Papers We Liked This Week", ""]
-    for w, key in enumerate(keys, start=1):
+    for w, key in sorted(enumerate(keys, start=1), key=lambda wk: wk[1], reverse=True):
         out += [f"## Top ML Papers of the Week ({WEEKS[key]})", "", "| **Paper**  | **Links** |",
                 "| ------------- | ------------- |"]
-        for i, title in enumerate(TITLES, start=1):
+        for i, title in enumerate(TITLES + (added if w == 1 else ()), start=1):
             summary = (f"week {WEEKS[key]}, paper {i}: thanks to @author{i} (#tag{i}); the code is at {LONG_URL} "
                        + "and the results improve on every benchmark. " * 6)
             links = (f"[Paper](https://arxiv.org/pdf/230{w}.{i:05d}v2.pdf), "
@@ -205,6 +207,27 @@ def test_a_ten_paper_week_is_one_thread_of_eleven_posts_within_280_mentioning_no
     assert publish(cfg, fresh) == []  # no ready week left
     (again,) = publish_week(cfg, fresh, fresh.week(SOURCE, KEY), channels=["x"])  # asked for by name
     assert again.already and again.published and len(x.requests) == before
+
+
+def test_papers_added_to_a_week_after_its_thread_go_out_at_the_end_of_the_next_thread(x, week):
+    """issue #11 (with the completeness issue): a paper added to a week whose thread went out gets a post of
+    its own at the end of the next week's thread ("Added to …"), once, within 280 and mentioning nobody."""
+    cfg, store = week
+    publish(cfg, store)
+    late = "A Late 论文 🐢 about #agents by @someone"
+    doc = parse_document(digest((KEY, LATER), added=(late,)).encode(), date(2023, 3, 6), "digest")
+    observe(store, SOURCE, doc, datetime(2023, 3, 6, 12, tzinfo=UTC), "v2", cfg.publish)
+    release(store, datetime(2023, 3, 20, tzinfo=UTC), cfg.publish)
+    assert store.week(SOURCE, LATER).state == "ready"
+    (rep,) = publish(cfg, store, datetime.now(UTC) + timedelta(days=7))  # a week on: the daily budget is free
+    assert rep.key == LATER and rep.published, rep
+    heads = [p for p in x.ours() if p.in_reply_to is None]
+    first, second = (x.thread(h.id) for h in heads)
+    assert len(first) == 11 and len(second) == 12
+    assert second[-1].text.startswith("Added to 20–26 February 2023 (1/1): A Late 论文 🐢"), second[-1].text
+    assert second[-1].urls == ["https://arxiv.org/abs/2301.00011"] and second[-1].mentions == []
+    assert all(weight(p.text) <= 280 for p in second)
+    assert publish(cfg, store) == [] and len(x.ours()) == 23  # carried once
 
 
 # -- 2. a 429 holds every process until its reset ---------------------------------------------------------------
