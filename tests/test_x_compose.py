@@ -261,11 +261,12 @@ def checked(request):
     """Posts checked by the corpus tests of this module: printed when the module ends."""
     counts = {"posts": 0, "late": 0, "editions": 0}
     yield counts
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and counts["posts"]:
-        reporter.write_line(f"issue #11: {counts['posts']} X posts from the seeds and corpus checked "
-                            f"({counts['editions']} threads; {counts['late']} of the posts late additions): "
-                            "all within 280 weighted characters, no link but paperbot's, no @mention")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None and counts["posts"]:
+        with capture.global_and_fixture_disabled():  # shown on the terminal, not captured
+            print(f"\nissue #11: {counts['posts']} X posts from the seeds and corpus checked ({counts['editions']} "
+                  f"threads; {counts['late']} of the posts late additions): all within 280 weighted characters, "
+                  "no link but paperbot's, no @mention")
 
 
 def _check_thread(ed: Edition, checked: dict[str, int]) -> int:
