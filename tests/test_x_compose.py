@@ -6,6 +6,7 @@ mention rule as written in tests/x_server.py, never with the code under test.
 
 from __future__ import annotations
 
+import functools
 from datetime import date
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from bot.channels.x.compose import (
     paper_post,
 )
 from bot.channels.x.text import fits, inert, shorten, twitter_text
+from bot.track.late import LateGroup
 from bot.track.model import Link, Paper
 from bot.track.parsing import parse_document
 
@@ -246,23 +248,57 @@ def test_any_title_and_summary_fit_and_never_link_or_mention(title, summary, wee
 # -- the real seeds and corpus (../shared/) -----------------------------------------------------------------
 # X's count takes a few milliseconds per post, so the ~2000 posts of the corpus are checked in chunks, each a
 # test of its own (a few seconds at most). The length is X's count as the composer saw it (`fits` keeps
-# twitter-text's answer per text); links and mentions are looked for again here.
+# twitter-text's answer per text); links and mentions are looked for again here. Every edition also carries
+# the first LATE papers of the week before it as late additions ("Added to …" posts at the end of the thread,
+# issue #10), so those posts are checked on real text too. The module's closing line says how many posts were
+# checked in all (issue #11: "the closing note gives how many posts were checked").
 
-def _check_thread(ed: Edition) -> int:
+LATE = 3
+
+
+@pytest.fixture(scope="module")
+def checked(request):
+    """Posts checked by the corpus tests of this module: printed when the module ends."""
+    counts = {"posts": 0, "late": 0, "editions": 0}
+    yield counts
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture is not None and counts["posts"]:
+        with capture.global_and_fixture_disabled():  # shown on the terminal, not captured
+            print(f"\nissue #11: {counts['posts']} X posts from the seeds and corpus checked ({counts['editions']} "
+                  f"threads; {counts['late']} of the posts late additions): all within 280 weighted characters, "
+                  "no link but paperbot's, no @mention")
+
+
+def _check_thread(ed: Edition, checked: dict[str, int]) -> int:
     posts = compose_thread(ed, web_url=WEB, hashtags=["ML"], extra_link=True)
-    assert len(posts) == 1 + len(ed.papers)
+    assert len(posts) == 1 + len(ed.papers) + ed.late_papers
     for post in posts:
         assert post.weight <= 280 and fits(post.text), post.text
         assert set(x_urls(post.text)) <= {WEB, *post.links}, post.text
         assert find_mentions(post.text) == [], post.text
+    assert all(p.text.startswith("Added to ") for p in posts[len(posts) - ed.late_papers:])
+    checked["posts"] += len(posts)
+    checked["late"] += ed.late_papers
+    checked["editions"] += 1
     return len(posts)
 
 
 def _editions(path: Path, as_of: date) -> list[Edition]:
+    """The document's weeks as editions, each carrying papers of the week before it as late additions."""
     doc = parse_document(path.read_bytes(), as_of)
-    if doc.weeks:
-        return [Edition("src", w.key, w.title, w.first_day, w.last_day, w.papers) for w in doc.weeks if w.papers]
-    return [Edition("src", "all", path.name, None, None, doc.papers)] if doc.papers else []
+    if not doc.weeks:
+        return [Edition("src", "all", path.name, None, None, doc.papers)] if doc.papers else []
+    weeks = sorted((w for w in doc.weeks if w.papers), key=lambda w: w.key)
+    out = []
+    for before, w in zip([None, *weeks[:-1]], weeks, strict=True):
+        late = () if before is None else (LateGroup(before.key, before.title, before.first_day, before.last_day,
+                                                    before.papers[:LATE]),)
+        out.append(Edition("src", w.key, w.title, w.first_day, w.last_day, w.papers, late))
+    return out
+
+
+def _report(what: str, eds: list[Edition], n: int) -> None:
+    print(f"issue #11: {what}: {n} posts checked ({sum(ed.late_papers for ed in eds)} late additions)")
 
 
 SMALL_SOURCES = [("seeds", "001_*"), ("seeds", "002_*"), ("seeds", "003_*"), ("seeds", "004_*"),
@@ -270,30 +306,70 @@ SMALL_SOURCES = [("seeds", "001_*"), ("seeds", "002_*"), ("seeds", "003_*"), ("s
 
 
 @pytest.mark.parametrize("folder,pattern", SMALL_SOURCES)
-def test_every_week_of_the_seeds_and_feeds_gives_posts_that_fit(folder, pattern):
-    """issue #11: threads built from every week of the real seeds and feeds fit, link only what paperbot
-    chose and mention nobody."""
+def test_every_week_of_the_seeds_and_feeds_gives_posts_that_fit(folder, pattern, checked):
+    """issue #11: threads built from every week of the real seeds and feeds, late additions included, fit, link
+    only what paperbot chose and mention nobody."""
     paths = [p for p in sorted(shared_path(*folder.split("/")).glob(pattern)) if p.is_file()]
-    checked = sum(_check_thread(ed) for p in paths for ed in _editions(p, date(2025, 1, 1)))
-    assert checked >= len(paths) * 2
+    eds = [ed for p in paths for ed in _editions(p, date(2025, 1, 1))]
+    n = sum(_check_thread(ed, checked) for ed in eds)
+    assert n >= len(paths) * 2
+    _report(f"{folder}/{pattern}", eds, n)
 
 
 CHUNKS = 6
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_every_week_of_the_2023_corpus_gives_posts_that_fit(chunk):
+def test_every_week_of_the_2023_corpus_gives_posts_that_fit(chunk, checked):
     """issue #11: every week of the digest as it stood at the end of 2023 (its last version)."""
     last = sorted(shared_path("corpus", "dair-ai-2023").glob("0*.md"))[-1]
     eds = _editions(last, date(2024, 1, 1))
     assert len(eds) > 40
-    assert sum(_check_thread(ed) for ed in eds[chunk::CHUNKS]) > 0
+    mine = eds[chunk::CHUNKS]
+    n = sum(_check_thread(ed, checked) for ed in mine)
+    assert n == len(mine) + sum(len(ed.papers) + ed.late_papers for ed in mine) and n > 0
+    _report(f"2023 corpus, chunk {chunk}", mine, n)
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
-def test_every_week_of_the_latest_readme_gives_posts_that_fit(chunk):
+def test_every_week_of_the_latest_readme_gives_posts_that_fit(chunk, checked):
     """issue #11: every week of the digest as it stood in July 2025 (130 weeks, 2025 row forms)."""
     eds = _editions(shared_path("corpus", "dair-ai-latest") / "README.md", date(2025, 7, 20))
     assert len(eds) == 130
     mine = eds[chunk::CHUNKS]
-    assert sum(_check_thread(ed) for ed in mine) == len(mine) + sum(len(ed.papers) for ed in mine)
+    n = sum(_check_thread(ed, checked) for ed in mine)
+    assert n == len(mine) + sum(len(ed.papers) + ed.late_papers for ed in mine)
+    _report(f"latest README, chunk {chunk}", mine, n)
+
+
+@functools.cache
+def _earlier_2023_papers(folder: Path) -> tuple[Paper, ...]:
+    """Papers as earlier versions of the 2023 digest had them (a typo since fixed, a summary since reworded),
+    each distinct form once, leaving out those the last version has as they are."""
+    versions = sorted(folder.glob("0*.md"))
+
+    def form(p: Paper) -> tuple:
+        return p.title, p.summary, tuple((lk.label, lk.url) for lk in p.links)
+
+    def papers(path: Path) -> list[Paper]:
+        return [p for w in parse_document(path.read_bytes(), date(2024, 1, 1)).weeks for p in w.papers]
+
+    last = {form(p) for p in papers(versions[-1])}
+    earlier = {form(p): p for v in versions[:-1] for p in papers(v) if form(p) not in last}
+    return tuple(earlier.values())
+
+
+@pytest.mark.parametrize("chunk", range(CHUNKS))
+def test_every_earlier_version_of_the_2023_corpus_gives_posts_that_fit(chunk, checked):
+    """issue #11: the 2023 digest's ~190 versions hold papers in forms its last version no longer has: those
+    fit too (as threads of ten, the last three of each as late additions)."""
+    papers = _earlier_2023_papers(shared_path("corpus", "dair-ai-2023"))
+    assert len(papers) > 100
+    mine = papers[chunk::CHUNKS]
+    eds = [Edition("src", f"earlier-{i}", "Earlier versions", None, None, mine[i:i + 7],
+                   (LateGroup("before", "Before", None, None, mine[i + 7:i + 10]),) if mine[i + 7:i + 10] else ())
+           for i in range(0, len(mine), 10)]
+    n = sum(_check_thread(ed, checked) for ed in eds)
+    assert n == len(eds) + len(mine)
+    _report(f"earlier 2023 versions, chunk {chunk}", eds, n)
+

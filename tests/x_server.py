@@ -13,9 +13,10 @@ real tweepy client (issue #11).
   401 otherwise;
 - `x-rate-limit-limit/-remaining/-reset` on every answer (a window per endpoint, 429 when spent) and
   `x-user-limit-24hour-*` on posts when a daily limit is set;
-- scripted faults for the next matching request (`fail_next`): a status (429 with a reset, 503, 403...),
-  `drop` (read the request, close without answering), `drop_after_create` (make the post, then close) and
-  `hang` (answer only after a delay);
+- scripted faults for the next matching request, or the one after `after` more (`fail_next`): a status
+  (429 with a reset, 503, 403...), `drop` (read the request, close without answering), `drop_after_create`
+  (make the post, then close) and `hang` (answer only after a delay); and `refuse`, a status for every
+  matching request until `allow` (a timeline the app may not read);
 - a record of every request (`requests`) and of every post made (`posts`), with the @mentions and URLs X
   would see in it (found with twitter-text's own rules, independently of paperbot's code).
 """
@@ -29,6 +30,7 @@ import html
 import json
 import re
 import socket
+import sys
 import threading
 import time
 import unicodedata
@@ -99,6 +101,15 @@ class Fault:
     body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    after: int = 0  # matching requests to let through first
+    lasting: bool = False  # every matching request, until `allow`; not only the next one
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client killed mid-request (a SIGKILLed `paperbot publish`) is part of the tests: not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class XServer:
@@ -124,7 +135,7 @@ class XServer:
         self._next_id = 1790000000000000000
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _HTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
@@ -144,10 +155,20 @@ class XServer:
         self.httpd.server_close()
 
     # -- scripting ----------------------------------------------------------------------------------------
-    def fail_next(self, route: str, kind: str = "status", **kw) -> None:
-        """The next request whose "METHOD path" starts with `route` gets this fault instead of its answer."""
+    def fail_next(self, route: str, kind: str = "status", *, after: int = 0, **kw) -> None:
+        """The next request whose "METHOD path" starts with `route` gets this fault instead of its answer; with
+        `after`, the one after `after` more such requests (a 429 "after post 4": `after=4`)."""
         with self.lock:
-            self.faults.append(Fault(route, kind, **kw))
+            self.faults.append(Fault(route, kind, after=after, **kw))
+
+    def refuse(self, route: str, status: int = 403, **kw) -> None:
+        """Answer every request whose "METHOD path" starts with `route` with `status` until `allow(route)`."""
+        with self.lock:
+            self.faults.append(Fault(route, "status", status=status, lasting=True, **kw))
+
+    def allow(self, route: str) -> None:
+        with self.lock:
+            self.faults = [f for f in self.faults if not (f.lasting and f.route == route)]
 
     def add_foreign_post(self, text: str, author_id: str = "42") -> str:
         """A post by another account (for the rule that refuses replies to it)."""
@@ -171,6 +192,19 @@ class XServer:
                 out.append(replies[0])
 
     # -- internals ----------------------------------------------------------------------------------------
+    def _fault(self, route: str) -> Fault | None:
+        """The fault for this request, if one is due (a one-off fault is used up; a lasting one stays)."""
+        for f in self.faults:
+            if not route.startswith(f.route):
+                continue
+            if f.after > 0:
+                f.after -= 1
+                continue
+            if not f.lasting:
+                self.faults.remove(f)
+            return f
+        return None
+
     def _store(self, text: str, author_id: str, reply_to: str | None) -> StoredPost:
         self._next_id += 1
         pid = str(self._next_id)
@@ -299,9 +333,7 @@ class XServer:
                                 host is not None, host, at=time.time())
                     server.requests.append(seen)
                     route = f"{method} {parts.path}"
-                    fault = next((f for f in server.faults if route.startswith(f.route)), None)
-                    if fault:
-                        server.faults.remove(fault)
+                    fault = server._fault(route)
                 if fault and fault.kind == "hang":
                     server.stopping.wait(fault.seconds)
                     fault = None

@@ -8,6 +8,7 @@ The outcomes of a send (bot/channels/base.py):
 - Uncertain (it may have gone out): never resent blindly. The row is `uncertain`; the sender reconciles (reads
   back what the account posted); found: its id is recorded and the chain goes on; certainly missing: sent
   again; cannot tell: the row stays `uncertain` and the chain waits for a later run or `paperbot resolve`.
+  Refused as a duplicate yet not found: `refused` (the remote side refuses that text for good), for the operator;
   A row found `sending` at the start of a run (a kill mid-send) is reconciled the same way;
 - PermanentError: `refused`, the chain stops and waits for the operator (never a loop, never a blind retry).
 """
@@ -70,11 +71,13 @@ class _Chain:
         if found:
             self.writer.sent(unit.row_id, found)
             self.stats.add("sent")
+            if self.budget is not None:
+                self.budget -= 1  # X made it: one of the day's posts, like one sent now
             log.info("%s: found already delivered as %s; not sent again", self.label(n, unit), found)
             return found
-        if not resend_if_missing:
-            self.writer.ended(unit.row_id, "uncertain", "the remote side says it has this already, but it is not "
-                              "among the account's recent posts")
+        if not resend_if_missing:  # refused for good (it would be again): a later run must not resend it either
+            self.writer.ended(unit.row_id, "refused", "refused as a duplicate: the remote side says it has this "
+                              "already, but it is not among the account's recent posts")
             raise _Stop(f"{self.label(n, unit)}: refused as a duplicate, yet not found; settle it: paperbot resolve "
                         f"WEEK --channel {self.channel.name} --unit {n} (--posted ID | --retry)")
         log.info("%s: not delivered after all; sending it", self.label(n, unit))

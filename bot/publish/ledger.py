@@ -104,6 +104,14 @@ def plan(store: Store, source: str, key: str, channel: str, units: Iterable[Unit
     return n
 
 
+def add_note(store: Store, source: str, key: str, channel: str, note: str) -> None:
+    """Add `note` to what the publication's note says (once): `paperbot history` shows it."""
+    with store.atomic():
+        store.db.execute("UPDATE publications SET note = CASE WHEN coalesce(note, '') = '' THEN ?1 "
+                         "WHEN instr(note, ?1) > 0 THEN note ELSE note || '; ' || ?1 END "
+                         "WHERE source = ?2 AND week_key = ?3 AND channel = ?4", [note, source, key, channel])
+
+
 def skip(store: Store, source: str, key: str, channel: str, note: str, now: datetime) -> None:
     """Give a (trial) publication up for good: it becomes `skipped` with `note` saying why, and any unit it
     still had open becomes `skipped` too, so nothing of it is ever sent."""
@@ -164,11 +172,14 @@ def went_out_at(store: Store, source: str, key: str, channel: str) -> datetime |
     return parse_time(row[0]) if row and row[0] else None
 
 
-def channel_until(store: Store, channel: str) -> tuple[datetime, str] | None:
+def channel_until(store: Store, channel: str, now: datetime | None = None) -> tuple[datetime, str] | None:
     """When `channel` may send again, and why it may not before (a 429's reset, the daily budget); None if it
-    may send now or never waited."""
+    may send at `now` (default: the current time) or never waited."""
     row = store.db.execute("SELECT until, reason FROM channel_state WHERE channel = ?", [channel]).fetchone()
-    return (parse_time(row[0]), row[1] or "") if row and row[0] else None
+    if not row or not row[0]:
+        return None
+    until = parse_time(row[0])
+    return (until, row[1] or "") if until > (now or datetime.now(UTC)) else None
 
 
 def set_channel_until(conn: sqlite3.Connection, channel: str, until: datetime, reason: str) -> None:

@@ -210,8 +210,8 @@ def _gate(store: Store, channel: Channel, rep: ChannelReport, now: datetime,
     with a note; otherwise how many units its daily budget lets out (None: no cap). A trial has no limits."""
     if not channel.live:
         return None
-    held = ledger.channel_until(store, channel.name)
-    if held is not None and held[0] > now:
+    held = ledger.channel_until(store, channel.name, now)
+    if held is not None:
         rep.note = f"{channel.name} waits until {_when(iso(held[0]))}: {held[1]}"
         log.info("%s: nothing sent: %s", rep.label, rep.note)
         return False
@@ -232,6 +232,9 @@ def _gate(store: Store, channel: Channel, rep: ChannelReport, now: datetime,
                     rep.label, to_send, channel.limits.daily_budget)
         rep.note = (f"{to_send} units are more than the daily budget of {channel.limits.daily_budget}: sent "
                     "across days")
+        ledger.add_note(store, rep.source, rep.key, channel.name,  # for `paperbot history`, once
+                        f"{sum(counts.values())} units, more than the daily budget of "
+                        f"{channel.limits.daily_budget}: sent across days")
     return budget
 
 

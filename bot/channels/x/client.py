@@ -134,12 +134,20 @@ class _XAdapter(HTTPAdapter):
                             verify=verify, cert=cert, proxies=proxies)
 
 
+# Loggers that write the consumer key and access token at DEBUG (the Authorization header, the signature base
+# string): kept at INFO, so that `paperbot -vv` never puts credentials in a log.
+OAUTH_LOGGERS = ("oauthlib", "requests_oauthlib")
+
+
 def make_client(credentials: XCredentials, *, api_base: str = DEFAULT_API_BASE,
                 timeout: float = DEFAULT_TIMEOUT) -> tweepy.Client:
     """A tweepy Client in OAuth 1.0a user context: no waiting on rate limits (paperbot schedules that),
     `timeout` seconds on every request, requests to X's API host sent to `api_base`."""
     if not timeout or timeout <= 0:
         raise ValueError(f"x.timeout: {timeout!r} must be a positive number of seconds")
+    for name in OAUTH_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(max(logging.INFO, logger.level))
     client = tweepy.Client(
         consumer_key=credentials.consumer_key, consumer_secret=credentials.consumer_secret,
         access_token=credentials.access_token, access_token_secret=credentials.access_token_secret,
