@@ -231,3 +231,25 @@ def test_the_discord_edits_table_exists_after_the_upgrade_and_starts_empty(tmp_p
         assert "idx_discord_edits_week" in {r[1] for r in con.execute("PRAGMA index_list(discord_edits)")}
     finally:
         con.close()
+
+
+def test_channel_editions_get_the_shown_column_empty_after_the_upgrade(tmp_path):
+    """issue #12 (m011_editions_shown): `channel_editions.shown` (the week as a channel that edits its messages
+    last made them show it) appears, NULL on the rows the upgrade made for the old publications, so no week
+    published before counts as corrected."""
+    db = _copy(tmp_path)
+    store = Store.open(db)
+    try:
+        from bot.publish.pipeline import corrected
+
+        assert corrected(store, ["email", "x", "discord"]) == []
+    finally:
+        store.close()
+    con = sqlite3.connect(db)
+    try:
+        assert "shown" in {r[1] for r in con.execute("PRAGMA table_info(channel_editions)")}
+        assert con.execute("SELECT count(*) FROM channel_editions").fetchone()[0] >= 1
+        assert con.execute("SELECT count(*) FROM channel_editions WHERE shown IS NOT NULL").fetchone()[0] == 0
+        assert "m011_editions_shown" in {r[0] for r in con.execute("SELECT name FROM _sqlite_migrations")}
+    finally:
+        con.close()
