@@ -463,3 +463,13 @@ def test_an_unusable_discord_variable_stops_discord_in_one_line_and_email_goes_o
     assert store.week("dair", WEEK).state == "ready"  # it waits for Discord, which is meant to be live
     out = CliRunner().invoke(cli, ["--config", str(cfg.path), "preview", WEEK, "--channel", "discord"], obj={})
     assert out.exit_code == 0 and "sending: nothing: discord: PAPERBOT_DISCORD_WEBHOOK_URL is not" in out.output
+
+
+def test_a_broken_intro_template_is_one_line_from_paperbot_publish_and_plans_nothing(tmp_path, d, monkeypatch):
+    """issue #12 wiring: `[discord] intro` naming an unknown field fails when the week is rendered: `paperbot
+    publish` says so in one line naming the key (as for a broken email template), and Discord plans nothing."""
+    cfg, store = setup(tmp_path, d, monkeypatch, papers(2), extra='intro = "{{ titel }}"\n')
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "publish", "--channel", "discord"], obj={})
+    assert out.exit_code == 1 and "discord.intro" in out.output and "titel" in out.output, out.output
+    assert isinstance(out.exception, SystemExit)  # a ClickException: one line, no traceback
+    assert ledger.publication(store, "dair", WEEK, "discord") is None and d.requests == []

@@ -29,10 +29,10 @@ from urllib.parse import urlsplit
 
 from bot.channels.base import ChannelDown, ChannelLimits, PermanentError, TransientError, Unit, storage_error
 from bot.channels.discord.client import DiscordClient
-from bot.channels.discord.compose import compose, embed_length
+from bot.channels.discord.compose import ComposeError, compose, embed_length
 from bot.channels.discord.edit import Edit, edit_week
 from bot.channels.discord.transport import TOKEN_ENV, WEBHOOK_ENV, Credentials, CredentialsError, credentials_from_env
-from bot.channels.email.render import edition_url
+from bot.channels.email.render import RenderError, edition_url
 from bot.config import Config
 from bot.publish.edition import Edition, edition_from_store
 from bot.store import Store, WeekRow
@@ -196,7 +196,10 @@ class DiscordChannel:
 
     def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> DiscordRendition:
         edition = edition_from_store(store, week.source, week.key, self.name)
-        payloads = compose(edition, self.cfg.discord, web_url=self._web_url(week.source, week.key))
+        try:
+            payloads = compose(edition, self.cfg.discord, web_url=self._web_url(week.source, week.key))
+        except ComposeError as e:  # a broken intro template: the operator's to fix, one line, nothing planned
+            raise RenderError(f"discord: {e}") from e
         return DiscordRendition(week.source, week.key, edition, tuple(payloads))
 
     def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
