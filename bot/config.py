@@ -240,7 +240,7 @@ class DiscordSettings:
     """`[discord]` (issue #12). The webhook URL and the bot token are never here: they come from
     $PAPERBOT_DISCORD_WEBHOOK_URL and $PAPERBOT_DISCORD_BOT_TOKEN (without either, a trial to the outbox)."""
 
-    enabled: bool = False
+    enabled: bool = True  # like [x]: without credentials a trial to the outbox, so a new user sees real output
     api_base: str = "https://discord.com/api/v10"  # discord.py's Route.BASE: a compatible server, or a test's
     timeout: float = 30.0  # seconds for one request (connect, and then each read)
     max_wait: float = 10.0  # a 429 asking to wait longer ends the run as rate-limited-until instead

@@ -281,6 +281,15 @@ def m013_subscriber_names(db: sqlite_utils.Database) -> None:
     db["subscribers"].add_column("name", str)
 
 
+@migrations()
+def m011_editions_shown(db: sqlite_utils.Database) -> None:
+    """Corrections of weeks that went out (issue #12): `channel_editions.shown` is the week as a channel that edits
+    its messages (Discord) last made them show it: the week's fingerprint and title (`fingerprint || ' ' ||
+    title`), set when the channel plans the week and after each correction round. A published week whose
+    fingerprint or title differs from it was corrected in the source (bot/publish/pipeline.py `correction_round`).
+    NULL on every other channel, and on rows from before."""
+    db.execute("ALTER TABLE channel_editions ADD COLUMN shown TEXT")
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 

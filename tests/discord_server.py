@@ -17,13 +17,18 @@ real discord.py client with `Route.BASE` pointed at `api_base` (issue #12).
 - scripted faults for the next matching request (`fail_next`): a status (429, 5xx, 404...) with any body and
   headers, `drop` (close without answering), `drop_after_create`, `hang` (answer after a delay);
 - a record of every request (`requests`) and every message (`messages`), with what a reader sees: `pings`
-  (who its content would notify, by Discord's rules for `allowed_mentions`) and `shown()` (text unescaped).
+  (who its content would notify, by Discord's rules for `allowed_mentions`) and `shown()` (text unescaped);
+- slow creates, for killing a client mid-announcement: `create_delay` (a create waits this long before the
+  message is made, and is not made if the client hung up meanwhile: the request never got through) and
+  `answer_delay` (the message is made, and its answer waits this long: a client killed then never learns its
+  id); `idle()` waits until no request is being handled.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import socket
 import threading
 import time
@@ -155,6 +160,10 @@ class DiscordServer:
         self.faults: list[Fault] = []
         self._windows: dict[str, tuple[float, int]] = {}
         self._next = 1300000000000000000
+        self.create_delay = self.answer_delay = 0.0
+        self.busy = 0  # requests being handled
+        self.holding = 0  # creates waiting out `create_delay` (no message made yet)
+        self.answering = 0  # creates whose message is made and whose answer waits out `answer_delay`
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -177,6 +186,16 @@ class DiscordServer:
         self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def idle(self, timeout: float = 10.0) -> None:
+        """Wait until every request that arrived has been handled (answered, or dropped)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.lock:
+                if self.busy == 0:
+                    return
+            assert time.monotonic() < deadline, "the server is still handling a request"
+            time.sleep(0.01)
 
     def fail_next(self, route: str, kind: str = "status", **kw) -> None:
         with self.lock:
@@ -255,7 +274,33 @@ def _handler(server: DiscordServer):
                 seen.status = None
                 self.close_connection = True
 
+        def _hung_up(self) -> bool:
+            """The client closed its end (a killed process): nothing more to read, ever."""
+            try:
+                ready, _, _ = select.select([self.connection], [], [], 0)
+                return bool(ready) and self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
+
+        def _wait(self, seconds: float) -> bool:
+            """Wait `seconds`; False as soon as the client hangs up."""
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                if self._hung_up():
+                    return False
+                time.sleep(0.01)
+            return not self._hung_up()
+
         def _handle(self, method: str) -> None:
+            with server.lock:
+                server.busy += 1
+            try:
+                self._handle_one(method)
+            finally:
+                with server.lock:
+                    server.busy -= 1
+
+        def _handle_one(self, method: str) -> None:
             parts = urlsplit(self.path)
             raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             try:
@@ -280,6 +325,18 @@ def _handler(server: DiscordServer):
                 return self._answer(seen, fault.status, answer, fault.headers)
             if not parts.path.startswith(BASE_PATH):
                 return self._answer(seen, 404, {"message": "404: Not Found", "code": 0})
+            creates = method == "POST" and (re.fullmatch(r"/webhooks/\d+/[^/]+", path) is not None
+                                            or re.fullmatch(r"/channels/\d+/messages", path) is not None)
+            if creates and server.create_delay:
+                with server.lock:
+                    server.holding += 1
+                try:
+                    if not self._wait(server.create_delay):
+                        self.close_connection = True  # the client is gone before the message was made
+                        return
+                finally:
+                    with server.lock:
+                        server.holding -= 1
             with server.lock:
                 status, answer, headers = _route(server, method, path, seen)
                 if status is not None and fault and fault.kind == "drop_after_create":
@@ -287,6 +344,14 @@ def _handler(server: DiscordServer):
             if status is None:
                 self.close_connection = True
                 return
+            if creates and server.answer_delay:
+                with server.lock:
+                    server.answering += 1
+                try:
+                    server.stopping.wait(server.answer_delay)
+                finally:
+                    with server.lock:
+                        server.answering -= 1
             self._answer(seen, status, answer, headers)
 
         def do_GET(self) -> None:

@@ -328,8 +328,9 @@ def test_reader_web_keys_parse(tmp_path):
 def test_x_keys_name_the_key(tmp_path, text, words):
     """issue #11: every `[x]` key is checked at start-up with an error naming the file and the key."""
 def test_discord_keys_parse_with_their_defaults(tmp_path):
-    """issue #12: `[discord]`: off by default; ids as integers or strings of digits; durations with units."""
-    assert load_config(write(tmp_path, "")).discord.enabled is False
+    """issue #12: `[discord]`: on by default (a trial without credentials); ids as integers or strings of digits;
+    durations with units."""
+    assert load_config(write(tmp_path, "")).discord.enabled is True  # like [x]: a trial without credentials
     cfg = load_config(write(tmp_path, '[discord]\nenabled = true\napi_base = "http://127.0.0.1:9/api/v10/"\n'
                                       'timeout = "5s"\nmax_wait = "0s"\nchannel_id = "123456789012345678"\n'
                                       'role_id = 123456789012345679\nforum = true\nthread_name = "{title}"\n'

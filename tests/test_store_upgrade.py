@@ -136,7 +136,8 @@ def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrad
     new = after["deliveries"][len(before["deliveries"]):]
     assert [(r[2], r[4], r[6]) for r in new if r[3] == "email"] == [
         ("2023-02-27..2023-03-05", "active@example.net", "trial")]
-    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial")}  # issue #11: X's thread, a trial
+    # issues #11 and #12: X's thread and Discord's announcement, both trials (no credentials)
+    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial"), ("discord", "trial")}
     store = Store.open(db)
     try:
         assert store.week("dair", "2023-02-27..2023-03-05").state == "ready"
@@ -254,3 +255,25 @@ def test_the_alerts_table_and_subscriber_names_exist_after_the_upgrade(tmp_path)
     assert status.exit_code == 0, status.output
     st = json.loads(status.stdout)
     assert st["weeks"]["counts"] == {"baseline": 1, "pending": 1, "published": 1, "ready": 1}
+
+
+def test_channel_editions_get_the_shown_column_empty_after_the_upgrade(tmp_path):
+    """issue #12 (m011_editions_shown): `channel_editions.shown` (the week as a channel that edits its messages
+    last made them show it) appears, NULL on the rows the upgrade made for the old publications, so no week
+    published before counts as corrected."""
+    db = _copy(tmp_path)
+    store = Store.open(db)
+    try:
+        from bot.publish.pipeline import corrected
+
+        assert corrected(store, ["email", "x", "discord"]) == []
+    finally:
+        store.close()
+    con = sqlite3.connect(db)
+    try:
+        assert "shown" in {r[1] for r in con.execute("PRAGMA table_info(channel_editions)")}
+        assert con.execute("SELECT count(*) FROM channel_editions").fetchone()[0] >= 1
+        assert con.execute("SELECT count(*) FROM channel_editions WHERE shown IS NOT NULL").fetchone()[0] == 0
+        assert "m011_editions_shown" in {r[0] for r in con.execute("SELECT name FROM _sqlite_migrations")}
+    finally:
+        con.close()

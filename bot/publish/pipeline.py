@@ -23,7 +23,15 @@ from pathlib import Path
 
 from bot import channels as registry
 from bot import locks
-from bot.channels.base import Channel, StorageError, Unit, storage_error
+from bot.channels.base import (
+    Channel,
+    PermanentError,
+    RateLimited,
+    StorageError,
+    TransientError,
+    Unit,
+    storage_error,
+)
 from bot.config import Config
 from bot.publish import approval, edition, ledger, windows
 from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
@@ -142,6 +150,8 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
             rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now, trial=not channel.live,
                                       note=rep.note)
             carried = edition.claim(store, week, channel.name)
+            if callable(getattr(channel, "edit", None)):  # the week as its messages will show it (corrections)
+                _mark_shown(store, week.source, week.key, channel.name)
         (log.info if rep.planned or week.late_of else log.warning)(
             "%s: planned %d%s%s", rep.label, rep.planned, "" if channel.live else " (trial: to the outbox)",
             f"; carries {carried} paper(s) added to earlier weeks" if carried else "")
@@ -383,14 +393,94 @@ def _publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequenc
 
 def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None,
                   progress: Progress | None = None) -> list[ChannelReport]:
-    """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py). The caller holds
-    the publish lock."""
+    """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py); then the
+    corrections of weeks that went out (`correction_round`). The caller holds the publish lock."""
     late_round(cfg, store, now, channels=channels)
     approval.hold(cfg, store, now)  # with [publish] approve: ready weeks wait for the editor
     out: list[ChannelReport] = []
     for week in ready_weeks(store):
         out += publish_week(cfg, store, week, channels=channels, now=now, progress=progress)
+    correction_round(cfg, store, now, channels=channels)
     return out
+
+
+# -- corrections of weeks that went out ----------------------------------------------------------------------------
+# A channel that can edit what it sent (Discord: `edit(store, week, message_ids, now)`) records, when it plans a
+# week, the week as its messages show it: `channel_editions.shown`, the week's fingerprint (its papers' titles,
+# summaries, links…) and title. The tracker updates both when the source corrects the week. A week published on
+# the channel whose fingerprint or title no longer matches was corrected after it went out: the channel edits its
+# messages to match (only when it `corrects`: Discord with `edit_on_correction` and credentials), and `shown`
+# moves on, so each correction is handled once and a poll that changes nothing costs one query, no request.
+# (Times would not do: a git source's change carries its commit date, which may be before the week went out even
+# when the poll that found it came after.)
+_NOW_SHOWN = "SELECT fingerprint || ' ' || title FROM weeks WHERE source = ? AND key = ?"
+
+
+def _mark_shown(store: Store, source: str, key: str, channel: str) -> None:
+    with store.atomic():
+        store.db.execute(f"UPDATE channel_editions SET shown = ({_NOW_SHOWN}) WHERE source = ? AND week_key = ? "
+                         "AND channel = ?", [source, key, source, key, channel])
+
+
+def corrected(store: Store, channels: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(channel, source, week key) of each week published for real on one of `channels` that the source corrected
+    since its messages were made to show it. Reads only; one query."""
+    if not channels:
+        return []
+    marks = ", ".join("?" * len(channels))
+    rows = store.db.execute(
+        "SELECT e.channel, e.source, e.week_key FROM channel_editions e "
+        "JOIN publications p ON p.source = e.source AND p.week_key = e.week_key AND p.channel = e.channel "
+        "JOIN weeks w ON w.source = e.source AND w.key = e.week_key "
+        f"WHERE e.channel IN ({marks}) AND e.shown IS NOT NULL AND p.state = 'published' AND p.trial = 0 "
+        "AND e.shown IS NOT (w.fingerprint || ' ' || w.title) ORDER BY p.published_at, e.source, e.week_key",
+        list(channels)).fetchall()
+    return [(c, s, k) for c, s, k in rows]
+
+
+def correction_round(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None) -> int:
+    """Edit the messages of weeks corrected after they went out, on each live channel that can (see above).
+    Returns the number of weeks handled. A rate limit is recorded on the channel and ends its round; a transient
+    failure leaves the week for the next round; a refusal (a message or webhook deleted) is logged and not tried
+    again for that correction. The caller holds the publish lock."""
+    handled = 0
+    names = list(channels or registry.enabled(cfg))
+    for name in {c for c, _, _ in corrected(store, names)}:
+        channel = registry.make(cfg, name)
+        edit = getattr(channel, "edit", None)
+        held = ledger.channel_until(store, name)
+        if not callable(edit) or not channel.live or held is not None and held[0] > now:
+            continue  # corrected later, once the channel is live again or may send
+        for _, source, key in corrected(store, [name]):
+            week = store.week(source, key)
+            if week is None:
+                continue
+            label = f"{name} {source}:{key}"
+            if getattr(channel, "corrects", False):
+                ids = [r["remote_id"] for r in ledger.rows_in(store, source, key, name, ("sent",))]
+                try:
+                    edits = edit(store, week, ids, now)
+                except RateLimited as e:
+                    ledger.hold_channel(store, name, e.until, str(e))
+                    log.warning("%s: corrected in the source; its messages are edited after %s: %s", label,
+                                _when(iso(e.until)), e)
+                    break
+                except TransientError as e:
+                    log.warning("%s: corrected in the source, but editing its messages failed (%s); tried again "
+                                "at the next round", label, e)
+                    continue
+                except PermanentError as e:
+                    log.error("%s: corrected in the source, but its messages cannot be edited: %s; this correction "
+                              "is left as it is", label, e)
+                else:
+                    log.info("%s: corrected in the source: %s", label,
+                             f"{len(edits)} message(s) edited" if edits else "no message shows what changed")
+            else:
+                log.info("%s: corrected in the source; its messages are left as they are (the channel is not set "
+                         "to edit them)", label)
+            _mark_shown(store, source, key, name)
+            handled += 1
+    return handled
 
 
 def late_round(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None) -> list[WeekRow]:
@@ -404,7 +494,9 @@ def after_poll(cfg: Config, store: Store, now: datetime) -> None:
 
     A full disk (or a read-only state folder) is logged in one line and the daemon goes on: what was not
     written stays open in the ledger, and the round after the next poll sends it."""
-    if not ready_weeks(store) and not edition.has_work(store, registry.enabled(cfg), now, cfg.publish.late_max_wait):
+    names = registry.enabled(cfg)
+    if (not ready_weeks(store) and not edition.has_work(store, names, now, cfg.publish.late_max_wait)
+            and not corrected(store, names)):
         return
     try:
         fd = locks.acquire(lock_path(cfg))

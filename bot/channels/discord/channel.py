@@ -9,6 +9,10 @@ Live when `$PAPERBOT_DISCORD_WEBHOOK_URL` (the default way in) or `$PAPERBOT_DIS
 `[discord] channel_id`) is set; with both, the webhook posts and the bot reads back and crossposts. Otherwise a
 trial: each payload is written as JSON to `state/outbox/discord/<source>/<key>/NNN.json`, exactly the body
 that would be sent. Secrets are never logged or stored; messages carry the webhook's token redacted.
+
+A message whose fate is unknown (its answer lost, or a run killed while sending it) is looked for with the bot
+when there is one; a webhook alone cannot read the channel, so it is sent again and logged as a possible
+duplicate (README "Discord announcements": the one way to a second copy).
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bot.channels.base import ChannelLimits, PermanentError, TransientError, Unit, storage_error
+from bot.channels.base import ChannelDown, ChannelLimits, PermanentError, TransientError, Unit, storage_error
 from bot.channels.discord.client import DiscordClient
-from bot.channels.discord.compose import compose, embed_length
+from bot.channels.discord.compose import ComposeError, compose, embed_length
 from bot.channels.discord.edit import Edit, edit_week
 from bot.channels.discord.transport import TOKEN_ENV, WEBHOOK_ENV, Credentials, CredentialsError, credentials_from_env
-from bot.channels.email.render import edition_url
-from bot.config import Config, ConfigError
+from bot.channels.email.render import RenderError, edition_url
+from bot.config import Config
 from bot.publish.edition import Edition, edition_from_store
 from bot.store import Store, WeekRow
 
@@ -132,12 +136,19 @@ class _DiscordSender:
         return mid
 
     def reconcile(self, unit: Unit) -> str | None:
-        """The id of the unit's message if the channel shows it after the one before it; None if it does not;
-        TransientError when there is no bot to read the channel with (a webhook cannot list messages)."""
+        """The id of the unit's message if the channel shows it after the one before it; None if it does not.
+
+        Without a bot to read the channel with (a webhook cannot list messages; nor can a bot find a forum post
+        that may not exist), None as well: the message is sent again, as email resends a row found `sending`
+        after a kill (README "Exactly once, and the one exception"), and the log says it may now show twice.
+        Waiting for the operator instead would hold every later week behind one lost answer."""
         if not self.bot or (self.d.forum and not unit.prior):
-            raise TransientError(f"discord: cannot tell whether {unit.key} of {self.r.source}:{self.r.key} was "
-                                 "posted: a webhook cannot read the channel back (set a bot token and channel_id "
-                                 "to let paperbot look, or settle it with paperbot resolve)")
+            log.warning("discord: %s of %s:%s may have been posted already (its answer was lost, or a run died "
+                        "while sending it), and %s, so it is sent again: if it was posted, the channel shows it "
+                        "twice (set %s and [discord] channel_id to let paperbot look first)", unit.key,
+                        self.r.source, self.r.key, "a webhook cannot read the channel back" if not self.bot else
+                        "the forum post it would open cannot be looked up", TOKEN_ENV)
+            return None
         where = unit.prior[0] if self.d.forum else self.d.channel_id
         if self.hook:
             author = str(self.client.creds.webhook_id)
@@ -161,15 +172,21 @@ class DiscordChannel:
                  environ: dict[str, str] | None = None):
         self.cfg, self.clock = cfg, clock
         d = cfg.discord
-        try:  # ConfigError: what the commands and the daemon report as a setup problem, in one line
+        # A setup problem is not raised here: the registry makes every enabled channel for every week, and a bad
+        # Discord variable must not stop email. It stops this channel instead (ChannelDown at open_sender): one
+        # line in the log and in `paperbot publish`, every round, until it is fixed; the week waits for Discord.
+        self.problem: str | None = None
+        try:
             self.creds: Credentials | None = credentials_from_env(environ)
         except CredentialsError as e:
-            raise ConfigError(f"discord: {e}") from None
+            self.creds, self.problem = None, f"discord: {e}"
         if self.creds and self.creds.bot_token and not self.creds.webhook_id and not d.channel_id:
-            raise ConfigError(f"discord: {TOKEN_ENV} is set but [discord] channel_id is not: say where to post")
+            self.problem = f"discord: {TOKEN_ENV} is set but [discord] channel_id is not: say where to post"
         if self.creds and d.forum and not self.creds.webhook_id:
-            raise ConfigError(f"discord: forum = true needs a webhook of the forum channel ({WEBHOOK_ENV})")
-        self.live = self.creds is not None
+            self.problem = f"discord: forum = true needs a webhook of the forum channel ({WEBHOOK_ENV})"
+        self.live = self.creds is not None or self.problem is not None  # meant to be live: never a trial
+        # Whether a correction in the source edits the week's messages (the pipeline's correction round).
+        self.corrects = self.live and self.problem is None and d.edit_on_correction
         self.limits = ChannelLimits(connections=1, rate=0.5 if self.live else 0.0, max_attempts=4, backoff=2.0,
                                     backoff_max=60.0, down_after=3)
 
@@ -179,7 +196,10 @@ class DiscordChannel:
 
     def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> DiscordRendition:
         edition = edition_from_store(store, week.source, week.key, self.name)
-        payloads = compose(edition, self.cfg.discord, web_url=self._web_url(week.source, week.key))
+        try:
+            payloads = compose(edition, self.cfg.discord, web_url=self._web_url(week.source, week.key))
+        except ComposeError as e:  # a broken intro template: the operator's to fix, one line, nothing planned
+            raise RenderError(f"discord: {e}") from e
         return DiscordRendition(week.source, week.key, edition, tuple(payloads))
 
     def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
@@ -196,14 +216,17 @@ class DiscordChannel:
     def open_sender(self, rendition: DiscordRendition) -> _DiscordSender | _OutboxSender:
         if not self.live:
             return _OutboxSender(rendition, outbox_dir(self.cfg, rendition.source, rendition.key))
+        if self.problem:
+            raise ChannelDown(self.problem)
         return _DiscordSender(rendition, self.client(), self.cfg)
 
     def edit(self, store: Store, week: WeekRow, message_ids: Sequence[str], now: datetime) -> list[Edit]:
         """After a correction of a week that went out (`[discord] edit_on_correction`): edit its messages, in
         ledger order `message_ids`, to what the week makes now (edit.py). Nothing unless enabled, or in a trial."""
-        if not self.cfg.discord.edit_on_correction or not self.live:
+        if not self.corrects:
             log.info("discord: %s:%s was corrected; its announcement is left as it is (%s)", week.source, week.key,
-                     "not live" if self.cfg.discord.edit_on_correction else "edit_on_correction is off")
+                     "edit_on_correction is off" if not self.cfg.discord.edit_on_correction
+                     else self.problem or "not live")
             return []
         edition, client = self.render(store, week).edition, self.client()
         try:
@@ -217,6 +240,8 @@ class DiscordChannel:
                   "unit retried (paperbot resolve): %s", unit.key, error)
 
     def _how(self) -> str:
+        if self.problem:
+            return f"nothing: {self.problem}"
         if self.creds is None:
             return f"outbox {self.cfg.state_dir / 'outbox' / 'discord'} (no {WEBHOOK_ENV} or {TOKEN_ENV}: a trial)"
         how = "webhook" + (" into a forum" if self.cfg.discord.forum else "") if self.creds.webhook_id else "bot"
