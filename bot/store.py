@@ -253,6 +253,25 @@ def m011_discord_edits(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX idx_discord_edits_week ON discord_edits (source, week_key)")
 
+
+@migrations()
+def m014_heartbeat(db: sqlite_utils.Database) -> None:
+    """Health (issue #15, `GET /healthz`): the daemon's heartbeat, one row it rewrites every few seconds, so a
+    web app in another process (`paperbot serve`) knows whether the daemon's loop still turns; `failing_since`
+    on each source, when its current run of failed polls began (for the old rows: their last error, the best
+    known); and an index for counting deliveries by state."""
+    db.execute("""
+        CREATE TABLE heartbeat (
+            name TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            beat_at TEXT NOT NULL,
+            stopped_at TEXT
+        )""")
+    db["sources"].add_column("failing_since", str)
+    db.execute("UPDATE sources SET failing_since = last_error_at WHERE error_count > 0")
+    db.execute("CREATE INDEX idx_deliveries_state ON deliveries (state)")
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 
@@ -369,7 +388,7 @@ class Store:
     def record_poll(self, name: str, version: str, at: datetime, validators: dict | None = None) -> None:
         src = self.source(name) or {}
         fields = {"polls": (src.get("polls") or 0) + 1, "last_version": version, "last_polled": iso(at),
-                  "last_error": None, "last_error_at": None, "error_count": 0}
+                  "last_error": None, "last_error_at": None, "error_count": 0, "failing_since": None}
         if validators is not None:
             fields["validators"] = json.dumps(validators)
         self.update_source(name, **fields)
@@ -377,7 +396,8 @@ class Store:
     def record_error(self, name: str, error: str, at: datetime) -> None:
         src = self.source(name) or {}
         self.update_source(name, last_error=error, last_error_at=iso(at),
-                           error_count=(src.get("error_count") or 0) + 1)
+                           error_count=(src.get("error_count") or 0) + 1,
+                           failing_since=src.get("failing_since") or iso(at))  # the run's first failure
 
     def record_version(self, source: str, version: str, changed_at: datetime, fetched_at: datetime,
                        content_hash: str, n_weeks: int, new: list[str], edited: list[str],
