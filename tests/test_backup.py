@@ -24,6 +24,7 @@ WRITER = r"""
 import hashlib, os, sqlite3, sys, time
 db, stop = sys.argv[1], sys.argv[2]
 con = sqlite3.connect(db, timeout=30, isolation_level=None)
+con.execute("PRAGMA wal_autocheckpoint = 8")  # the main file is rewritten every few commits, as a busy daemon does
 con.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, blob BLOB, digest TEXT)")
 con.execute("CREATE TABLE IF NOT EXISTS probe_total (k INTEGER PRIMARY KEY, n INTEGER)")
 con.execute("INSERT OR IGNORE INTO probe_total VALUES (1, 0)")

@@ -31,7 +31,8 @@ from bot.publish import ledger
 from bot.store import Store
 from bot.web.health import Heartbeat
 
-HEALTH = '[health]\nmax_failing_age = "2s"\nmax_heartbeat_age = "2s"\n'
+STALE = '[health]\nmax_failing_age = "1h"\nmax_heartbeat_age = "2s"\n'  # the heartbeat test
+FAILING = '[health]\nmax_failing_age = "2s"\nmax_heartbeat_age = "30s"\n'  # the sources' test: a busy machine
 
 
 def _free_port() -> int:
@@ -77,13 +78,13 @@ def test_healthz_is_200_while_polls_succeed_and_503_after_every_source_failed_fo
     with DocServer() as srv:
         srv.put("/digest.md", fixture("digest_v1.md"))
         cfg = write_config(tmp_path, [{"name": "lab", "url": srv.url("/digest.md"), "every": "1s"}],
-                           extra=f'\n[web]\nlisten = "127.0.0.1:{port}"\n' + HEALTH)
+                           extra=f'\n[web]\nlisten = "127.0.0.1:{port}"\n' + FAILING)
         proc, log = _start(cfg, tmp_path)
         try:
             status, body = _until("a healthy answer after the first poll", base,
                                   lambda s, b: s == 200 and b["sources"]["lab"]["last_success_age"] is not None)
             assert body["status"] == "ok" and body["problems"] == []
-            assert body["daemon"]["pid"] == proc.pid and body["daemon"]["heartbeat_age"] <= 2
+            assert body["daemon"]["pid"] == proc.pid and body["daemon"]["heartbeat_age"] <= 30
             assert body["sources"]["lab"]["errors_in_a_row"] == 0 and body["sources"]["lab"]["failing_for"] is None
             ok = _cli(cfg.path, "health")
             assert ok.returncode == 0 and ok.stdout.startswith("ok (200)"), ok.stdout + ok.stderr
@@ -97,7 +98,7 @@ def test_healthz_is_200_while_polls_succeed_and_503_after_every_source_failed_fo
                 "a failure younger than max_failing_age is no alarm yet"
             assert body["status"] == "unhealthy" and body["problems"] == ["every source has failed for over 2s"]
             assert body["sources"]["lab"]["failing_for"] >= 2 and body["sources"]["lab"]["errors_in_a_row"] >= 2
-            assert body["daemon"]["heartbeat_age"] <= 2  # the daemon itself is fine
+            assert body["daemon"]["heartbeat_age"] <= 30  # the daemon itself is fine
             bad = _cli(cfg.path, "health")
             assert bad.returncode == 1 and "every source has failed for over 2s" in bad.stdout, bad.stdout
 
@@ -117,7 +118,7 @@ def test_healthz_from_paperbot_serve_is_503_while_the_daemons_heartbeat_is_stale
     with DocServer() as srv:
         srv.put("/digest.md", fixture("digest_v1.md"))
         cfg = write_config(tmp_path, [{"name": "lab", "url": srv.url("/digest.md"), "every": "1h"}],
-                           extra='\n[web]\nlisten = "127.0.0.1:0"\n' + HEALTH)
+                           extra='\n[web]\nlisten = "127.0.0.1:0"\n' + STALE)
         port = _free_port()
         serve_cfg = tmp_path / "serve.toml"  # the same state folder and settings, its own port
         serve_cfg.write_text(cfg.path.read_text().replace('"127.0.0.1:0"', f'"127.0.0.1:{port}"'))
