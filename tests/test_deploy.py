@@ -63,7 +63,7 @@ def test_the_image_installs_the_wheel_runs_paperbot_as_a_user_with_state_on_a_vo
     assert not [args for op, args in final if op in ("COPY", "ADD")], "only the wheels reach the image"
     user = [args for op, args in final if op == "USER"]
     assert user and user[-1].split(":")[0] not in ("root", "0")
-    assert ("VOLUME", f'["{STATE}"]') in final
+    assert ("VOLUME", f'["{STATE}", "/var/backups/paperbot"]') in final
     health = [args for op, args in final if op == "HEALTHCHECK"]
     assert health and health[0].endswith('CMD ["paperbot", "health"]')
     assert ("ENTRYPOINT", '["paperbot"]') in final and ("CMD", '["run"]') in final
@@ -104,6 +104,7 @@ def test_compose_names_the_image_its_build_the_volume_the_env_file_the_port_and_
     assert (DEPLOY / svc["build"]["context"] / svc["build"]["dockerfile"]).resolve() == DEPLOY / "Dockerfile"
     assert svc["env_file"] == ["paperbot.env"]
     assert f"paperbot-state:{STATE}" in svc["volumes"] and "paperbot-state" in doc["volumes"]
+    assert "paperbot-backups:/var/backups/paperbot" in svc["volumes"] and "paperbot-backups" in doc["volumes"]
     assert any(v.startswith("./paperbot.toml:/etc/paperbot/paperbot.toml") for v in svc["volumes"])
     assert any(str(p).endswith(":8080") for p in svc["ports"])
     assert svc["healthcheck"]["test"] == ["CMD", "paperbot", "health"]
