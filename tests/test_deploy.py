@@ -164,3 +164,15 @@ def test_the_example_env_file_names_every_paperbot_variable_the_code_reads_with_
     secrets = {n: v for n, v in re.findall(r"^(PAPERBOT_\w+)=(.*)$", text, re.M)}
     assert secrets and all(v == "" for v in secrets.values()), "an example holds no value"
     assert {"PAPERBOT_CONFIG", "PAPERBOT_TEMPLATES_DIR"}.isdisjoint(secrets), "not secrets: commented out"
+
+
+def test_the_build_context_holds_only_what_the_wheel_needs():
+    """deploy/Dockerfile.dockerignore: everything is left out but the files `pip wheel` reads, so a state
+    folder (subscribers, signing key) or an env file in the checkout never reaches the builder."""
+    lines = [line.strip() for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines[0] == "*"
+    kept = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
+    copied = {src.rstrip("/") for op, args in _instructions(DEPLOY / "Dockerfile") if op == "COPY"
+              for src in args.split()[:-1]}
+    assert kept == {"pyproject.toml", "setup.py", "README.md", "bot", "templates"} == copied
