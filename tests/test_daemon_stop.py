@@ -18,6 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from aiosmtpd.controller import Controller
 from conftest import commit_file, make_repo
 from publish_support import KEY, SECRET, Recorder, add_subscribers, addresses, free_port, ready_week
 from sources_support import fixture
@@ -93,8 +94,6 @@ def _wait(what: str, check, proc: subprocess.Popen, log: Path, limit: float = 60
 
 
 def test_sigterm_mid_send_exits_0_within_10s_leaving_the_units_in_flight_as_sending(tmp_path):
-    from aiosmtpd.controller import Controller
-
     rec = SlowRecorder()
     smtp_port = free_port()
     ctl = Controller(rec, hostname="127.0.0.1", port=smtp_port)
