@@ -281,6 +281,7 @@ class Config:
     x: XSettings = field(default_factory=XSettings)
     discord: DiscordSettings = field(default_factory=DiscordSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    health: HealthSettings = field(default_factory=lambda: HealthSettings())
 
     @property
     def db_path(self) -> Path:
@@ -382,7 +383,7 @@ bounce_rate = 0.05           # an edition bouncing more than this share of what 
 _X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link",
            "send_at"}
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord",
-             "alerts"}
+             "alerts", "health"}
 _EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
@@ -481,6 +482,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
         fetch=_parse_fetch(data.get("fetch", {}), f), x=_parse_x(data.get("x", {}), f),
         discord=_parse_discord(data.get("discord", {}), f), alerts=_parse_alerts(data.get("alerts", {}), f),
+        health=_parse_health(data.get("health", {}), f),
     )
 
 
@@ -755,3 +757,23 @@ def _parse_discord(t: object, f: str) -> DiscordSettings:
                            max_wait=max_wait, channel_id=channel_id, role_id=role_id, forum=t.get("forum", d.forum),
                            thread_name=name, edit_on_correction=t.get("edit_on_correction", d.edit_on_correction),
                            intro=intro, send_at=_windows(t.get("send_at", ()), f"{f}: discord.send_at"))
+
+
+# -- [health] (issue #15) ----------------------------------------------------------------------------------------
+_HEALTH_KEYS = {"max_heartbeat_age", "max_failing_age"}
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """`[health]`: when `GET /healthz` answers 503 (bot/web/health.py)."""
+
+    max_heartbeat_age: float = 120.0  # seconds: an older daemon heartbeat means its loop is stuck or it is gone
+    max_failing_age: float = 6 * 3600.0  # seconds every source may fail in a row before the daemon is unhealthy
+
+
+def _parse_health(t: object, f: str) -> HealthSettings:
+    t = _table(t, f"{f}: health")
+    _unknown(f"{f}: [health]", t, _HEALTH_KEYS)
+    beat = parse_duration(t.get("max_heartbeat_age", "2m"), f"{f}: health.max_heartbeat_age", (1, 86400))
+    failing = parse_duration(t.get("max_failing_age", "6h"), f"{f}: health.max_failing_age", (1, 365 * 86400))
+    return HealthSettings(max_heartbeat_age=beat.total_seconds(), max_failing_age=failing.total_seconds())

@@ -6,7 +6,8 @@ machine slept or a poll ran long are merged into one (coalesce) and run however 
 because a poll is idempotent and cheap when nothing changed. Each source has a worker thread of its own, so a
 slow source (each HTTP attempt is cut at `[fetch] timeout`, but a poll may retry) never delays the others.
 Only one daemon may own a state folder: it holds state_dir/paperbot.lock for its whole life. After each poll
-the "after poll" hooks run (publishing plugs in there). Stopping waits a few seconds for polls in flight; one
+the "after poll" hooks run (publishing plugs in there). The main loop writes a heartbeat to the database every
+few seconds (bot/web/health.py), which `GET /healthz` reads. Stopping waits a few seconds for polls in flight; one
 still stuck in the network is abandoned, which is safe because a poll records everything in one transaction or
 nothing.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +32,7 @@ from bot.config import Config, SourceConfig
 from bot.publish.pipeline import next_due
 from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
+from bot.web import health
 from bot.web.thread import WebThread
 
 log = logging.getLogger(__name__)
@@ -160,8 +163,11 @@ class Daemon:
         lock = locks.acquire(self.cfg.state_dir / "paperbot.lock")
         previous = self._install_signals()
         web = WebThread(self.cfg)  # unsubscribe links and editions are answered while the daemon runs
+        heart: health.Heartbeat | None = None
         try:
             Store.open(self.cfg.db_path).close()  # create and migrate before the first job, loudly if it fails
+            heart = health.Heartbeat(self.cfg.db_path)  # /healthz: this loop still turns (issue #15)
+            heart.start(datetime.now(UTC))
             web.start()
             logging.getLogger("apscheduler").setLevel(logging.WARNING)
             sched = self._sched = self._scheduler()
@@ -173,8 +179,12 @@ class Daemon:
                 store.close()
             log.info("paperbot running: %d source(s) (%s); state in %s", len(self.cfg.sources),
                      ", ".join(f"{s.name} every {s.every}" for s in self.cfg.sources), self.cfg.state_dir)
-            while not self.stop.wait(1.0):
-                pass
+            every = health.beat_every(self.cfg.health)
+            next_beat = time.monotonic() + every
+            while not self.stop.wait(min(1.0, every)):
+                if time.monotonic() >= next_beat:
+                    heart.beat(datetime.now(UTC))
+                    next_beat = time.monotonic() + every
             log.info("stopping")
             sched.shutdown(wait=False)
             with self._idle:
@@ -184,6 +194,9 @@ class Daemon:
                             STOP_GRACE)
             return clean
         finally:
+            if heart is not None:
+                heart.stopped(datetime.now(UTC))
+                heart.close()
             web.stop()
             self._restore_signals(previous)
             locks.release(lock)

@@ -290,6 +290,25 @@ def m011_editions_shown(db: sqlite_utils.Database) -> None:
     NULL on every other channel, and on rows from before."""
     db.execute("ALTER TABLE channel_editions ADD COLUMN shown TEXT")
 
+
+@migrations()
+def m014_heartbeat(db: sqlite_utils.Database) -> None:
+    """Health (issue #15, `GET /healthz`): the daemon's heartbeat, one row it rewrites every few seconds, so a
+    web app in another process (`paperbot serve`) knows whether the daemon's loop still turns; `failing_since`
+    on each source, when its current run of failed polls began (for the old rows: their last error, the best
+    known). No index on `deliveries.state` for /healthz's counts: every send changes a row's state twice, and
+    an index would add to those writes to save a scan (a year's ledger, 100k rows: ~70 ms) every half minute."""
+    db.execute("""
+        CREATE TABLE heartbeat (
+            name TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            started_at TEXT NOT NULL,
+            beat_at TEXT NOT NULL,
+            stopped_at TEXT
+        )""")
+    db["sources"].add_column("failing_since", str)
+    db.execute("UPDATE sources SET failing_since = last_error_at WHERE error_count > 0")
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 
@@ -406,7 +425,7 @@ class Store:
     def record_poll(self, name: str, version: str, at: datetime, validators: dict | None = None) -> None:
         src = self.source(name) or {}
         fields = {"polls": (src.get("polls") or 0) + 1, "last_version": version, "last_polled": iso(at),
-                  "last_error": None, "last_error_at": None, "error_count": 0}
+                  "last_error": None, "last_error_at": None, "error_count": 0, "failing_since": None}
         if validators is not None:
             fields["validators"] = json.dumps(validators)
         self.update_source(name, **fields)
@@ -414,7 +433,8 @@ class Store:
     def record_error(self, name: str, error: str, at: datetime) -> None:
         src = self.source(name) or {}
         self.update_source(name, last_error=error, last_error_at=iso(at),
-                           error_count=(src.get("error_count") or 0) + 1)
+                           error_count=(src.get("error_count") or 0) + 1,
+                           failing_since=src.get("failing_since") or iso(at))  # the run's first failure
 
     def record_version(self, source: str, version: str, changed_at: datetime, fetched_at: datetime,
                        content_hash: str, n_weeks: int, new: list[str], edited: list[str],

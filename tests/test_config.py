@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.config import DEFAULT_TOML, ConfigError, load_config, parse_duration
+from bot.config import DEFAULT_TOML, ConfigError, HealthSettings, load_config, parse_duration
 
 
 @pytest.mark.parametrize("text,delta", [("30s", timedelta(seconds=30)), ("30m", timedelta(minutes=30)),
@@ -370,3 +370,25 @@ def test_x_keys_parse(tmp_path):
     assert (x.enabled, x.api_base, x.timeout, x.daily_budget, x.delay, x.replies, x.head, x.hashtags,
             x.extra_link) == (False, "http://127.0.0.1:9", 5.0, 3, 0.0, False, "{{ title }}", ("#ML", "#AI"), True)
     assert load_config(write(tmp_path, "")).x.enabled is True
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[health]\nmax_heartbeat_age = "0s"\n', ["health.max_heartbeat_age", "1s to 1d"]),
+    ('[health]\nmax_heartbeat_age = 60\n', ["health.max_heartbeat_age", "duration"]),
+    ('[health]\nmax_failing_age = "6 hours"\n', ["health.max_failing_age", "duration"]),
+    ('[health]\nmax_failing_age = "400d"\n', ["health.max_failing_age", "1s to 365d"]),
+    ('[health]\nheartbeat = "1m"\n', ["[health]", "heartbeat", "max_failing_age"]),
+    ('health = "on"\n', ["health", "table"]),
+])
+def test_health_keys_name_the_key(tmp_path, text, words):
+    """issue #15: `[health]` is checked at start-up with an error naming the file, the key and what is allowed."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    for w in ["paperbot.toml", *words]:
+        assert w in str(e.value), str(e.value)
+
+
+def test_health_keys_parse_with_their_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")).health == HealthSettings(120.0, 6 * 3600.0)
+    cfg = load_config(write(tmp_path, '[health]\nmax_heartbeat_age = "2s"\nmax_failing_age = "1d"\n'))
+    assert (cfg.health.max_heartbeat_age, cfg.health.max_failing_age) == (2.0, 86400.0)

@@ -277,3 +277,32 @@ def test_channel_editions_get_the_shown_column_empty_after_the_upgrade(tmp_path)
         assert "m011_editions_shown" in {r[0] for r in con.execute("SELECT name FROM _sqlite_migrations")}
     finally:
         con.close()
+
+
+def test_the_heartbeat_table_and_failing_since_exist_after_the_upgrade(tmp_path):
+    """issue #15 (m014_heartbeat): `heartbeat` appears, empty (no daemon has beaten on this database yet, so
+    /healthz says so); sources gain `failing_since`, set from `last_error_at` for a source failing at the
+    upgrade and empty for one that was fine.
+    A failed poll after the upgrade starts a run of failures, a second keeps its start, a good poll ends it."""
+    db = _copy(tmp_path)
+    con = sqlite3.connect(db)
+    try:  # the previous main's schema, a source failing since two polls
+        con.execute("INSERT INTO sources (name, kind, location, created_at, polls, error_count, last_error, "
+                    "last_error_at) VALUES ('broken', 'url', 'http://x', '2023-03-01T00:00:00+00:00', 0, 2, "
+                    "'404', '2023-03-08T10:00:00+00:00')")
+        con.commit()
+    finally:
+        con.close()
+    store = Store.open(db)
+    try:
+        assert store.db["heartbeat"].count == 0
+        assert set(store.db["heartbeat"].columns_dict) == {"name", "pid", "started_at", "beat_at", "stopped_at"}
+        assert store.source("broken")["failing_since"] == "2023-03-08T10:00:00+00:00"
+        assert store.source("dair")["failing_since"] is None
+        store.record_error("dair", "HTTP 500", datetime(2023, 3, 9, 9, tzinfo=UTC))
+        store.record_error("dair", "HTTP 500", datetime(2023, 3, 9, 10, tzinfo=UTC))
+        assert store.source("dair")["failing_since"] == "2023-03-09T09:00:00+00:00"
+        store.record_poll("dair", "v9", datetime(2023, 3, 9, 11, tzinfo=UTC))
+        assert store.source("dair")["failing_since"] is None
+    finally:
+        store.close()

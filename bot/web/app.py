@@ -62,7 +62,7 @@ from bot.channels.email.tokens import (
 from bot.config import Config
 from bot.publish.safetext import clean
 from bot.store import Store
-from bot.web import reader
+from bot.web import health, reader
 
 log = logging.getLogger(__name__)
 
@@ -703,6 +703,18 @@ async def edition(request: web.Request) -> web.Response:
     return resp
 
 
+async def healthz(request: web.Request) -> web.Response:
+    """issue #15: 200 while the daemon's loop turns and a source still works, else 503; JSON either way
+    (bot/web/health.py). Read from the database, so `paperbot serve` in another process answers the same."""
+    cfg = request.app[CONFIG]
+    try:
+        snap = await request.app[DB].read(lambda store: health.read(store.db.conn, cfg))
+        ok, body = health.verdict(snap, cfg.health, datetime.now(UTC))
+    except sqlite3.Error as e:
+        ok, body = False, {"status": "unhealthy", "problems": [f"the database cannot be read: {e}"]}
+    return web.json_response(body, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+
 def _route(request: web.Request) -> str:
     """The route's pattern for logs: never the path itself, which may hold a token."""
     route = request.match_info.route
@@ -811,6 +823,7 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
     app.router.add_get("/search", search_page)
     app.router.add_get("/feed.xml", feed)
     app.router.add_get("/static/site.css", stylesheet)
+    app.router.add_get("/healthz", healthz)
     return app
 
 
