@@ -132,6 +132,23 @@ def test_mentions_in_digest_text_are_written_so_x_does_not_link_them():
     assert find_mentions(head.text) == [] and "@ elonmusk" in head.text
 
 
+def test_the_head_post_credits_the_curator_in_plain_text_and_drops_it_before_cutting_the_title():
+    """issue #16: the head post says who curated the papers, never as a mention or a link; when the post would
+    be too long, the credit goes first and the title is cut only if it still does not fit."""
+    head = head_post(edition([paper(1)]), web_url=WEB, credit="@dair_ai (dair-ai/ML-Papers-of-the-Week) at dair.ai")
+    assert "Curated by @ dair_ai (dair-ai/ML-Papers-of-the-Week) at dair[.]ai" in head.text.splitlines()
+    assert_clean_post(head.text, {WEB})
+    thread = compose_thread(edition([paper(1)]), web_url=WEB, credit="DAIR.AI")
+    assert "Curated by DAIR[.]AI" in thread[0].text
+    plain = head_post(edition([paper(1)]), web_url=WEB)
+    room = 280 - plain.weight  # what the title may still grow by without the credit
+    title = "Top ML Papers of the Week " + "x" * (room - 2)
+    fits_alone = head_post(edition([paper(1)], title=title), web_url=WEB, credit="dair-ai/ML-Papers-of-the-Week")
+    assert "Curated by" not in fits_alone.text and title in fits_alone.text and fits_alone.weight <= 280
+    too_long = head_post(edition([paper(1)], title=title + " more words"), web_url=WEB, credit="DAIR")
+    assert "Curated by" not in too_long.text and "…" in too_long.text and too_long.weight <= 280
+
+
 def test_urls_in_digest_text_are_not_linked_and_only_chosen_links_are():
     """issue #11: a URL in a title or summary would be linked (and counted 23) by X: it is defanged, so the
     only links in a post are the paper's link (and the extra one)."""
