@@ -19,6 +19,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import jinja2
+
+from bot.publish.windows import Window, parse_windows
 from bot.track.parsing import FORMATS
 
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
@@ -141,6 +144,8 @@ class PublishSettings:
     # A week clearly short of its source's usual count waits this long past its last day for the rest (0: never)
     wait_for_papers: timedelta = timedelta(hours=48)
     late_max_wait: timedelta = timedelta(days=7)  # papers added to a week already out wait this long for the next
+    approve: bool = False  # hold every ready week as awaiting-approval until `paperbot approve WEEK`
+    editor: str = ""  # who gets the test copy of a week awaiting approval ("" = the [email] from address)
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,7 @@ class EmailSettings:
     list_id: str = "papers.example.org"
     connections: int = 2
     rate: float = 0.0  # messages per second at most; 0 = no cap
+    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
     summary_chars: int = 300  # a longer summary is cut at a sentence end, with "Read more" (0: never cut)
 
 
@@ -201,6 +207,56 @@ class FetchSettings:
     max_size: int = 50 * 2**20  # bytes per file (an HTTP body, a git blob)
 
 
+_HASHTAG = re.compile(r"^\w{1,100}$")
+
+
+def normalize_hashtags(tags: object, where: str = "x.hashtags") -> tuple[str, ...]:
+    """`["ML", "#AI"]` → `("#ML", "#AI")`; ValueError naming a tag X would not make a hashtag."""
+    if isinstance(tags, str) or not isinstance(tags, list | tuple):
+        raise ValueError(f"{where}: must be a list of hashtags, e.g. [\"ML\", \"AI\"]")
+    out = []
+    for tag in tags:
+        name = str(tag).strip().lstrip("#＃")
+        if not _HASHTAG.match(name) or name.isdigit():
+            raise ValueError(f"{where}: {tag!r} is not a hashtag (letters, digits and _ only, not all digits)")
+        out.append("#" + name)
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class XSettings:
+    """The `[x]` table: a thread on X per week (bot/channels/x/). Credentials come from PAPERBOT_X_* only."""
+
+    enabled: bool = True  # without credentials: a trial into state/outbox/x/
+    api_base: str = "https://api.twitter.com"
+    timeout: float = 30.0  # seconds for every request to X
+    daily_budget: int = 17  # posts per rolling 24 hours (the free tier's user limit; X bills per post)
+    delay: float = 2.0  # seconds between two posts of a thread
+    replies: bool = True  # False: each paper is its own post linking to the head (an account that cannot thread)
+    head: str | None = None  # the head post's Jinja2 template text; None: templates/x_head.txt
+    hashtags: tuple[str, ...] = ()
+    extra_link: bool = False  # one more link per paper (its code, say) when it fits
+    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
+
+
+@dataclass(frozen=True)
+class DiscordSettings:
+    """`[discord]` (issue #12). The webhook URL and the bot token are never here: they come from
+    $PAPERBOT_DISCORD_WEBHOOK_URL and $PAPERBOT_DISCORD_BOT_TOKEN (without either, a trial to the outbox)."""
+
+    enabled: bool = False
+    api_base: str = "https://discord.com/api/v10"  # discord.py's Route.BASE: a compatible server, or a test's
+    timeout: float = 30.0  # seconds for one request (connect, and then each read)
+    max_wait: float = 10.0  # a 429 asking to wait longer ends the run as rate-limited-until instead
+    channel_id: int | None = None  # with a bot token: the channel to post in
+    role_id: int | None = None  # pinged by the intro line, the only mention ever allowed
+    forum: bool = False  # the webhook posts into a forum channel: one post per week
+    thread_name: str = "{title} ({dates})"  # a forum post's title; fields as in DISCORD_FIELDS
+    edit_on_correction: bool = False  # a correction in the source edits the week's messages
+    intro: str = ""  # a Jinja2 template of the intro line; "" = templates/discord_intro.txt
+    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
+
+
 @dataclass(frozen=True)
 class Config:
     path: Path | None  # the file it came from; None for built-in defaults
@@ -212,6 +268,8 @@ class Config:
     email: EmailSettings = field(default_factory=EmailSettings)
     web: WebSettings = field(default_factory=WebSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
+    x: XSettings = field(default_factory=XSettings)
+    discord: DiscordSettings = field(default_factory=DiscordSettings)
 
     @property
     def db_path(self) -> Path:
@@ -260,16 +318,19 @@ timezone = "America/New_York"
 # expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
 """
 
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch"}
-_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate",
+_X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link",
+           "send_at"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord"}
+_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at",
                "summary_chars"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait"}
-_SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit", *SOURCE_KINDS}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
+_SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit",
+                *SOURCE_KINDS}
 EXPECT_MAX = 10_000
 
 
@@ -330,6 +391,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         timezone=tz,
         wait_for_papers=parse_duration(pub.get("wait_for_papers", "48h"), f"{f}: publish.wait_for_papers",
                                        WAIT_RANGE),
+        approve=_flag(pub.get("approve", False), f"{f}: publish.approve"),
+        editor=_line(pub.get("editor", ""), f"{f}: publish.editor", "an email address"),
     )
     gh = data.get("github", {})
     if not isinstance(gh, dict):
@@ -355,7 +418,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         publish=settings, sources=tuple(sources),
         github_base_url=github_base_url.rstrip("/"),
         email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
-        fetch=_parse_fetch(data.get("fetch", {}), f),
+        fetch=_parse_fetch(data.get("fetch", {}), f), x=_parse_x(data.get("x", {}), f),
+        discord=_parse_discord(data.get("discord", {}), f),
     )
 
 
@@ -392,7 +456,8 @@ def _parse_email(e: object, f: str) -> EmailSettings:
     return EmailSettings(
         smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
         subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
-        list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate), summary_chars=summary_chars,
+        list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate),
+        send_at=_windows(e.get("send_at", ()), f"{f}: email.send_at"), summary_chars=summary_chars,
     )
 
 
@@ -463,6 +528,52 @@ def _parse_fetch(t: object, f: str) -> FetchSettings:
     return FetchSettings(timeout=timeout, max_size=size)
 
 
+def _windows(value: object, where: str) -> tuple[Window, ...]:
+    try:
+        return parse_windows(value, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def _flag(value: object, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {_short(value)} must be true or false")
+    return value
+
+
+def _parse_x(t: object, f: str) -> XSettings:
+    t = _table(t, f"{f}: x")
+    _unknown(f"{f}: [x]", t, _X_KEYS)
+    d = XSettings()
+    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: x.timeout").total_seconds()
+    if not 1 <= timeout <= 600:
+        raise ConfigError(f"{f}: x.timeout: {t['timeout']!r} must be from 1s to 10m")
+    delay = parse_duration(t.get("delay", "2s"), f"{f}: x.delay", (0, 3600)).total_seconds()
+    head = t.get("head")
+    if head is not None:
+        if not isinstance(head, str) or not head.strip():
+            raise ConfigError(f"{f}: x.head: must be the head post's template text")
+        try:
+            jinja2.Environment().parse(head)
+        except jinja2.TemplateSyntaxError as e:
+            raise ConfigError(f"{f}: x.head: line {e.lineno}: {e.message}") from e
+    try:
+        hashtags = normalize_hashtags(t.get("hashtags", []), f"{f}: x.hashtags")
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    return XSettings(
+        enabled=_flag(t.get("enabled", d.enabled), f"{f}: x.enabled"),
+        api_base=_http_url(t.get("api_base", d.api_base), f"{f}: x.api_base").rstrip("/"),
+        timeout=timeout,
+        daily_budget=_whole(t.get("daily_budget", d.daily_budget), f"{f}: x.daily_budget", 1, 100_000),
+        delay=delay,
+        replies=_flag(t.get("replies", d.replies), f"{f}: x.replies"),
+        head=head, hashtags=hashtags,
+        extra_link=_flag(t.get("extra_link", d.extra_link), f"{f}: x.extra_link"),
+        send_at=_windows(t.get("send_at", ()), f"{f}: x.send_at"),
+    )
+
+
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     if not isinstance(s, dict):
         raise ConfigError(f"{where}: must be a table")
@@ -526,3 +637,53 @@ def _parse_credit(value: object, where: str) -> tuple[str | None, str | None]:
             raise ConfigError(f"{where}.name: must be 1 to {CREDIT_MAX} characters")
     url = _http_url(value["url"], f"{where}.url") if "url" in value else None
     return name, url
+
+
+# -- [discord] (issue #12) ---------------------------------------------------------------------------------------
+_DISCORD_KEYS = {"enabled", "api_base", "timeout", "max_wait", "channel_id", "role_id", "forum", "thread_name",
+                 "edit_on_correction", "intro", "send_at"}
+DISCORD_FIELDS = ("title", "dates", "key", "source", "papers")  # what `thread_name` may hold, as {name}
+_SNOWFLAKE = re.compile(r"[0-9]{17,20}")  # a Discord id: 17 to 20 digits
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def _snowflake(value: object, where: str) -> int:
+    """A Discord id (channel, role), as a TOML integer or a string of digits (what "Copy ID" gives)."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _SNOWFLAKE.fullmatch(text.strip()):
+        raise ConfigError(f"{where}: {_short(value)} must be a Discord id, 17 to 20 digits "
+                          "(Discord: Developer Mode on, then Copy ID)")
+    return int(text.strip())
+
+
+def _parse_discord(t: object, f: str) -> DiscordSettings:
+    import jinja2  # here, beside the one key that needs it: config.py stays quick to import
+
+    t = _table(t, f"{f}: discord")
+    _unknown(f"{f}: [discord]", t, _DISCORD_KEYS)
+    d = DiscordSettings()
+    for key in ("enabled", "forum", "edit_on_correction"):
+        if key in t and not isinstance(t[key], bool):
+            raise ConfigError(f"{f}: discord.{key}: must be true or false")
+    api_base = _http_url(t.get("api_base", d.api_base), f"{f}: discord.api_base").rstrip("/")
+    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: discord.timeout", (1, 300)).total_seconds()
+    max_wait = parse_duration(t.get("max_wait", "10s"), f"{f}: discord.max_wait", (0, 300)).total_seconds()
+    channel_id = _snowflake(t["channel_id"], f"{f}: discord.channel_id") if "channel_id" in t else None
+    role_id = _snowflake(t["role_id"], f"{f}: discord.role_id") if "role_id" in t else None
+    name = _line(t.get("thread_name", d.thread_name), f"{f}: discord.thread_name").strip()
+    unknown = [m for m in _FIELD.findall(name) if m not in DISCORD_FIELDS]
+    if not name or len(name) > 200 or unknown:
+        raise ConfigError(f"{f}: discord.thread_name: {_short(name)} must be 1 to 200 characters with fields "
+                          f"from {', '.join('{' + x + '}' for x in DISCORD_FIELDS)}"
+                          + (f" (unknown: {{{unknown[0]}}})" if unknown else ""))
+    intro = t.get("intro", d.intro)
+    if not isinstance(intro, str) or len(intro) > 4000:
+        raise ConfigError(f"{f}: discord.intro: must be a Jinja2 template of at most 4000 characters")
+    try:
+        jinja2.Environment().parse(intro)
+    except jinja2.TemplateSyntaxError as e:
+        raise ConfigError(f"{f}: discord.intro: line {e.lineno} of the template: {e.message}") from None
+    return DiscordSettings(enabled=t.get("enabled", d.enabled), api_base=api_base, timeout=timeout,
+                           max_wait=max_wait, channel_id=channel_id, role_id=role_id, forum=t.get("forum", d.forum),
+                           thread_name=name, edit_on_correction=t.get("edit_on_correction", d.edit_on_correction),
+                           intro=intro, send_at=_windows(t.get("send_at", ()), f"{f}: discord.send_at"))

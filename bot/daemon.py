@@ -17,14 +17,17 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from bot import locks
 from bot.config import Config, SourceConfig
+from bot.publish.pipeline import next_due
 from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
 from bot.web.thread import WebThread
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 AfterPoll = Callable[[Config, Store, datetime], None]
 STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (the promise is 10 s in all)
+WAKE_JOB = "publish-wake"
 
 
 def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
@@ -60,6 +64,57 @@ class Daemon:
         # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions
         # then never meet a poll's commit between their reads and their writes ("database is locked").
         self._writes = threading.Lock()
+        self._sched: BackgroundScheduler | None = None
+
+    def _run_hooks(self, store: Store, now: datetime, after: str) -> None:
+        for hook in self.hooks:
+            try:
+                with self._writes:
+                    hook(self.cfg, store, now)
+            except Exception:
+                log.exception("after-poll hook %s failed (%s)", getattr(hook, "__name__", hook), after)
+        self._schedule_wake(store)
+
+    def _schedule_wake(self, store: Store) -> None:
+        """Come back when a channel's rate-limited-until (a 429's reset, the daily budget) ends: one job at
+        that instant, replaced by each round, rather than polling the channel every second."""
+        if self._sched is None or self.stop.is_set():
+            return
+        try:
+            now = self.clock()
+            when = next_due(self.cfg, store, now)
+        except Exception:
+            log.exception("cannot read when the channels may send again; publishing resumes after the next poll")
+            return
+        if when is None:
+            return
+        try:
+            run_date = datetime.now(UTC) + (when - now) + timedelta(seconds=1)  # the scheduler keeps real time
+            self._sched.add_job(self.wake_job, DateTrigger(run_date=run_date, timezone=UTC),
+                                id=WAKE_JOB, name="publish when a channel may send again", replace_existing=True,
+                                misfire_grace_time=None, coalesce=True, max_instances=1)
+        except SchedulerNotRunningError:  # stopping: the next start schedules it again from the database
+            return
+        log.info("publishing again at %s, when a channel may send again", when.isoformat(timespec="seconds"))
+
+    def wake_job(self) -> None:
+        """Publish what waited for a channel's rate-limited-until. Never raises."""
+        if self.stop.is_set():
+            return
+        with self._idle:
+            self._running += 1
+        try:
+            store = Store.open(self.cfg.db_path)
+            try:
+                self._run_hooks(store, self.clock(), "after a channel's wait")
+            finally:
+                store.close()
+        except Exception:
+            log.exception("publishing after a channel's wait failed; it runs again after the next poll")
+        finally:
+            with self._idle:
+                self._running -= 1
+                self._idle.notify_all()
 
     def poll_job(self, src: SourceConfig) -> None:
         """One scheduled poll of `src`, then the hooks. Never raises: the scheduler must keep going."""
@@ -73,13 +128,7 @@ class Daemon:
                 now = self.clock()
                 poll_source(store, self.cfg, src, now, options=self.options, stop=self.stop,
                             write_lock=self._writes)
-                for hook in self.hooks:
-                    try:
-                        with self._writes:
-                            hook(self.cfg, store, now)
-                    except Exception:
-                        log.exception("after-poll hook %s failed (after polling %s)",
-                                      getattr(hook, "__name__", hook), src.name)
+                self._run_hooks(store, now, f"after polling {src.name}")
             finally:
                 store.close()
         except Exception:
@@ -114,8 +163,13 @@ class Daemon:
             Store.open(self.cfg.db_path).close()  # create and migrate before the first job, loudly if it fails
             web.start()
             logging.getLogger("apscheduler").setLevel(logging.WARNING)
-            sched = self._scheduler()
+            sched = self._sched = self._scheduler()
             sched.start()
+            store = Store.open(self.cfg.db_path)
+            try:
+                self._schedule_wake(store)  # a wait recorded before a restart is honoured, and ends, all the same
+            finally:
+                store.close()
             log.info("paperbot running: %d source(s) (%s); state in %s", len(self.cfg.sources),
                      ", ".join(f"{s.name} every {s.every}" for s in self.cfg.sources), self.cfg.state_dir)
             while not self.stop.wait(1.0):

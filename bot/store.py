@@ -203,6 +203,65 @@ def m008_reader_web(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m009_chains(db: sqlite_utils.Database) -> None:
+    """Ordered chains (issue #11: a thread on X, later Discord's split messages). Two delivery states:
+    `uncertain` (the request went out and no usable answer came back: reconcile before any resend) and
+    `refused` (the remote side refused the unit for good; the chain waits for `paperbot resolve`). And
+    `channel_state`: a channel's rate-limited-until, kept in the database so no process sends before it.
+
+    SQLite cannot alter a CHECK constraint, so `deliveries` is rebuilt and its rows copied, in the migration's
+    one transaction."""
+    db.execute("""
+        CREATE TABLE deliveries_new (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL, channel TEXT NOT NULL,
+            unit TEXT NOT NULL, ref TEXT,
+            state TEXT NOT NULL DEFAULT 'planned'
+                CHECK (state IN ('planned', 'sending', 'sent', 'failed', 'bounced', 'skipped', 'trial',
+                                 'uncertain', 'refused')),
+            remote_id TEXT, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+            updated_at TEXT, sent_at TEXT
+        )""")
+    db.execute("INSERT INTO deliveries_new (id, source, week_key, channel, unit, ref, state, remote_id, attempts, "
+               "last_error, updated_at, sent_at) SELECT id, source, week_key, channel, unit, ref, state, remote_id, "
+               "attempts, last_error, updated_at, sent_at FROM deliveries")
+    db.execute("DROP TABLE deliveries")
+    db.execute("ALTER TABLE deliveries_new RENAME TO deliveries")
+    db.execute("CREATE UNIQUE INDEX idx_deliveries_unit ON deliveries (source, week_key, channel, unit)")
+    db.execute("CREATE INDEX idx_deliveries_week ON deliveries (source, week_key, channel)")
+    db.execute("CREATE INDEX idx_deliveries_sent ON deliveries (channel, sent_at)")  # the daily budget
+    db.execute("""
+        CREATE TABLE channel_state (
+            channel TEXT PRIMARY KEY,
+            until TEXT,
+            reason TEXT,
+            updated_at TEXT NOT NULL
+        )""")
+
+
+@migrations()
+def m010_approval(db: sqlite_utils.Database) -> None:
+    """The editor's approval step (issue #14, `[publish] approve`): when a week awaiting approval was approved
+    (`paperbot approve`), so it is never held again. NULL for every week released before."""
+    db["weeks"].add_column("approved_at", str)
+
+
+@migrations()
+def m011_discord_edits(db: sqlite_utils.Database) -> None:
+    """Discord announcements edited after a correction in the source (issue #12, `[discord] edit_on_correction`):
+    one row per message edited, with what changed (a JSON list such as `["embed 2 title"]`), when, and the body
+    it was given (bot/channels/discord/edit.py). The messages' ids are the ledger's `deliveries.remote_id`."""
+    db.execute("""
+        CREATE TABLE discord_edits (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL, week_key TEXT NOT NULL,
+            position INTEGER NOT NULL, message_id TEXT NOT NULL,
+            edited_at TEXT NOT NULL, changed TEXT NOT NULL, body TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX idx_discord_edits_week ON discord_edits (source, week_key)")
+
+
+@migrations()
 def m012_editor_notes(db: sqlite_utils.Database) -> None:
     """The editor's note of an edition (issue #16): a few words of the operator's own, set with `paperbot note`,
     shown at the top of the week's email and web edition."""

@@ -110,7 +110,9 @@ def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
         ctl.stop()
 
 
-def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "") -> Config:
+def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "",
+                 x: str | None = None) -> Config:
+    """A config for email tests; X is off unless `x` gives the `[x]` table's lines (tests/test_x_thread.py)."""
     who = f"{user}@" if user else ""
     smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
     path = tmp / "paperbot.toml"
@@ -124,7 +126,8 @@ connections = {connections}
 rate = {rate}
 [web]
 base_url = "https://papers.example.org"
-""", encoding="utf-8")
+[x]
+""" + ("enabled = false\n" if x is None else x), encoding="utf-8")
     return load_config(path)
 
 

@@ -312,3 +312,60 @@ def test_reader_web_keys_parse(tmp_path):
                                       'subscribe_limit = "3/1m"\nconfirm_per_day = 2\ntitle = "T"\n'))
     assert cfg.web.confirm_ttl == 7200 and cfg.web.subscribe_limit == (3, 60.0) and cfg.web.confirm_per_day == 2
     assert [str(n) for n in cfg.web.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+
+
+@pytest.mark.parametrize("text, words", [
+    ('[x]\nenabled = "yes"\n', ["x.enabled", "true or false"]),
+    ('[x]\ntimeout = "0s"\n', ["x.timeout"]),
+    ('[x]\ndaily_budget = 0\n', ["x.daily_budget", "1 to 100000"]),
+    ('[x]\ndelay = "2 seconds"\n', ["x.delay", "duration"]),
+    ('[x]\napi_base = "ftp://x"\n', ["x.api_base", "http(s) URL"]),
+    ('[x]\nhashtags = ["machine learning"]\n', ["x.hashtags", "not a hashtag"]),
+    ('[x]\nhashtags = "ML"\n', ["x.hashtags", "list"]),
+    ('[x]\nhead = "{{ title "\n', ["x.head", "line 1"]),
+    ('[x]\nreply = false\n', ["[x]", "reply"]),
+])
+def test_x_keys_name_the_key(tmp_path, text, words):
+    """issue #11: every `[x]` key is checked at start-up with an error naming the file and the key."""
+def test_discord_keys_parse_with_their_defaults(tmp_path):
+    """issue #12: `[discord]`: off by default; ids as integers or strings of digits; durations with units."""
+    assert load_config(write(tmp_path, "")).discord.enabled is False
+    cfg = load_config(write(tmp_path, '[discord]\nenabled = true\napi_base = "http://127.0.0.1:9/api/v10/"\n'
+                                      'timeout = "5s"\nmax_wait = "0s"\nchannel_id = "123456789012345678"\n'
+                                      'role_id = 123456789012345679\nforum = true\nthread_name = "{title}"\n'
+                                      'edit_on_correction = true\nintro = "New: {{ title }}"\n'))
+    d = cfg.discord
+    assert (d.enabled, d.api_base, d.timeout, d.max_wait) == (True, "http://127.0.0.1:9/api/v10", 5.0, 0.0)
+    assert (d.channel_id, d.role_id, d.forum, d.thread_name) == (123456789012345678, 123456789012345679, True,
+                                                                  "{title}")
+    assert d.edit_on_correction and d.intro == "New: {{ title }}"
+
+
+@pytest.mark.parametrize("text,words", [
+    ("[discord]\nenabled = 1\n", ["discord.enabled", "true or false"]),
+    ('[discord]\napi_base = "discord.com"\n', ["discord.api_base", "http(s) URL"]),
+    ('[discord]\ntimeout = "0s"\n', ["discord.timeout", "1s to 5m"]),
+    ('[discord]\nmax_wait = "10m"\n', ["discord.max_wait", "0s to 5m"]),
+    ("[discord]\nchannel_id = 42\n", ["discord.channel_id", "17 to 20 digits"]),
+    ('[discord]\nrole_id = "@everyone"\n', ["discord.role_id", "17 to 20 digits"]),
+    ('[discord]\nthread_name = "{week}"\n', ["discord.thread_name", "unknown: {week}"]),
+    ('[discord]\nintro = "{% if %}"\n', ["discord.intro", "line 1"]),
+    ('[discord]\nwebhook_url = "https://discord.com/api/webhooks/1/x"\n', ["[discord]", "webhook_url"]),
+])
+def test_discord_keys_out_of_range_name_the_key(tmp_path, text, words):
+    """issue #12: a bad `[discord]` value is one line naming the file and the key (and never a secret key:
+    the webhook URL and bot token come from the environment only)."""
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, text))
+    for w in ["paperbot.toml", *words]:
+        assert w in str(e.value), str(e.value)
+
+
+def test_x_keys_parse(tmp_path):
+    cfg = load_config(write(tmp_path, '[x]\nenabled = false\napi_base = "http://127.0.0.1:9/"\ntimeout = "5s"\n'
+                                      'daily_budget = 3\ndelay = "0s"\nreplies = false\nhead = "{{ title }}"\n'
+                                      'hashtags = ["ML", "#AI"]\nextra_link = true\n'))
+    x = cfg.x
+    assert (x.enabled, x.api_base, x.timeout, x.daily_budget, x.delay, x.replies, x.head, x.hashtags,
+            x.extra_link) == (False, "http://127.0.0.1:9", 5.0, 3, 0.0, False, "{{ title }}", ("#ML", "#AI"), True)
+    assert load_config(write(tmp_path, "")).x.enabled is True

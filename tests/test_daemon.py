@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -209,3 +209,64 @@ def test_sources_dripping_their_headers_never_starve_a_healthy_source(tmp_path: 
             code = _stop(proc)
     assert code == 0
     assert "Traceback" not in log.read_text()
+
+
+def test_the_daemon_comes_back_to_a_rate_limited_channel_at_its_reset_without_polling_it(tmp_path: Path,
+                                                                                         monkeypatch) -> None:
+    """issue #11: a channel's rate-limited-until is in the database; the daemon sends nothing on it before then,
+    and comes back at that instant by itself (one scheduled job), not at the next poll an hour later and not by
+    trying every second."""
+    from publish_support import ready_week
+    from x_server import XServer
+
+    from bot.publish import ledger
+    from bot.publish.pipeline import after_poll
+
+    creds = ("consumer-key-1", "consumer-secret-2", "access-token-3", "access-token-secret-4")
+    for name, value in zip(("PAPERBOT_X_CONSUMER_KEY", "PAPERBOT_X_CONSUMER_SECRET", "PAPERBOT_X_ACCESS_TOKEN",
+                            "PAPERBOT_X_ACCESS_TOKEN_SECRET"), creds, strict=True):
+        monkeypatch.setenv(name, value)
+    repo = make_repo(tmp_path / "digest")
+    commit_file(repo, "README.md", fixture("digest_v1.md"), "2024-01-08T09:00:00+00:00")
+    with XServer(*creds) as x:
+        cfg = write_config(tmp_path, [{"name": "lab", "git": str(repo), "every": "1h"}], backfill=1,
+                           extra=WEB + f'[x]\napi_base = "{x.api_base}"\ndelay = "0s"\n')
+        store = Store.open(cfg.db_path)
+        try:
+            ready_week(store, cfg)
+            until = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=3)
+            ledger.hold_channel(store, "x", until, "429 from X (test)")
+        finally:
+            store.close()
+        rounds: list[datetime] = []
+
+        def counted(c: Config, s: Store, now: datetime) -> None:
+            rounds.append(datetime.now(UTC))
+            after_poll(c, s, now)
+
+        daemon = Daemon(cfg, hooks=[counted])
+        runner = threading.Thread(target=daemon.run)
+        runner.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not _x_done(cfg) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        finally:
+            daemon.stop.set()
+            runner.join(15)
+        posts = [r for r in x.requests if r.method == "POST"]
+        assert _x_done(cfg), "the threads were not posted after the reset"
+        heads = [p for p in x.ours() if p.in_reply_to is None]
+        assert sum(len(x.thread(h.id)) for h in heads) == len(x.ours()) >= 3  # dair's week and lab's
+        assert min(r.at for r in posts) >= until.timestamp(), "a post went out before the reset"
+        assert len(rounds) == 2, f"publishing ran {len(rounds)} times: once after the poll, once at the reset"
+
+
+def _x_done(cfg: Config) -> bool:
+    """Every week planned on X is published there, and there is one at least."""
+    store = Store.open(cfg.db_path)
+    try:
+        states = [r[0] for r in store.db.execute("SELECT state FROM publications WHERE channel = 'x'")]
+    finally:
+        store.close()
+    return bool(states) and all(s == "published" for s in states)

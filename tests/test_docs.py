@@ -39,12 +39,14 @@ def test_every_option_of_every_command_is_documented():
 
 
 def test_every_config_key_is_documented():
-    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "email", "web", "fetch"}
+    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "email", "web", "fetch", "x", "discord"}
     keys |= {f"[publish] {k}" for k in config._PUBLISH_KEYS}
     keys |= {f"[[sources]] {k}" for k in config._SOURCE_KEYS}
     keys |= {f"[email] {k}" for k in config._EMAIL_KEYS}
     keys |= {f"[web] {k}" for k in config._WEB_KEYS}
     keys |= {f"[fetch] {k}" for k in config._FETCH_KEYS}
+    keys |= {f"[x] {k}" for k in config._X_KEYS}
+    keys |= {f"[discord] {k}" for k in config._DISCORD_KEYS}
     keys |= {"[github] base_url"}
     table = "\n".join(line for line in README.splitlines() if line.startswith("|"))
     missing = [k for k in sorted(keys) if f"`{k}`" not in table]

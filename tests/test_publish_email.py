@@ -266,13 +266,13 @@ def test_history_json_shape(tmp_path):
             assert (entry["source"], entry["week"], entry["state"]) == ("dair", KEY, "published")
             c = entry["channels"]["email"]
             assert set(c) == {"state", "trial", "note", "units", "planned_at", "published_at", "counts", "failures",
-                              "late"}
+                              "late", "waits_until", "waits_for"}
             assert c["state"] == "published" and c["units"] == 4 and c["trial"] is False and c["note"] is None
             assert c["late"] == []
             assert c["counts"] == {"planned": 0, "sending": 0, "sent": 3, "failed": 0, "bounced": 1, "skipped": 0,
-                                   "trial": 0}
+                                   "trial": 0, "uncertain": 0, "refused": 0}
             (f,) = c["failures"]
-            assert set(f) == {"unit", "state", "attempts", "error", "at"}
+            assert set(f) == {"unit", "number", "state", "attempts", "error", "at"}
             assert (f["unit"], f["state"], f["attempts"]) == ("reader1@example.net", "bounced", 1)
         text = run_cli(cfg, "history").output
         assert "email: published; 3 sent" in text and "reader1@example.net" in text

@@ -135,7 +135,9 @@ def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrad
     after = _ledger(db)
     assert after["deliveries"][:len(before["deliveries"])] == before["deliveries"]
     new = after["deliveries"][len(before["deliveries"]):]
-    assert [(r[2], r[4], r[6]) for r in new] == [("2023-02-27..2023-03-05", "active@example.net", "trial")]
+    assert [(r[2], r[4], r[6]) for r in new if r[3] == "email"] == [
+        ("2023-02-27..2023-03-05", "active@example.net", "trial")]
+    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial")}  # issue #11: X's thread, a trial
     store = Store.open(db)
     try:
         assert store.week("dair", "2023-02-27..2023-03-05").state == "ready"
@@ -190,6 +192,43 @@ def test_the_reader_web_tables_exist_after_the_upgrade_and_search_covers_old_pap
         title = con.execute("SELECT title FROM papers LIMIT 1").fetchone()[0]
         word = next(w for w in title.split() if w.isalpha())
         assert con.execute("SELECT count(*) FROM papers_fts WHERE papers_fts MATCH ?", [f'"{word}"']).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_chains_upgrade_keeps_the_ledger_and_adds_uncertain_refused_and_channel_state(tmp_path):
+    """issue #11: m009_chains rebuilds `deliveries` for the chain states `uncertain` and `refused` (every row and
+    id kept, the old states still allowed, an unknown one still refused) and adds `channel_state`, where a
+    channel's rate-limited-until is kept."""
+    db = _copy(tmp_path)
+    before = _ledger(db)
+    Store.open(db).close()
+    assert _ledger(db)["deliveries"] == before["deliveries"]
+    con = sqlite3.connect(db)
+    try:
+        (row_id,) = con.execute("SELECT id FROM deliveries LIMIT 1").fetchone()
+        for state in ("uncertain", "refused", "sent"):
+            con.execute("UPDATE deliveries SET state = ? WHERE id = ?", [state, row_id])
+        with pytest.raises(sqlite3.IntegrityError):
+            con.execute("UPDATE deliveries SET state = 'lost' WHERE id = ?", [row_id])
+        con.execute("INSERT INTO channel_state (channel, until, reason, updated_at) VALUES ('x', 'T', 'r', 'T')")
+        assert con.execute("SELECT channel, until FROM channel_state").fetchall() == [("x", "T")]
+        assert "m009_chains" in {r[0] for r in con.execute("SELECT name FROM _sqlite_migrations")}
+    finally:
+        con.close()
+
+
+def test_the_discord_edits_table_exists_after_the_upgrade_and_starts_empty(tmp_path):
+    """issue #12 (m011_discord_edits): the table recording each edit of a Discord announcement appears, empty,
+    with its index; the rows the old database held are untouched (the first test of this file checks that)."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        columns = {r[1] for r in con.execute("PRAGMA table_info(discord_edits)")}
+        assert columns == {"id", "source", "week_key", "position", "message_id", "edited_at", "changed", "body"}
+        assert con.execute("SELECT count(*) FROM discord_edits").fetchone()[0] == 0
+        assert "idx_discord_edits_week" in {r[1] for r in con.execute("PRAGMA index_list(discord_edits)")}
     finally:
         con.close()
 

@@ -10,9 +10,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import shared_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from publish_support import KEY, SECRET, ready_week, write_config
 from x_server import find_mentions
 
 from bot.channels.email.render import Edition
@@ -26,6 +28,9 @@ from bot.channels.x.compose import (
     paper_post,
 )
 from bot.channels.x.text import fits, inert, shorten, twitter_text
+from bot.cli import cli
+from bot.config import load_config
+from bot.store import Store
 from bot.track.model import Link, Paper
 from bot.track.parsing import parse_document
 
@@ -147,6 +152,21 @@ def test_the_head_post_credits_the_curator_in_plain_text_and_drops_it_before_cut
     assert "Curated by" not in fits_alone.text and title in fits_alone.text and fits_alone.weight <= 280
     too_long = head_post(edition([paper(1)], title=title + " more words"), web_url=WEB, credit="DAIR")
     assert "Curated by" not in too_long.text and "…" in too_long.text and too_long.weight <= 280
+
+
+def test_the_x_channel_puts_the_credit_in_the_threads_head_post(tmp_path, monkeypatch):
+    """issue #16: what `paperbot preview --channel x` shows (the thread the channel would post) credits the
+    source's curators, by the source's `credit` setting, in the head post only."""
+    monkeypatch.setenv("PAPERBOT_SECRET_KEY", SECRET)
+    cfg = write_config(tmp_path, None, x="enabled = true\n")
+    with cfg.path.open("a", encoding="utf-8") as f:
+        f.write('\n[[sources]]\nname = "dair"\ngithub = "dair-ai/ML-Papers-of-the-Week"\ncredit = "DAIR AI"\n')
+    store = Store.open(cfg.db_path)
+    ready_week(store, load_config(cfg.path))
+    store.close()
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "preview", KEY, "--channel", "x"], obj={})
+    assert out.exit_code == 0, out.output
+    assert "      Curated by DAIR AI" in out.output.splitlines() and out.output.count("Curated by") == 1
 
 
 def test_urls_in_digest_text_are_not_linked_and_only_chosen_links_are():

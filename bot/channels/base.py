@@ -8,6 +8,7 @@ honour them without knowing what the medium is.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,26 @@ class MessageRefused(ChannelDown):
     and the rows stay `failed` for the operator to look at and the next run to retry."""
 
 
+class RateLimited(TransientError):
+    """The remote side says: nothing more before `until` (UTC). The pipeline records it on the channel in the
+    database, so no process sends on the channel before then, and the daemon comes back at `until`."""
+
+    def __init__(self, message: str, until: datetime):
+        super().__init__(message)
+        self.until = until
+
+
+class Uncertain(Exception):
+    """The request went out and no usable answer came back (a dropped connection, a 5xx to a create, a read
+    timeout): the unit may have been delivered. On an ordered channel the pipeline never resends it blindly: it
+    asks the sender to `reconcile` first. `resend_if_missing` is False when the remote side said it has the
+    unit already (X's 403 "duplicate content"): if reconciling cannot find it, only the operator can settle it."""
+
+    def __init__(self, message: str, *, resend_if_missing: bool = True):
+        super().__init__(message)
+        self.resend_if_missing = resend_if_missing
+
+
 class StorageError(Exception):
     """A local write failed: the outbox, a web edition, the signing key or the state database (disk full,
     read-only, no permission). Not the remote side's fault, and retrying it within seconds helps nothing: the
@@ -54,6 +75,22 @@ def storage_error(e: OSError | sqlite3.Error, action: str, path: Path | str | No
     return StorageError(f"cannot {action}{where}: {reason}" + (f" ({code})" if code else ""))
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Atomically (a whole file or none). A full disk or a read-only folder is a StorageError naming `path`;
+    the partial temporary file is removed, so it takes no space and is never mistaken for a message."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise storage_error(e, "write", path) from e
+
+
 @dataclass(frozen=True)
 class ChannelLimits:
     connections: int = 1  # units sent in parallel, each worker with its own reused connection
@@ -63,6 +100,8 @@ class ChannelLimits:
     backoff_max: float = 60.0
     down_after: int = 5  # consecutive ChannelDown errors that stop the run
     max_size: int = 0  # the largest sensible rendered unit in bytes (informative; 0 = none)
+    daily_budget: int = 0  # units per rolling 24 hours on this channel, counted from the ledger; 0 = none
+    delay: float = 0.0  # seconds between two units of an ordered chain
 
 
 @dataclass(frozen=True)
@@ -72,15 +111,26 @@ class Unit:
     key: str
     ref: str | None = None  # the channel's own id for it (subscriber id, "sample", post index)
     row_id: int = 0  # the ledger row, once planned
+    prior: tuple[str, ...] = ()  # an ordered channel's chain: the remote ids of the units before this one
 
 
 class Sender(Protocol):
     """One worker's connection. Not shared between threads."""
 
     def send(self, unit: Unit) -> str:
-        """Send one unit; return its remote id. Raise TransientError or PermanentError to say why not."""
+        """Send one unit; return its remote id. Raise TransientError (RateLimited, ChannelDown) or
+        PermanentError to say why not, or Uncertain when it may have gone out anyway."""
 
     def close(self) -> None: ...
+
+
+class ChainSender(Sender, Protocol):
+    """The sender of an ordered channel, which can read back what it sent."""
+
+    def reconcile(self, unit: Unit) -> str | None:
+        """After an Uncertain outcome (or a row found `sending` after a kill): the remote id of the unit if it
+        was delivered, None if it certainly was not (so it is sent). Raise TransientError (or RateLimited)
+        when it cannot tell: the row stays `uncertain` and the chain waits."""
 
 
 class Channel(Protocol):
@@ -90,6 +140,9 @@ class Channel(Protocol):
     """True when units reach real people (email with `smtp_url`). False when they only go to a local folder
     (the outbox: email without `smtp_url`; later X or Discord without credentials): a trial, which the ledger
     records as `trial`, never `sent`, and which leaves the week ready (README "Trial runs")."""
+    ordered: bool
+    """True for a chain (a thread on X): units go one at a time in plan order, each `send` given the remote ids
+    of the units before it (`Unit.prior`); a failure stops the chain. False (email): in parallel, any order."""
     audience: str
     """Who the units go to, for messages such as "published to nobody: no active subscribers"."""
 

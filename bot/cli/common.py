@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -11,6 +13,24 @@ import click
 from bot.config import Config, ConfigError, load_config
 
 log = logging.getLogger(__name__)
+
+
+NOW_ENV = "PAPERBOT_NOW"  # for tests: the clock of `run`, `publish`, `approve` starts at this instant
+
+
+def clock() -> Callable[[], datetime]:
+    """The wall clock; with $PAPERBOT_NOW (an ISO datetime, meant for tests of send windows and the like) a clock
+    that starts there and runs on at the real pace."""
+    start = os.environ.get(NOW_ENV, "").strip()
+    if not start:
+        return lambda: datetime.now(UTC)
+    try:
+        t = datetime.fromisoformat(start)
+    except ValueError as e:
+        raise click.ClickException(f"${NOW_ENV}: {start!r} is not an ISO datetime") from e
+    offset = (t if t.tzinfo else t.replace(tzinfo=UTC)) - datetime.now(UTC)
+    log.warning("the clock is shifted by $%s: it is %s now", NOW_ENV, t.isoformat())
+    return lambda: datetime.now(UTC) + offset
 
 
 def _today(cfg: Config) -> date:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from bot.cli import note, publish, search, sources, tracker, web
+from bot.cli import approval, note, publish, resolve, search, sources, tracker, web
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +25,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     ctx.obj["config_path"] = config_path
 
 
-for _module in (tracker, sources, publish, web, search, note):
+for _module in (tracker, sources, publish, resolve, approval, web, search, note):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -8,7 +8,6 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -20,7 +19,7 @@ from bot.channels.email import subscribers
 from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
-from bot.cli.common import _load
+from bot.cli.common import _load, clock
 from bot.config import Config
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
@@ -138,6 +137,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     only, as a test, and nothing is recorded.
     """
     cfg = _load(ctx)
+    now = clock()
     if to is not None:
         _send_copies(cfg, weeks, channel, dry_run, to)
         return
@@ -145,9 +145,12 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     with _storage_errors(cfg), _existing_store(cfg) as store:
         if not weeks and not dry_run:  # papers added to weeks already out: found, and sent alone if they waited
             with _publish_lock(cfg):
-                late_round(cfg, store, datetime.now(UTC), channels=chosen)
+                late_round(cfg, store, now(), channels=chosen)
         targets = [resolve_week(store, w) for w in weeks] if weeks else ready_weeks(store)
         for w in targets:
+            if w.state == "awaiting-approval":
+                raise click.ClickException(f"{w.source}:{w.key} awaits the editor's approval: paperbot approve "
+                                           f"{w.source}:{w.key} (or paperbot skip {w.source}:{w.key})")
             if w.state not in ("ready", "published", "skipped"):
                 raise click.ClickException(f"{w.source}:{w.key} is {w.state}, not ready: "
                                            "nothing to publish yet (`--to ADDRESS` sends a test copy of any week)")
@@ -162,7 +165,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
             with (_no_lock() if dry_run else _publish_lock(cfg)), _operator_errors(), _storage_errors(cfg):
                 reports = []
                 for w in targets:
-                    reports += publish_week(cfg, store, w, channels=chosen, now=datetime.now(UTC),
+                    reports += publish_week(cfg, store, w, channels=chosen, now=now(),
                                             dry_run=dry_run, progress=bar)
         finally:
             if bar:
@@ -279,13 +282,20 @@ def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
                 "source": p.source, "week": p.week_key, "title": w.title if w else None,
                 "state": w.state if w else None, "channels": {}}
         limit = None if spec else HISTORY_FAILURES
-        failures = ledger.rows_in(store, p.source, p.week_key, p.channel, ("failed", "bounced"), limit)
+        failures = ledger.rows_in(store, p.source, p.week_key, p.channel,
+                                  ("failed", "bounced", "sending", *ledger.WAITING), limit)
+        numbers = {r["id"]: n for n, r in enumerate(ledger.rows_in(store, p.source, p.week_key, p.channel,
+                                                                    ledger.STATES), start=1)}
+        held = ledger.channel_until(store, p.channel)
         entry["channels"][p.channel] = {
             "state": p.state, "trial": p.trial, "note": p.note,
             "units": p.units, "planned_at": p.planned_at, "published_at": p.published_at,
             "counts": ledger.counts(store, p.source, p.week_key, p.channel),
-            "failures": [{"unit": f["unit"], "state": f["state"], "attempts": f["attempts"],
-                          "error": f["last_error"], "at": f["updated_at"]} for f in failures],
+            "failures": [{"unit": f["unit"], "number": numbers.get(f["id"]), "state": f["state"],
+                          "attempts": f["attempts"], "error": f["last_error"], "at": f["updated_at"]}
+                         for f in failures],
+            "waits_until": held[0].isoformat() if held and p.state == "sending" else None,
+            "waits_for": held[1] if held and p.state == "sending" else None,
             "late": _carried(store, p.source, p.week_key, p.channel),
         }
     if spec and not weeks:
@@ -326,8 +336,13 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
                 click.echo(f"    note: {c['note']}")
             for g in c["late"]:
                 click.echo(f"    carries {len(g['papers'])} paper(s) added to {g['week']}")
+            if c["waits_until"]:
+                click.echo(f"    waits until {c['waits_until']}: {c['waits_for']}")
             for f in c["failures"]:
-                click.echo(f"    {f['state']:8s} {f['unit']}  ({f['attempts']} tries) {f['error']}")
+                click.echo(f"    {f['state']:9s} {f['unit']} (unit {f['number']}, {f['attempts']} tries) {f['error']}")
+                if f["state"] in ledger.WAITING:
+                    click.echo(f"              settle it: paperbot resolve {e['source']}:{e['week']} --channel "
+                               f"{name} --unit {f['number']} (--posted ID | --retry)")
 
 
 COMMANDS = (publish, preview, history)

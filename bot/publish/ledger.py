@@ -7,6 +7,9 @@ A trial (a channel that is not live: email without `smtp_url` writes to the outb
 `trial` set on the publication: its units end `trial` instead of `sent`, and the publication ends `trial`
 instead of `published`, so nothing a trial did counts as having reached anyone. When the channel goes live, a
 trial publication is either planned again for real (`plan` replaces it) or given up (`skip`).
+An ordered channel (a thread on X) adds `uncertain` (the request went out, no answer came back: reconciled
+before any resend) and `refused` (the remote side refused it for good: the chain waits for `paperbot resolve`);
+both keep the publication unfinished. `channel_state` holds a channel's rate-limited-until.
 `failed` is retried by the next run; `sending` found at the start of a run was in flight when a previous
 run died, and is sent again (with the same Message-ID). Planning is one transaction; the sending threads
 write through `LedgerWriter`, whose every mark is its own committed transaction (WAL, synchronous=NORMAL:
@@ -25,9 +28,12 @@ from pathlib import Path
 from bot.channels.base import StorageError, Unit, storage_error
 from bot.store import Store, iso, parse_time
 
-STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped", "trial")
+STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped", "trial", "uncertain", "refused")
 OPEN = ("planned", "sending", "failed")  # still to send
 _OPEN_SQL = "('planned', 'sending', 'failed')"
+# An ordered chain's rows that wait for a reconcile or the operator (`paperbot resolve`): not sent, not given up.
+WAITING = ("uncertain", "refused")
+_UNFINISHED_SQL = "('planned', 'sending', 'failed', 'uncertain', 'refused')"
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def finish(store: Store, source: str, key: str, channel: str, now: datetime) -> 
     with store.atomic():
         left = store.db.execute(
             f"SELECT count(*) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
-            f"AND state IN {_OPEN_SQL}", [source, key, channel]).fetchone()[0]
+            f"AND state IN {_UNFINISHED_SQL}", [source, key, channel]).fetchone()[0]
         if left:
             return False
         store.db.execute("UPDATE publications SET state = 'trial' "
@@ -156,6 +162,65 @@ def went_out_at(store: Store, source: str, key: str, channel: str) -> datetime |
     row = store.db.execute("SELECT min(sent_at) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
                            "AND state = 'sent'", [source, key, channel]).fetchone()
     return parse_time(row[0]) if row and row[0] else None
+
+
+def channel_until(store: Store, channel: str) -> tuple[datetime, str] | None:
+    """When `channel` may send again, and why it may not before (a 429's reset, the daily budget); None if it
+    may send now or never waited."""
+    row = store.db.execute("SELECT until, reason FROM channel_state WHERE channel = ?", [channel]).fetchone()
+    return (parse_time(row[0]), row[1] or "") if row and row[0] else None
+
+
+def set_channel_until(conn: sqlite3.Connection, channel: str, until: datetime, reason: str) -> None:
+    """Record that nothing goes out on `channel` before `until` (UTC), by any process. Never moves it earlier."""
+    conn.execute("INSERT INTO channel_state (channel, until, reason, updated_at) VALUES (?, ?, ?, ?) "
+                 "ON CONFLICT (channel) DO UPDATE SET until = excluded.until, reason = excluded.reason, "
+                 "updated_at = excluded.updated_at WHERE channel_state.until IS NULL "
+                 "OR channel_state.until < excluded.until",
+                 [channel, iso(until), reason[:1000], iso(datetime.now(UTC))])
+
+
+def hold_channel(store: Store, channel: str, until: datetime, reason: str) -> None:
+    """`set_channel_until` in its own committed transaction on the main thread's store."""
+    with store.atomic():
+        set_channel_until(store.db.conn, channel, until, reason)
+
+
+def next_wake(store: Store, now: datetime) -> datetime | None:
+    """The earliest rate-limited-until still ahead of `now` on any channel: when the daemon comes back."""
+    row = store.db.execute("SELECT min(until) FROM channel_state WHERE until > ?", [iso(now)]).fetchone()
+    return parse_time(row[0]) if row and row[0] else None
+
+
+def sent_times(store: Store, channel: str, since: datetime) -> list[datetime]:
+    """When each unit sent for real on `channel` after `since` went out, oldest first (the daily budget)."""
+    rows = store.db.execute("SELECT sent_at FROM deliveries WHERE channel = ? AND state = 'sent' AND sent_at > ? "
+                            "ORDER BY sent_at", [channel, iso(since)]).fetchall()
+    return [parse_time(r[0]) for r in rows]
+
+
+def resolve(store: Store, source: str, key: str, channel: str, number: int, *, posted: str | None,
+            now: datetime) -> dict:
+    """The operator settles unit `number` (1-based, in plan order) of a chain: `posted` records it as sent
+    with that remote id; None puts it back to `planned` to be sent again. Returns the row as it was.
+    ValueError when there is no such unit or it is already settled."""
+    rows = rows_in(store, source, key, channel, STATES)
+    if not 1 <= number <= len(rows):
+        raise ValueError(f"{channel} {source}:{key} has no unit {number} (it has {len(rows)})")
+    row = rows[number - 1]
+    if row["state"] not in (*WAITING, "failed", "sending"):
+        raise ValueError(f"unit {number} of {channel} {source}:{key} is {row['state']}, not waiting for the "
+                         "operator (only uncertain, refused, failed or sending units can be resolved)")
+    with store.atomic():
+        if posted is not None:
+            store.db.execute("UPDATE deliveries SET state = 'sent', remote_id = ?, last_error = ?, updated_at = ?, "
+                             "sent_at = ? WHERE id = ?",
+                             [posted, f"resolved by the operator: posted as {posted}", iso(now), iso(now), row["id"]])
+        else:
+            store.db.execute("UPDATE deliveries SET state = 'planned', last_error = ?, updated_at = ? WHERE id = ?",
+                             [f"resolved by the operator: to be sent again (was {row['state']}: "
+                              f"{row['last_error'] or ''})"[:1000], iso(now), row["id"]])
+    return row
 
 
 def db_path(store: Store) -> Path:
@@ -213,6 +278,20 @@ class LedgerWriter:
     def _now(self) -> str:
         return iso(datetime.now(UTC))
 
+    def chain(self) -> list[tuple[int, str, str | None, str, str | None]]:
+        """(id, unit, ref, state, remote_id) of every row of the publication, in plan order: an ordered
+        channel's whole chain, sent units included (their ids are the later units' `prior`)."""
+        return self._run("SELECT id, unit, ref, state, remote_id FROM deliveries WHERE source = ? AND week_key = ? "
+                         "AND channel = ? ORDER BY id", list(self.where)).fetchall()
+
+    def channel_until(self, until: datetime, reason: str) -> None:
+        """Nothing goes out on this channel before `until`, by any process (a 429's reset)."""
+        with self._lock:
+            try:
+                set_channel_until(self._conn, self.where[2], until, reason)
+            except sqlite3.OperationalError as e:
+                raise storage_error(e, "write the ledger in", self.path) from e
+
     def sending(self, row_id: int) -> None:
         self._run("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
                   "updated_at = ? WHERE id = ?", [self._now(), row_id])
@@ -225,8 +304,9 @@ class LedgerWriter:
                   ["trial" if self.trial else "sent", remote_id, t, t, row_id])
 
     def ended(self, row_id: int, state: str, error: str) -> None:
-        """failed (retry later), bounced (never again) or skipped (no longer wanted)."""
-        assert state in ("failed", "bounced", "skipped")
+        """failed (retry later), bounced (never again), skipped (no longer wanted), and for a chain uncertain
+        (reconcile first) or refused (the operator decides)."""
+        assert state in ("failed", "bounced", "skipped", "uncertain", "refused")
         self._run("UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
                   [state, error[:1000], self._now(), row_id])
 

@@ -25,9 +25,10 @@ from bot import channels as registry
 from bot import locks
 from bot.channels.base import Channel, StorageError, Unit, storage_error
 from bot.config import Config
-from bot.publish import edition, ledger
+from bot.publish import approval, edition, ledger, windows
+from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
 from bot.publish.dispatch import RunStats, dispatch
-from bot.store import Store, WeekRow
+from bot.store import Store, WeekRow, iso
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,10 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         rep.published, rep.skipped, rep.note = pub.state == "published", pub.state == "skipped", pub.note
         rep.counts = ledger.counts(store, week.source, week.key, channel.name)
         return rep
+    if not dry_run and (pub is None or pub.trial) and (wait := _window_wait(cfg, channel, week, now)):
+        rep.note = wait
+        log.info("%s: %s", rep.label, wait)
+        return rep
     replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
     if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox
         rep.counts = ledger.counts(store, week.source, week.key, channel.name)
@@ -144,36 +149,124 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
     for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
         if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
             channel.on_permanent(store, _unit(row), row["last_error"] or "bounced", now)
-    if _open(ledger.counts(store, week.source, week.key, channel.name)):
-        if rendition is None:
-            rendition = channel.render(store, week)
-        channel.prepare(rendition)
-        writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name,
-                                     trial=not channel.live)
-        stats = RunStats()
-        ticker = progress or _LogProgress()
-
-        def tick(s: RunStats) -> None:
-            _apply_bounces(store, channel, s, now)
-            ticker(rep.label + (" (trial: outbox)" if rep.trial else ""), s)
-
-        try:
-            rep.stats = dispatch(channel, rendition, writer, wanted=wanted, limits=channel.limits,
-                                 stats=stats, tick=tick)
-        finally:
-            writer.close()
-            _apply_bounces(store, channel, stats, now)
-        if rep.stats.stopped:
-            log.error("%s: stopped early: %s; the rest is sent by the next publish run", rep.label,
-                      rep.stats.stopped)
+    ordered = getattr(channel, "ordered", False)
+    counts = ledger.counts(store, week.source, week.key, channel.name)
+    if _open(counts) or ordered and any(counts[s] for s in ledger.WAITING):
+        gate = _gate(store, channel, rep, now, counts)
+        if gate is not False:
+            if rendition is None:
+                rendition = channel.render(store, week)
+            channel.prepare(rendition)
+            _send(store, week, channel, rendition, rep, wanted, progress, now, budget=gate)
     rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
     rep.published = rep.done and channel.live
     edition.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)
-    log.info("%s: %s", rep.label, f"not finished: {rep.counts}" if not rep.done else "published" if rep.published
+    log.info("%s: %s", rep.label, ("not finished: " + describe(rep.counts)) if not rep.done
+             else "published" if rep.published
              else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
                   f"{channel.name} is live")
     return rep
+
+
+def send_windows(cfg: Config, name: str) -> tuple:
+    """The channel's `send_at` windows (`[email] send_at`, `[x] send_at`…); () when it sends as soon as ready."""
+    return getattr(getattr(cfg, name, None), "send_at", ())
+
+
+def _window_wait(cfg: Config, channel: Channel, week: WeekRow, now: datetime) -> str | None:
+    """Why a live channel must not start this week yet (its send window has not come since the week became
+    ready), or None."""
+    found = send_windows(cfg, channel.name)
+    tz = cfg.publish.timezone
+    if not channel.live or windows.may_send(found, tz, week.ready_at, now):
+        return None
+    at = windows.next_window(found, tz, now)
+    return (f"waits for its send window ({', '.join(map(str, found))}, {tz.key}): next at "
+            f"{at.isoformat(timespec='minutes') if at else '?'}")
+
+
+def next_due(cfg: Config, store: Store, now: datetime) -> datetime | None:
+    """When publishing has something to do next without a poll: a channel's rate-limited-until ends, or a
+    send window opens for a week that waits for it. The daemon schedules one job at that instant."""
+    times = [ledger.next_wake(store, now)]
+    if ready_weeks(store):
+        tz = cfg.publish.timezone
+        times += [windows.next_window(send_windows(cfg, name), tz, now) for name in registry.enabled(cfg)]
+    return min((t for t in times if t is not None), default=None)
+
+
+def describe(counts: dict[str, int]) -> str:
+    """Ledger counts as words: "3 sent, 8 to send, 1 uncertain"."""
+    words = {"planned": "to send", "sending": "in flight", "failed": "failed (sent again later)",
+             "trial": "written to the outbox"}
+    parts = [f"{n} {words.get(state, state)}" for state, n in counts.items() if n]
+    return ", ".join(parts) or "nothing planned"
+
+
+def _gate(store: Store, channel: Channel, rep: ChannelReport, now: datetime,
+          counts: dict[str, int]) -> int | None | bool:
+    """May the channel send now? False: not before its rate-limited-until (a 429's reset, the daily budget),
+    with a note; otherwise how many units its daily budget lets out (None: no cap). A trial has no limits."""
+    if not channel.live:
+        return None
+    held = ledger.channel_until(store, channel.name)
+    if held is not None and held[0] > now:
+        rep.note = f"{channel.name} waits until {_when(iso(held[0]))}: {held[1]}"
+        log.info("%s: nothing sent: %s", rep.label, rep.note)
+        return False
+    if not getattr(channel, "ordered", False):
+        return None
+    to_send = _open(counts) + sum(counts[s] for s in ledger.WAITING)
+    budget, wait = budget_wait(store, channel.name, channel.limits, to_send=to_send, started=counts["sent"] > 0,
+                               now=now)
+    if budget == 0 and wait is not None:
+        reason = (f"the daily budget of {channel.limits.daily_budget} units per 24 hours leaves too few for the "
+                  f"{to_send} still to send")
+        ledger.hold_channel(store, channel.name, wait, reason)
+        rep.note = f"{channel.name} waits until {_when(iso(wait))}: {reason}"
+        log.info("%s: %s", rep.label, rep.note)
+        return False
+    if budget is not None and to_send > channel.limits.daily_budget:
+        log.warning("%s: %d units are more than the daily budget of %d: this chain goes on across days",
+                    rep.label, to_send, channel.limits.daily_budget)
+        rep.note = (f"{to_send} units are more than the daily budget of {channel.limits.daily_budget}: sent "
+                    "across days")
+    return budget
+
+
+def _send(store: Store, week: WeekRow, channel: Channel, rendition: object, rep: ChannelReport,
+          wanted: set[str], progress: Progress | None, now: datetime, *, budget: int | None) -> None:
+    """Send the open units: in parallel (email) or as an ordered chain (a thread on X)."""
+    writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name,
+                                 trial=not channel.live)
+    stats = RunStats()
+    ticker = progress or _LogProgress()
+
+    def tick(s: RunStats) -> None:
+        _apply_bounces(store, channel, s, now)
+        ticker(rep.label + (" (trial: outbox)" if rep.trial else ""), s)
+
+    try:
+        if getattr(channel, "ordered", False):
+            rep.stats = send_chain(channel, rendition, writer, limits=channel.limits, stats=stats, budget=budget,
+                                   tick=tick)
+        else:
+            rep.stats = dispatch(channel, rendition, writer, wanted=wanted, limits=channel.limits,
+                                 stats=stats, tick=tick)
+    finally:
+        writer.close()
+        _apply_bounces(store, channel, stats, now)
+    if rep.stats.stopped == BUDGET_SPENT:
+        _, wait = budget_wait(store, channel.name, channel.limits, to_send=1, started=True, now=now)
+        if wait is not None:
+            ledger.hold_channel(store, channel.name, wait, BUDGET_SPENT)
+        log.warning("%s: %s; the chain goes on at %s", rep.label, BUDGET_SPENT,
+                    _when(iso(wait)) if wait else "the next run")
+    elif rep.stats.stopped:
+        log.error("%s: stopped early: %s; the rest is sent by the next publish run", rep.label,
+                  rep.stats.stopped)
+        rep.note = "; ".join(filter(None, [rep.note, f"stopped: {rep.stats.stopped}"]))
 
 
 def _when(stamp: str) -> str:
@@ -223,13 +316,17 @@ def skip_old_trials(cfg: Config, store: Store, channel: Channel, source: str, no
 
 
 def _settle(cfg: Config, store: Store, source: str, key: str) -> None:
-    """A ready week whose every enabled channel is done becomes `published` (sent for real on one at
-    least) or `skipped` (given up on all). A trial leaves it ready."""
+    """A ready week whose every enabled live channel is done becomes `published` (sent for real on one at
+    least) or `skipped` (given up on all). A trial leaves it ready, unless another channel sent it for real."""
     week = store.week(source, key)
     if week is None or week.state != "ready":
         return
     pubs = {p.channel: p.state for p in ledger.publications(store, source, key)}
     names = registry.enabled(cfg)
+    live = [name for name in names if registry.make(cfg, name).live]
+    # A channel on trial (no credentials: the outbox) never holds a week that went out for real elsewhere;
+    # with no live channel at all, the week stays ready until one is.
+    names = live or names
     if not all(pubs.get(name) in ("published", "skipped") for name in names):
         return
     state = "published" if "published" in pubs.values() else "skipped"
@@ -286,6 +383,7 @@ def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequenc
     """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py). The caller holds
     the publish lock."""
     late_round(cfg, store, now, channels=channels)
+    approval.hold(cfg, store, now)  # with [publish] approve: ready weeks wait for the editor
     out: list[ChannelReport] = []
     for week in ready_weeks(store):
         out += publish_week(cfg, store, week, channels=channels, now=now, progress=progress)

@@ -66,7 +66,7 @@ def same_entry(uid: str) -> str:
 
 def _closed(row: WeekRow | None) -> bool:
     """An edition that takes no more papers: released, baseline (never to be published) or skipped."""
-    return row is not None and row.state in ("ready", "published", "baseline", "skipped")
+    return row is not None and row.state in ("ready", "awaiting-approval", "published", "baseline", "skipped")
 
 
 def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict[str, WeekRow]) -> list[Week]:

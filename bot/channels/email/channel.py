@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from bot.channels.base import ChannelLimits, Unit, storage_error
+from bot.channels.base import ChannelLimits, Unit, storage_error, write_file
 from bot.channels.email import subscribers
 from bot.channels.email.headers import UnsafeHeader
 from bot.channels.email.mime import MessageTemplate, build_template, id_domain, message_id
@@ -79,22 +79,6 @@ def copies_dir(cfg: Config, source: str, key: str) -> Path:
     return cfg.state_dir / "outbox" / "test" / "email" / source / key
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Atomically (a whole file or none). A full disk or a read-only folder is a StorageError naming `path`;
-    the partial temporary file is removed, so it takes no space and is never mistaken for a message."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except OSError as e:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise storage_error(e, "write", path) from e
-
-
 class _SmtpSender:
     def __init__(self, rendition: EmailRendition, conn: SmtpConnection):
         self.r, self.conn = rendition, conn
@@ -114,7 +98,7 @@ class _OutboxSender:
 
     def send(self, unit: Unit) -> str:
         mid, data = self.r.message(unit.key)
-        _write(self.folder / f"{unit.row_id:06d}-{_UNSAFE.sub('_', unit.key)}.eml", data)
+        write_file(self.folder / f"{unit.row_id:06d}-{_UNSAFE.sub('_', unit.key)}.eml", data)
         return mid
 
     def close(self) -> None:
@@ -124,6 +108,7 @@ class _OutboxSender:
 class EmailChannel:
     name = "email"
     audience = "active subscribers"
+    ordered = False  # one unit per subscriber, in parallel
 
     def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
@@ -184,7 +169,7 @@ class EmailChannel:
         if not self.cfg.email.smtp_url:
             html, _ = personalize(rendition.email, rendition.unsubscribe_url(self.sender_address))
             folder = outbox_dir(self.cfg, rendition.source, rendition.key)
-            _write(folder / "edition.html", html.encode("utf-8"))
+            write_file(folder / "edition.html", html.encode("utf-8"))
 
     def open_sender(self, rendition: EmailRendition) -> _SmtpSender | _OutboxSender:
         e = self.cfg.email
@@ -225,7 +210,7 @@ class EmailChannel:
                 conn.close()
             return f"email {week.source}:{week.key}: one test copy sent to {address} via {target} ({mid})"
         path = copies_dir(self.cfg, week.source, week.key) / f"{stamp}-{_UNSAFE.sub('_', address)}.eml"
-        _write(path, data)
+        write_file(path, data)
         return f"email {week.source}:{week.key}: one test copy written to {path} (no smtp_url; {mid})"
 
     def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
@@ -249,8 +234,8 @@ class EmailChannel:
         if out is not None:
             folder = out / "email" / week.source / week.key
             html, text = personalize(r.email, r.unsubscribe_url(to))
-            _write(folder / "edition.html", html.encode("utf-8"))
-            _write(folder / "edition.txt", text.encode("utf-8"))
-            _write(folder / "sample.eml", data)
+            write_file(folder / "edition.html", html.encode("utf-8"))
+            write_file(folder / "edition.txt", text.encode("utf-8"))
+            write_file(folder / "sample.eml", data)
             lines.append(f"  wrote {folder}/edition.html, edition.txt, sample.eml (to {to}, {mid})")
         return lines

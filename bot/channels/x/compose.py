@@ -36,6 +36,7 @@ from bot.channels.x.text import (
     upper_weight,
     weighted_length,
 )
+from bot.config import normalize_hashtags
 from bot.publish.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.model import Paper
 
@@ -53,7 +54,6 @@ _ARXIV = re.compile(
     r"(?P<id>\d{4}\.\d{4,5}|[a-z][a-z-]*(?:\.[A-Za-z]{2})?/\d{7})(?:v\d+)?(?:\.pdf)?/?(?:[?#].*)?$",
     re.IGNORECASE,
 )
-_HASHTAG = re.compile(r"^\w{1,100}$")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -92,17 +92,6 @@ def paper_links(paper: Paper) -> tuple[str | None, str | None]:
     return main, extra
 
 
-def normalize_hashtags(tags: Sequence[str]) -> tuple[str, ...]:
-    """`["ML", "#AI"]` → `("#ML", "#AI")`; ValueError naming a tag X would not make a hashtag."""
-    out = []
-    for tag in tags:
-        name = str(tag).strip().lstrip("#＃")
-        if not _HASHTAG.match(name) or name.isdigit():
-            raise ValueError(f"x.hashtags: {tag!r} is not a hashtag (letters, digits and _ only, not all digits)")
-        out.append("#" + name)
-    return tuple(out)
-
-
 def _env(dirs: tuple[Path, ...]) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]), autoescape=False,
@@ -114,15 +103,17 @@ def _env(dirs: tuple[Path, ...]) -> jinja2.Environment:
 class _Templates:
     """The two templates, loaded once per thread; `render` turns a context into a tidy post text."""
 
-    def __init__(self, templates_dir: Path | None):
+    def __init__(self, templates_dir: Path | None, overrides: dict[str, str] | None = None):
         self.dirs = tuple(templates_path(templates_dir))
         self.env = _env(self.dirs)
         self.cache: dict[str, jinja2.Template] = {}
+        self.overrides = overrides or {}  # a template's text from the config (`[x] head`), by name
 
     def render(self, name: str, ctx: dict) -> str:
         try:
             if name not in self.cache:
-                self.cache[name] = self.env.get_template(name)
+                source = self.overrides.get(name)
+                self.cache[name] = self.env.from_string(source) if source else self.env.get_template(name)
             text = self.cache[name].render(ctx)
         except jinja2.TemplateNotFound as e:
             raise ComposeError(f"template {name} not found in {', '.join(map(str, self.dirs))}") from e
@@ -194,9 +185,12 @@ def _post(index: int, kind: str, text: str, links: Sequence[str | None]) -> Post
                 links=tuple(u for u in links if u))
 
 
-def paper_post(paper: Paper, index: int, total: int, *, extra_link: bool = False,
+def paper_post(paper: Paper, index: int, total: int, *, extra_link: bool = False, added_to: str | None = None,
+               head_url: str | None = None, post_index: int | None = None,
                templates_dir: Path | None = None, _templates: _Templates | None = None) -> Post:
-    """The post for the `index`-th of `total` papers (1-based), fitted into 280 weighted characters."""
+    """The post for the `index`-th of `total` papers (1-based), fitted into 280 weighted characters.
+    `added_to` names the earlier week a late paper was added to; `head_url` links the thread's head post
+    (for an account that cannot reply: `[x] replies = false`); `post_index` is its place in the thread."""
     tpl = _templates or _Templates(templates_dir)
     title = one_line(clean(paper.title)) or "(untitled)"
     summary = one_line(clean(paper.summary))
@@ -214,19 +208,21 @@ def paper_post(paper: Paper, index: int, total: int, *, extra_link: bool = False
         return tpl.render(PAPER_TEMPLATE, {
             "index": index, "total": total, "number": paper.number, "title": title_at(title_k),
             "summary": summary_at(summary_k), "url": url, "extra_url": extra if with_extra else None,
+            "added_to": added_to, "head_url": head_url,
         })
 
+    at = index if post_index is None else post_index
     full = min(len(title), MAX_CHARS)
     for with_extra in ((True, False) if extra_link and extra else (False,)):
-        k = _fit(0, len(summary), lambda k, w=with_extra: text(full, k, w), summary_at, (url, extra))
+        k = _fit(0, len(summary), lambda k, w=with_extra: text(full, k, w), summary_at, (url, extra, head_url))
         if k is not None:
-            return _post(index, "paper", text(full, k, with_extra), (url, extra if with_extra else None))
-    k = _fit(1, full, lambda k: text(k, 0, False), title_at, (url,))
+            return _post(at, "paper", text(full, k, with_extra), (url, extra if with_extra else None, head_url))
+    k = _fit(1, full, lambda k: text(k, 0, False), title_at, (url, head_url))
     if k is None:
         raise ComposeError(f"{PAPER_TEMPLATE}: paper {index} is {weighted_length(text(1, 0, False))} weighted "
                            "characters with its title and summary cut to nothing; X allows 280")
     log.info("x: the title of paper %d is shortened to fit one post", index)
-    return _post(index, "paper", text(k, 0, False), (url,))
+    return _post(at, "paper", text(k, 0, False), (url, head_url))
 
 
 def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] = (), credit: str | None = None,
@@ -246,7 +242,7 @@ def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] 
     def text(title_k: int, with_credit: bool = False) -> str:
         return tpl.render(HEAD_TEMPLATE, {
             "title": title_at(title_k), "dates": date_range(edition.first_day, edition.last_day),
-            "count": len(edition.papers), "web_url": link, "hashtags": tags,
+            "count": len(edition.papers), "late_count": edition.late_papers, "web_url": link, "hashtags": tags,
             "source": inert(clean(edition.source)), "key": inert(clean(edition.key)),
             "credit": curator if with_credit else "",
         })
@@ -261,12 +257,20 @@ def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] 
 
 
 def compose_thread(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] = (),
-                   extra_link: bool = False, credit: str | None = None,
-                   templates_dir: Path | None = None) -> list[Post]:
-    """The whole thread of `edition`: the head post, then one post per paper in the digest's order."""
-    tpl = _Templates(templates_dir)
+                   extra_link: bool = False, templates_dir: Path | None = None, head_template: str | None = None,
+                   head_url: str | None = None, credit: str | None = None) -> list[Post]:
+    """The whole thread of `edition`: the head post, one post per paper in the digest's order, then one per paper
+    added to an earlier week ("Added to …"). `head_template` replaces x_head.txt's text (`[x] head`);
+    `head_url` goes into every paper post (a placeholder the sender fills in when posts cannot be replies);
+    `credit` names the curators in the head post (issue #16)."""
+    tpl = _Templates(templates_dir, {HEAD_TEMPLATE: head_template} if head_template else None)
     total = len(edition.papers)
     posts = [head_post(edition, web_url=web_url, hashtags=hashtags, credit=credit, _templates=tpl)]
-    posts += [paper_post(p, i, total, extra_link=extra_link, _templates=tpl)
+    posts += [paper_post(p, i, total, extra_link=extra_link, head_url=head_url, _templates=tpl)
               for i, p in enumerate(edition.papers, start=1)]
+    late = [(g, p) for g in edition.late for p in g.papers]
+    for i, (group, paper) in enumerate(late, start=1):
+        added_to = one_line(clean(date_range(group.first_day, group.last_day) or group.title)) or group.key
+        posts.append(paper_post(paper, i, len(late), extra_link=extra_link, added_to=inert(added_to),
+                                head_url=head_url, post_index=len(posts), _templates=tpl))
     return posts
