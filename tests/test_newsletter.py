@@ -102,6 +102,9 @@ def test_the_opening_says_the_title_and_dates_once_and_the_subject_does_not_repe
     assert email.text.splitlines()[:2] == ["AI Papers of the Week", "20–26 May 2024 · 10 papers"]
     assert email.text.count("20–26 May 2024") == 1 and "May 20 - May 26" not in email.text
     assert email.subject == "20–26 May 2024: Sparse Mixtures for Tiny Devices and 9 more"
+    fields = replace(cfg, email=replace(cfg.email, subject="{week} ({papers}), picked by {credit}"))
+    assert render_newsletter(dair_week(), fields).subject == \
+        "AI Papers of the Week (10), picked by dair-ai/ML-Papers-of-the-Week"
     default = replace(cfg, email=replace(cfg.email, sender="ML Papers of the Week <papers@example.org>"))
     week = replace(dair_week(), title="Top ML Papers of the Week (May 20-26)")
     assert "ML Papers of the Week" not in render_newsletter(week, default).subject
