@@ -44,6 +44,8 @@ LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never 
 BACKFILL_MAX = 10_000
 CONNECTIONS_MAX = 64
 RATE_MAX = 10_000.0  # messages per second
+SUMMARY_MIN, SUMMARY_MAX = 80, 10_000  # [email] summary_chars, or 0
+CREDIT_MAX = 120  # characters of a source's credit name
 
 
 class ConfigError(Exception):
@@ -158,6 +160,8 @@ class SourceConfig:
     every: timedelta = timedelta(minutes=30)
     timezone: ZoneInfo | None = None  # where the maintainer's week ends; None: learned from commits, or the default
     expect_papers: int | None = None  # papers in a complete week; None: learned from the weeks already released
+    credit: str | None = None  # who curated it, as editions credit them; None: the repository or feed title
+    credit_url: str | None = None  # where the credit links; None: the original (bot/publish/credit.py)
 
 
 @dataclass(frozen=True)
@@ -167,12 +171,13 @@ class EmailSettings:
     smtp_url: str | None = None  # None: messages go to state/outbox/email/ instead
     starttls: bool = True
     sender: str = "ML Papers of the Week <papers@example.org>"  # the `from` key
-    subject: str = "{title}"
+    subject: str = "{dates}: {headline}"  # not "{title}": the week's title mostly repeats the sender's name
     contact: str = ""
     list_id: str = "papers.example.org"
     connections: int = 2
     rate: float = 0.0  # messages per second at most; 0 = no cap
     send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
+    summary_chars: int = 300  # a longer summary is cut at a sentence end, with "Read more" (0: never cut)
 
 
 @dataclass(frozen=True)
@@ -384,7 +389,8 @@ _X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies",
            "send_at"}
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord",
              "alerts", "health"}
-_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at"}
+_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at",
+               "summary_chars"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
@@ -392,7 +398,8 @@ CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
 _ALERTS_KEYS = {"email", "every", "failures", "quiet", "layout_drop", "failed_after", "bounce_rate"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
-_SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", *SOURCE_KINDS}
+_SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit",
+                *SOURCE_KINDS}
 EXPECT_MAX = 10_000
 
 
@@ -512,11 +519,15 @@ def _parse_email(e: object, f: str) -> EmailSettings:
             _line(e[key], f"{f}: email.{key}")
     connections = _whole(e.get("connections", d.connections), f"{f}: email.connections", 1, CONNECTIONS_MAX)
     rate = _number(e.get("rate", d.rate), f"{f}: email.rate", 0, RATE_MAX, " (0 = no cap)")
+    summary_chars = _whole(e.get("summary_chars", d.summary_chars), f"{f}: email.summary_chars", 0, SUMMARY_MAX)
+    if 0 < summary_chars < SUMMARY_MIN:
+        raise ConfigError(f"{f}: email.summary_chars: {summary_chars} is too short to say anything; "
+                          f"allowed: 0 (never cut) or {SUMMARY_MIN} to {SUMMARY_MAX}")
     return EmailSettings(
         smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
         subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
         list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate),
-        send_at=_windows(e.get("send_at", ()), f"{f}: email.send_at"),
+        send_at=_windows(e.get("send_at", ()), f"{f}: email.send_at"), summary_chars=summary_chars,
     )
 
 
@@ -702,11 +713,28 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     _line(branch, f"{where}.branch")
     tz = parse_zone(s["timezone"], f"{where}.timezone") if "timezone" in s else None
     expect = _whole(s["expect_papers"], f"{where}.expect_papers", 0, EXPECT_MAX) if "expect_papers" in s else None
+    credit, credit_url = _parse_credit(s["credit"], f"{where}.credit") if "credit" in s else (None, None)
     return SourceConfig(
         name=name, kind=kind, location=location.strip(), paths=tuple(paths), branch=branch, format=fmt,
         every=parse_duration(s.get("every", "30m"), f"{where}.every", EVERY_RANGE),
-        timezone=tz, expect_papers=expect,
+        timezone=tz, expect_papers=expect, credit=credit, credit_url=credit_url,
     )
+
+
+def _parse_credit(value: object, where: str) -> tuple[str | None, str | None]:
+    """`credit = "DAIR.AI"` or `credit = { name = "DAIR.AI", url = "https://…" }` (either key may be left out)."""
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ConfigError(f'{where}: must be a name or a table like {{ name = "…", url = "https://…" }}')
+    _unknown(where, value, {"name", "url"})
+    name = None
+    if "name" in value:
+        name = _line(value["name"], f"{where}.name").strip()
+        if not name or len(name) > CREDIT_MAX:
+            raise ConfigError(f"{where}.name: must be 1 to {CREDIT_MAX} characters")
+    url = _http_url(value["url"], f"{where}.url") if "url" in value else None
+    return name, url
 
 
 # -- [discord] (issue #12) ---------------------------------------------------------------------------------------

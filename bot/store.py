@@ -309,6 +309,21 @@ def m014_heartbeat(db: sqlite_utils.Database) -> None:
     db["sources"].add_column("failing_since", str)
     db.execute("UPDATE sources SET failing_since = last_error_at WHERE error_count > 0")
 
+
+@migrations()
+def m012_editor_notes(db: sqlite_utils.Database) -> None:
+    """The editor's note of an edition (issue #16): a few words of the operator's own, set with `paperbot note`,
+    shown at the top of the week's email and web edition."""
+    db.execute("""
+        CREATE TABLE editor_notes (
+            source TEXT NOT NULL,
+            week_key TEXT NOT NULL,
+            note TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (source, week_key)
+        )""")
+
+
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat()
 
@@ -521,6 +536,21 @@ class Store:
             } for i, p in enumerate(papers)),
             pk=("source", "week_key", "position"),
         )
+
+    # -- editor's notes ------------------------------------------------------------------------------------
+    def note(self, source: str, week_key: str) -> str:
+        """The editor's note of a week, "" if none."""
+        row = self.db.execute("SELECT note FROM editor_notes WHERE source = ? AND week_key = ?",
+                              [source, week_key]).fetchone()
+        return row[0] if row else ""
+
+    def set_note(self, source: str, week_key: str, note: str, now: datetime) -> None:
+        """Set (or, with "", remove) the editor's note of a week."""
+        with self.atomic():
+            self.db.execute("DELETE FROM editor_notes WHERE source = ? AND week_key = ?", [source, week_key])
+            if note:
+                self.db.execute("INSERT INTO editor_notes (source, week_key, note, updated_at) VALUES (?, ?, ?, ?)",
+                                [source, week_key, note, iso(now)])
 
     def papers(self, source: str, week_key: str | None = None) -> list[tuple[str, Paper]]:
         """(week key, paper) pairs in stored order."""

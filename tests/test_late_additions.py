@@ -144,7 +144,7 @@ def test_a_paper_added_after_the_week_went_out_is_in_the_next_email_once(tmp_pat
             assert html.index("Folded Attention") < html.index(LATE_TITLE) < html.index("Sunday Night Transformers")
             lines = text.splitlines()
             section = "\n".join(lines[lines.index(LATE_TITLE):lines.index("-- ")])
-            assert "== Top ML Papers of the Week (Feb 20 - Feb 26)" in section
+            assert "== Top ML Papers of the Week\n   20–26 February 2023" in section  # issue #16: dates once
             assert "3. Sunday Night Transformers" in section  # its number in its own week
             assert "Sparse Lanterns" not in text and "Sparse Lanterns" not in html  # no repeat of sent papers
         web = (cfg.state_dir / "editions" / SOURCE / f"{W2}.html").read_text()
@@ -203,7 +203,9 @@ def test_late_papers_go_out_alone_after_late_max_wait(tmp_path):
         assert sorted(r for r, *_ in alone) == people
         for _, subject, text, html in alone:
             assert subject == "Added to earlier weeks: Top ML Papers of the Week (Feb 20 - Feb 26)"
-            assert text.count("Sunday Night Transformers") == 1 and html.count(">Sunday Night Transformers<") == 1
+            # once as a paper, once in the contents list at the top (issue #16)
+            assert text.splitlines().count("3. Sunday Night Transformers") == 1
+            assert html.count(">Sunday Night Transformers<") == 2 and html.count("<h2") == 1
             assert "Sparse Lanterns" not in text and "No papers this week" not in text
         key = f"{W1}+late1"
         week = store.week(SOURCE, key)

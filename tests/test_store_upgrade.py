@@ -18,6 +18,7 @@ from conftest import FIXTURES
 
 from bot.cli import cli
 from bot.config import load_config
+from bot.publish.edition import edition_from_store
 from bot.publish.pipeline import late_round
 from bot.store import Store, migrations
 from bot.track.parsing import parse_document
@@ -304,5 +305,32 @@ def test_the_heartbeat_table_and_failing_since_exist_after_the_upgrade(tmp_path)
         assert store.source("dair")["failing_since"] == "2023-03-09T09:00:00+00:00"
         store.record_poll("dair", "v9", datetime(2023, 3, 9, 11, tzinfo=UTC))
         assert store.source("dair")["failing_since"] is None
+    finally:
+        store.close()
+
+
+def test_editor_notes_exist_after_the_upgrade_and_old_weeks_have_none(tmp_path):
+    """issue #16 (m012_editor_notes): the `editor_notes` table appears, empty; every old week renders without a
+    note, and `paperbot note` sets one on an old week that its edition then carries."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    con = sqlite3.connect(db)
+    try:
+        assert {r[1] for r in con.execute("PRAGMA table_info(editor_notes)")} == {"source", "week_key", "note",
+                                                                                  "updated_at"}
+        assert con.execute("SELECT count(*) FROM editor_notes").fetchone()[0] == 0
+    finally:
+        con.close()
+    store = Store.open(db)
+    try:
+        assert all(edition_from_store(store, w.source, w.key).note == "" for w in store.weeks())
+    finally:
+        store.close()
+    config = str(tmp_path / "paperbot.toml")
+    run = CliRunner().invoke(cli, ["--config", config, "note", "2023-02-27..2023-03-05", "Welcome back."], obj={})
+    assert run.exit_code == 0, run.output
+    store = Store.open(db)
+    try:
+        assert edition_from_store(store, "dair", "2023-02-27..2023-03-05").note == "Welcome back."
     finally:
         store.close()

@@ -11,9 +11,11 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import shared_path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from publish_support import KEY, SECRET, ready_week, write_config
 from x_server import find_mentions
 
 from bot.channels.email.render import Edition
@@ -27,6 +29,9 @@ from bot.channels.x.compose import (
     paper_post,
 )
 from bot.channels.x.text import fits, inert, shorten, twitter_text
+from bot.cli import cli
+from bot.config import load_config
+from bot.store import Store
 from bot.track.late import LateGroup
 from bot.track.model import Link, Paper
 from bot.track.parsing import parse_document
@@ -132,6 +137,38 @@ def test_mentions_in_digest_text_are_written_so_x_does_not_link_them():
     assert "@ karpathy" in post.text and "＠ ylecun" in post.text  # still readable
     head = head_post(edition([paper(1)], title="Papers picked by @elonmusk"), web_url=WEB)
     assert find_mentions(head.text) == [] and "@ elonmusk" in head.text
+
+
+def test_the_head_post_credits_the_curator_in_plain_text_and_drops_it_before_cutting_the_title():
+    """issue #16: the head post says who curated the papers, never as a mention or a link; when the post would
+    be too long, the credit goes first and the title is cut only if it still does not fit."""
+    head = head_post(edition([paper(1)]), web_url=WEB, credit="@dair_ai (dair-ai/ML-Papers-of-the-Week) at dair.ai")
+    assert "Curated by @ dair_ai (dair-ai/ML-Papers-of-the-Week) at dair[.]ai" in head.text.splitlines()
+    assert_clean_post(head.text, {WEB})
+    thread = compose_thread(edition([paper(1)]), web_url=WEB, credit="DAIR.AI")
+    assert "Curated by DAIR[.]AI" in thread[0].text
+    plain = head_post(edition([paper(1)]), web_url=WEB)
+    room = 280 - plain.weight  # what the title may still grow by without the credit
+    title = "Top ML Papers of the Week " + "x" * (room - 2)
+    fits_alone = head_post(edition([paper(1)], title=title), web_url=WEB, credit="dair-ai/ML-Papers-of-the-Week")
+    assert "Curated by" not in fits_alone.text and title in fits_alone.text and fits_alone.weight <= 280
+    too_long = head_post(edition([paper(1)], title=title + " more words"), web_url=WEB, credit="DAIR")
+    assert "Curated by" not in too_long.text and "…" in too_long.text and too_long.weight <= 280
+
+
+def test_the_x_channel_puts_the_credit_in_the_threads_head_post(tmp_path, monkeypatch):
+    """issue #16: what `paperbot preview --channel x` shows (the thread the channel would post) credits the
+    source's curators, by the source's `credit` setting, in the head post only."""
+    monkeypatch.setenv("PAPERBOT_SECRET_KEY", SECRET)
+    cfg = write_config(tmp_path, None, x="enabled = true\n")
+    with cfg.path.open("a", encoding="utf-8") as f:
+        f.write('\n[[sources]]\nname = "dair"\ngithub = "dair-ai/ML-Papers-of-the-Week"\ncredit = "DAIR AI"\n')
+    store = Store.open(cfg.db_path)
+    ready_week(store, load_config(cfg.path))
+    store.close()
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "preview", KEY, "--channel", "x"], obj={})
+    assert out.exit_code == 0, out.output
+    assert "      Curated by DAIR AI" in out.output.splitlines() and out.output.count("Curated by") == 1
 
 
 def test_urls_in_digest_text_are_not_linked_and_only_chosen_links_are():

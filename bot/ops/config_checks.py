@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
+from bot.channels.email.render import SUBJECT_FIELDS
 from bot.config import Config
 
 EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")  # RFC 2606: documentation, never a real sender
 RESERVED_TLDS = ("example", "invalid", "localhost")  # RFC 2606/6761 names that never reach anyone
-SUBJECT_FIELDS = ("title", "key", "source", "dates", "papers")  # what render.py fills in `[email] subject`
 
 
 @dataclass(frozen=True)

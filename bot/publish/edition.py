@@ -35,6 +35,7 @@ class Edition:
     papers: tuple[Paper, ...]
     late: tuple[LateGroup, ...] = ()  # papers added to earlier weeks, after the week's own
     late_only: bool = False  # an edition of late papers alone ("<key>+late1"): no papers of its own
+    note: str = ""  # the editor's note (`paperbot note`), shown at the top; "" for none
 
     @property
     def late_papers(self) -> int:
@@ -97,7 +98,7 @@ def edition_from_store(store: Store, source: str, key: str, channel: str | None 
     papers = own_papers(store, week, channel)
     groups = late.groups(store, source, late_rows(store, week, channel), papers)
     return Edition(source, key, week.title, week.first_day, week.last_day, papers, groups,
-                   late_only=week.late_of is not None)
+                   late_only=week.late_of is not None, note=store.note(source, key))
 
 
 # -- the pipeline's steps ----------------------------------------------------------------------------------------

@@ -80,6 +80,12 @@ def find_range(text: str) -> DateRange | None:
     return DateRange(m1, d1, m2, d2, int(year) if year else None, first_year)
 
 
+def range_span(text: str) -> tuple[int, int] | None:
+    """Where `find_range` finds its range in `text` (start, end), with a year written after it; None if none."""
+    m = _RANGE.search(text)
+    return m.span() if m else None
+
+
 def week_key(first: date, last: date) -> str:
     return f"{first.isoformat()}..{last.isoformat()}"
 

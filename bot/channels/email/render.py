@@ -14,21 +14,19 @@ import logging
 import os
 import textwrap
 from dataclasses import dataclass
-from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 import mjml
 
-from bot.channels.email.subscribers import InvalidAddress, normalize_address
+from bot.channels.email import view
+from bot.channels.email.view import paper_view
 from bot.config import Config
 from bot.publish.edition import Edition
 from bot.publish.edition import edition_from_store as edition_from_store  # where the channels have found it
-from bot.publish.safetext import clean, date_range, format_subject, keep_lines, safe_url
-from bot.track.late import TITLE as LATE_TITLE
-from bot.track.model import Paper
+from bot.publish.safetext import clean, format_subject, keep_lines
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +38,7 @@ TEMPLATES_ENV = "PAPERBOT_TEMPLATES_DIR"
 HTML_TEMPLATE = "newsletter.mjml"
 TEXT_TEMPLATE = "newsletter.txt"
 SIZE_LIMIT = 100 * 1024  # Gmail clips messages whose HTML is over ~102 KB
+SUBJECT_EDGE = " :·-–—|,;"
 
 
 class RenderError(RuntimeError):
@@ -97,21 +96,7 @@ def quoted(text: object, first: str | None = None, width: int = 72) -> str:
                                    subsequent_indent=indent, break_long_words=False, break_on_hyphens=False))
 
 
-def _label(label: str) -> str:
-    """A link's label; one that is itself a URL is shown as its host name."""
-    text = clean(label, max_len=60)
-    if safe_url(label):
-        return urlsplit(label.strip()).hostname or "link"
-    return text or "link"
-
-
-def _paper_view(p: Paper) -> dict:
-    links = [(_label(lk.label), u) for lk in p.links if (u := safe_url(lk.url))]
-    return {
-        "number": p.number, "title": clean(p.title) or "(untitled)", "summary": clean(p.summary),
-        "authors": clean(p.authors, max_len=300), "url": links[0][1] if links else None,
-        "links": links[1:] if links else [], "all_links": links,
-    }
+_paper_view = paper_view  # where the web reader has found it
 
 
 def _preheader(edition: Edition) -> str:
@@ -125,32 +110,9 @@ def _preheader(edition: Edition) -> str:
                  max_len=150)
 
 
-def _sender_name(cfg: Config) -> str:
-    name, addr = parseaddr(cfg.email.sender)
-    return clean(name or addr or "paperbot")
-
-
-def _contact_address(contact: str) -> str | None:
-    """The address when `contact` is one (`a@b.org` or `Name <a@b.org>`), for a mailto: link."""
-    try:
-        return normalize_address(contact) if contact else None
-    except InvalidAddress:
-        return None
-
-
 def _context(edition: Edition, cfg: Config, *, web: bool) -> dict:
-    return {
-        "title": clean(edition.title) or edition.key, "key": edition.key, "source": edition.source,
-        "dates": date_range(edition.first_day, edition.last_day), "preheader": _preheader(edition),
-        "papers": [_paper_view(p) for p in edition.papers], "web": web,
-        "late": [{"title": clean(g.title) or g.key, "key": g.key, "dates": date_range(g.first_day, g.last_day),
-                  "papers": [_paper_view(p) for p in g.papers]} for g in edition.late],
-        "late_only": edition.late_only, "late_title": LATE_TITLE,
-        "view_url": edition_url(cfg, edition.source, edition.key),
-        "unsubscribe_url": None if web else UNSUBSCRIBE_PLACEHOLDER,
-        "sender_name": _sender_name(cfg), "contact": clean(cfg.email.contact), "list_id": cfg.email.list_id,
-        "contact_email": _contact_address(cfg.email.contact),
-    }
+    return view.context(edition, cfg, web=web, view_url=edition_url(cfg, edition.source, edition.key),
+                        unsubscribe_url=None if web else UNSUBSCRIBE_PLACEHOLDER, preheader=_preheader(edition))
 
 
 def _render(name: str, ctx: dict, dirs: list[Path], *, autoescape: bool) -> str:
@@ -177,6 +139,10 @@ def _to_html(source: str) -> str:
         raise RenderError(f"{HTML_TEMPLATE}: MJML could not be converted: {e}") from e
 
 
+# The fields `[email] subject` may hold, all filled in below (bot/ops/config_checks.py refuses any other).
+SUBJECT_FIELDS = ("title", "key", "source", "dates", "papers", "week", "headline", "credit")
+
+
 def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None = None) -> RenderedEmail:
     """Subject, HTML and text of the email; every subscriber gets these with their own unsubscribe URL."""
     ctx = _context(edition, cfg, web=False)
@@ -184,8 +150,10 @@ def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None 
     html_part = _to_html(_render(HTML_TEMPLATE, ctx, dirs, autoescape=True))
     text_part = _render(TEXT_TEMPLATE, ctx, dirs, autoescape=False)
     fields = {"title": ctx["title"], "key": edition.key, "source": edition.source, "dates": ctx["dates"],
-              "papers": edition.late_papers if edition.late_only else len(edition.papers)}
-    subject = format_subject(cfg.email.subject, fields, ctx["title"])
+              "papers": ctx["count"], "week": ctx["heading"], "headline": view.headline(edition),
+              "credit": ctx["credit"]["name"]}
+    # A field left empty (an edition of late papers has no dates) leaves no dangling separator behind.
+    subject = format_subject(cfg.email.subject, fields, ctx["title"]).strip(SUBJECT_EDGE) or ctx["title"]
     size = len(html_part.encode("utf-8"))
     warning = None
     if size > SIZE_LIMIT:

@@ -36,6 +36,7 @@ from bot.channels.x import client as xc
 from bot.channels.x.compose import ComposeError, Post, compose_thread
 from bot.channels.x.text import MAX_WEIGHT
 from bot.config import Config
+from bot.publish.credit import edition_credit
 from bot.publish.edition import edition_from_store
 from bot.store import Store, WeekRow
 
@@ -181,7 +182,8 @@ class XChannel:
         try:
             posts = compose_thread(ed, web_url=edition_url(self.cfg, week.source, week.key), hashtags=x.hashtags,
                                    extra_link=x.extra_link, head_template=x.head,
-                                   head_url=None if x.replies else HEAD_PLACEHOLDER)
+                                   head_url=None if x.replies else HEAD_PLACEHOLDER,
+                                   credit=edition_credit(self.cfg.sources, ed).name)  # issue #16
         except ComposeError as e:
             raise RenderError(f"x: {e}") from e
         return XRendition(week.source, week.key, tuple(posts), x.replies)

@@ -225,10 +225,12 @@ def paper_post(paper: Paper, index: int, total: int, *, extra_link: bool = False
     return _post(at, "paper", text(k, 0, False), (url, head_url))
 
 
-def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] = (),
+def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] = (), credit: str | None = None,
               templates_dir: Path | None = None, _templates: _Templates | None = None) -> Post:
-    """The thread's first post: the week's title and dates, how many papers, the web edition, 🧵."""
+    """The thread's first post: the week's title and dates, how many papers, who curated them (`credit`, plain
+    text: issue #16; left out before the title is cut), the web edition, 🧵."""
     tpl = _templates or _Templates(templates_dir)
+    curator = inert(one_line(clean(credit))) if credit else ""
     title = one_line(clean(edition.title)) or edition.key
     link = safe_url(web_url) if web_url else None
     tags = list(normalize_hashtags(hashtags))
@@ -237,13 +239,16 @@ def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] 
     def title_at(k: int) -> str:
         return inert(shorten(title, k))
 
-    def text(title_k: int) -> str:
+    def text(title_k: int, with_credit: bool = False) -> str:
         return tpl.render(HEAD_TEMPLATE, {
             "title": title_at(title_k), "dates": date_range(edition.first_day, edition.last_day),
             "count": len(edition.papers), "late_count": edition.late_papers, "web_url": link, "hashtags": tags,
             "source": inert(clean(edition.source)), "key": inert(clean(edition.key)),
+            "credit": curator if with_credit else "",
         })
 
+    if curator and fits(text(len(title), True)):
+        return _post(0, "head", text(len(title), True), (link,))
     k = _fit(1, len(title), text, title_at, (link,))
     if k is None:
         raise ComposeError(f"{HEAD_TEMPLATE}: the head post is {weighted_length(text(1))} weighted characters "
@@ -253,13 +258,14 @@ def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] 
 
 def compose_thread(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] = (),
                    extra_link: bool = False, templates_dir: Path | None = None, head_template: str | None = None,
-                   head_url: str | None = None) -> list[Post]:
+                   head_url: str | None = None, credit: str | None = None) -> list[Post]:
     """The whole thread of `edition`: the head post, one post per paper in the digest's order, then one per paper
     added to an earlier week ("Added to …"). `head_template` replaces x_head.txt's text (`[x] head`);
-    `head_url` goes into every paper post (a placeholder the sender fills in when posts cannot be replies)."""
+    `head_url` goes into every paper post (a placeholder the sender fills in when posts cannot be replies);
+    `credit` names the curators in the head post (issue #16)."""
     tpl = _Templates(templates_dir, {HEAD_TEMPLATE: head_template} if head_template else None)
     total = len(edition.papers)
-    posts = [head_post(edition, web_url=web_url, hashtags=hashtags, _templates=tpl)]
+    posts = [head_post(edition, web_url=web_url, hashtags=hashtags, credit=credit, _templates=tpl)]
     posts += [paper_post(p, i, total, extra_link=extra_link, head_url=head_url, _templates=tpl)
               for i, p in enumerate(edition.papers, start=1)]
     late = [(g, p) for g in edition.late for p in g.papers]
