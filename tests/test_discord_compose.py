@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from bot.channels.discord.compose import ComposeError, compose, escape, thread_name
 from bot.config import DiscordSettings
+from bot.publish.credit import Credit
 from bot.publish.edition import Edition
 from bot.publish.safetext import clean
 from bot.track.late import LateGroup
@@ -206,6 +207,17 @@ def test_the_edition_link_is_in_the_intro_when_there_is_one():
     url = "https://papers.example.org/editions/dair/2024-01-01..2024-01-07"
     content = compose(week([paper(1)]), DiscordSettings(), web_url=url)[0]["content"]
     assert content.endswith(f" · <{url}>")
+
+
+def test_the_intro_credits_the_curators_as_plain_text_pinging_nobody():
+    """issue #16: the Discord intro says who curated the week and links the original, and a credit name holding
+    markdown or a mention shows as typed and pings nobody."""
+    credit = Credit("@everyone **dair-ai**/ML-Papers", "https://github.com/dair-ai/ML-Papers#top-ml-papers")
+    content = compose(week([paper(1)]), DiscordSettings(), credit=credit)[0]["content"]
+    line = content.split("\n")[-1]
+    assert shown(line) == ("Curated by @everyone **dair-ai**/ML-Papers: "
+                           "<https://github.com/dair-ai/ML-Papers#top-ml-papers>")
+    assert pings(content, None) == []
 
 
 # -- the real seeds and corpus (../shared/) -----------------------------------------------------------------

@@ -34,6 +34,7 @@ from bot.channels.discord.edit import Edit, edit_week
 from bot.channels.discord.transport import TOKEN_ENV, WEBHOOK_ENV, Credentials, CredentialsError, credentials_from_env
 from bot.channels.email.render import RenderError, edition_url
 from bot.config import Config
+from bot.publish.credit import edition_credit
 from bot.publish.edition import Edition, edition_from_store
 from bot.store import Store, WeekRow
 
@@ -197,7 +198,8 @@ class DiscordChannel:
     def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> DiscordRendition:
         edition = edition_from_store(store, week.source, week.key, self.name)
         try:
-            payloads = compose(edition, self.cfg.discord, web_url=self._web_url(week.source, week.key))
+            payloads = compose(edition, self.cfg.discord, web_url=self._web_url(week.source, week.key),
+                               credit=edition_credit(self.cfg.sources, edition))  # issue #16
         except ComposeError as e:  # a broken intro template: the operator's to fix, one line, nothing planned
             raise RenderError(f"discord: {e}") from e
         return DiscordRendition(week.source, week.key, edition, tuple(payloads))
@@ -231,7 +233,8 @@ class DiscordChannel:
         edition, client = self.render(store, week).edition, self.client()
         try:
             return edit_week(store, client, edition, self.cfg.discord, message_ids, now,
-                             web_url=self._web_url(week.source, week.key))
+                             web_url=self._web_url(week.source, week.key),
+                             credit=edition_credit(self.cfg.sources, edition))
         finally:
             client.close()
 

@@ -29,6 +29,7 @@ import jinja2
 
 from bot.channels.email.render import templates_path
 from bot.config import DiscordSettings
+from bot.publish.credit import Credit
 from bot.publish.edition import Edition
 from bot.publish.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.late import TITLE as LATE_TITLE
@@ -162,15 +163,17 @@ def allowed_mentions(role_id: int | None) -> dict:
     return discord.AllowedMentions(everyone=False, users=False, roles=roles, replied_user=False).to_dict()
 
 
-def _context(edition: Edition, web_url: str | None) -> dict:
+def _context(edition: Edition, web_url: str | None, credit: Credit | None = None) -> dict:
     return {"title": escape(edition.title) or edition.key, "dates": date_range(edition.first_day, edition.last_day),
             "count": len(edition.papers), "late_count": edition.late_papers, "late_only": edition.late_only,
             "key": escape(edition.key), "source": escape(edition.source),
-            "web_url": _md_url(u) if (u := safe_url(web_url)) else None}
+            "web_url": _md_url(u) if (u := safe_url(web_url)) else None,
+            "credit": escape(credit.name) if credit else None,
+            "credit_url": _md_url(u) if credit and (u := safe_url(credit.url)) else None}
 
 
 def intro(edition: Edition, settings: DiscordSettings, *, web_url: str | None = None,
-          templates_dir: Path | None = None) -> str:
+          templates_dir: Path | None = None, credit: Credit | None = None) -> str:
     """The intro line (the role ping not included), within what the content leaves for it."""
     dirs = templates_path(templates_dir)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in dirs]), autoescape=False,
@@ -178,7 +181,7 @@ def intro(edition: Edition, settings: DiscordSettings, *, web_url: str | None = 
                              finalize=keep_lines)
     try:
         template = env.from_string(settings.intro) if settings.intro else env.get_template(INTRO_TEMPLATE)
-        text = keep_lines(template.render(_context(edition, web_url))).strip()
+        text = keep_lines(template.render(_context(edition, web_url, credit))).strip()
     except jinja2.TemplateNotFound as e:
         raise ComposeError(f"template {INTRO_TEMPLATE} not found in {', '.join(map(str, dirs))}") from e
     except jinja2.TemplateError as e:
@@ -231,12 +234,13 @@ def _message(role_id: int | None, content: str = "") -> dict:
 
 
 def compose(edition: Edition, settings: DiscordSettings, *, web_url: str | None = None,
-            templates_dir: Path | None = None, layout: Sequence[int] | None = None) -> list[dict]:
+            templates_dir: Path | None = None, layout: Sequence[int] | None = None,
+            credit: Credit | None = None) -> list[dict]:
     """The week's messages, in the order they go out (see the module's docstring). `layout`: the number of
     embeds in each message as already posted, kept as it is (for an edit: an edit cannot add a message);
     ComposeError if the week no longer makes that many embeds."""
     first = _message(settings.role_id, _ping(settings.role_id) + intro(edition, settings, web_url=web_url,
-                                                                         templates_dir=templates_dir))
+                                                                         templates_dir=templates_dir, credit=credit))
     if settings.forum:
         first["thread_name"] = thread_name(edition, settings.thread_name)
     items, messages = _items(edition), [first]

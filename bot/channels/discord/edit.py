@@ -20,6 +20,7 @@ from datetime import datetime
 from bot.channels.discord.client import DiscordClient
 from bot.channels.discord.compose import ComposeError, compose
 from bot.config import DiscordSettings
+from bot.publish.credit import Credit
 from bot.publish.edition import Edition
 from bot.store import Store, iso
 
@@ -56,7 +57,8 @@ def changes(old: Mapping, new: Mapping) -> list[str]:
 
 
 def edit_week(store: Store, client: DiscordClient, edition: Edition, settings: DiscordSettings,
-              message_ids: Sequence[str], now: datetime, *, web_url: str | None = None) -> list[Edit]:
+              message_ids: Sequence[str], now: datetime, *, web_url: str | None = None,
+              credit: Credit | None = None) -> list[Edit]:
     """Edit the messages of `edition`'s week whose text changed; record and return each edit. The week is
     composed again into the messages as posted (as many embeds in each as Discord shows now). Raises the
     client's errors (TransientError, RateLimited, PermanentError): the edits made before it stay recorded, and
@@ -67,7 +69,8 @@ def edit_week(store: Store, client: DiscordClient, edition: Edition, settings: D
     olds = [client.fetch(mid, thread_id=thread) if hook else client.message(settings.channel_id, mid)
             for mid in message_ids]
     try:
-        payloads = compose(edition, settings, web_url=web_url, layout=[len(o.get("embeds") or []) for o in olds])
+        payloads = compose(edition, settings, web_url=web_url, credit=credit,
+                           layout=[len(o.get("embeds") or []) for o in olds])
     except ComposeError as e:
         log.warning("discord: %s:%s was corrected, but its announcement cannot be edited to match (%s); an edit "
                     "cannot add or remove messages, so it is left as it is", source, key, e)
