@@ -145,7 +145,8 @@ def test_a_ten_paper_week_is_one_announcement_within_every_limit_and_its_intro_p
     assert post.body["allowed_mentions"] == {"parse": []} and post.query["wait"] == ["1"]
     assert titles(d, ids) == [f"Paper number {i}" for i in range(1, 11)]
     intro = d.messages[ids[0]]
-    assert shown(intro.content).startswith("**Top ML Papers of the Week (Feb 20-26)** · 20–26 February 2023: 10 papers")
+    # issue #16: the title once without its dates, then the dates once
+    assert shown(intro.content).startswith("**Top ML Papers of the Week** · 20–26 February 2023: 10 papers")
     assert intro.pings == [] and not re.search(r"(?<!\\)(@everyone|@here|<@)", intro.content)
 
 

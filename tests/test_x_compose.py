@@ -107,6 +107,15 @@ def test_a_title_too_long_for_one_post_is_shortened_never_split():
     assert first.weight <= 280 and weight(first.text) == first.weight
 
 
+def test_the_head_post_says_the_dates_once():
+    """issue #16: the head post carried "Top ML Papers of the Week (Feb 20-26)" and then "20–26 February 2023"; the
+    title now goes without its dates, which have their own line."""
+    head = head_post(edition([paper(1)], title="Top ML Papers of the Week (Feb 20-26)"), web_url=WEB)
+    lines = head.text.split("\n")
+    assert lines[0] == "Top ML Papers of the Week" and "Feb 20-26" not in head.text
+    assert lines[1] == "1–7 January 2024"
+
+
 def test_the_head_title_is_shortened_when_it_is_too_long():
     posts = compose_thread(edition([paper(1)], title="Week " + "very " * 80 + "long"), web_url=WEB,
                            hashtags=["ML", "AI"])

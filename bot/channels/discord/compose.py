@@ -31,6 +31,7 @@ from bot.channels.email.render import templates_path
 from bot.config import DiscordSettings
 from bot.publish.credit import Credit
 from bot.publish.edition import Edition
+from bot.publish.excerpt import week_heading
 from bot.publish.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.late import TITLE as LATE_TITLE
 from bot.track.model import Paper
@@ -164,7 +165,8 @@ def allowed_mentions(role_id: int | None) -> dict:
 
 
 def _context(edition: Edition, web_url: str | None, credit: Credit | None = None) -> dict:
-    return {"title": escape(edition.title) or edition.key, "dates": date_range(edition.first_day, edition.last_day),
+    dates = date_range(edition.first_day, edition.last_day)  # on its own: the title without it, not twice
+    return {"title": escape(week_heading(edition.title) if dates else edition.title) or edition.key, "dates": dates,
             "count": len(edition.papers), "late_count": edition.late_papers, "late_only": edition.late_only,
             "key": escape(edition.key), "source": escape(edition.source),
             "web_url": _md_url(u) if (u := safe_url(web_url)) else None,

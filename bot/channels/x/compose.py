@@ -37,6 +37,7 @@ from bot.channels.x.text import (
     weighted_length,
 )
 from bot.config import normalize_hashtags
+from bot.publish.excerpt import week_heading
 from bot.publish.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.model import Paper
 
@@ -231,7 +232,8 @@ def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] 
     text: issue #16; left out before the title is cut), the web edition, 🧵."""
     tpl = _templates or _Templates(templates_dir)
     curator = inert(one_line(clean(credit))) if credit else ""
-    title = one_line(clean(edition.title)) or edition.key
+    dated = bool(date_range(edition.first_day, edition.last_day))  # the dates get their own line: not twice
+    title = one_line(week_heading(edition.title) if dated else clean(edition.title)) or edition.key
     link = safe_url(web_url) if web_url else None
     tags = list(normalize_hashtags(hashtags))
 
