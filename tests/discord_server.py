@@ -390,6 +390,10 @@ def _route(server: DiscordServer, method: str, path: str, seen: Seen):
         if method == "POST":
             status, answer = _execute(server, body, q)
             return status, answer, headers
+        if method == "GET":  # Get Webhook with Token
+            return 200, {"id": server.webhook_id, "type": 1, "channel_id": server.webhook_channel,
+                         "guild_id": "1100000000000000001", "name": "paperbot", "avatar": None,
+                         "token": server.webhook_token, "application_id": None}, headers
     if path == "/users/@me" or path.startswith("/channels/"):
         if seen.headers.get("Authorization") != f"Bot {server.bot_token}":
             return (*_err(401, 0, "401: Unauthorized"), {})

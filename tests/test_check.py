@@ -108,3 +108,39 @@ def test_check_offline_runs_only_the_config_checks(tmp_path):
         result = _check(cfg, "--offline")
         assert result.exit_code == 0 and "all checks passed (config only)" in result.output
         assert server.log == []
+
+
+X_CREDS = ("consumer-key-1", "consumer-secret-2", "access-token-3", "access-token-secret-4")
+X_ENV = ("PAPERBOT_X_CONSUMER_KEY", "PAPERBOT_X_CONSUMER_SECRET", "PAPERBOT_X_ACCESS_TOKEN",
+         "PAPERBOT_X_ACCESS_TOKEN_SECRET")
+
+
+def test_check_tries_the_x_and_discord_credentials_and_posts_nothing(tmp_path, monkeypatch):
+    """issue #14: `paperbot check` also tries the X credentials (GET /2/users/me) and the Discord webhook (GET
+    the webhook), against local servers that speak those APIs; nothing is posted. Wrong credentials FAIL,
+    naming the channel."""
+    from discord_server import DiscordServer
+    from x_server import XServer
+
+    with smtp_server(auth=True) as (rec, port), XServer(*X_CREDS) as x, DiscordServer() as d:
+        cfg = write_config(tmp_path, port, user="news", x=f'api_base = "{x.api_base}"\n',
+                           discord=f'api_base = "{d.api_base}"\n')
+        for name, value in zip(X_ENV, X_CREDS, strict=True):
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("PAPERBOT_DISCORD_WEBHOOK_URL", d.webhook_url())
+        result = _check(cfg)
+        assert result.exit_code == 0, result.output
+        out = result.output.splitlines()
+        assert any(line.startswith("ok    x: ") and f"account {x.user_id}" in line for line in out), out
+        assert any(line.startswith("ok    discord: ") and "the webhook works" in line for line in out), out
+        assert x.ours() == [] and d.messages == {}
+        assert [r.path for r in x.requests] == ["/2/users/me"]
+
+        monkeypatch.setenv("PAPERBOT_X_ACCESS_TOKEN_SECRET", "wrong")
+        monkeypatch.setenv("PAPERBOT_DISCORD_WEBHOOK_URL", d.webhook_url().replace("T" * 68, "U" * 68))
+        result = _check(cfg)
+        assert result.exit_code == 1
+        out = result.output.splitlines()
+        assert any(line.startswith("FAIL  x: ") and "401" in line for line in out), out
+        assert any(line.startswith("FAIL  discord: ") for line in out), out
+        assert "U" * 68 not in result.output  # the webhook's token is a secret

@@ -43,9 +43,9 @@ def status_cmd(ctx: click.Context, as_json: bool, now_text: str | None) -> None:
 
 
 def _channel_results(cfg) -> list[CheckResult]:
-    """Each channel's own `check()` (a login, nothing sent); a channel without one is skipped."""
+    """Each enabled channel's own `check()` (a login, nothing sent); a channel without one is skipped."""
     out = []
-    for name in registry.NAMES:
+    for name in registry.enabled(cfg):
         try:
             channel = registry.make(cfg, name)
         except Exception as e:  # half-set credentials, say: the channel says what is missing

@@ -34,6 +34,7 @@ from bot.channels.discord.edit import Edit, edit_week
 from bot.channels.discord.transport import TOKEN_ENV, WEBHOOK_ENV, Credentials, CredentialsError, credentials_from_env
 from bot.channels.email.render import RenderError, edition_url
 from bot.config import Config
+from bot.ops.config_checks import CheckResult
 from bot.publish.credit import edition_credit
 from bot.publish.edition import Edition, edition_from_store
 from bot.store import Store, WeekRow
@@ -221,6 +222,26 @@ class DiscordChannel:
         if self.problem:
             raise ChannelDown(self.problem)
         return _DiscordSender(rendition, self.client(), self.cfg)
+
+    def check(self) -> list[CheckResult]:
+        """`paperbot check`: read the webhook (or, with a bot token, the channel) the way a send would reach
+        it; nothing is posted."""
+        if self.problem:
+            return [CheckResult("discord", False, self.problem)]
+        if self.creds is None:
+            return [CheckResult("discord", True, f"no {WEBHOOK_ENV} or {TOKEN_ENV}: announcements go to the "
+                                "outbox (a trial)", note=True)]
+        client = self.client()
+        try:
+            if self.creds.webhook_id:
+                where = f"the webhook works (posts to channel {client.webhook_channel()})"
+            else:
+                where = f"the bot can see channel {client.channel(self.cfg.discord.channel_id).get('name') or ''}"
+        except (TransientError, PermanentError) as e:
+            return [CheckResult("discord", False, str(e))]
+        finally:
+            client.close()
+        return [CheckResult("discord", True, f"{self.cfg.discord.api_base}: {where}; nothing posted")]
 
     def edit(self, store: Store, week: WeekRow, message_ids: Sequence[str], now: datetime) -> list[Edit]:
         """After a correction of a week that went out (`[discord] edit_on_correction`): edit its messages, in

@@ -126,6 +126,11 @@ class DiscordClient:
             raise PermanentError(f"discord: no webhook ({WEBHOOK_ENV} is not set)")
         return self.webhook
 
+    def webhook_channel(self) -> str:
+        """The channel id the webhook posts to (GET /webhooks/{id}/{token}): `paperbot check`, nothing posted."""
+        hook = self._call("read the webhook", lambda: self._hook().fetch())
+        return str(hook.channel_id)
+
     def execute(self, payload: Mapping, *, thread_id: str | None = None) -> tuple[str, str]:
         """Post `payload` through the webhook (`thread_name` in it opens a forum post; `thread_id` posts into
         one) and wait for the message: (its id, its channel's id, which for a new forum post is the post's)."""

@@ -36,6 +36,7 @@ from bot.channels.x import client as xc
 from bot.channels.x.compose import ComposeError, Post, compose_thread
 from bot.channels.x.text import MAX_WEIGHT
 from bot.config import Config
+from bot.ops.config_checks import CheckResult
 from bot.publish.credit import edition_credit
 from bot.publish.edition import edition_from_store
 from bot.store import Store, WeekRow
@@ -202,6 +203,24 @@ class XChannel:
         except xc.CredentialsError as e:
             raise ChannelDown(str(e)) from e
         return _XSender(rendition, client)
+
+    def check(self) -> list[CheckResult]:
+        """`paperbot check`: ask X who the credentials belong to (GET /2/users/me); nothing is posted."""
+        if not self.live:
+            return [CheckResult("x", True, "no PAPERBOT_X_* credentials: threads go to the outbox (a trial)",
+                                note=True)]
+        try:
+            client = xc.client_from_env(api_base=self.cfg.x.api_base, timeout=self.cfg.x.timeout, environ=self._env)
+        except xc.CredentialsError as e:
+            return [CheckResult("x", False, str(e))]
+        try:
+            user = xc.me(client)
+        except xc.XError as e:
+            return [CheckResult("x", False, f"{self.cfg.x.api_base}: GET /2/users/me: {e}")]
+        finally:
+            client.session.close()
+        return [CheckResult("x", True, f"{self.cfg.x.api_base}: the credentials work (account {user}); nothing "
+                            "posted")]
 
     def on_permanent(self, store: Store, unit: Unit, error: str, now: datetime) -> None:
         pass  # a refused post is the operator's to settle (`paperbot resolve`); there is no list to update
