@@ -225,6 +225,24 @@ def test_deliveries_failed_for_good_are_an_alert_after_failed_after(tmp_path):
     assert f"`paperbot history dair:{KEY}`" in p.body
 
 
+def test_a_refused_or_uncertain_post_on_x_is_an_alert_saying_how_to_settle_it(tmp_path):
+    """issues #11 and #14: a post X refused for good (`refused`) or whose fate nobody knows (`uncertain`) stops
+    the thread until the operator settles it: an alert at once, naming `paperbot resolve`."""
+    cfg = _config(tmp_path, 9, 'failed_after = "24h"')
+    store = Store.open(cfg.db_path)
+    ready_week(store, cfg)
+    ledger.plan(store, "dair", KEY, "x", [Unit(f"post-{i:02d}", str(i)) for i in range(4)], T0)
+    store.db.execute("UPDATE deliveries SET state = 'refused', last_error = ? WHERE unit = 'post-02'",
+                     ["X refused it: 403 reply not allowed"])
+    store.db.execute("UPDATE deliveries SET state = 'uncertain', last_error = 'dropped' WHERE unit = 'post-01'")
+    store.db.conn.commit()
+    (p,) = [p for p in alerts.detect(cfg, store, T0 + timedelta(minutes=5)) if p.kind == "deliveries"]
+    store.close()
+    assert p.key == f"deliveries:x:dair:{KEY}"
+    assert "1 refused for good" in p.body and "1 uncertain" in p.body
+    assert f"paperbot resolve dair:{KEY} --channel x --unit N" in p.body
+
+
 def test_a_week_held_past_max_wait_is_an_alert_unless_it_is_only_a_trial(tmp_path):
     cfg = _config(tmp_path, 9, "")
     store = Store.open(cfg.db_path)

@@ -185,8 +185,8 @@ def _deliveries(cfg: Config, store: Store, now: datetime) -> list[Problem]:
         "SELECT d.source, d.week_key, d.channel, "
         "sum(d.state = 'uncertain'), "
         "sum(d.state = 'failed' AND p.planned_at < ?), "
-        "sum(d.state = 'bounced' AND d.channel != 'email'), "
-        "max(CASE WHEN d.state IN ('failed', 'bounced', 'uncertain') THEN d.last_error END) "
+        "sum(d.state = 'refused' OR (d.state = 'bounced' AND d.channel != 'email')), "
+        "max(CASE WHEN d.state IN ('failed', 'bounced', 'uncertain', 'refused') THEN d.last_error END) "
         "FROM deliveries d JOIN publications p ON p.source = d.source AND p.week_key = d.week_key "
         "AND p.channel = d.channel GROUP BY d.source, d.week_key, d.channel", [cutoff]).fetchall()
     for source, key, channel, uncertain, failed, refused, error in rows:
@@ -201,8 +201,9 @@ def _deliveries(cfg: Config, store: Store, now: datetime) -> list[Problem]:
         if failed:
             todo.append("fix what the error names (the server, the credentials), then `paperbot publish` sends "
                         "the failed ones (the daemon retries them after every poll)")
-        if uncertain:
-            todo.append(f"look on {channel} whether the uncertain ones arrived before sending them again")
+        if uncertain or refused:
+            todo.append(f"look on {channel} whether they arrived, then settle each: `paperbot resolve {source}:{key} "
+                        f"--channel {channel} --unit N --posted ID` (it went out) or `--retry` (send it again)")
         out.append(Problem(
             f"deliveries:{channel}:{source}:{key}", "deliveries",
             f"{channel} {source}:{key}: deliveries {'uncertain or ' if uncertain else ''}failed",
