@@ -94,9 +94,9 @@ class _LogProgress:
         if finished and self.last.get(label) == -1:
             return
         self.last[label] = -1 if finished else now
-        rate = s.done / (now - start) if now > start else 0.0
-        log.info("%s: %d/%d done (%d sent, %d failed, %d bounced, %d skipped), %.0f/s", label, s.done,
-                 s.total, s.sent, s.failed, s.bounced, s.skipped, rate)
+        pace = f", {s.done / (now - start):.1f} a second" if s.done and now - start >= 1 else ""
+        log.info("%s: %d of %d done (%d sent, %d failed, %d bounced, %d skipped)%s", label, s.done,
+                 s.total, s.sent, s.failed, s.bounced, s.skipped, pace)
 
 
 def _apply_bounces(store: Store, channel: Channel, stats: RunStats, now: datetime) -> None:
