@@ -76,11 +76,15 @@ def setup(tmp: Path, port: int, n: int, connections: int) -> Path:
 [email]
 smtp_url = "smtp://127.0.0.1:{port}"
 starttls = false
-from = "Papers Weekly <papers@example.org>"
-list_id = "papers.example.org"
+from = "Papers Weekly <papers@weekly.test>"
+list_id = "papers.weekly.test"
 connections = {connections}
 [web]
-base_url = "https://papers.example.org"
+base_url = "https://papers.weekly.test"
+[x]
+enabled = false
+[discord]
+enabled = false
 """, encoding="utf-8")
     cfg = load_config(cfg_path)
     store = Store.open(cfg.db_path)
@@ -140,7 +144,7 @@ def run_raw(port: int, data: bytes, n: int, connections: int) -> tuple[float, fl
     def worker(k: int, offset: int) -> None:
         s = smtplib.SMTP("127.0.0.1", port)
         for i in range(k):
-            s.sendmail("papers@example.org", [f"raw{offset + i}@example.net"], data)
+            s.sendmail("papers@weekly.test", [f"raw{offset + i}@example.net"], data)
         s.quit()
 
     share = [n // connections + (1 if i < n % connections else 0) for i in range(connections)]
