@@ -21,17 +21,23 @@ real discord.py client with `Route.BASE` pointed at `api_base` (issue #12).
 - slow creates, for killing a client mid-announcement: `create_delay` (a create waits this long before the
   message is made, and is not made if the client hung up meanwhile: the request never got through) and
   `answer_delay` (the message is made, and its answer waits this long: a client killed then never learns its
-  id); `idle()` waits until no request is being handled.
+  id); `idle()` waits until no request is being handled;
+- `chaos(rng, rate)` (issue #15): a seeded share of the requests no fault is scripted for fails at random (a
+  429 asking to wait a few seconds, a 5xx, a stall past the client's timeout after which a request whose client
+  hung up is dropped unmade, a dropped connection before or after the message is made), counted by kind in
+  `injected`; every wait a 429 announced is kept (`resets`), and `early()` lists requests that came before it.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import select
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -164,6 +170,11 @@ class DiscordServer:
         self.busy = 0  # requests being handled
         self.holding = 0  # creates waiting out `create_delay` (no message made yet)
         self.answering = 0  # creates whose message is made and whose answer waits out `answer_delay`
+        self.rng: random.Random | None = None  # chaos: the seeded source of random faults
+        self.chaos_rate = 0.0
+        self.stall = 2.0  # seconds a chaos stall holds a request (more than the client's timeout)
+        self.injected: Counter[str] = Counter()  # random faults injected, by kind
+        self.resets: list[tuple[float, float]] = []  # (when a 429 was answered, when its wait ends)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
@@ -200,6 +211,33 @@ class DiscordServer:
     def fail_next(self, route: str, kind: str = "status", **kw) -> None:
         with self.lock:
             self.faults.append(Fault(route, kind, **kw))
+
+    def chaos(self, rng: random.Random | None, rate: float = 0.2, *, stall: float = 2.0) -> None:
+        """Fail a share `rate` of the requests no fault is scripted for, at random from `rng` (None: stop)."""
+        with self.lock:
+            self.rng, self.chaos_rate, self.stall = rng, rate, stall
+
+    def _random_fault(self, method: str) -> Fault | None:
+        """A fault drawn from `rng` for this request, or None (under the lock)."""
+        if self.rng is None or self.rng.random() >= self.chaos_rate:
+            return None
+        kind = self.rng.choice(["429", "5xx", "stall", "drop"] + (["drop_after_create"] if method == "POST" else []))
+        self.injected[kind] += 1
+        if kind == "429":
+            wait = round(self.rng.uniform(2.0, 4.0), 3)
+            return Fault("", "status", status=429, body={"message": "You are being rate limited.",
+                                                         "retry_after": wait, "global": False},
+                         headers={"Retry-After": str(round(wait)), "X-RateLimit-Limit": str(self.rate),
+                                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": f"{wait:.3f}",
+                                  "X-RateLimit-Scope": "user"})
+        if kind == "5xx":
+            return Fault("", "status", status=self.rng.choice([500, 502, 503]))
+        return Fault("", kind, seconds=self.stall)
+
+    def early(self) -> list[Seen]:
+        """The requests that reached the server after a 429 and before the end of the wait it announced."""
+        with self.lock:
+            return [r for r in self.requests if any(at < r.at < until for at, until in self.resets)]
 
     def make_forum(self) -> None:
         """The webhook's channel becomes a forum: each message needs a thread_name or a thread_id."""
@@ -260,6 +298,10 @@ def _handler(server: DiscordServer):
 
         def _answer(self, seen: Seen, status: int, body: dict | None, headers: dict | None = None) -> None:
             data = b"" if body is None else json.dumps(body).encode()
+            if status == 429 and isinstance(body, dict) and body.get("retry_after") is not None:
+                now = time.time()
+                with server.lock:
+                    server.resets.append((now, now + float(body["retry_after"])))
             self.send_response(status)
             out = {"Content-Type": "application/json", "Content-Length": str(len(data)), "Via": "1.1 google",
                    **(headers or {})}
@@ -314,6 +356,13 @@ def _handler(server: DiscordServer):
                 fault = next((f for f in server.faults if f"{method} {path}".startswith(f.route)), None)
                 if fault:
                     server.faults.remove(fault)
+                else:
+                    fault = server._random_fault(method)
+            if fault and fault.kind == "stall":  # past the client's timeout: a client that hung up never got through
+                if not self._wait(fault.seconds):
+                    self.close_connection = True
+                    return
+                fault = None
             if fault and fault.kind == "hang":
                 server.stopping.wait(fault.seconds)
                 fault = None

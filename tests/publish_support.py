@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import random
 import socket
 import threading
 from collections import Counter
@@ -59,6 +60,15 @@ class Recorder:
         self.drop: set[str] = set()  # close the connection instead of answering DATA, once per address
         self.reject_content = False  # answer every DATA with a 5xx, as a spam filter refusing the message
         self.logins: list[tuple[bytes, bytes]] = []
+        self.rng: random.Random | None = None  # chaos (issue #15): defer or drop a share `chaos_rate` of DATA
+        self.chaos_rate = 0.0
+        self.injected: Counter[str] = Counter()
+
+    def chaos(self, rng: random.Random | None, rate: float = 0.1) -> None:
+        """Answer a share `rate` of DATA, at random from `rng` (None: stop), with a 451 or a closed connection;
+        either way the message is not taken."""
+        with self.lock:
+            self.rng, self.chaos_rate = rng, rate
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         self.logins.append((auth_data.login, auth_data.password))
@@ -76,6 +86,13 @@ class Recorder:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         rcpt = envelope.rcpt_tos[0]
         with self.lock:
+            if self.rng is not None and self.rng.random() < self.chaos_rate:
+                kind = self.rng.choice(["451", "drop"])
+                self.injected[kind] += 1
+                if kind == "drop":
+                    server.transport.close()
+                    return "421 4.3.2 closing"
+                return "451 4.3.0 mailbox busy, try again later"
             if rcpt in self.drop:
                 self.drop.discard(rcpt)
                 server.transport.close()

@@ -258,6 +258,18 @@ def test_a_5xx_on_a_create_is_retried_with_backoff_and_makes_one_message(tmp_pat
     assert row["state"] == "sent" and row["attempts"] == 2 and len(created(d)) == len(d.messages) == 1
 
 
+def test_a_failed_channel_lookup_after_a_post_never_sends_that_message_again(tmp_path, d, monkeypatch):
+    """issue #15 (found by the chaos test, tests/test_e2e.py): with a webhook and a bot, the bot looked the
+    channel's type up (to crosspost in an announcement channel) after the webhook had posted the message; a
+    5xx, timeout or 429 on that lookup failed the unit, and the next try posted the message a second time. The
+    lookup now comes before the post: a failed lookup posts nothing, and the message is made once."""
+    cfg, store = setup(tmp_path, d, monkeypatch, papers(2), bot=True)
+    d.fail_next("GET /channels/", status=503)
+    assert publish(cfg, store)[("discord", WEEK)].published
+    assert len(created(d)) == len(d.messages) == 1, [titles(d, [m]) for m in d.messages]
+    assert ledger_ids(store) == list(d.messages)
+
+
 @pytest.mark.parametrize("bot", [False, True], ids=["webhook-alone", "with-a-bot"])
 def test_a_lost_answer_is_looked_for_with_a_bot_and_else_sent_again_as_a_possible_duplicate(
         tmp_path, d, monkeypatch, caplog, bot):

@@ -29,7 +29,7 @@ from x_server import XServer, find_mentions, twitter_text
 from bot.cli import cli
 from bot.config import Config, load_config
 from bot.publish import ledger
-from bot.publish.pipeline import publish_ready, publish_week
+from bot.publish.pipeline import late_round, publish_ready, publish_week
 from bot.store import Store
 from bot.track.parsing import parse_document
 from bot.track.tracker import observe, release
@@ -229,6 +229,29 @@ def test_papers_added_to_a_week_after_its_thread_go_out_at_the_end_of_the_next_t
     assert second[-1].urls == ["https://arxiv.org/abs/2301.00011"] and second[-1].mentions == []
     assert all(weight(p.text) <= 280 for p in second)
     assert publish(cfg, store) == [] and len(x.ours()) == 23  # carried once
+
+
+def test_a_paper_added_after_the_thread_was_planned_but_before_it_went_out_is_carried_not_lost(x, week):
+    """issue #15 (found while checking the chaos test, tests/test_e2e.py): a week planned on X (its posts counted
+    from its papers) whose head was held by a 429, then given one more paper before any post went out, rendered
+    the new paper into a post no unit was planned for, and recorded it as part of the week: the paper was never
+    posted, nor found late. The week now goes out with the papers it was planned with, and the added paper is a
+    late one, waiting for the next edition."""
+    cfg, store = week
+    reset = int(time.time()) + 2
+    x.fail_next(POST, status=429, headers={"x-rate-limit-limit": "100", "x-rate-limit-remaining": "0",
+                                           "x-rate-limit-reset": str(reset)})
+    (first,) = publish(cfg, store)
+    assert not first.done and x.ours() == []
+    late = "A Paper Added Before Any Post"
+    doc = parse_document(digest((KEY,), added=(late,)).encode(), date(2023, 2, 28), "digest")
+    observe(store, SOURCE, doc, datetime(2023, 2, 28, 12, tzinfo=UTC), "v2", cfg.publish)
+    wait_for(lambda: time.time() > reset + 0.2, timeout=10)
+    (rep,) = publish(cfg, store)
+    assert rep.published and len(assert_one_thread(x)) == 11 and not any(late in p.text for p in x.ours())
+    late_round(cfg, store, datetime.now(UTC))
+    assert store.db.execute("SELECT week_key, channel, json_extract(paper, '$.title'), carried_in_key FROM "
+                            "late_additions").fetchall() == [(KEY, "x", late, None)]
 
 
 # -- 2. a 429 holds every process until its reset ---------------------------------------------------------------

@@ -18,7 +18,11 @@ real tweepy client (issue #11).
   (make the post, then close) and `hang` (answer only after a delay); and `refuse`, a status for every
   matching request until `allow` (a timeline the app may not read);
 - a record of every request (`requests`) and of every post made (`posts`), with the @mentions and URLs X
-  would see in it (found with twitter-text's own rules, independently of paperbot's code).
+  would see in it (found with twitter-text's own rules, independently of paperbot's code);
+- `chaos(rng, rate)` (issue #15): a seeded share of the requests no fault is scripted for fails at random (a
+  429 with a reset a few seconds ahead, a 503, a stall past the client's timeout, a dropped connection before
+  or after the post is made), counted by kind in `injected`; every reset a 429 announced is kept (`resets`),
+  and `early()` lists the requests that arrived before one of them.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ import hashlib
 import hmac
 import html
 import json
+import random
 import re
 import socket
 import sys
 import threading
 import time
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,6 +139,11 @@ class XServer:
         self._daily: list[float] = []  # times of posts in the last 24 h
         self._nonces: set[str] = set()
         self._next_id = 1790000000000000000
+        self.rng: random.Random | None = None  # chaos: the seeded source of random faults
+        self.chaos_rate = 0.0
+        self.stall = 2.0  # seconds a chaos stall holds a request (more than the client's timeout)
+        self.injected: Counter[str] = Counter()  # random faults injected, by kind
+        self.resets: list[tuple[float, float]] = []  # (when a 429 was answered, the reset it announced)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.httpd = _HTTPServer(("127.0.0.1", 0), self._handler())
@@ -165,6 +176,33 @@ class XServer:
         """Answer every request whose "METHOD path" starts with `route` with `status` until `allow(route)`."""
         with self.lock:
             self.faults.append(Fault(route, "status", status=status, lasting=True, **kw))
+
+    def chaos(self, rng: random.Random | None, rate: float = 0.2, *, stall: float = 2.0) -> None:
+        """Fail a share `rate` of the requests no fault is scripted for, at random from `rng` (None: stop)."""
+        with self.lock:
+            self.rng, self.chaos_rate, self.stall = rng, rate, stall
+
+    def _random_fault(self, route: str) -> Fault | None:
+        """A fault drawn from `rng` for this request, or None (under the lock)."""
+        if self.rng is None or self.rng.random() >= self.chaos_rate:
+            return None
+        kinds = ["429", "503", "stall", "drop"] + (["drop_after_create"] if route == "POST /2/tweets" else [])
+        kind = self.rng.choice(kinds)
+        self.injected[kind] += 1
+        if kind == "429":
+            reset = str(int(time.time()) + self.rng.randint(2, 4))
+            return Fault(route, "status", status=429, body=_too_many(), headers={
+                "x-rate-limit-limit": "100", "x-rate-limit-remaining": "0", "x-rate-limit-reset": reset})
+        if kind == "503":
+            return Fault(route, "status", status=503)
+        if kind == "stall":
+            return Fault(route, "hang", seconds=self.stall)
+        return Fault(route, kind)
+
+    def early(self) -> list[Seen]:
+        """The requests that reached the server after a 429 and before the reset it announced."""
+        with self.lock:
+            return [r for r in self.requests if any(at < r.at < reset for at, reset in self.resets)]
 
     def allow(self, route: str) -> None:
         with self.lock:
@@ -309,6 +347,9 @@ class XServer:
                 self.send_header("Content-Length", str(len(data)))
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
+                if status == 429 and (headers or {}).get("x-rate-limit-reset"):
+                    with server.lock:
+                        server.resets.append((time.time(), float(headers["x-rate-limit-reset"])))
                 try:
                     self.end_headers()
                     self.wfile.write(data)
@@ -333,7 +374,7 @@ class XServer:
                                 host is not None, host, at=time.time())
                     server.requests.append(seen)
                     route = f"{method} {parts.path}"
-                    fault = server._fault(route)
+                    fault = server._fault(route) or server._random_fault(route)
                 if fault and fault.kind == "hang":
                     server.stopping.wait(fault.seconds)
                     fault = None

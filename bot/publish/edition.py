@@ -66,10 +66,14 @@ def _reached_nobody(store: Store, source: str, channel: str) -> late.ReachedNobo
 
 
 def own_papers(store: Store, week: WeekRow, channel: str | None) -> tuple[Paper, ...]:
-    """The week's papers on `channel`: once the week went out there, only those it went out with."""
+    """The week's papers on `channel`: once the week is planned there for real (or went out), only those it was
+    planned with: its units were counted from them (a thread's posts), so a paper added later is a late one,
+    carried by the next edition, never a unit nobody planned (issue #15)."""
     papers = tuple(p for _, p in store.papers(week.source, week.key))
-    if channel is None or week.late_of is not None or ledger.went_out_at(store, week.source, week.key,
-                                                                         channel) is None:
+    if channel is None or week.late_of is not None:
+        return papers
+    pub = ledger.publication(store, week.source, week.key, channel)
+    if (pub is None or pub.trial) and ledger.went_out_at(store, week.source, week.key, channel) is None:
         return papers
     keys = late.edition_keys(store, week.source, week.key, channel)
     if keys is None:

@@ -119,6 +119,8 @@ class _DiscordSender:
 
     def send(self, unit: Unit) -> str:
         payload = self.r.payload(unit)
+        # Before the post: a lookup failing after it would fail a unit that went out, and it would go out twice.
+        news = self.bot and self._channel_type() == NEWS
         if self.hook:
             thread = unit.prior[0] if self.d.forum and unit.prior else None
             body = payload if self.d.forum and not unit.prior else {k: v for k, v in payload.items()
@@ -129,7 +131,7 @@ class _DiscordSender:
                 raise PermanentError("discord: [discord] channel_id is a forum channel: posting there needs a "
                                      f"webhook ({WEBHOOK_ENV}) with forum = true")
             mid = self.client.post(self.d.channel_id, payload, nonce=self.r.nonce(unit))
-        if self.bot and self._channel_type() == NEWS:
+        if news:
             try:
                 self.client.crosspost(self.d.channel_id, mid)
             except (TransientError, PermanentError) as e:  # the message is posted: never send it again for this
