@@ -18,7 +18,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -101,32 +102,36 @@ class Daemon:
             return
         log.info("publishing again at %s, when a channel may send again", when.isoformat(timespec="seconds"))
 
-    def wake_job(self) -> None:
-        """Publish what waited for a channel's rate-limited-until. Never raises."""
-        if self.stop.is_set():
-            return
+    @contextmanager
+    def _job(self, failed: str) -> Iterator[None]:
+        """Count a job as running (stopping waits for it), and log, never raise, what it fails with."""
         with self._idle:
             self._running += 1
         try:
-            store = Store.open(self.cfg.db_path)
-            try:
-                self._run_hooks(store, self.clock(), "after a channel's wait")
-            finally:
-                store.close()
+            yield
         except Exception:
-            log.exception("publishing after a channel's wait failed; it runs again after the next poll")
+            log.exception("%s", failed)
         finally:
             with self._idle:
                 self._running -= 1
                 self._idle.notify_all()
 
+    def wake_job(self) -> None:
+        """Publish what waited for a channel's rate-limited-until or send window. Never raises."""
+        if self.stop.is_set():
+            return
+        with self._job("publishing after a channel's wait failed; it runs again after the next poll"):
+            store = Store.open(self.cfg.db_path)
+            try:
+                self._run_hooks(store, self.clock(), "after a channel's wait")
+            finally:
+                store.close()
+
     def poll_job(self, src: SourceConfig) -> None:
         """One scheduled poll of `src`, then the hooks. Never raises: the scheduler must keep going."""
         if self.stop.is_set():
             return
-        with self._idle:
-            self._running += 1
-        try:
+        with self._job(f"{src.name}: poll job failed; it runs again at its next interval"):
             store = Store.open(self.cfg.db_path)
             try:
                 now = self.clock()
@@ -135,12 +140,6 @@ class Daemon:
                 self._run_hooks(store, now, f"after polling {src.name}")
             finally:
                 store.close()
-        except Exception:
-            log.exception("%s: poll job failed; it runs again at its next interval", src.name)
-        finally:
-            with self._idle:
-                self._running -= 1
-                self._idle.notify_all()
 
     def _scheduler(self) -> BackgroundScheduler:
         # A worker per source: a job never overlaps itself, so a source that is slow (a server dripping bytes,
