@@ -29,7 +29,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -243,13 +244,9 @@ def late_embeds(m) -> list[dict]:
 
 # -- 1. end to end ------------------------------------------------------------------------------------------------
 
-def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_rides_the_next_week(tmp_path):
-    """issue #15: a week committed to the source arrives once on every channel; a commit that only fixes a title
-    sends nothing new, and Discord (edit_on_correction) edits its message; a paper added to that week later
-    arrives in the next week's edition on every channel: the email's text, an X "Added to" post at the end of
-    the thread, a Discord embed marked as added to the earlier week."""
-    people = addresses(4)
-    started = time.monotonic()
+@contextmanager
+def world(tmp_path: Path, people: list[str]) -> Iterator[tuple[Recorder, XServer, DiscordServer, Path, Path, Path]]:
+    """The local peers (SMTP, X, Discord), a git repo holding week W0, the config and its subscribers."""
     with smtp_server() as (rec, port), XServer(*XCREDS.values()) as x, DiscordServer(rate=50) as d:
         repo = make_repo(tmp_path / "digest")
         commit_file(repo, "README.md", digest({W0: PAPERS[W0]}), "2023-02-20T10:00:00+00:00", "W0")
@@ -258,6 +255,17 @@ def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_ri
         store = Store.open(db)
         add_subscribers(store, tmp_path, people)
         store.close()
+        yield rec, x, d, repo, cfg_path, db
+
+
+def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_rides_the_next_week(tmp_path):
+    """issue #15: a week committed to the source arrives once on every channel; a commit that only fixes a title
+    sends nothing new, and Discord (edit_on_correction) edits its message; a paper added to that week later
+    arrives in the next week's edition on every channel: the email's text, an X "Added to" post at the end of
+    the thread, a Discord embed marked as added to the earlier week."""
+    people = addresses(4)
+    started = time.monotonic()
+    with world(tmp_path, people) as (rec, x, d, repo, cfg_path, db):
         daemon = Daemon(cfg_path, d)
         daemon.start()
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
@@ -369,14 +377,7 @@ def _chaos(tmp_path: Path, kills: int) -> None:
     versions = _versions()
     commit_at = {0: 0, kills // 5: 1, 2 * kills // 5: 2, 3 * kills // 5: 3}  # kill round -> the version committed
     started = time.monotonic()
-    with smtp_server() as (rec, port), XServer(*XCREDS.values()) as x, DiscordServer(rate=50) as d:
-        repo = make_repo(tmp_path / "digest")
-        commit_file(repo, "README.md", digest({W0: PAPERS[W0]}), "2023-02-20T10:00:00+00:00", "W0")
-        cfg_path = write_config(tmp_path, port, x, d, repo)
-        db = load_config(cfg_path).db_path
-        store = Store.open(db)
-        add_subscribers(store, tmp_path, people)
-        store.close()
+    with world(tmp_path, people) as (rec, x, d, repo, cfg_path, db):
         x.chaos(random.Random(rng.random()), 0.2)
         d.chaos(random.Random(rng.random()), 0.2)
         rec.chaos(random.Random(rng.random()), 0.15)
