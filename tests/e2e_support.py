@@ -245,10 +245,12 @@ def late_embeds(m) -> list[dict]:
 
 
 @contextmanager
-def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s",
+def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s", x_window: int = 100,
           ) -> Iterator[tuple[Recorder, XServer, DiscordServer, Path, Path, Path]]:
-    """The local peers (SMTP, X, Discord), a git repo holding week W0, the config and its subscribers."""
-    with smtp_server() as (rec, port), XServer(*XCREDS.values()) as x, DiscordServer(rate=50) as d:
+    """The local peers (SMTP, X, Discord), a git repo holding week W0, the config and its subscribers. `x_window`:
+    the posts X allows in 15 minutes (a soak makes more than X's 100)."""
+    with smtp_server() as (rec, port), XServer(*XCREDS.values(), post_limit=x_window) as x, \
+            DiscordServer(rate=50) as d:
         repo = make_repo(tmp_path / "digest")
         commit_file(repo, "README.md", digest({W0: PAPERS[W0]}), "2023-02-20T10:00:00+00:00", "W0")
         cfg_path = write_config(tmp_path, port, x, d, repo, x_delay)

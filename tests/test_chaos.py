@@ -123,7 +123,7 @@ def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
     faults = {name: Faults(seed, name) for name in ("x", "discord", "smtp")}
     people = addresses(4)
     started = time.monotonic()
-    with world(tmp_path, people, x_delay="0s") as (rec, x, d, repo, cfg_path, db):
+    with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, repo, cfg_path, db):
         daemon = Daemon(cfg_path, d, bot=bot)
         daemon.start()  # its first poll takes the digest as it is as the baseline: only later weeks are new
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
