@@ -57,7 +57,7 @@ from publish_support import addresses
 
 KILLS = int(os.environ.get("PAPERBOT_CHAOS_KILLS") or 16)
 SOAK_KILLS = int(os.environ.get("PAPERBOT_SOAK_KILLS") or 100)
-FAULTY_RUN = 40.0  # seconds the daemon runs unkilled with the faults on, at most, before they stop
+FAULTY_RUN = 60.0  # seconds the daemon runs unkilled with the faults on, at most, before they stop
 KILL_READ = 0.5  # seconds: a 429 answered this soon before a kill may never have been read
 SETTLE = 90.0  # seconds the daemon has, faults over, to leave every row sent
 _WORDS = ("Sparse Quiet Tidal Deep Folded Tiny Lazy Paper Orchard Velvet Hollow Amber Silent Rapid Frozen Gentle "
