@@ -34,7 +34,7 @@ def _strip_tags(text: str) -> str:
     return _TAG.sub("", text[:end]) + text[end:]
 
 
-def _text(html_text: str) -> str:
+def plain_text(html_text: str) -> str:
     """Feed summaries are HTML: keep the words, drop the markup."""
     t = _BREAK.sub("\n", html_text or "")
     t = html.unescape(_strip_tags(t))
@@ -67,9 +67,9 @@ def parse_feed(data: bytes, as_of: date, url: str = "", content_type: str = "") 
         defects.append(Defect(line, "malformed-xml", str(exc)[:200]))
     by_week: dict[str, list[Paper]] = {}
     for i, e in enumerate(useful):
-        title = _text(e.get("title", "")) or "(untitled)"
+        title = plain_text(e.get("title", "")) or "(untitled)"
         link = e.get("link", "") or ""
-        summary = _text(e.get("summary", "") or (e.get("content") or [{}])[0].get("value", ""))
+        summary = plain_text(e.get("summary", "") or (e.get("content") or [{}])[0].get("value", ""))
         when = _published(e)
         uid = e.get("id") or link or hashlib.sha256(f"{title}\n{summary}".encode()).hexdigest()[:16]
         if not e.get("title"):
@@ -82,7 +82,7 @@ def parse_feed(data: bytes, as_of: date, url: str = "", content_type: str = "") 
         )
         key = iso_week_key(when.date() if when else as_of)
         by_week.setdefault(key, []).append(paper)
-    title = _text(parsed.feed.get("title", "")) or "Feed"
+    title = plain_text(parsed.feed.get("title", "")) or "Feed"
     weeks = []
     for key in sorted(by_week, reverse=True):
         first, last = iso_week_bounds(key)
