@@ -6,9 +6,9 @@ each crafted line (tests/adversarial_lines.py) this measures, in the same run, t
 … 64k characters, each the best of 5 runs over the same 64k characters of work (32 lines of 2k, …, one of 64k),
 and fails if it grows more than 4x (linear stays near 1x; quadratic grows 32x, cubic about 1,000x).
 
-Each case runs in a child process: a superlinear parser fails at the first length where its growth shows, and
-one that takes longer than `HANG` seconds in all (the old heading pattern needs hours at 64k) fails as hung
-instead of stalling the suite.
+Each case runs in a child process: one that takes longer than `HANG` seconds in all (the old heading pattern needs
+hours at 64k) fails as hung instead of stalling the suite. A case over the limit is measured a second time
+before it fails, so that a burst of load on a shared machine does not fail it.
 """
 
 from __future__ import annotations
@@ -19,36 +19,40 @@ import time
 import pytest
 from adversarial_lines import CASES, PARSERS, Case
 
-SIZES = (2048, 4096, 8192, 16384, 32768, 65536)
+SIZES = (2048, 4096, 16384, 65536)
 WORK = 65536  # characters parsed per measurement, at every length
 RUNS = 5
 MAX_GROWTH = 4.0
 HANG = 60.0
 
 
-def _per_char(case: Case, n: int, budget: float) -> float:
-    """Best of `RUNS` times per character for lines of `n` characters; fewer runs once `budget` s are spent."""
+def _per_char(case: Case, n: int) -> float:
+    """Time per character of one run over `WORK` characters of lines of `n` characters."""
     parse, text, reps = PARSERS[case.parser], case.text(n), max(1, WORK // n)
-    best, spent = float("inf"), 0.0
-    for _ in range(RUNS):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            parse(text)
-        took = time.perf_counter() - t0
-        best, spent = min(best, took / (reps * n)), spent + took
-        if spent > budget:
-            break
-    return best
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        parse(text)
+    return (time.perf_counter() - t0) / (reps * n)
+
+
+def _growth_once(case: Case) -> list[tuple[int, float]]:
+    """(length, best per-character time / the best at 2k). The lengths are measured in turn within each of the
+    `RUNS` runs, so a burst of load on the shared machine slows one run of each, not every run of one length;
+    the first run stops at a length already 4 times over the limit (a cubic pattern at 4k)."""
+    best = dict.fromkeys(SIZES, float("inf"))
+    for run in range(RUNS):
+        for n in SIZES:
+            best[n] = min(best[n], _per_char(case, n))
+            if run == 0 and best[n] / best[SIZES[0]] > 4 * MAX_GROWTH:
+                return [(m, best[m] / best[SIZES[0]]) for m in SIZES if m <= n]
+    return [(n, best[n] / best[SIZES[0]]) for n in SIZES]
 
 
 def growth(case: Case) -> list[tuple[int, float]]:
-    """(length, per-character time / the one at 2k) for each length, stopping at the first over `MAX_GROWTH`."""
-    base = _per_char(case, SIZES[0], budget=2.0)
-    out = [(SIZES[0], 1.0)]
-    for n in SIZES[1:]:
-        out.append((n, _per_char(case, n, budget=2.0) / base))
-        if out[-1][1] > MAX_GROWTH:
-            break
+    """`_growth_once`, measured again if over `MAX_GROWTH` (a superlinear parser is over it every time)."""
+    out = _growth_once(case)
+    if any(g > MAX_GROWTH for _, g in out):
+        out = _growth_once(case)
     return out
 
 
