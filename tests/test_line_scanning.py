@@ -127,3 +127,16 @@ def test_hand_picked_lines_issue_20():
     assert lines.title_link("[A [nested] title](https://a.org/x)") == ("A [nested] title", "https://a.org/x")
     assert lines.is_url("https://arxiv.org/abs/2301.1") and not lines.is_url("https://arxiv")
     assert lines.is_url("http://localhost:8000/x") and not lines.is_url("https://a.org/x y")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=40), st.integers(1, 9))
+def test_chunked_decoding_as_before_issue_20(data, chunk):
+    data = data.replace(b"\xff", "é€😀".encode())  # whole and cut multi-byte characters, and invalid bytes
+    assert lines.decode(data, chunk) == data.decode("utf-8", errors="replace")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="ab \n\r\x0b\x0c\x1c\x85\u2028", max_size=40), st.integers(1, 9))
+def test_chunked_lines_as_before_issue_20(text, chunk):
+    assert list(lines.split_lines(text, chunk)) == text.splitlines()

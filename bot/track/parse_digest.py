@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from bot.track.dates import DateRange, find_range, resolve_years, week_key
-from bot.track.lines import MAX_LINE, atx_heading, bold_line, is_url, md_images, md_links, too_long
+from bot.track.lines import MAX_LINE, atx_heading, bold_line, is_url, md_images, md_links, split_lines, too_long
 from bot.track.model import Defect, Document, Link, Paper, Week
 
 # No pattern here has two adjacent quantifiers that can match the same characters (issue #20); headings, links
@@ -293,7 +293,7 @@ def parse_digest(text: str, as_of: date) -> Document:
     sections: list[_Section] = []
     doc_defects: list[Defect] = []
     cur: _Section | None = None
-    for line_no, raw in enumerate(text.splitlines(), 1):
+    for line_no, raw in enumerate(split_lines(text), 1):
         if too_long(raw):
             _too_long(cur, doc_defects, raw, line_no)
             continue

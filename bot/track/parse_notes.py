@@ -12,7 +12,7 @@ import re
 from datetime import date
 
 from bot.track.dates import iso_week_bounds, iso_week_key
-from bot.track.lines import atx_heading, is_url, title_link, too_long
+from bot.track.lines import atx_heading, is_url, split_lines, title_link, too_long
 from bot.track.model import Defect, Document, Link, Paper, Week
 from bot.track.parse_digest import too_long_defect
 
@@ -50,7 +50,7 @@ def parse_notes(text: str, as_of: date) -> Document:
     papers: list[Paper] = []
     defects: list[Defect] = []
     doc_defects: list[Defect] = []
-    lines = text.splitlines()
+    lines = list(split_lines(text))
     cur: dict | None = None
 
     def close() -> None:
