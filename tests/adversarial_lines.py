@@ -51,6 +51,10 @@ class Case:
         return f"{self.parser}:{self.name}"
 
 
+LINK_CELL = {"spaces", "pipes", "escaped-pipes", "brackets", "link-starts", "link-ends", "link-spaced", "link-titled",
+             "images", "urls"}
+
+
 def _line_cases(parser: str, head: str) -> list[Case]:
     """What any line of a parser may hold: runs of each character the patterns look for."""
     return [
@@ -84,6 +88,9 @@ CASES: list[Case] = [
     Case("digest", "list-item-spaces", WEEK + "1.", " ", "x"),
     Case("digest", "sub-bullet-spaces", WEEK + "1. A paper\n  -", " ", "x"),
     *_line_cases("digest", WEEK + "| "),
+    *[Case("digest", "links-cell-" + c.name, c.head, c.unit, c.tail + " |")
+      for c in _line_cases("digest", WEEK + "| 1) **A paper** - a summary. | ")
+      if c.name in LINK_CELL],
     # notes: `###` headings and their links, author lines, bullets
     Case("notes", "heading-spaces", "### a", " ", "a"),
     Case("notes", "heading-link-ends", "### [a", "](", "a"),
