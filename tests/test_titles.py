@@ -5,9 +5,12 @@ defect with its line. The rows below are made up, in the forms the real digests 
 
 from __future__ import annotations
 
+import re
 from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from newsletter_fixtures import write_config
 
 from bot.channels.discord.compose import compose as discord_compose
@@ -78,9 +81,30 @@ def test_a_number_that_is_part_of_the_title_stays(cell, number, title):
     assert (head.number, head.title) == (number, title)
 
 
+PIECES = ["1)", "1).", "1.)", "(1)", "1.", "10)", "**", "*", " ", "  ", " - ", "-", "–", "Title", "summary",
+          " Introduces a", " This paper presents", "1.58-bit", "3D", "<br>●", ". ", ":", "\\|", "__"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=5)), max_size=30).map("".join))
+def test_any_cell_gives_a_title_without_bold_or_a_leading_list_number(cell):
+    """#20: whatever the cell, no crash, no `**` in the title, never a title that is only a list number."""
+    head = read_cell(cell, 1)
+    assert "**" not in head.title and head.title == head.title.strip()
+    assert head.number is None or 0 <= head.number <= 999
+    assert not re.fullmatch(r"\(?\d{1,3}\s?[.)]{1,2}", head.title), head.title
+
+
 def test_split_number_leaves_an_unnumbered_cell_as_it_is():
     assert split_number("**Plain Title** - summary") == (None, "", "**Plain Title** - summary")
     assert split_number("(a) **Lettered**") == (None, "", "(a) **Lettered**")
+
+
+def test_a_number_written_twice_is_reported_and_a_bare_number_is_no_title():
+    head = read_cell("3) 3) **Twice Told** - a story told twice.", 5)
+    assert (head.number, head.title) == (3, "Twice Told")
+    assert [(d.kind, d.line) for d in head.defects] == [("number-style", 5)]
+    assert read_cell("**4).**", 6).title == ""  # parse_digest reports it as a placeholder, not a paper
 
 
 AUGUST = """\

@@ -79,7 +79,7 @@ def split_number(cell: str) -> tuple[int | None, str, str]:
     if paren:
         i += 1
     start = i
-    while i < len(s) and s[i].isdigit() and i - start < 4:
+    while i < len(s) and "0" <= s[i] <= "9" and i - start < 4:
         i += 1
     if not 1 <= i - start <= 3:
         return None, "", cell
@@ -190,9 +190,25 @@ def split_title(text: str, line: int = 0) -> tuple[str, str, tuple[Defect, ...]]
 def read_cell(cell: str, line: int = 0) -> Head:
     """A paper cell (`1) **Title** - summary`) → its number, numbering style, title, summary and defects."""
     number, marker, rest = split_number(cell)
+    twice: tuple[Defect, ...] = ()
+    if number is not None:
+        again, _, inner = split_number(rest)
+        if again is not None:  # "1) 1) Title": a slip of the pen, reported; the title is what follows
+            twice, rest = (Defect(line, "number-style", f"numbered twice: {cell[:40]}"),), inner
     title, summary, defects = split_title(rest, line)
+    defects = twice + defects
+    if _number_only(title):
+        title = ""
     if not title and summary:
         # A row whose name cannot be found: reported with its line, the summary's first words stand in.
         title, summary, more = split_title(summary, line)
         defects += more if any(d.kind == "untitled" for d in more) else (Defect(line, "untitled", cell[:80]),)
+        if _number_only(title):
+            title = ""
     return Head(number, marker, title, summary, defects)
+
+
+def _number_only(title: str) -> bool:
+    """`1)`, `(2).`: a list number with nothing after it is no title."""
+    n, _, after = split_number(title)
+    return n is not None and not after.strip(" *_.)")
