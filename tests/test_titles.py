@@ -171,3 +171,13 @@ def test_readers_see_each_number_once_and_each_title_whole(tmp_path):
         "1/4 Graph Weavers", "2/4 Cheap Landmarks", "3/4 Honest Agents", "4/4 Quiet Gradients"]
     embeds = [e for m in discord_compose(edition, DiscordSettings()) for e in m["embeds"]]
     assert [e["title"] for e in embeds] == ["Graph Weavers", "Cheap Landmarks", "Honest Agents", "Quiet Gradients"]
+
+
+def test_a_list_item_without_a_title_is_a_placeholder_and_its_links_stay_with_it():
+    """#20: `2. **` is no paper; the link bullet under it does not slide onto the paper above."""
+    text = ("**Top ML Papers of the Week (Jan 1-8):**\n1. Tiny Voices. Clones a voice.\n"
+            "  - https://example.org/voices\n2. **\n  - https://example.org/nothing\n")
+    (week,) = parse_digest(text, date(2023, 1, 9)).weeks
+    (paper,) = week.papers
+    assert [lk.url for lk in paper.links] == ["https://example.org/voices"]
+    assert ("placeholder", 4) in {(d.kind, d.line) for d in week.defects}

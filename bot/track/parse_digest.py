@@ -103,6 +103,7 @@ class _Section:
     markers: list[tuple[int, str]] = field(default_factory=list)  # (line, number marker style)
     columns: dict[str, int] | None = None
     expect_separator_after: int = 0  # line number of a header row waiting for its separator
+    untitled_item: int = 0  # line of the last list item left out for want of a title (its bullets go nowhere)
 
 
 def _header_columns(cells: list[str]) -> dict[str, int] | None:
@@ -172,7 +173,8 @@ def _list_item(sec: _Section, n: int, text: str, line_no: int) -> None:
     inline = [Link("Link", u) for u in _BARE_URL.findall(text)]
     title, summary, found = split_title(text, line_no)
     if not title:
-        sec.defects.append(Defect(line_no, "placeholder", text[:80] or "(empty list item)"))
+        sec.defects.append(Defect(line_no, "placeholder", text[:80]))
+        sec.untitled_item = line_no
         return
     defects = list(found)
     if _PLACEHOLDER.search(text):
@@ -268,7 +270,7 @@ def parse_digest(text: str, as_of: date) -> Document:
             _list_item(cur, int(m.group(1)), m.group(2), line_no)
             continue
         m = _SUB_BULLET.match(line)
-        if m and cur.papers and cur.papers[-1].line >= line_no - 3:
+        if m and cur.papers and max(cur.untitled_item, line_no - 3) <= cur.papers[-1].line:
             _sub_bullet(cur, m.group(1), line_no)
     spans = resolve_years([s.rng for s in sections], as_of)
     weeks: list[Week] = []
