@@ -54,10 +54,19 @@ def title_problems(p: Paper, week: Week | None, row: bool = True) -> list[str]:
     if row and len(t.split()) > LONG_TITLE_WORDS and not untitled:
         out.append("runs into summary")
     for lk in p.links:
-        parts = urlsplit(lk.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\s<>\"]", lk.url):
+        if not _well_formed(lk.url):
             out.append(f"bad link {lk.url[:60]}")
     return out
+
+
+def _well_formed(url: str) -> bool:
+    """An absolute http(s) URL with a host, nothing a reader's client would trip on."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and not re.search(r"[\s<>\"]", url)
 
 
 def _versions(folder: Path) -> Iterator[tuple[str, bytes, date]]:
