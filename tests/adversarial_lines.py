@@ -1,6 +1,7 @@
 """Crafted hostile lines for each parser (issue #20): runs of what the parsers' patterns look for, of a given length.
 
-Shared by tests/test_parser_growth.py (time per character must not grow from 2k to 64k characters) and
+Also the URLs paperbot writes into its logs from what a server sent (`redact`). Shared by
+tests/test_parser_growth.py (time per character must not grow from 2k to 64k characters) and
 bench/parse_adversarial.py (growth per doubling, and a hostile document for the daemon).
 """
 
@@ -10,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from bot.sources.fetch_http import redact
 from bot.track.dates import find_range
 from bot.track.parse_digest import parse_digest
 from bot.track.parse_feed import plain_text
@@ -30,6 +32,7 @@ def _notes(text: str) -> object:
 
 PARSERS: dict[str, Callable[[str], object]] = {
     "digest": _digest, "notes": _notes, "feed": plain_text, "dates": find_range,
+    "redact": redact,  # what a hostile server's redirect or error becomes in a log line and the database
 }
 
 
@@ -110,4 +113,10 @@ CASES: list[Case] = [
     Case("dates", "range-spaces", "Jan 1-5", " ", "x"),
     Case("dates", "range-dashes", "Jan 1 ", "- ", "x"),
     Case("dates", "digits", "Jan ", "1", "x"),
+    # redact: URLs in messages (a redirect's Location, an error) lose their credentials and queries
+    Case("redact", "letters", "", "a", "://x?y"),
+    Case("redact", "schemes", "", "a://", "x"),
+    Case("redact", "letters-digits", "", "1a", "x"),
+    Case("redact", "separators", "http", "://", "?x"),
+    Case("redact", "userinfo", "http://", "a:", "b"),
 ]

@@ -140,3 +140,16 @@ def test_chunked_decoding_as_before_issue_20(data, chunk):
 @given(st.text(alphabet="ab \n\r\x0b\x0c\x1c\x85\u2028", max_size=40), st.integers(1, 9))
 def test_chunked_lines_as_before_issue_20(text, chunk):
     assert list(lines.split_lines(text, chunk)) == text.splitlines()
+
+
+OLD_QUERY = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", re.IGNORECASE)
+LOGGED = line_of("http", "s", "://", "?", "#", "@", " ", "a", "1", "+", ".", "-", "/", "ſ", "K", "token=x", ":",
+                 size=30)
+
+
+@settings(max_examples=800, deadline=None)
+@given(LOGGED)
+def test_redacted_query_strings_as_before_issue_20(text):
+    from bot.sources import fetch_http
+
+    assert fetch_http._drop_queries(text) == OLD_QUERY.sub(r"\1?…", text)
