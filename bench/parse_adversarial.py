@@ -10,7 +10,8 @@
 3. `paperbot run` (a real process, its web app on 127.0.0.1) with one source: a local HTTP server serving a
    hostile document of `--mib` MiB (every crafted line at 60k characters, over and over, in weeks, and one
    line of 1 MiB). `/healthz` is probed every 50 ms: first for 5 s while the server holds the response (the
-   daemon idle, waiting on its socket), then while the daemon reads, parses and records the document. Printed:
+   daemon idle, waiting on its socket), then while the daemon reads, parses and records the document, and 3 s
+   after (its after-poll hooks). Printed:
    the longest gap between answers and the slowest answer in each phase, and their ratios (goal: under 10x).
 """
 
@@ -179,25 +180,30 @@ def daemon_under_attack(mib: int) -> None:
             started = time.perf_counter()
             server.release.set()
 
+            done: list[float] = []
+
             def polled() -> bool:
-                text = log.read_text(errors="replace")
-                return "hostile: " in text or proc.poll() is not None
+                """The poll's log line, then 3 s more (the after-poll hooks render what the poll found)."""
+                if not done and ("hostile: " in log.read_text(errors="replace") or proc.poll() is not None):
+                    done.append(time.perf_counter())
+                return bool(done) and time.perf_counter() > done[0] + 3
 
             probe(url, polled, busy)
-            took = time.perf_counter() - started
+            took = done[0] - started
         finally:
             proc.terminate()
             proc.wait(30)
             server.httpd.shutdown()
-        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "hostile" in ln]
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if "hostile: " in ln]
     idle_gap, idle_slowest = summary(idle)
     gap, slowest = summary(busy)
     print(f"daemon: a hostile document of {len(body) / 2**20:.1f} MiB polled in {took:.1f} s "
           f"({len(busy)} /healthz answers meanwhile)")
-    print(f"  {lines[-1] if lines else 'no poll line in the log'}")
+    print(f"  {lines[0] if lines else 'no poll line in the log'}")
     print(f"  idle (5 s, the response held): slowest answer {idle_slowest * 1000:.1f} ms, longest gap between "
           f"answers {idle_gap * 1000:.1f} ms")
-    print(f"  during the poll: slowest answer {slowest * 1000:.1f} ms, longest gap between answers {gap * 1000:.1f} ms")
+    print(f"  during the poll and 3 s after: slowest answer {slowest * 1000:.1f} ms, longest gap between answers "
+          f"{gap * 1000:.1f} ms")
     print(f"  longest gap during the poll / longest gap idle: {gap / idle_gap:.1f}x; "
           f"/ slowest idle answer: {gap / idle_slowest:.1f}x (goal: under 10x)")
 
