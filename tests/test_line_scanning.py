@@ -153,3 +153,26 @@ def test_redacted_query_strings_as_before_issue_20(text):
     from bot.sources import fetch_http
 
     assert fetch_http._drop_queries(text) == OLD_QUERY.sub(r"\1?…", text)
+
+
+def old_check_utf8(name: str, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"{name}: not UTF-8 text (byte {data[e.start]:#04x} at offset {e.start})"
+    return f"{name}: binary data, not a text document" if "\0" in text else ""
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=40), st.integers(1, 9))
+def test_utf8_checked_in_parts_as_before_issue_20(data, chunk):
+    from bot.sources.base import SourceError
+    from bot.sources.poll import _check_utf8
+
+    data = data.replace(b"\xfe", "é€😀".encode())
+    try:
+        _check_utf8("src", data, chunk)
+        said = ""
+    except SourceError as e:
+        said = str(e)
+    assert said == old_check_utf8("src", data)
