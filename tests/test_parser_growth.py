@@ -3,7 +3,7 @@
 A pattern with two adjacent quantifiers that can match the same characters backtracks: on a heading of spaces
 the old Markdown heading pattern took cubic time (a 3 KB line froze the daemon and its web app for 35 s). For
 each crafted line (tests/adversarial_lines.py) this measures, in the same run, the time per character at 2k, 4k,
-… 64k characters, each the best of 5 runs over the same 64k characters of work (32 lines of 2k, …, one of 64k),
+16k and 64k characters, each the best of 5 runs over the same 64k characters of work (32 lines of 2k … one of 64k),
 and fails if it grows more than 4x (linear stays near 1x; quadratic grows 32x, cubic about 1,000x).
 
 Each case runs in a child process: one that takes longer than `HANG` seconds in all (the old heading pattern needs
