@@ -14,7 +14,7 @@ import click
 
 from bot import channels as registry
 from bot import locks
-from bot.channels.base import PermanentError, StorageError, TransientError, storage_error
+from bot.channels.base import PermanentError, StorageError, TransientError, Uncertain, storage_error
 from bot.channels.email import subscribers
 from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
@@ -232,7 +232,7 @@ def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_r
             with _operator_errors():
                 try:
                     line = email.send_copy(store, w, address)
-                except (TransientError, PermanentError) as e:
+                except (TransientError, PermanentError, Uncertain) as e:
                     raise click.ClickException(f"email {w.source}:{w.key}: the test copy to {address} was not "
                                                f"sent: {e}") from None
             click.echo(line)

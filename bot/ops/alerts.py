@@ -22,7 +22,7 @@ from email.utils import format_datetime, parseaddr
 
 import requests
 
-from bot.channels.base import ChannelDown, PermanentError, TransientError
+from bot.channels.base import ChannelDown, PermanentError, TransientError, Uncertain
 from bot.channels.email.headers import CRLF, UnsafeHeader, check_block, mailbox, simple, unstructured
 from bot.channels.email.mime import id_domain, qp
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
@@ -282,7 +282,7 @@ class _Mail:
                     self.conn = SmtpConnection(SmtpTarget.from_url(e.smtp_url, e.starttls),
                                                parseaddr(e.sender)[1], timeout=30)
                 self.conn.send(parseaddr(to)[1], data)
-            except (TransientError, PermanentError, ChannelDown) as err:
+            except (TransientError, PermanentError, ChannelDown, Uncertain) as err:
                 raise AlertError(f"email to {to}: {err}") from None
 
     def _outbox(self, p: Problem, to: str, data: bytes, now: datetime) -> None:
