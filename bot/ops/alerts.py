@@ -8,7 +8,8 @@ problem and sends it by email (`[alerts] email`, over `[email] smtp_url`; withou
 state/outbox/alerts/) and to a Discord webhook ($PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, a secret: never stored
 or logged), recording each (problem, destination) in the `alerts` table so a problem seen at every poll is
 sent once per `every`. A destination that fails is tried again at the next poll. The daemon runs `after_poll`
-after every poll.
+after every poll. Units sent again that may show twice (issue #21) are an event, not a state: each such alert
+goes once to each destination, never again every `every`.
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ _FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIM
 @dataclass(frozen=True)
 class Problem:
     key: str  # stable while the problem lasts: "failing:dair-ai", "held:dair-ai:2024-01-01..2024-01-07"
-    kind: str  # failing | quiet | layout | held | deliveries | bounces
+    kind: str  # failing | quiet | layout | held | deliveries | bounces | duplicates
     subject: str  # one line
     body: str  # what was found, then what to do
+    once: bool = False  # an event, not a state: sent once to each destination, never repeated every `every`
 
     def text(self) -> str:
         return f"{self.subject}\n\n{self.body}\n"
@@ -230,7 +232,26 @@ def _bounces(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     return out
 
 
-DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces)
+def _duplicates(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    """Units sent again after an uncertain outcome without being looked for (issue #21): they may show twice."""
+    out = []
+    rows = store.db.execute(
+        "SELECT source, week_key, channel, count(*), group_concat(unit, ', '), max(possible_duplicate) "
+        "FROM deliveries WHERE possible_duplicate IS NOT NULL GROUP BY source, week_key, channel").fetchall()
+    for source, key, channel, n, units, why in rows:
+        out.append(Problem(
+            f"duplicates:{channel}:{source}:{key}:{n}", "duplicates",
+            f"{channel} {source}:{key}: {_count(n, 'possible duplicate')}",
+            f"{units}: {_sentence(clean(why or '', max_len=300))}\n"
+            f"What to do: look on {channel} whether the edition shows twice and delete the extra copy if it "
+            f"does (`paperbot history {source}:{key}` names each one). "
+            + ("With a bot token and [discord] channel_id, paperbot reads the channel back instead of sending "
+               "again." if channel == "discord" else "A mail server that answers late is the usual cause."),
+            once=True))
+    return out
+
+
+DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces, _duplicates)
 
 
 def detect(cfg: Config, store: Store, now: datetime) -> list[Problem]:
@@ -338,7 +359,7 @@ def _record(store: Store, p: Problem, destination: str, now: datetime, *, sent: 
 
 def _due(store: Store, p: Problem, destination: str, now: datetime, every: timedelta) -> bool:
     row = _row(store, p.key, destination)
-    return row is None or not row["last_sent"] or now - parse_time(row["last_sent"]) >= every
+    return row is None or not row["last_sent"] or (not p.once and now - parse_time(row["last_sent"]) >= every)
 
 
 def run(cfg: Config, store: Store, now: datetime, env: dict[str, str] | None = None) -> list[Problem]:
