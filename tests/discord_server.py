@@ -17,7 +17,8 @@ real discord.py client with `Route.BASE` pointed at `api_base` (issue #12).
   then), `Content-Type: application/json` exactly;
 - scripted faults for the next matching request (`fail_next`): a status (429, 5xx, 404...) with any body and
   headers, `drop` (close without answering), `drop_after_create`, `status_after_create` (make the message, then
-  answer the status anyway, as Discord does with a 500 now and then: issue #21), `hang` (answer after a delay);
+  answer the status anyway, as Discord does with a 500 now and then: issue #21), `hang` (answer after a delay),
+  `hang_after_create` (make the message, then answer after `seconds`: past a client's timeout);
 - a record of every request (`requests`) and every message (`messages`), with what a reader sees: `pings`
   (who its content would notify, by Discord's rules for `allowed_mentions`) and `shown()` (text unescaped);
 - slow creates, for killing a client mid-announcement: `create_delay` (a create waits this long before the
@@ -148,7 +149,7 @@ class Message:
 @dataclass
 class Fault:
     route: str  # a prefix of "METHOD path" (path without BASE_PATH)
-    kind: str = "status"  # status | drop | drop_after_create | status_after_create | hang
+    kind: str = "status"  # status | drop | drop_after_create | status_after_create | hang | hang_after_create
     status: int = 503
     body: dict | None = None
     headers: dict[str, str | None] = field(default_factory=dict)  # a None value leaves that header out
@@ -400,6 +401,8 @@ def _handler(server: DiscordServer):
             if status is None:
                 self.close_connection = True
                 return
+            if fault and fault.kind == "hang_after_create":
+                server.stopping.wait(fault.seconds)
             if creates and server.answer_delay:
                 with server.lock:
                     server.answering += 1

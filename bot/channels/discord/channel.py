@@ -96,11 +96,6 @@ class _OutboxSender:
             raise storage_error(e, "write", path) from e
         return f"outbox:{path.name}"
 
-    def reads_back(self, unit: Unit) -> bool:
-        """Whether `reconcile` can look for the unit's message: not without a bot, nor for a forum post's first
-        message (the post it would open cannot be looked up). When it cannot, its None means "not known"."""
-        return self.bot and not (self.d.forum and not unit.prior)
-
     def reconcile(self, unit: Unit) -> str | None:
         return f"outbox:{self._path(unit).name}" if self._path(unit).exists() else None
 
@@ -145,6 +140,11 @@ class _DiscordSender:
                 log.warning("discord: message %s of %s:%s was posted but not published to following servers: %s",
                             mid, self.r.source, self.r.key, e)
         return mid
+
+    def reads_back(self, unit: Unit) -> bool:
+        """Whether `reconcile` can look for the unit's message: not without a bot, nor for a forum post's first
+        message (the post it would open cannot be looked up). When it cannot, its None means "not known"."""
+        return self.bot and not (self.d.forum and not unit.prior)
 
     def reconcile(self, unit: Unit) -> str | None:
         """The id of the unit's message if the channel shows it after the one before it; None if it does not.

@@ -106,7 +106,7 @@ class DiscordClient:
             raise
         except ServerError as e:
             if creates:
-                raise Uncertain(f"discord: {what}: {r(e)} (it may have been posted)") from None
+                raise Uncertain(f"{r(e)} (it may have been posted)") from None
             raise TransientError(r(e)) from None
         except (TransientError, PermanentError) as e:
             raise type(e)(r(e)) from None
