@@ -108,9 +108,10 @@ def _summary(r: ChannelReport) -> str:
     if r.note and not r.trial:
         line += f"; {r.note}"
     if s.duplicates and not r.trial:
+        them = "them" if s.duplicates > 1 else "it"
+        twice = f"readers may get {them} twice" if r.channel == "email" else f"{r.channel} may show {them} twice"
         line += (f"; {s.duplicates} possible duplicate{'s' if s.duplicates > 1 else ''}: may have gone out already "
-                 f"and sent again, so {r.channel} may show {'them' if s.duplicates > 1 else 'it'} twice "
-                 "(paperbot history)")
+                 f"and sent again, so {twice} (paperbot history)")
     if s.stopped:
         line += f"; stopped early: {s.stopped}"
     return line
