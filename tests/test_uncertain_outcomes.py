@@ -282,6 +282,27 @@ def test_21_a_bot_reads_a_500_back_and_makes_exactly_the_planned_messages_after_
         assert any(s.method == "GET" and s.path.endswith("/messages") for s in d.requests)  # it looked
 
 
+def test_21_when_the_read_back_fails_too_the_message_waits_uncertain_and_the_next_run_finds_it(tmp_path, env):
+    """#21: the 500 after the message was stored, then the channel cannot be read either. Nothing is sent again:
+    the unit waits `uncertain`; the next run, long after Discord forgot the nonce, reads the channel, finds the
+    message and records it. Two messages for two planned."""
+    with DiscordServer(rate=50, nonce_window=0.3) as d:
+        cfg, store = discord_week(tmp_path, d, env, bot=True)
+        d.fail_next("POST /channels/", "status_after_create", status=500)
+        d.fail_next(f"GET /channels/{d.webhook_channel}/messages", status=503)
+        [first] = publish_ready(cfg, store, datetime.now(UTC), channels=["discord"])
+        d.idle()
+        rows = ledger.rows_in(store, "dair", first.key, "discord", ledger.STATES)
+        assert not first.published and [r["state"] for r in rows] == ["uncertain", "planned"]
+        assert len(d.messages) == 1
+        time.sleep(0.4)  # the nonce is forgotten: a resend now would make a second copy
+        [second] = publish_ready(cfg, store, datetime.now(UTC), channels=["discord"])
+        d.idle()
+        rows = ledger.rows_in(store, "dair", first.key, "discord", ledger.STATES)
+        assert second.published and len(d.messages) == 2 and [r["remote_id"] for r in rows] == list(d.messages)
+        assert len(d.posts()) == 2 and ledger.possible_duplicates(store, "dair", first.key, "discord") == []
+
+
 def test_21_a_webhook_alone_resends_a_500_and_says_it_may_show_twice_in_publish_history_and_an_alert(
         tmp_path, env):
     """#21: a webhook cannot read the channel back. A 500 to a message Discord did store is sent again (the
