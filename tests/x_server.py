@@ -15,7 +15,8 @@ real tweepy client (issue #11).
   `x-user-limit-24hour-*` on posts when a daily limit is set;
 - scripted faults for the next matching request, or the one after `after` more (`fail_next`): a status
   (429 with a reset, 503, 403...), `drop` (read the request, close without answering), `drop_after_create`
-  (make the post, then close) and `hang` (answer only after a delay); and `refuse`, a status for every
+  (make the post, then close), `status_after_create` (make the post, then answer the status anyway: issue #21)
+  and `hang` (answer only after a delay); and `refuse`, a status for every
   matching request until `allow` (a timeline the app may not read);
 - a record of every request (`requests`) and of every post made (`posts`), with the @mentions and URLs X
   would see in it (found with twitter-text's own rules, independently of paperbot's code);
@@ -106,7 +107,7 @@ class StoredPost:
 @dataclass
 class Fault:
     route: str  # "POST /2/tweets", "GET /2/users/" (prefix of "METHOD path")
-    kind: str  # status | drop | drop_after_create | hang | stall | stored_5xx
+    kind: str  # status | drop | drop_after_create | status_after_create | hang | stall (chaos: gone, never made)
     status: int = 503
     body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -198,8 +199,8 @@ class XServer:
             reset = str(int(time.time() + d.wait))
             return Fault(route, "status", status=429, body=_too_many(), headers={
                 "x-rate-limit-limit": "100", "x-rate-limit-remaining": "0", "x-rate-limit-reset": reset}), 0.0
-        if d.fault == "5xx":
-            return Fault(route, "status", status=503), d.latency
+        if d.fault in ("5xx", "stored_5xx"):  # before the post is made, or after
+            return Fault(route, "status" if d.fault == "5xx" else "status_after_create", status=503), d.latency
         return (Fault(route, d.fault, seconds=STALL) if d.fault else None), d.latency
 
     def early(self) -> list[Seen]:
@@ -412,9 +413,10 @@ class XServer:
                     server.stopping.wait(latency)  # made (a create), answered only now
                 if status is None:
                     return self._drop()
-                if fault and fault.kind == "stored_5xx" and status == 201:
-                    return self._answer(seen, 503, {"title": "Service Unavailable", "status": 503, "type":
-                                                    "about:blank", "detail": "made, then failed"}, headers)
+                if fault and fault.kind == "status_after_create":
+                    status, answer, headers = fault.status, fault.body or {
+                        "title": "Service Unavailable", "status": fault.status, "detail": "scripted after create",
+                        "type": "about:blank"}, fault.headers
                 self._answer(seen, status, answer, headers)
 
             def _route(self, method: str, path: str, seen: Seen, drop_after_create: bool):

@@ -9,7 +9,8 @@ doubling backoff; anything else (a 404, a redirect to ftp://) fails at once.
 
 Credentials in the URL (`https://user:token@host/…`) are taken out of it and sent as HTTP Basic auth, only to
 that same scheme, host and port (never after a redirect elsewhere). `redact` removes them, and query strings,
-from any text that is logged or stored.
+from any text that is logged or stored. An error says the status code with its standard phrase, never the
+reason phrase the server sent (its own text, issue #21).
 """
 
 from __future__ import annotations
@@ -29,12 +30,40 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from bot import __version__
 
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-_QUERY = re.compile(r"([a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", re.IGNORECASE)
+_SCHEME_CHAR = re.compile(r"[a-z0-9+.-]", re.IGNORECASE)
+_LETTER = re.compile(r"[a-z]", re.IGNORECASE)
+_AFTER_SCHEME = re.compile(r"://[^\s?#]*+")
+_QUERY_REST = re.compile(r"[^\s#]*+")
+
+
+def _drop_queries(text: str) -> str:
+    r"""`re.sub(r"([a-z][a-z0-9+.-]*://[^\s?#]*)\?[^\s#]*", r"\1?…", text, flags=re.I)` in linear time (issue #20):
+    that search tried every letter of a long word as a scheme's start, quadratic on a hostile redirect's
+    Location. Each `://` is looked at once: its scheme starts at the first letter of the run before it."""
+    out, done, dead_until = [], 0, -1
+    c = text.find("://")
+    while c != -1:
+        if c >= dead_until:
+            b = c
+            while b > done and _SCHEME_CHAR.match(text, b - 1):
+                b -= 1
+            while b < c and not _LETTER.match(text, b):
+                b += 1
+            stop = _AFTER_SCHEME.match(text, c).end()
+            if b < c and text.startswith("?", stop):
+                end = _QUERY_REST.match(text, stop + 1).end()
+                out.append(text[done:stop] + "?…")
+                done = dead_until = end
+            else:
+                dead_until = stop  # a `://` before `stop` finds the same end, with no `?` either
+        c = text.find("://", max(c + 1, dead_until))
+    out.append(text[done:])
+    return "".join(out)
 
 
 def redact(text: str) -> str:
     """Drop credentials (`user:token@`) and query strings from URLs, so they can be logged and stored."""
-    return _QUERY.sub(r"\1?…", _USERINFO.sub("***@", text))
+    return _drop_queries(_USERINFO.sub("***@", text))
 
 
 def public_url(url: str) -> str:
@@ -205,6 +234,15 @@ def _opener(deadline: _Deadline, redirects: _Redirects) -> urllib.request.Opener
     return opener
 
 
+def status_text(code: int) -> str:
+    """`HTTP 404 Not Found`: the status code with the standard phrase (paperbot's words), never the phrase the
+    server sent, which is the server's text: an alert showed one as a Markdown phishing link (issue #21)."""
+    try:
+        return f"HTTP {code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
 def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return raw
@@ -246,11 +284,13 @@ def _exchange(req: urllib.request.Request, opts: HttpOptions, opener: urllib.req
             if e.code == 304:
                 return HttpResponse(304, b"", e.geturl() or req.full_url, "", e.headers.get("ETag"),
                                     e.headers.get("Last-Modified"), 0, 0)
-            reason = f"HTTP {e.code} {e.reason}"
+            reason = status_text(e.code)  # never the server's reason phrase (issue #21)
             if e.code >= 500 or e.code in (408, 429):
                 raise _Transient(reason) from e
             raise FetchError(reason) from e
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        if isinstance(e, http.client.HTTPException) and not isinstance(e, OSError):
+            raise _Transient(type(e).__name__) from e  # BadStatusLine & co. quote the server's own line
         reason = getattr(e, "reason", None) or e
         raise _Transient(f"{type(e).__name__}: {reason}" if str(reason) else type(e).__name__) from e
     with resp:

@@ -14,33 +14,29 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from bot.track.dates import DateRange, find_range, resolve_years, week_key
+from bot.track.lines import MAX_LINE, atx_heading, bold_line, is_url, md_images, md_links, split_lines, too_long
 from bot.track.model import Defect, Document, Link, Paper, Week
+from bot.track.titles import read_cell, split_title
 
-_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_BOLD_LINE = re.compile(r"^\s{0,3}\*{2,3}(.+?)\*{2,3}\s*:?\s*$")
-_NUMBER = re.compile(r"^\s*(\(?(\d{1,3})\s*[.)]+|\((\d{1,3})\))\s*")
-_LIST_ITEM = re.compile(r"^\s{0,3}(\d{1,3})[.)]\s+(.*)$")
-_SUB_BULLET = re.compile(r"^\s+[-*•]\s+(.*)$")
-_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
-_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*([^)\s]*)\s*\)")
+# No pattern here has two adjacent quantifiers that can match the same characters (issue #20); headings, links
+# and images are scanned by bot/track/lines.py.
+_LIST_ITEM = re.compile(r"^\s{0,3}(\d{1,3})[.)]\s(.*)")  # group 2 .lstrip(): `\s+(.*)$`
+_SUB_BULLET = re.compile(r"^\s++[-*•]\s(.*)")  # group 1 .lstrip(): `^\s+[-*•]\s+(.*)$`
 _BARE_URL = re.compile(r"https?://[^\s)\]>|,]+")
-_URL_OK = re.compile(r"(https?://[^\s/$.?#][^\s]*\.[^\s]+|https?://localhost[^\s]*)", re.IGNORECASE)  # fullmatch
 _PLACEHOLDER = re.compile(r"\bX{3,}\b")
 _PLACEHOLDER_URL = re.compile(r"(x{3,}|todo|tbd)", re.IGNORECASE)  # fullmatch
 _SEPARATOR_CELL = re.compile(r"^\s*:?-{2,}:?\s*$")
 _PIPE_SPLIT = re.compile(r"(?<!\\)\|")
-_SUMMARY_SEP = re.compile(r"^\s*(?:--?|–|—|:)\s*")
-_TAGS = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 def _heading_text(line: str) -> tuple[str, bool] | None:
     """(text, is_atx) if the line is a heading or a bold-only line; else None."""
-    m = _ATX.match(line)
-    if m:
-        return m.group(2), True
-    m = _BOLD_LINE.match(line)
-    if m and "|" not in line:
-        return m.group(1), False
+    atx = atx_heading(line)
+    if atx is not None:
+        return atx[1], True
+    bold = bold_line(line)
+    if bold is not None and "|" not in line:
+        return bold, False
     return None
 
 
@@ -56,63 +52,24 @@ def clean_title(text: str) -> str:
     return t
 
 
-def is_url(url: str) -> bool:
-    return bool(_URL_OK.fullmatch(url))
-
-
-def _strip_md(text: str) -> str:
-    text = _TAGS.sub("\n", text).strip().strip("-–—:").strip()
-    text = text.replace("**", "").replace("\\|", "|")
-    text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r" *\n *", "\n", text)
-    return text.strip()
-
-
-def _split_title(text: str, line_no: int, defects: list[Defect]) -> tuple[str, str]:
-    """Title and summary from a paper cell (number already removed)."""
-    s = text.strip()
-    if s.startswith("**"):
-        n_bold = s.count("**")
-        end = s.find("**", 2)
-        if n_bold % 2:
-            defects.append(Defect(line_no, "unbalanced-bold", s[:80]))
-            # Prefer the separator after the opening bold: "**A**: B** - summary" → title "A: B".
-            sep = re.search(r"\s(?:--?|–|—)\s", s)
-            if sep:
-                return _strip_md(s[: sep.start()]), _strip_md(s[sep.end() :])
-        if end == -1:
-            return _strip_md(s), ""
-        title = s[2:end]
-        rest = s[end + 2 :]
-        return _strip_md(title), _strip_md(_SUMMARY_SEP.sub("", rest, count=1))
-    # 2025 form: "Title  Summary …" (two spaces), else "Title - summary", else first sentence.
-    two = s.find("  ")
-    if 0 < two <= 200:
-        return _strip_md(s[:two]), _strip_md(s[two:])
-    sep = re.search(r"\s(?:--?|–|—)\s", s)
-    if sep and sep.start() <= 200:
-        return _strip_md(s[: sep.start()]), _strip_md(s[sep.end() :])
-    dot = re.search(r"[.;:](\s|$)", s)
-    if dot and dot.start() <= 200:
-        return _strip_md(s[: dot.start()]), _strip_md(s)
-    return _strip_md(s[:200]), _strip_md(s)
 
 
 def _links(text: str, line_no: int, defects: list[Defect]) -> tuple[Link, ...]:
     out: list[Link] = []
-    for m in _MD_LINK.finditer(text):
-        if text[max(0, m.start() - 1) : m.start()] == "!":
+    for m in md_links(text):
+        if text[max(0, m.start - 1) : m.start] == "!":
             continue  # an image, not a link
-        label, url = m.group(1).strip(), m.group(2).strip()
+        label, url = m.label.strip(), m.url.strip()
+        whole = text[m.start : m.end]
         if _PLACEHOLDER_URL.fullmatch(url) or _PLACEHOLDER.search(label) or _PLACEHOLDER.search(url):
-            defects.append(Defect(line_no, "placeholder", m.group(0)))
+            defects.append(Defect(line_no, "placeholder", whole))
         elif not is_url(url):
-            defects.append(Defect(line_no, "bad-url", m.group(0)))
+            defects.append(Defect(line_no, "bad-url", whole))
         else:
             out.append(Link(label or "Link", url))
             continue
         # Keep what can be kept: "[Paper]([XXX](https://…))" still carries the paper's address.
-        inner = _BARE_URL.search(text, m.start(), m.end() + 300)
+        inner = _BARE_URL.search(text, m.start, m.end + 300)
         if inner and is_url(inner.group(0).rstrip(")")):
             out.append(Link(label if not _PLACEHOLDER.search(label) else "Link", inner.group(0).rstrip(")")))
     return tuple(out)
@@ -143,23 +100,14 @@ class _Section:
     markers: list[tuple[int, str]] = field(default_factory=list)  # (line, number marker style)
     columns: dict[str, int] | None = None
     expect_separator_after: int = 0  # line number of a header row waiting for its separator
-
-
-def _number(cell: str) -> tuple[int | None, str, str]:
-    """(number, marker style, rest of the cell)."""
-    m = _NUMBER.match(cell)
-    if not m:
-        return None, "", cell
-    n = int(m.group(2) or m.group(3))
-    marker = re.sub(r"\d+", "N", m.group(1).replace(" ", ""))
-    return n, marker, cell[m.end() :]
+    untitled_item: int = 0  # line of the last list item left out for want of a title (its bullets go nowhere)
 
 
 def _header_columns(cells: list[str]) -> dict[str, int] | None:
     names = [c.replace("*", "").strip().lower() for c in cells]
     if not any(n.startswith("paper") or n.startswith("link") for n in names):
         return None
-    if any(_MD_LINK.search(c) for c in cells):
+    if any(next(md_links(c), None) for c in cells):
         return None
     cols: dict[str, int] = {"paper": 0}
     for i, n in enumerate(names):
@@ -195,29 +143,37 @@ def _table_row(sec: _Section, line: str, line_no: int) -> None:
     paper_cell = cells[0]
     links_i = cols.get("links", len(cells) - 1)
     links_cell = cells[links_i] if 0 < links_i < len(cells) else " ".join(cells[1:])
-    number, marker, rest = _number(paper_cell)
-    defects: list[Defect] = []
-    title, summary = _split_title(rest, line_no, defects)
+    head = read_cell(paper_cell, line_no)
+    defects: list[Defect] = list(head.defects)
+    title, summary = head.title, head.summary
     release = None
     if "release" in cols and cols["release"] < len(cells):
         release = parse_release_date(cells[cols["release"]])
     elif sec.columns is None and len(cells) == 3:
         release = parse_release_date(cells[1])
-    if _PLACEHOLDER.search(title) or _PLACEHOLDER.search(summary) or not title:
-        defects.append(Defect(line_no, "placeholder", (title or paper_cell)[:80]))
+    if not title:
+        # Nothing names the row (`| 3) | [Paper](…) |`): a placeholder to fill in, never a paper without a title.
+        sec.defects.append(Defect(line_no, "placeholder", body[:80]))
+        return
+    if _PLACEHOLDER.search(title) or _PLACEHOLDER.search(summary):
+        defects.append(Defect(line_no, "placeholder", title[:80]))
     links = _links(links_cell, line_no, defects)
-    if marker:
-        sec.markers.append((line_no, marker))
+    if head.marker:
+        sec.markers.append((line_no, head.marker))
     sec.defects.extend(defects)
     sec.papers.append(
-        Paper(title=title, summary=summary, links=links, number=number, release_date=release, line=line_no)
+        Paper(title=title, summary=summary, links=links, number=head.number, release_date=release, line=line_no)
     )
 
 
 def _list_item(sec: _Section, n: int, text: str, line_no: int) -> None:
-    defects: list[Defect] = []
     inline = [Link("Link", u) for u in _BARE_URL.findall(text)]
-    title, summary = _split_title(text, line_no, defects)
+    title, summary, found = split_title(text, line_no)
+    if not title:
+        sec.defects.append(Defect(line_no, "placeholder", text[:80]))
+        sec.untitled_item = line_no
+        return
+    defects = list(found)
     if _PLACEHOLDER.search(text):
         defects.append(Defect(line_no, "placeholder", text[:80]))
     sec.defects.extend(defects)
@@ -269,13 +225,28 @@ def _images(sec: _Section) -> list[Defect]:
     """A week's banner image left as `XXX` is a placeholder (the week is unfinished); an empty path is not."""
     out = []
     for offset, line in enumerate(sec.lines):
-        for m in _IMAGE.finditer(line):
-            path = m.group(1)
+        for start, end, path in md_images(line):
             if _PLACEHOLDER.search(path.upper()) and path.strip("xX") == "":
-                out.append(Defect(sec.line + offset, "placeholder", m.group(0)))
+                out.append(Defect(sec.line + offset, "placeholder", line[start:end]))
             elif not path or path.endswith("/"):
-                out.append(Defect(sec.line + offset, "bad-image", m.group(0)))
+                out.append(Defect(sec.line + offset, "bad-image", line[start:end]))
     return out
+
+
+def too_long_defect(line: str, line_no: int) -> Defect:
+    """An over-long line, unread: the defect says where and how long (its text could be anything)."""
+    return Defect(line_no, "line-too-long", f"{len(line):,} characters, over the {MAX_LINE:,} a line may have")
+
+
+def _too_long(cur: _Section | None, doc_defects: list[Defect], line: str, line_no: int) -> None:
+    """An over-long line is not read (issue #20), only reported; in a week it still counts for the week's text
+    hash (by a digest of it), so an edit of it is still an edit."""
+    defect = too_long_defect(line, line_no)
+    if cur is None:
+        doc_defects.append(defect)
+        return
+    cur.defects.append(defect)
+    cur.lines.append(f"<line {line_no}: {hashlib.sha256(line.encode('utf-8', 'replace')).hexdigest()}>")
 
 
 def parse_digest(text: str, as_of: date) -> Document:
@@ -283,7 +254,10 @@ def parse_digest(text: str, as_of: date) -> Document:
     sections: list[_Section] = []
     doc_defects: list[Defect] = []
     cur: _Section | None = None
-    for line_no, raw in enumerate(text.splitlines(), 1):
+    for line_no, raw in enumerate(split_lines(text), 1):
+        if too_long(raw):
+            _too_long(cur, doc_defects, raw, line_no)
+            continue
         line = raw.rstrip()
         head = _heading_text(line)
         if head is not None:
@@ -308,11 +282,11 @@ def parse_digest(text: str, as_of: date) -> Document:
             continue
         m = _LIST_ITEM.match(line)
         if m:
-            _list_item(cur, int(m.group(1)), m.group(2), line_no)
+            _list_item(cur, int(m.group(1)), m.group(2).lstrip(), line_no)
             continue
         m = _SUB_BULLET.match(line)
-        if m and cur.papers and cur.papers[-1].line >= line_no - 3:
-            _sub_bullet(cur, m.group(1), line_no)
+        if m and cur.papers and max(cur.untitled_item, line_no - 3) <= cur.papers[-1].line:
+            _sub_bullet(cur, m.group(1).lstrip(), line_no)
     spans = resolve_years([s.rng for s in sections], as_of)
     weeks: list[Week] = []
     for sec, span in zip(sections, spans, strict=True):
