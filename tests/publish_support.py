@@ -70,7 +70,7 @@ class Recorder:
 
     def chaos(self, faults: Faults | None) -> None:
         """Answer DATA as `faults` schedules (None: no more faults): a 451 or a closed connection, the message
-        not taken either way; and each DATA takes the schedule's latency before its answer."""
+        not taken either way; and each DATA takes the schedule's latency (a message is taken, then answered)."""
         with self.lock:
             if self.plan is not None and faults is None:
                 self.plan.stop()
@@ -107,7 +107,7 @@ class Recorder:
             await asyncio.sleep(late[1])
             return "250 OK"
         d = self.plan.next("data") if self.plan else None
-        if d is not None and d.latency:
+        if d is not None and d.fault and d.latency:
             await asyncio.sleep(d.latency)
         with self.lock:
             if d is not None and d.fault:
@@ -126,6 +126,8 @@ class Recorder:
                 self.defer[rcpt] -= 1
                 return "451 4.3.0 mailbox busy, try again later"
             self.messages.append((rcpt, envelope.original_content or envelope.content))
+        if d is not None and d.latency:
+            await asyncio.sleep(d.latency)  # taken, answered only now: a client killed meanwhile never knows
         return "250 OK"
 
     def count(self) -> int:
