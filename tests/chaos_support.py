@@ -11,7 +11,8 @@
   request and returns its draw (None once `stop()` is called: the faults are over).
 - `kill_plan(seed, kills)`: for each kill, the channels to kill in the middle of, in the order to try them (the
   first of them with something to send; the first three kills: email, X and Discord, in the seed's order), how
-  many of its sends to let start first, or (one kill in five) a random moment instead.
+  many of its sends to let start first and how long after the last one started (the server may have it by
+  then), or (one kill in five) a random moment instead.
 - `Ledger` watches the SQLite file as the test runs: the rows `sending` now, and which of them are in flight in
   this run (a row's attempt, not a row left `sending` by a run killed before).
 """
@@ -101,6 +102,7 @@ class Faults:
 class Kill:
     prefer: tuple[str, ...]  # the channels to kill in the middle of, first the first that has work
     nth: int  # kill when this many of its sends have started in the run
+    lag: float  # seconds from the start of that send to the kill: before the server has it, or after
     delay: float | None  # seconds after the daemon is up: a kill at a random moment instead (None: mid-send)
 
 
@@ -114,7 +116,8 @@ def kill_plan(seed: int, kills: int, channels: tuple[str, ...]) -> list[Kill]:
         if i < len(first):
             order = (first[i], *(c for c in order if c != first[i]))
         moment = i >= len(first) and rng.random() < 0.2
-        out.append(Kill(order, rng.randint(1, 2), round(rng.uniform(0.0, 3.0), 3) if moment else None))
+        nth, lag, delay = rng.randint(1, 2), round(rng.uniform(0.0, 0.2), 3), round(rng.uniform(0.0, 3.0), 3)
+        out.append(Kill(order, nth, lag, delay if moment else None))
     return out
 
 

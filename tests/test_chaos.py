@@ -159,8 +159,9 @@ def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
                 deadline = time.monotonic() + (k.delay or 1.0)
                 while time.monotonic() < deadline and daemon.alive():
                     time.sleep(0.01)
-            elif not ledger.wait_for_sends(target, k.nth, 3.0 if target in hit else 8.0, daemon.alive):
-                ledger.wait_for_sends(None, 1, 3.0, daemon.alive)  # another channel's send, rather than none
+            elif ledger.wait_for_sends(target, k.nth, 3.0 if target in hit else 8.0, daemon.alive) \
+                    or ledger.wait_for_sends(None, 1, 3.0, daemon.alive):  # another channel's send, rather than none
+                time.sleep(k.lag)
             assert daemon.alive(), daemon.text()[-5000:]
             daemon.kill()
             killed_at.append(time.time())
