@@ -30,13 +30,14 @@ import random
 import re
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from chaos_support import REQUIRED, SEEDS, Faults, Ledger, kill_plan
 from conftest import commit_file
-from discord_server import shown
+from discord_server import DiscordServer, shown
 from e2e_support import (
     CHANNELS,
     LATE,
@@ -53,7 +54,8 @@ from e2e_support import (
     world,
     x_threads,
 )
-from publish_support import addresses
+from publish_support import Recorder, addresses
+from x_server import XServer
 
 KILLS = int(os.environ.get("PAPERBOT_CHAOS_KILLS") or 16)
 SOAK_KILLS = int(os.environ.get("PAPERBOT_SOAK_KILLS") or 100)
@@ -113,82 +115,122 @@ def _settled(db: Path, keys: tuple[str, ...]) -> bool:
     return published(db, keys) and not query(db, "SELECT 1 FROM deliveries WHERE state != 'sent' LIMIT 1")
 
 
-def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
+@dataclass
+class Run:
+    """What a chaos run saw: the servers' records, the kills, the ledger and the logs at the end."""
+
+    seed: int
+    kills: int
+    bot: bool
+    weeks: dict[str, list[tuple[str, int]]]
+    people: list[str]
+    rec: Recorder
+    x: XServer
+    d: DiscordServer
+    faults: dict[str, Faults]
+    at_kills: list[list[tuple]] = field(default_factory=list)  # the rows in flight at each kill
+    killed_at: list[float] = field(default_factory=list)
+    under_faults: dict[str, int] = field(default_factory=dict)  # what each server had when the faults stopped
+    seconds: list[int] = field(default_factory=list)  # kills, the faulty run, the settling
+    logs: str = ""
+    rows: list[tuple] = field(default_factory=list)  # (week, channel, unit, remote id) of every row, by id
+    marked: set[tuple[str, str, str]] = field(default_factory=set)  # (week, channel, unit) marked possible duplicates
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(self.weeks)
+
+    @property
+    def in_flight(self) -> Counter:
+        """(channel, week, unit) -> at how many kills its row was in flight."""
+        return Counter((c, k, u) for rows_at in self.at_kills for _, _, c, k, u in rows_at)
+
+    def ids(self, key: str, channel: str) -> dict[str, str]:
+        """The week's remote ids on `channel` in the ledger, in plan order: id -> unit."""
+        return {r: u for w, c, u, r in self.rows if w == key and c == channel}
+
+
+def _kills(run: Run, daemon: Daemon, db: Path, repo: Path) -> None:
+    """The kill rounds: the versions committed on their way, each daemon killed where its plan aims."""
+    versions = chaos_versions(run.weeks)
+    due = [j * run.kills // len(versions) for j in range(len(versions))]  # a version's kill round, at the latest
+    ledger, committed = Ledger(db), 0
+
+    def commit_next() -> None:
+        nonlocal committed
+        when, message, shown_weeks = versions[committed]
+        commit_file(repo, "README.md", digest(shown_weeks, long=True), when, message)
+        committed += 1
+
+    for i, k in enumerate(kill_plan(run.seed, run.kills, CHANNELS)):
+        work, hit = _work(db), {r[2] for rows_at in run.at_kills for r in rows_at}
+        prefer = (*(c for c in k.prefer if c not in hit), *k.prefer)  # a channel not yet hit mid-send first
+        if committed < len(versions) and (due[committed] <= i or not work):
+            commit_next()  # the next version by its round, or sooner when nothing is left to send
+            work = set(CHANNELS)
+            if "email" not in hit:
+                prefer = ("email", *prefer)  # a new week's email goes out first, and fast: aim at it now
+        target = next((c for c in prefer if c in work), None)
+        moment = k.delay is not None and hit == set(CHANNELS)  # a random moment, once each channel was hit
+        daemon.start()
+        daemon.wait("the daemon to start", lambda: "paperbot running" in daemon.text())
+        up = time.monotonic()
+        if moment or target is None:
+            deadline = time.monotonic() + (k.delay or 1.0)
+            while time.monotonic() < deadline and daemon.alive():
+                time.sleep(0.01)
+        elif ledger.wait_for_sends(target, k.nth, 3.0 if target in hit else 8.0, daemon.alive) \
+                or ledger.wait_for_sends(None, 1, 3.0, daemon.alive):  # another channel's send, rather than none
+            time.sleep(k.lag)
+        assert daemon.alive(), daemon.text()[-5000:]
+        daemon.kill()
+        run.killed_at.append(time.time())
+        run.at_kills.append(ledger.after_kill())
+        print(f"kill {i}: {'a moment' if moment else target} #{k.nth} after {time.monotonic() - up:.1f} s; "
+              f"in flight: {[r[2:] for r in run.at_kills[-1]]}; versions {committed}")
+    ledger.close()
+    while committed < len(versions):
+        commit_next()
+
+
+def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
+    """The baseline, the kills, an unkilled run under the faults, then the faults off and the daemon's own rounds
+    until every row is sent (or a failure: a row left refused, uncertain or unsent)."""
     seed = chaos_seed()
     mode = "a bot reading back" if bot else "a webhook alone"
     SEEDS.append(f"chaos seed {seed} ({kills} kills, Discord through {mode}): replay with PAPERBOT_CHAOS_SEED={seed}")
     print(f"\n{SEEDS[-1]}")
     weeks = chaos_weeks(3 + max(0, kills - 20) // 8)
-    keys, papers = tuple(weeks), {W0: PAPERS[W0], **weeks}
-    versions = chaos_versions(weeks)
-    due = [j * kills // len(versions) for j in range(len(versions))]  # the kill round a version comes by, at last
-    plan = kill_plan(seed, kills, CHANNELS)
-    faults = {name: Faults(seed, name) for name in ("x", "discord", "smtp")}
-    people = addresses(4)
-    started = time.monotonic()
-    with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, repo, cfg_path, db):
-        daemon = Daemon(cfg_path, d, bot=bot)
+    started, people = time.monotonic(), addresses(4)
+    with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, repo, cfg, db):
+        run = Run(seed, kills, bot, weeks, people, rec, x, d, {s: Faults(seed, s) for s in ("x", "discord", "smtp")})
+        daemon = Daemon(cfg, d, bot=bot)
         daemon.start()  # its first poll takes the digest as it is as the baseline: only later weeks are new
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
         assert daemon.stop() == 0
-        x.chaos(faults["x"])
-        d.chaos(faults["discord"])
-        rec.chaos(faults["smtp"])
-        ledger, at_kills, killed_at, committed = Ledger(db), [], [], 0
-
-        def commit_next() -> None:
-            nonlocal committed
-            when, message, shown_weeks = versions[committed]
-            commit_file(repo, "README.md", digest(shown_weeks, long=True), when, message)
-            committed += 1
-
-        for i, k in enumerate(plan):
-            work, hit = _work(db), {r[2] for rows_at in at_kills for r in rows_at}
-            prefer = (*(c for c in k.prefer if c not in hit), *k.prefer)  # a channel not yet hit mid-send first
-            if committed < len(versions) and (due[committed] <= i or not work):
-                commit_next()  # the next version by its round, or sooner when nothing is left to send
-                work = set(CHANNELS)
-                if "email" not in hit:
-                    prefer = ("email", *prefer)  # a new week's email goes out first, and fast: aim at it now
-            target = next((c for c in prefer if c in work), None)
-            moment = k.delay is not None and hit == set(CHANNELS)  # a random moment, once each channel was hit
-            daemon.start()
-            daemon.wait("the daemon to start", lambda: "paperbot running" in daemon.text())
-            up = time.monotonic()
-            if moment or target is None:
-                deadline = time.monotonic() + (k.delay or 1.0)
-                while time.monotonic() < deadline and daemon.alive():
-                    time.sleep(0.01)
-            elif ledger.wait_for_sends(target, k.nth, 3.0 if target in hit else 8.0, daemon.alive) \
-                    or ledger.wait_for_sends(None, 1, 3.0, daemon.alive):  # another channel's send, rather than none
-                time.sleep(k.lag)
-            assert daemon.alive(), daemon.text()[-5000:]
-            daemon.kill()
-            killed_at.append(time.time())
-            at_kills.append(ledger.after_kill())
-            print(f"kill {i}: {'a moment' if moment else target} #{k.nth} after {time.monotonic() - up:.1f}"
-                  f" s; in flight: {[r[2:] for r in at_kills[-1]]}; versions {committed}")
-        ledger.close()
-        while committed < len(versions):
-            commit_next()
-        kills_took = time.monotonic() - started
+        x.chaos(run.faults["x"])
+        d.chaos(run.faults["discord"])
+        rec.chaos(run.faults["smtp"])
+        _kills(run, daemon, db, repo)
+        run.seconds.append(round(time.monotonic() - started))
 
         daemon.start()  # unkilled now, the faults still on, while most of what is left goes out
         daemon.wait("the daemon to start", lambda: "paperbot running" in daemon.text())
         deadline = time.monotonic() + FAULTY_RUN
-        while not published(db, keys) and time.monotonic() < deadline:
+        while not published(db, run.keys) and time.monotonic() < deadline:
             assert daemon.alive(), daemon.text()[-5000:]
             time.sleep(0.1)
         for server in (x, d, rec):
             server.chaos(None)
-        under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages)}
-        faulty_took = time.monotonic() - started - kills_took
+        run.under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages)}
+        run.seconds.append(round(time.monotonic() - started) - sum(run.seconds))
 
-        rows = lambda: "\n".join(map(str, query(  # noqa: E731
-            db, "SELECT week_key, channel, unit, state, attempts, last_error FROM deliveries WHERE state != 'sent' "
-                "ORDER BY id")))
+        def rows() -> str:
+            return "\n".join(map(str, query(db, "SELECT week_key, channel, unit, state, attempts, last_error FROM "
+                                                "deliveries WHERE state != 'sent' ORDER BY id")))
+
         deadline = time.monotonic() + SETTLE
-        while not _settled(db, keys):  # the daemon's own rounds: no resolve, no restart
+        while not _settled(db, run.keys):  # the daemon's own rounds: no resolve, no restart
             assert daemon.alive(), daemon.text()[-5000:]
             assert not query(db, "SELECT 1 FROM deliveries WHERE state = 'refused'"), \
                 f"seed {seed}: refused rows, which only the operator can settle, once the faults stopped:\n{rows()}"
@@ -196,102 +238,112 @@ def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
                 f"seed {seed}: {SETTLE:.0f} s after the faults stopped, not every row is sent (uncertain or "
                 f"refused rows are for the daemon to settle, not the operator):\n{rows()}\n{daemon.text()[-3000:]}")
             time.sleep(0.2)
-        settle_took = time.monotonic() - started - kills_took - faulty_took
+        run.seconds.append(round(time.monotonic() - started) - sum(run.seconds))
         assert daemon.stop() == 0, daemon.text()[-5000:]
-        logs = "".join(p.read_text(errors="replace") for p in sorted(tmp_path.glob("daemon-*.log")))
-        assert "Traceback" not in logs, logs[logs.index("Traceback") - 2000:][:6000]
-        ledger_rows = query(db, "SELECT week_key, channel, unit, remote_id FROM deliveries ORDER BY id")
-        flagged = Counter(c for (c,) in query(db, "SELECT channel FROM deliveries WHERE possible_duplicate "
-                                                  "IS NOT NULL"))
-        marked = {(k, c, u) for k, c, u in query(db, "SELECT week_key, channel, unit FROM deliveries "
-                                                     "WHERE possible_duplicate IS NOT NULL")}
-        x_early, d_early = _early(x, killed_at), _early(d, killed_at)
+        run.logs = "".join(p.read_text(errors="replace") for p in sorted(tmp_path.glob("daemon-*.log")))
+        assert "Traceback" not in run.logs, run.logs[run.logs.index("Traceback") - 2000:][:6000]
+        run.rows = query(db, "SELECT week_key, channel, unit, remote_id FROM deliveries ORDER BY id")
+        run.marked = set(query(db, "SELECT week_key, channel, unit FROM deliveries "
+                                   "WHERE possible_duplicate IS NOT NULL"))
+    return run
 
-    report = {"seed": seed, "kills": kills, "bot": bot, "weeks": len(keys)}
-    # -- the kills: at least half mid-send, on every channel --------------------------------------------------------
-    in_flight = Counter((c, k, u) for rows_at in at_kills for _, _, c, k, u in rows_at)
-    mid_send = Counter(c for rows_at in at_kills for c in {r[2] for r in rows_at})
-    landed = sum(bool(rows_at) for rows_at in at_kills)
+
+def _check_kills_and_faults(run: Run, report: dict) -> None:
+    """At least half the kills mid-send, on every channel; the faults every run must have; nobody back before a
+    reset a 429 announced."""
+    seed, mid_send = run.seed, Counter(c for rows_at in run.at_kills for c in {r[2] for r in rows_at})
+    landed = sum(bool(rows_at) for rows_at in run.at_kills)
     report.update(mid_send=landed, mid_send_by_channel=dict(mid_send))
-    assert 2 * landed >= kills, f"seed {seed}: only {landed} of {kills} kills came while a row was sending"
+    assert 2 * landed >= run.kills, f"seed {seed}: only {landed} of {run.kills} kills came while a row was sending"
     assert set(mid_send) == set(CHANNELS), f"seed {seed}: kills mid-send by channel: {dict(mid_send)}"
-
-    # -- the faults every run must have, the 429s, and nobody back before a reset ------------------------------------
     for (server, kind), (must, _) in REQUIRED.items():
-        had = Counter(f for k, _, f in faults[server].log if k == kind)
+        had = Counter(f for k, _, f in run.faults[server].log if k == kind)
         assert not Counter(must) - had, f"seed {seed}: {server} {kind} faults {dict(had)}, must have {must}"
-    report["faults"] = {s: dict(Counter(f for _, _, f in faults[s].log)) for s in faults}
-    report["429s"] = {"x": len(x.resets), "discord": len(d.resets)}
-    assert len(x.resets) + len(d.resets) >= 3, report["429s"]
-    assert x_early == [], [(r.method, r.path, r.at) for r in x_early]
-    assert d_early == [], [(r.method, r.path, r.at) for r in d_early]
+    report["faults"] = {s: dict(Counter(f for _, _, f in run.faults[s].log)) for s in run.faults}
+    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets)}
+    assert len(run.x.resets) + len(run.d.resets) >= 3, report["429s"]
+    for server in (run.x, run.d):
+        early = _early(server, run.killed_at)
+        assert early == [], f"seed {seed}: before a reset: {[(r.method, r.path, r.at) for r in early]}"
+    total = {"email": run.rec.count(), "x": len(run.x.ours()), "discord": len(run.d.messages)}
+    report.update(under_faults=run.under_faults, total=total, seconds=run.seconds)
+    assert all(2 * run.under_faults[c] > total[c] for c in CHANNELS), \
+        f"seed {seed}: most went out after the faults stopped: {run.under_faults} of {total}"
 
-    # -- email: each subscriber each week; a second copy only for a row in flight at a kill ---------------------------
-    mail = mail_by_week(rec, keys)
-    assert sorted(mail) == sorted((p, k) for p in people for k in keys), "a subscriber misses a week"
+
+def _check_email(run: Run, report: dict) -> None:
+    """Each subscriber has each week; a second copy only for a row in flight at a kill, marked by paperbot."""
+    mail = mail_by_week(run.rec, run.keys)
+    assert sorted(mail) == sorted((p, k) for p in run.people for k in run.keys), "a subscriber misses a week"
     extra = {(p, k): len(v) - 1 for (p, k), v in mail.items() if len(v) > 1}
-    unexplained = {pk: n for pk, n in extra.items() if n > in_flight[("email", pk[1], pk[0])]}
-    assert not unexplained, f"seed {seed}: email copies beyond the kills mid-send: {unexplained}"
-    unmarked = [pk for pk in extra if (pk[1], "email", pk[0]) not in marked]
-    assert not unmarked, f"seed {seed}: email copies the ledger does not mark as possible duplicates: {unmarked}"
-    for p in people:  # the late paper: in exactly one of the subscriber's weeks, whichever carried it
+    unexplained = {pk: n for pk, n in extra.items() if n > run.in_flight[("email", pk[1], pk[0])]}
+    assert not unexplained, f"seed {run.seed}: email copies beyond the kills mid-send: {unexplained}"
+    unmarked = [pk for pk in extra if (pk[1], "email", pk[0]) not in run.marked]
+    assert not unmarked, f"seed {run.seed}: email copies the ledger does not mark as possible duplicates: {unmarked}"
+    for p in run.people:  # the late paper: in exactly one of the subscriber's weeks, whichever carried it
         assert sum(LATE[0] in texts[0] for (r, _), texts in mail.items() if r == p) == 1, p
-    report["possible_duplicates"] = {"email": sum(extra.values())}
+    report["possible_duplicates"]["email"] = sum(extra.values())
 
-    # -- X: nothing refused as a duplicate; each week's thread exactly its ledger's posts ----------------------------
+
+def _check_x(run: Run, report: dict) -> None:
+    """Nothing refused as a duplicate; each week's thread exactly its ledger's posts; nothing marked."""
+    x, seed = run.x, run.seed
     assert x.duplicates == [], f"seed {seed}: X refused {len(x.duplicates)} text(s) as duplicates (a blind " \
                                f"resend): {[t[:60] for t in x.duplicates]}\n{log_of(x)}"
     try:
-        threads = x_threads(x, keys)
+        threads = x_threads(x, run.keys)
     except AssertionError as e:
         raise AssertionError(f"seed {seed}: {e}\n{log_of(x)}") from None
-    for k in keys:
-        ids = [r for w, c, _, r in ledger_rows if w == k and c == "x"]
-        assert [p.id for p in threads[k]] == ids, f"seed {seed}: the {k} thread is not its ledger's posts"
-        assert all(t in p.text for (t, _), p in zip(weeks[k], threads[k][1:], strict=False)), k
+    for k in run.keys:
+        assert [p.id for p in threads[k]] == list(run.ids(k, "x")), f"seed {seed}: {k}: not its ledger's posts"
+        assert all(t in p.text for (t, _), p in zip(run.weeks[k], threads[k][1:], strict=False)), k
     assert sum(LATE[0] in p.text for p in x.ours()) == 1
+    assert not {m for m in run.marked if m[1] == "x"}, f"seed {seed}: X rows marked as possible duplicates"
     report["possible_duplicates"]["x"] = len(x.ours()) - sum(len(t) for t in threads.values())
 
-    # -- Discord: each week's announcement its ledger's messages; with a webhook alone, a logged resend at most -----
-    by_week = discord_by_week(d, keys, papers)
-    logged = Counter((k, u) for u, k in POSSIBLE_DUPLICATE.findall(logs))
+
+def _check_discord(run: Run, report: dict) -> None:
+    """Each week's announcement is its ledger's messages; with a bot, nothing else; with a webhook alone, an extra
+    copy only of a unit paperbot logged and marked as a possible duplicate, after a kill or a lost answer."""
+    d, seed = run.d, run.seed
+    by_week = discord_by_week(d, run.keys, {W0: PAPERS[W0], **run.weeks})
+    logged = Counter((k, u) for u, k in POSSIBLE_DUPLICATE.findall(run.logs))
     extras: Counter[tuple[str, str]] = Counter()
-    for k in keys:
-        ours = {r: u for w, c, u, r in ledger_rows if w == k and c == "discord"}
+    for k in run.keys:
+        ours = run.ids(k, "discord")
         assert [m.id for m in by_week[k] if m.id in ours] == list(ours), f"seed {seed}: {k}\n{log_of(d)}"
         for m in by_week[k]:
-            if m.id in ours:
-                continue
-            unit = next((u for r, u in ours.items() if _same(d.messages[r], m)), None)
-            assert unit is not None, f"seed {seed}: message {m.id} of {k} is none of the week's\n{log_of(d)}"
-            extras[(k, unit)] += 1
-        shown_titles = sorted(shown(e["title"]) for r in ours for e in d.messages[r].embeds
-                              if not late_embeds_of(e) and shown(e["title"]) != LATE[0])
-        assert shown_titles == sorted(t for t, _ in weeks[k]), (k, shown_titles)
-    assert sum(LATE[0] in str(m.embeds) for m in d.messages.values()
-               if any(m.id == r for *_, r in ledger_rows)) == 1
-    if bot:
+            if m.id not in ours:
+                unit = next((u for r, u in ours.items() if _same(d.messages[r], m)), None)
+                assert unit is not None, f"seed {seed}: message {m.id} of {k} is none of the week's\n{log_of(d)}"
+                extras[(k, unit)] += 1
+        titles = sorted(shown(e["title"]) for r in ours for e in d.messages[r].embeds
+                        if not late_embeds_of(e) and shown(e["title"]) != LATE[0])
+        assert titles == sorted(t for t, _ in run.weeks[k]), (k, titles)
+    assert sum(LATE[0] in str(d.messages[r].embeds) for k in run.keys for r in run.ids(k, "discord")) == 1
+    marked = {(k, u) for k, c, u in run.marked if c == "discord"}
+    if run.bot:
         assert not extras, f"seed {seed}: a bot reads back, yet messages twice: {dict(extras)}\n{log_of(d)}"
+        assert not marked and not logged, f"seed {seed}: possible duplicates with a bot that reads back"
     for (k, unit), n in extras.items():
-        copies = [m for m in d.messages.values() if m.channel_id == d.webhook_channel and any(
-            _same(d.messages[r], m) for w, c, u, r in ledger_rows if (w, c, u) == (k, "discord", unit))]
-        lost = sum(not m.answered for m in copies)
+        first = d.messages[next(r for r, u in run.ids(k, "discord").items() if u == unit)]
+        lost = sum(not m.answered for m in d.in_channel(d.webhook_channel) if _same(first, m))
         assert n <= logged[(k, unit)], f"seed {seed}: {k} {unit} shows {n + 1} times, logged {logged[(k, unit)]}"
-        assert (k, "discord", unit) in marked, f"seed {seed}: {k} {unit} shows twice, unmarked in the ledger"
-        assert n <= lost + in_flight[("discord", k, unit)], \
-            f"seed {seed}: {k} {unit}: {n} extra, {lost} answers lost, in flight at {in_flight[('discord', k, unit)]}"
+        assert (k, unit) in marked, f"seed {seed}: {k} {unit} shows twice, unmarked in the ledger"
+        killed = run.in_flight[("discord", k, unit)]
+        assert n <= lost + killed, f"seed {seed}: {k} {unit}: {n} extra, {lost} answers lost, in flight at {killed}"
     report["possible_duplicates"]["discord"] = sum(extras.values())
     report["possible_duplicates_logged"] = sum(logged.values())
-    report["possible_duplicates_marked"] = dict(flagged)  # rows paperbot marks: may show twice (issue #21)
-    assert not flagged["x"], f"seed {seed}: X rows marked as possible duplicates: X reads back before a resend"
-    assert not bot or not flagged["discord"], f"seed {seed}: Discord rows marked with a bot that reads back"
+    report["possible_duplicates_marked"] = dict(Counter(c for _, c, _ in run.marked))
 
-    # -- most of it went out under the faults ---------------------------------------------------------------------
-    total = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages)}
-    report.update(under_faults=under_faults, total=total, seconds=(round(kills_took), round(faulty_took),
-                                                                   round(settle_took)))
-    assert all(2 * under_faults[c] > total[c] for c in CHANNELS), f"seed {seed}: most went out after the faults " \
-                                                                    f"stopped: {under_faults} of {total}"
+
+def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
+    run = _run(tmp_path, kills, bot=bot)
+    report: dict = {"seed": run.seed, "kills": kills, "bot": bot, "weeks": len(run.weeks), "possible_duplicates": {}}
+    _check_kills_and_faults(run, report)
+    _check_email(run, report)
+    _check_x(run, report)
+    _check_discord(run, report)
     print(f"chaos {report}")
     SEEDS.append(f"  -> {report}")
     return report
