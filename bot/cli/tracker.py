@@ -85,7 +85,8 @@ def diff(ctx: click.Context, old: str, new: str, fmt: str, as_of: str | None, as
 
 
 def _released_json(r: Released) -> dict:
-    return {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
+    out = {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
+    return {**out, "held": r.held} if r.held else out
 
 
 def _late_json(e: LateEvent) -> dict:
@@ -124,6 +125,7 @@ def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent:
             click.echo(json.dumps(_released_json(r), ensure_ascii=False))
         else:
             flag = "  (flagged: released unfinished, by max_wait or wait_for_papers)" if r.flagged else ""
+            flag += f"  (HELD, not sent: {r.held})" if r.held else ""
             click.echo(f"{iso(r.at)}  {r.key}  {r.papers:3d} papers  {r.title}  @{(r.version or '')[:10]}{flag}")
 
     def emit_late(e: LateEvent) -> None:
