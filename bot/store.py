@@ -492,14 +492,15 @@ class Store:
             "order by last_day desc, key desc limit ?", [source, limit]).fetchall()
         return [r[0] or 0 for r in rows]
 
-    def newest_released_day(self, source: str) -> date | None:
-        """The last day of the source's newest week already released (ready, awaiting approval, published, or
-        skipped after it was released) or present at its first poll (baseline, backfill): what a week new
-        after the first poll is compared with by the age guard (bot/track/age.py)."""
+    def newest_released_day(self, source: str, before: datetime) -> date | None:
+        """The last day of the source's newest week first seen before `before` and released (ready, awaiting
+        approval, published, or skipped after it was released) or present at its first poll (baseline,
+        backfill): what a week first seen at `before` is compared with by the age guard (bot/track/age.py).
+        Weeks that came in the same version as it are not: three weeks added at once are not an archive."""
         row = self.db.execute(
-            "select max(last_day) from weeks where source = ? and late_of is null and (backfill = 1 or state in "
-            "('ready', 'awaiting-approval', 'published', 'baseline') or (state = 'skipped' and held is null "
-            "and ready_at is not null))", [source]).fetchone()
+            "select max(last_day) from weeks where source = ? and late_of is null and first_seen < ? and "
+            "(backfill = 1 or state in ('ready', 'awaiting-approval', 'published', 'baseline') or "
+            "(state = 'skipped' and held is null and ready_at is not null))", [source, iso(before)]).fetchone()
         return date.fromisoformat(row[0]) if row and row[0] else None
 
     # -- weeks ---------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Judged once, when a pending week first becomes ready (`tracker.release`), from facts fixed by then: a week that
 first appeared after its source's first poll is held if it is older than the newest week already released from
-that source or present at its first poll, or if its last day ended more than `[publish] max_age` before the
+that source or present at its first poll (of those first seen before it: weeks added in one commit are not an
+archive pasted in), or if its last day ended more than `[publish] max_age` before the
 instant its gate opened. Anything that delays a week after that instant (a send window, a budget, approval, an
 outage of a channel) is never held for its age, because the judgment is not made again. Pure: the reference
 day and the instant are arguments.
@@ -22,8 +23,9 @@ def held_reason(week: WeekRow, newest: date | None, ready_at: datetime, zone: tz
                 max_age: timedelta) -> str | None:
     """Why `week` is held as it first becomes ready at `ready_at`, or None when it may go out.
 
-    `newest`: the last day of the newest week of its source already released or present at its first poll
-    (None: none yet). A week taken at the first poll (`backfill`) and an edition of late papers are never held."""
+    `newest`: the last day of the newest week of its source first seen before it and already released or present
+    at its first poll (None: none yet; `Store.newest_released_day`).
+    A week taken at the first poll (`backfill`) and an edition of late papers are never held."""
     if week.backfill or week.late_of is not None or week.last_day is None:
         return None
     if newest is not None and week.last_day < newest:

@@ -223,13 +223,11 @@ def release(store: Store, now: datetime, settings: PublishSettings, source: str 
             due.append((w, g))
     due.sort(key=lambda wg: (wg[0].last_day or wg[0].first_seen.date(), wg[0].key, wg[0].source))
     out = []
-    newest: dict[str, object] = {}
     with store.atomic():
         for w, g in due:
             src = store.source(w.source) or {}
-            if w.source not in newest:
-                newest[w.source] = store.newest_released_day(w.source)
-            why = held_reason(w, newest[w.source], min(g.at, now), rules(w.source).clock.zone, settings.max_age)
+            newest = store.newest_released_day(w.source, w.first_seen)
+            why = held_reason(w, newest, min(g.at, now), rules(w.source).clock.zone, settings.max_age)
             if why is not None:
                 store.upsert_week(w.source, w.key, state=HELD, held=why, ready_at=now, flagged=g.flagged,
                                   ready_version=src.get("last_version"))
@@ -239,8 +237,6 @@ def release(store: Store, now: datetime, settings: PublishSettings, source: str 
                 out.append(Released(w.source, w.key, w.title, now, src.get("last_version"), w.n_papers,
                                     g.flagged, held=why))
                 continue
-            if w.last_day is not None and (newest[w.source] is None or w.last_day > newest[w.source]):
-                newest[w.source] = w.last_day
             store.upsert_week(w.source, w.key, state="ready", ready_at=now, flagged=g.flagged,
                               ready_version=src.get("last_version"))
             if g.flagged:
