@@ -110,11 +110,12 @@ def test_60_back_dated_weeks_pasted_into_a_polled_git_source_reach_no_reader_iss
                         "the archive, pasted in")
             t1 = datetime(2024, 1, 15, 12, tzinfo=UTC)
             polled = poll_source(store, cfg, cfg.source("lab"), t1, options=FAST)
-            assert len(polled.new) == 61 and polled.ready == (week_key(w2),)
+            assert len(polled.new) == 61
             publish_ready(cfg, store, t1)
             publish_ready(cfg, store, t1 + timedelta(days=3))  # and later rounds send nothing more
             after = _subjects(server, 1)
-            assert after == ["Top ML Papers of the Week (Jan 8 - Jan 14) - 2024"], after
+            assert after == ["Top ML Papers of the Week (Jan 8 - Jan 14) - 2024"], f"{len(after)} newsletters"
+            assert polled.ready == (week_key(w2),)
 
             held = store.weeks("lab", state="held")
             assert [w.key for w in held] == [week_key(d) for d in ARCHIVE_2020]
