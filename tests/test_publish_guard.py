@@ -39,14 +39,15 @@ def week_key(first: date) -> str:
     return f"{first.isoformat()}..{(first + timedelta(days=6)).isoformat()}"
 
 
-def digest(firsts: list[date]) -> str:
-    """A digest README with one week per Monday in `firsts` (newest first), headings with their year."""
+def digest(firsts: list[date], longer: tuple[date, ...] = ()) -> str:
+    """A digest README with one week per Monday in `firsts` (newest first), headings with their year; three
+    papers a week, four in the weeks `longer` names."""
     out = ["# Reading Group Digest", ""]
     for first in sorted(firsts, reverse=True):
         last = first + timedelta(days=6)
         out += [f"## Top ML Papers of the Week ({first:%b} {first.day} - {last:%b} {last.day}) - {last.year}", "",
                 "| **Paper** | **Links** |", "| --- | --- |"]
-        for i in range(1, 4):
+        for i in range(1, 5 if first in longer else 4):
             out.append(f"| {i}) **Paper {i} of {first.isoformat()}** -- what it found that week. "
                        f"| [Paper](https://arxiv.org/abs/{first:%y%m}.{first.day:02d}{i:03d}) |")
         out.append("")
@@ -199,6 +200,41 @@ def test_the_daily_cap_sends_two_editions_a_day_and_the_rest_wait_in_order_issue
             publish_ready(cfg, store, t + timedelta(hours=24, minutes=1))
             assert _subjects(server, start)[3:] == [_title(keys[2])]
             assert {w.key for w in store.weeks("dair", state="published")} >= set(keys)
+        finally:
+            store.close()
+
+
+def test_an_edition_of_late_papers_counts_against_the_daily_cap_issue_21(tmp_path):
+    """#21: `+late1` editions count: late papers that went out alone an hour ago leave one slot of two."""
+    with smtp_server() as (server, port):
+        cfg = email_config(tmp_path, port)
+        store = Store.open(cfg.db_path)
+        try:
+            add_subscribers(store, tmp_path, [READER])
+            w0, w1, w2 = date(2024, 1, 1), date(2024, 1, 8), date(2024, 1, 15)
+            t0 = datetime(2024, 1, 8, 12, tzinfo=UTC)
+            observe(store, "dair", parse_document(digest([w0]).encode(), t0.date(), "digest"),
+                    t0 - timedelta(hours=3), "v1", cfg.publish)
+            release(store, t0, cfg.publish)
+            publish_ready(cfg, store, t0)
+            at = datetime(2024, 1, 15, 9, tzinfo=UTC)  # a paper added to the week that went out
+            observe(store, "dair", parse_document(digest([w0], longer=(w0,)).encode(), at.date(), "digest"), at,
+                    "v2", cfg.publish)
+            publish_ready(cfg, store, at + timedelta(hours=3))  # found; it waits late_max_wait for a new week
+            alone = datetime(2024, 1, 22, 12, 30, tzinfo=UTC)
+            publish_ready(cfg, store, alone)
+            assert [w.key for w in store.weeks("dair", state="published") if w.late_of] == [
+                f"{week_key(w0)}+late1"]
+            at = datetime(2024, 1, 22, 13, tzinfo=UTC)
+            observe(store, "dair", parse_document(digest([w0, w1, w2], longer=(w0,)).encode(), at.date(),
+                                                  "digest"), at, "v3", cfg.publish)
+            release(store, at + timedelta(hours=3), cfg.publish)
+            start = len(server.messages)
+            publish_ready(cfg, store, at + timedelta(hours=3))
+            assert _subjects(server, start) == [_title(week_key(w1))]
+            assert store.week("dair", week_key(w2)).state == "ready"
+            publish_ready(cfg, store, alone + timedelta(hours=24, minutes=1))
+            assert _subjects(server, start) == [_title(week_key(w1)), _title(week_key(w2))]
         finally:
             store.close()
 

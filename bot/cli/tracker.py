@@ -183,8 +183,11 @@ def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
         r = rules[name]
         usual = f"{r.expected} papers ({r.expected_from})" if r.expected is not None else "unknown (no history)"
         click.echo(f"{name}: weeks end at midnight {r.clock.describe()}; a complete week: {usual}")
+    why = {(w.source, w.key): w.held for w in rows if w.state == "held"}
     for w in out:
         flag = " (flagged)" if w["flagged"] else ""
+        if held := why.get((w["source"], w["key"])):
+            flag += f"\n    held: {held}"
         click.echo(f"{w['source']:12s} {w['key']:24s} {w['state']:9s} {w['papers']:3d} papers  {w['title']}{flag}")
 
 
