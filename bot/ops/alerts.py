@@ -27,8 +27,8 @@ from bot.channels.email.headers import CRLF, UnsafeHeader, check_block, mailbox,
 from bot.channels.email.mime import id_domain, qp
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.config import Config
+from bot.ops import alert_text
 from bot.ops.status import waiting_for
-from bot.publish.safetext import clean
 from bot.store import Store, WeekRow, iso, parse_time
 from bot.track.dates import end_of_day
 from bot.track.tracker import source_rules
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_ENV = "PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL"
 WEBHOOK_TIMEOUT = 10.0
-DISCORD_MAX = 2000  # characters in one webhook message
 BOUNCES_MIN = 2  # one bounce is never an alert, whatever the share
 _FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version", "Content-Type",
            "Content-Transfer-Encoding"]
@@ -48,14 +47,24 @@ class Problem:
     key: str  # stable while the problem lasts: "failing:dair-ai", "held:dair-ai:2024-01-01..2024-01-07"
     kind: str  # failing | quiet | layout | held | deliveries | bounces | guard
     subject: str  # one line
-    body: str  # what was found, then what to do
+    body: str  # what was found, then what to do: paperbot's words (Markdown on Discord: `commands`)
+    # What a source or a server said (an error), shown exactly as typed after the body's first line, never as
+    # markup (issue #21; bot/ops/alert_text.py)
+    quote: str = ""
+
+    def _parts(self) -> tuple[str, str]:
+        first, _, rest = self.body.partition("\n")
+        return first, rest
 
     def text(self) -> str:
-        return f"{self.subject}\n\n{self.body}\n"
+        """The alert as plain text: the email's body."""
+        first, rest = self._parts()
+        return alert_text.plain(self.subject, first, self.quote, rest)
 
-
-def _sentence(text: str) -> str:
-    return text if text.endswith((".", "!", "?")) else text + "."
+    def discord(self) -> str:
+        """The alert as one Discord message, within Discord's limit, the quote in a code block."""
+        first, rest = self._parts()
+        return alert_text.discord(self.subject, first, self.quote, rest)
 
 
 def _count(n: int, word: str) -> str:
@@ -76,13 +85,13 @@ def _failing(cfg: Config, store: Store, now: datetime) -> list[Problem]:
             continue
         out.append(Problem(
             f"failing:{r['name']}", "failing", f"source {r['name']}: {_count(n, 'poll')} in a row failed",
-            f"The last, at {r['last_error_at']}: {_sentence(clean(r['last_error'] or '', max_len=500))}\n"
+            f"The last, at {r['last_error_at']}, said:\n"
             + (f"Its last good poll was at {r['last_polled']}." if r.get("last_polled") else
                "No poll of it has worked yet.") + " Nothing of a failed poll is recorded, and every poll tries "
             "again.\n"
             f"What to do: `paperbot check` tries the source and says what it answers. If it moved, point "
             f"[[sources]] {r['name']} at its new place; if the server is down, wait (this alert repeats every "
-            f"{_days(cfg.alerts.every)} while it lasts)."))
+            f"{_days(cfg.alerts.every)} while it lasts).", alert_text.quoted(r["last_error"] or "-")))
     return out
 
 
@@ -207,8 +216,8 @@ def _deliveries(cfg: Config, store: Store, now: datetime) -> list[Problem]:
         out.append(Problem(
             f"deliveries:{channel}:{source}:{key}", "deliveries",
             f"{channel} {source}:{key}: deliveries {'uncertain or ' if uncertain else ''}failed",
-            f"{found}. The last error: {_sentence(clean(error or '-', max_len=300))}\n"
-            f"What to do: {'; '.join(todo)}."))
+            f"{found}. The last error:\n"
+            f"What to do: {'; '.join(todo)}.", alert_text.quoted(error or "-")))
     return out
 
 
@@ -256,7 +265,7 @@ def _guard(cfg: Config, store: Store, now: datetime) -> list[Problem]:
         out.append(Problem(
             f"guard:held:{source}", "guard", f"source {source}: {_count(len(weeks), 'week')} held, not sent",
             f"Held by the guard on age (sent to nobody, not in the feed): {_listed(keys)}. Why, for "
-            f"{source}:{weeks[-1].key}: {_sentence(clean(weeks[-1].held or '-', max_len=300))}\n"
+            f"{source}:{weeks[-1].key}: {weeks[-1].held or '-'}.\n"
             f"What to do: look at the source. If an archive was pasted in, `paperbot skip --held {source}` gives "
             f"them all up; to send them, `paperbot approve --held {source}` (or `paperbot approve "
             f"{source}:WEEK ...` for some)."))
@@ -349,10 +358,9 @@ class _Mail:
 
 
 def post_webhook(url: str, p: Problem) -> None:
-    """POST `p` to a Discord webhook: no @mention can ping anyone (allowed_mentions: none)."""
-    text = f"**paperbot: {p.subject}**\n{p.body}"
-    if len(text) > DISCORD_MAX:
-        text = text[:DISCORD_MAX - 1] + "…"
+    """POST `p` to a Discord webhook: no @mention can ping anyone (allowed_mentions: none), and what a source
+    said shows as typed, in a code block (issue #21)."""
+    text = p.discord()
     try:
         r = requests.post(url, json={"content": text, "allowed_mentions": {"parse": []}, "username": "paperbot"},
                           timeout=WEBHOOK_TIMEOUT)
@@ -404,7 +412,7 @@ def run(cfg: Config, store: Store, now: datetime, env: dict[str, str] | None = N
                     continue
                 try:
                     if d == "log":
-                        log.warning("alert: %s. %s", p.subject, " ".join(p.body.split("\n")))
+                        log.warning("alert: %s. %s", p.subject, " ".join(p.text().split("\n")[2:]).strip())
                     elif d == "email":
                         mail.send(p, now)
                     else:

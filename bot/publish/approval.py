@@ -1,9 +1,10 @@
 """The editor's approval step (`[publish] approve = true`, after Buttondown's draft review).
 
 Every week that becomes ready is held as `awaiting-approval` instead (not sent anywhere, not public on the web)
-and the editor gets one test copy by email (as `paperbot publish WEEK --to ADDRESS` sends it). `paperbot approve
-WEEK` makes it ready again, marked approved so it is never held twice, and it goes out like any ready week;
-`paperbot skip WEEK` gives it up on every channel, with a note in `paperbot history`.
+and the editor gets one copy by email, marked as such (issue #21): "[Approval needed]" in its subject, the
+`paperbot approve` and `paperbot skip` commands at the top, no subscriber footer, unsubscribe or web link.
+`paperbot approve WEEK` makes it ready again, marked approved so it is never held twice, and it goes out like
+any ready week; `paperbot skip WEEK` gives it up on every channel, with a note in `paperbot history`.
 
 The same two answers settle a week the age guard held (issue #21, state `held`: bot/track/age.py), and
 `approve` also sends a ready week past the daily cap (bot/publish/cap.py): an approved week is never held back.
@@ -32,6 +33,12 @@ def editor_address(cfg: Config) -> str:
     return parseaddr(cfg.publish.editor)[1] or parseaddr(cfg.email.sender)[1]
 
 
+def commands(week: WeekRow) -> dict:
+    """The editor's two answers to a held week, exactly as typed: what the approval copy's banner names."""
+    name = f"{week.source}:{week.key}"
+    return {"name": name, "approve": f"paperbot approve {name}", "skip": f"paperbot skip {name}"}
+
+
 def _approved(store: Store, week: WeekRow) -> bool:
     row = store.db.execute("SELECT approved_at FROM weeks WHERE source = ? AND key = ?",
                            [week.source, week.key]).fetchone()
@@ -51,7 +58,7 @@ def hold(cfg: Config, store: Store, now: datetime) -> list[WeekRow]:
         held.append(week)
         to = editor_address(cfg)
         try:
-            line = EmailChannel(cfg).send_copy(store, week, to)
+            line = EmailChannel(cfg).send_copy(store, week, to, approval=commands(week))
         except (TransientError, PermanentError, StorageError, RenderError) as e:
             log.warning("%s:%s awaits approval; the editor's copy to %s was not sent: %s", week.source, week.key,
                         to, e)
