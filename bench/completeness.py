@@ -233,7 +233,7 @@ def main() -> int:
         print(f"{r['name']}: guard (issue #21, defaults): {len(r['held'])} week(s) held"
               + "".join(f"\n  HELD {key}: {why}" for key, why in r["held"])
               + f"; max_per_day = {PublishSettings().max_per_day} delayed {len(r['delayed'])} of {r['editions']} "
-                "edition(s)" + "".join(f"\n  {key}: ready {at:%Y-%m-%d %H:%M} UTC, delayed {_hours(d)}"
+                "edition(s)" + "".join(f"\n  {key}: ready {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC, delayed {_hours(d)}"
                                        for key, at, d in r["delayed"]))
     return 0 if ok else 1
 
