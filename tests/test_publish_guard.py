@@ -8,14 +8,20 @@ get is what it received), the SQLite file, the CLI, and bench/completeness.py's 
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
 import sys
+import time
+import urllib.parse
+import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import ROOT, commit_file, make_repo, shared_path
-from publish_support import add_subscribers, parse, smtp_server
+from publish_support import add_subscribers, free_port, parse, smtp_server
 from publish_support import write_config as email_config
 from sources_support import FAST
 
@@ -361,3 +367,60 @@ def test_guard_settings_default_and_load_issue_21(tmp_path):
     assert (load_config(path).publish.max_age, load_config(path).publish.max_per_day) == (timedelta(days=30), 5)
     path.write_text("", encoding="utf-8")
     assert (load_config(path).publish.max_age, load_config(path).publish.max_per_day) == (timedelta(days=90), 2)
+
+
+def test_held_weeks_are_in_the_web_archive_and_search_marked_held_and_never_in_the_feed_issue_21(tmp_path):
+    """#21, over HTTP (`paperbot serve`): a held week is listed in /editions/ under its own dates, marked held,
+    its page says it was not sent, search finds its papers marked held, and /feed.xml leaves it out."""
+    with smtp_server() as (server, smtp_port):
+        cfg = email_config(tmp_path, smtp_port)
+        port = free_port()
+        cfg.path.write_text(cfg.path.read_text(encoding="utf-8").replace(
+            'base_url = "https://papers.weekly.test"\n',
+            f'base_url = "https://papers.weekly.test"\nlisten = "127.0.0.1:{port}"\n'), encoding="utf-8")
+        cfg = load_config(cfg.path)
+        store = Store.open(cfg.db_path)
+        try:
+            w0, old = date(2024, 1, 1), date(2020, 3, 2)
+            observe(store, "dair", parse_document(digest([w0]).encode(), date(2024, 1, 8), "digest"),
+                    datetime(2024, 1, 8, 9, tzinfo=UTC), "v1", cfg.publish)
+            release(store, datetime(2024, 1, 8, 12, tzinfo=UTC), cfg.publish)
+            publish_ready(cfg, store, datetime(2024, 1, 8, 12, tzinfo=UTC))  # to nobody: published all the same
+            at = datetime(2024, 1, 10, 9, tzinfo=UTC)
+            observe(store, "dair", parse_document(digest([w0, old]).encode(), at.date(), "digest"), at, "v2",
+                    cfg.publish)
+            release(store, at + timedelta(hours=3), cfg.publish)
+            assert store.week("dair", week_key(old)).state == "held"
+        finally:
+            store.close()
+    env = {**os.environ, "PAPERBOT_SECRET_KEY": "guard-key-" + "0123456789" * 4}
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "serve"], cwd=tmp_path,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> str:
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            return r.read().decode("utf-8")
+
+    try:
+        deadline = datetime.now(UTC) + timedelta(seconds=20)
+        while True:
+            try:
+                get("/static/site.css")
+                break
+            except OSError:
+                assert proc.poll() is None and datetime.now(UTC) < deadline
+                time.sleep(0.1)
+        archive = get("/editions/")
+        assert re.findall(r"/editions/dair/([0-9.-]+)", archive) == [week_key(w0), week_key(old)]
+        item = archive[archive.index(f"/editions/dair/{week_key(old)}"):].split("</li>", 1)[0]
+        assert "2–8 March 2020" in item and "held: not sent" in item
+        assert "held: not sent" not in archive[archive.index(f"/editions/dair/{week_key(w0)}"):].split("</li>")[0]
+        assert "Held:" in get(f"/editions/dair/{week_key(old)}")
+        found = get("/search?q=" + urllib.parse.quote(f'"Paper 1 of {old.isoformat()}"'))
+        assert "held: not sent" in found and week_key(old) in found
+        feed = get("/feed.xml")
+        assert week_key(w0) in feed and week_key(old) not in feed
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
