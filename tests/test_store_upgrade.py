@@ -19,6 +19,7 @@ from conftest import FIXTURES
 from bot.cli import cli
 from bot.config import load_config
 from bot.publish.edition import edition_from_store
+from bot.publish.ledger import LedgerWriter, possible_duplicates
 from bot.publish.pipeline import late_round
 from bot.store import Store, migrations
 from bot.track.parsing import parse_document
@@ -372,3 +373,35 @@ def test_the_publish_guard_upgrade_keeps_the_previous_main_database_and_holds_on
     finally:
         store.close()
     Store.open(db).close()  # a second open applies nothing more
+
+
+def test_possible_duplicates_upgrade_marks_no_old_row_and_history_shows_none(tmp_path):
+    """issue #21 (m016_possible_duplicates): `deliveries.possible_duplicate` appears, NULL on every row written
+    before (nothing then was known to be one), every other column as it was; `paperbot history` lists no possible
+    duplicate for the old publication, and a new mark lands on one row only."""
+    db = _copy(tmp_path)
+    before = _ledger(db)
+    Store.open(db).close()
+    assert _ledger(db) == before
+    con = sqlite3.connect(db)
+    try:
+        assert {r[1]: r[2] for r in con.execute("PRAGMA table_info(deliveries)")}["possible_duplicate"] == "TEXT"
+        assert {r[0] for r in con.execute("SELECT possible_duplicate FROM deliveries")} == {None}
+    finally:
+        con.close()
+    hist = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "history", "--json"], obj={})
+    assert hist.exit_code == 0, hist.output
+    [entry] = [e for e in json.loads(hist.stdout) if e["week"] == "2023-02-20..2023-02-26"]
+    assert entry["channels"]["email"]["possible_duplicates"] == []
+
+    writer = LedgerWriter(db, "dair", "2023-02-20..2023-02-26", "email")
+    row_id = before["deliveries"][0][0]
+    writer.possible_duplicate(row_id, "may have gone out")
+    writer.possible_duplicate(row_id, "a second reason is not kept")
+    writer.close()
+    store = Store.open(db)
+    try:
+        assert [(d["id"], d["why"]) for d in possible_duplicates(store, "dair", "2023-02-20..2023-02-26", "email")
+                ] == [(row_id, "may have gone out")]
+    finally:
+        store.close()

@@ -132,6 +132,10 @@ class ChainSender(Sender, Protocol):
         was delivered, None if it certainly was not (so it is sent). Raise TransientError (or RateLimited)
         when it cannot tell: the row stays `uncertain` and the chain waits."""
 
+    # Optional: `reads_back(unit) -> bool`, False when `reconcile` cannot look at all (a Discord webhook alone):
+    # its None then means "not known", and the unit sent again is marked a possible duplicate (issue #21).
+    # A sender without it reads back (X, the outbox).
+
 
 class Channel(Protocol):
     name: str

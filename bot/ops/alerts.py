@@ -8,7 +8,8 @@ problem and sends it by email (`[alerts] email`, over `[email] smtp_url`; withou
 state/outbox/alerts/) and to a Discord webhook ($PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, a secret: never stored
 or logged), recording each (problem, destination) in the `alerts` table so a problem seen at every poll is
 sent once per `every`. A destination that fails is tried again at the next poll. The daemon runs `after_poll`
-after every poll.
+after every poll. Units sent again that may show twice (issue #21) are an event, not a state: each such alert
+goes once to each destination, never again every `every`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from email.utils import format_datetime, parseaddr
 
 import requests
 
-from bot.channels.base import ChannelDown, PermanentError, TransientError
+from bot.channels.base import ChannelDown, PermanentError, TransientError, Uncertain
 from bot.channels.email.headers import CRLF, UnsafeHeader, check_block, mailbox, simple, unstructured
 from bot.channels.email.mime import id_domain, qp
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
@@ -45,12 +46,13 @@ _FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIM
 @dataclass(frozen=True)
 class Problem:
     key: str  # stable while the problem lasts: "failing:dair-ai", "held:dair-ai:2024-01-01..2024-01-07"
-    kind: str  # failing | quiet | layout | held | deliveries | bounces | guard
+    kind: str  # failing | quiet | layout | held | deliveries | bounces | duplicates | guard
     subject: str  # one line
     body: str  # what was found, then what to do: paperbot's words (Markdown on Discord: `commands`)
     # What a source or a server said (an error), shown exactly as typed after the body's first line, never as
     # markup (issue #21; bot/ops/alert_text.py)
     quote: str = ""
+    once: bool = False  # an event, not a state: sent once to each destination, never repeated every `every`
 
     def _parts(self) -> tuple[str, str]:
         first, _, rest = self.body.partition("\n")
@@ -286,7 +288,27 @@ def _guard(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     return out
 
 
-DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces, _guard)
+def _duplicates(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    """Units sent again after an uncertain outcome without being looked for (issue #21): they may show twice."""
+    out = []
+    rows = store.db.execute(
+        "SELECT source, week_key, channel, count(*), group_concat(unit, ', '), max(possible_duplicate) "
+        "FROM deliveries WHERE possible_duplicate IS NOT NULL GROUP BY source, week_key, channel").fetchall()
+    for source, key, channel, n, units, why in rows:
+        out.append(Problem(
+            f"duplicates:{channel}:{source}:{key}:{n}", "duplicates",
+            f"{channel} {source}:{key}: {_count(n, 'possible duplicate')}",
+            f"{_count(n, 'unit')} may have gone out already and were sent again without a way to look first; "
+            "the units and why:\n"
+            f"What to do: look on {channel} whether the edition shows twice and delete the extra copy if it "
+            f"does (`paperbot history {source}:{key}` names each one). "
+            + ("With a bot token and [discord] channel_id, paperbot reads the channel back instead of sending "
+               "again." if channel == "discord" else "A mail server that answers late is the usual cause."),
+            alert_text.quoted(f"{units}: {why or ''}"), once=True))
+    return out
+
+
+DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces, _duplicates, _guard)
 
 
 def detect(cfg: Config, store: Store, now: datetime) -> list[Problem]:
@@ -338,7 +360,7 @@ class _Mail:
                     self.conn = SmtpConnection(SmtpTarget.from_url(e.smtp_url, e.starttls),
                                                parseaddr(e.sender)[1], timeout=30)
                 self.conn.send(parseaddr(to)[1], data)
-            except (TransientError, PermanentError, ChannelDown) as err:
+            except (TransientError, PermanentError, ChannelDown, Uncertain) as err:
                 raise AlertError(f"email to {to}: {err}") from None
 
     def _outbox(self, p: Problem, to: str, data: bytes, now: datetime) -> None:
@@ -393,7 +415,7 @@ def _record(store: Store, p: Problem, destination: str, now: datetime, *, sent: 
 
 def _due(store: Store, p: Problem, destination: str, now: datetime, every: timedelta) -> bool:
     row = _row(store, p.key, destination)
-    return row is None or not row["last_sent"] or now - parse_time(row["last_sent"]) >= every
+    return row is None or not row["last_sent"] or (not p.once and now - parse_time(row["last_sent"]) >= every)
 
 
 def run(cfg: Config, store: Store, now: datetime, env: dict[str, str] | None = None) -> list[Problem]:

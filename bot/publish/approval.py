@@ -17,7 +17,7 @@ from datetime import datetime
 from email.utils import parseaddr
 
 from bot import channels as registry
-from bot.channels.base import PermanentError, StorageError, TransientError
+from bot.channels.base import PermanentError, StorageError, TransientError, Uncertain
 from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
 from bot.config import Config
@@ -59,7 +59,7 @@ def hold(cfg: Config, store: Store, now: datetime) -> list[WeekRow]:
         to = editor_address(cfg)
         try:
             line = EmailChannel(cfg).send_copy(store, week, to, approval=commands(week))
-        except (TransientError, PermanentError, StorageError, RenderError) as e:
+        except (TransientError, PermanentError, Uncertain, StorageError, RenderError) as e:
             log.warning("%s:%s awaits approval; the editor's copy to %s was not sent: %s", week.source, week.key,
                         to, e)
         else:
