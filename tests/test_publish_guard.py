@@ -350,7 +350,8 @@ def test_replaying_the_corpus_the_new_york_history_and_the_feeds_holds_no_week_i
 
 
 @pytest.mark.parametrize("line,words", [
-    ('max_age = "0d"', "publish.max_age"), ('max_age = "90"', "publish.max_age"), ("max_age = 90", "max_age"),
+    ('max_age = "0d"', "publish.max_age"), ('max_age = "90"', "publish.max_age"),
+    ("max_age = 90", "publish.max_age: 90 is not a duration"),
     ("max_per_day = 0", "publish.max_per_day"), ('max_per_day = "2"', "publish.max_per_day"),
     ("max_per_day = 2.5", "publish.max_per_day"), ("max_per_day = true", "publish.max_per_day"),
 ])
