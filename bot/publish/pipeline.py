@@ -123,7 +123,7 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
     if not dry_run and channel.live and (pub is None or pub.trial) and (
             until := cap.wait(cfg, store, week, channel.name, now)):
         rep.note = cap.note(cfg, week.source, channel.name, until)  # issue #21: never a flood, whatever is ready
-        log.warning("%s: %s", rep.label, rep.note)
+        log.info("%s: %s", rep.label, rep.note)  # every round while it waits; the alert says it once
         return rep
     replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
     if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox
