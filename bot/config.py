@@ -42,6 +42,8 @@ EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a sec
 WAIT_RANGE = (0, 3650 * 86400)  # seconds, settle and max_wait: up to ten years
 LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never wait more than a year
 BACKFILL_MAX = 10_000
+MAX_AGE_RANGE = (86400, 3650 * 86400)  # seconds, [publish] max_age: a day to ten years (issue #21)
+MAX_PER_DAY = 1_000  # [publish] max_per_day: editions of one source on one channel in any 24 hours
 CONNECTIONS_MAX = 64
 RATE_MAX = 10_000.0  # messages per second
 SUMMARY_MIN, SUMMARY_MAX = 80, 10_000  # [email] summary_chars, or 0
@@ -147,6 +149,10 @@ class PublishSettings:
     late_max_wait: timedelta = timedelta(days=7)  # papers added to a week already out wait this long for the next
     approve: bool = False  # hold every ready week as awaiting-approval until `paperbot approve WEEK`
     editor: str = ""  # who gets the test copy of a week awaiting approval ("" = the [email] from address)
+    # issue #21: a week first seen after its source's first poll whose last day is older than this when it
+    # becomes ready is held (bot/publish/guard.py); and at most this many editions per source and channel a day
+    max_age: timedelta = timedelta(days=90)
+    max_per_day: int = 2
 
 
 @dataclass(frozen=True)
@@ -320,6 +326,9 @@ wait_for_papers = "48h"      # a week clearly short of its source's usual count 
 backfill = 1                 # on a source's very first poll, the newest N weeks become ready; the rest is baseline
 late_max_wait = "7d"         # papers added to a week after it went out ride with the next week; if none comes
                              # within this, they go out alone ("Added to earlier weeks")
+max_age = "90d"              # a week new after the first poll but older than this (or than the newest released)
+                             # is held until `paperbot approve` (a pasted archive never floods readers)
+max_per_day = 2              # editions per source on each channel in any 24 hours; the rest wait in order
 
 [github]
 base_url = "https://raw.githubusercontent.com"   # where github = "owner/repo" files are fetched from
@@ -397,7 +406,8 @@ _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
 _ALERTS_KEYS = {"email", "every", "failures", "quiet", "layout_drop", "failed_after", "bounce_rate"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor",
+                 "max_age", "max_per_day"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit",
                 *SOURCE_KINDS}
 EXPECT_MAX = 10_000
@@ -462,6 +472,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
                                        WAIT_RANGE),
         approve=_flag(pub.get("approve", False), f"{f}: publish.approve"),
         editor=_line(pub.get("editor", ""), f"{f}: publish.editor", "an email address"),
+        max_age=parse_duration(pub.get("max_age", "90d"), f"{f}: publish.max_age", MAX_AGE_RANGE),
+        max_per_day=_whole(pub.get("max_per_day", 2), f"{f}: publish.max_per_day", 1, MAX_PER_DAY),
     )
     gh = data.get("github", {})
     if not isinstance(gh, dict):

@@ -325,6 +325,16 @@ def m012_editor_notes(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m015_publish_guard(db: sqlite_utils.Database) -> None:
+    """The guard on age and volume (issue #21, bot/track/age.py and bot/publish/cap.py): `weeks.held`, why a week
+    was held when it first became ready (state `held`: new after its source's first poll but older than the newest
+    week released or than `[publish] max_age`), NULL for every other week, and for every week released before.
+    An index on `publications (channel, source, planned_at)` for the daily cap's count."""
+    db["weeks"].add_column("held", str)
+    db.execute("CREATE INDEX idx_publications_cap ON publications (channel, source, planned_at)")
+
+
+@migrations()
 def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
     """Possible duplicates (issue #21): `deliveries.possible_duplicate` says why a unit may show twice (NULL for
     every other row, and every row from before): it may have gone out (a 5xx to a Discord create, a lost answer,
@@ -348,7 +358,8 @@ class WeekRow:
     source: str
     key: str
     title: str
-    state: str  # baseline | pending | ready | published | skipped (every channel gave it up: see pipeline.py)
+    state: str  # baseline | pending | ready | held | awaiting-approval | published | skipped (every channel gave
+    # it up: see pipeline.py)
     first_seen: datetime
     last_changed: datetime
     fingerprint: str
@@ -364,6 +375,7 @@ class WeekRow:
     ready_version: str | None
     n_papers: int
     late_of: str | None = None  # an edition of papers added to earlier weeks: the week they came from
+    held: str | None = None  # why the guard held it when it first became ready (issue #21); None: not held
 
     @classmethod
     def from_row(cls, r: dict) -> WeekRow:
@@ -376,7 +388,7 @@ class WeekRow:
             first_day=date.fromisoformat(r["first_day"]) if r["first_day"] else None,
             last_day=date.fromisoformat(r["last_day"]) if r["last_day"] else None,
             ready_at=parse_time(r["ready_at"]), ready_version=r["ready_version"], n_papers=r["n_papers"] or 0,
-            late_of=r.get("late_of"),
+            late_of=r.get("late_of"), held=r.get("held"),
         )
 
 
@@ -488,6 +500,17 @@ class Store:
             "select n_papers from weeks where source = ? and state in ('ready', 'published', 'baseline') "
             "order by last_day desc, key desc limit ?", [source, limit]).fetchall()
         return [r[0] or 0 for r in rows]
+
+    def newest_released_day(self, source: str, before: datetime) -> date | None:
+        """The last day of the source's newest week first seen before `before` and released (ready, awaiting
+        approval, published, or skipped after it was released) or present at its first poll (baseline,
+        backfill): what a week first seen at `before` is compared with by the age guard (bot/track/age.py).
+        Weeks that came in the same version as it are not: three weeks added at once are not an archive."""
+        row = self.db.execute(
+            "select max(last_day) from weeks where source = ? and late_of is null and first_seen < ? and "
+            "(backfill = 1 or state in ('ready', 'awaiting-approval', 'published', 'baseline') or "
+            "(state = 'skipped' and held is null and ready_at is not null))", [source, iso(before)]).fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
 
     # -- weeks ---------------------------------------------------------------------------------------------
     def weeks(self, source: str | None = None, state: str | None = None) -> list[WeekRow]:
