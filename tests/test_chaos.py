@@ -61,6 +61,7 @@ KILLS = int(os.environ.get("PAPERBOT_CHAOS_KILLS") or 16)
 SOAK_KILLS = int(os.environ.get("PAPERBOT_SOAK_KILLS") or 100)
 FAULTY_RUN = 60.0  # seconds the daemon runs unkilled with the faults on, at most, before they stop
 KILL_READ = 0.5  # seconds: a 429 answered this soon before a kill may never have been read
+BASE = 4  # the versions every run commits: three weeks and the late paper
 SETTLE = 90.0  # seconds the daemon has, faults over, to leave every row sent
 _WORDS = ("Sparse Quiet Tidal Deep Folded Tiny Lazy Paper Orchard Velvet Hollow Amber Silent Rapid Frozen Gentle "
           "Crimson Bright Narrow Distant Wandering Humble Curious Patient").split()
@@ -151,9 +152,11 @@ class Run:
 
 
 def _kills(run: Run, daemon: Daemon, db: Path, repo: Path) -> None:
-    """The kill rounds: the versions committed on their way, each daemon killed where its plan aims."""
+    """The kill rounds, each daemon killed where its plan aims. The versions are committed on their way: the
+    first four (three weeks and the late paper) by their rounds at the latest, and one more whenever nothing is
+    left to send, so a kill always has sends to aim at; `run.weeks` ends as the weeks committed."""
     versions = chaos_versions(run.weeks)
-    due = [j * run.kills // len(versions) for j in range(len(versions))]  # a version's kill round, at the latest
+    due = [j * run.kills // BASE for j in range(BASE)]  # the kill round a version comes by, at the latest
     ledger, committed = Ledger(db), 0
 
     def commit_next() -> None:
@@ -165,7 +168,7 @@ def _kills(run: Run, daemon: Daemon, db: Path, repo: Path) -> None:
     for i, k in enumerate(kill_plan(run.seed, run.kills, CHANNELS)):
         work, hit = _work(db), {r[2] for rows_at in run.at_kills for r in rows_at}
         prefer = (*(c for c in k.prefer if c not in hit), *k.prefer)  # a channel not yet hit mid-send first
-        if committed < len(versions) and (due[committed] <= i or not work):
+        if committed < len(versions) and (committed < BASE and due[committed] <= i or not work):
             commit_next()  # the next version by its round, or sooner when nothing is left to send
             work = set(CHANNELS)
             if "email" not in hit:
@@ -189,8 +192,10 @@ def _kills(run: Run, daemon: Daemon, db: Path, repo: Path) -> None:
         print(f"kill {i}: {'a moment' if moment else target} #{k.nth} after {time.monotonic() - up:.1f} s; "
               f"in flight: {[r[2:] for r in run.at_kills[-1]]}; versions {committed}")
     ledger.close()
-    while committed < len(versions):
+    while committed < BASE:
         commit_next()
+    shown_weeks = versions[committed - 1][2]
+    run.weeks = {k: v for k, v in run.weeks.items() if k in shown_weeks}
 
 
 def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
@@ -200,7 +205,7 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
     mode = "a bot reading back" if bot else "a webhook alone"
     SEEDS.append(f"chaos seed {seed} ({kills} kills, Discord through {mode}): replay with PAPERBOT_CHAOS_SEED={seed}")
     print(f"\n{SEEDS[-1]}")
-    weeks = chaos_weeks(3 + max(0, kills - 20) // 8)
+    weeks = chaos_weeks(3 + kills // 3)  # more than the run needs: the weeks not committed are dropped
     started, people = time.monotonic(), addresses(4)
     with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, repo, cfg, db):
         run = Run(seed, kills, bot, weeks, people, rec, x, d, {s: Faults(seed, s) for s in ("x", "discord", "smtp")})
