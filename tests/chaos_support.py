@@ -12,7 +12,7 @@
 - `kill_plan(seed, kills)`: for each kill, the channels to kill in the middle of, in the order to try them (the
   first of them with something to send; the first three kills: email, X and Discord, in the seed's order), how
   many of its sends to let start first and how long after the last one started (the server may have it by
-  then), or (one kill in five) a random moment instead.
+  then), or (about one kill in seven) a random moment instead.
 - `Ledger` watches the SQLite file as the test runs: the rows `sending` now, and which of them are in flight in
   this run (a row's attempt, not a row left `sending` by a run killed before).
 """
@@ -115,7 +115,7 @@ def kill_plan(seed: int, kills: int, channels: tuple[str, ...]) -> list[Kill]:
         order = tuple(rng.sample(channels, len(channels)))
         if i < len(first):
             order = (first[i], *(c for c in order if c != first[i]))
-        moment = i >= len(first) and rng.random() < 0.2
+        moment = i >= len(first) and rng.random() < 0.15
         nth, lag, delay = rng.randint(1, 2), round(rng.uniform(0.0, 0.2), 3), round(rng.uniform(0.0, 3.0), 3)
         out.append(Kill(order, nth, lag, delay if moment else None))
     return out
