@@ -186,7 +186,7 @@ def _kills(run: Run, daemon: Daemon, db: Path, repo: Path) -> None:
                 or ledger.wait_for_sends(None, 1, 3.0, daemon.alive):  # another channel's send, rather than none
             time.sleep(k.lag)
             if not ledger.in_flight():  # the aimed send ended within the lag: fire at the next one to start
-                ledger.wait_for_sends(None, 1, 3.0, daemon.alive)
+                ledger.wait_for_sends(None, 1, 8.0, daemon.alive)
         assert daemon.alive(), daemon.text()[-5000:]
         daemon.kill()
         run.killed_at.append(time.time())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import re
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bot.track import dates, lines
@@ -149,6 +149,7 @@ LOGGED = line_of("http", "s", "://", "?", "#", "@", " ", "a", "1", "+", ".", "-"
 
 @settings(max_examples=800, deadline=None)
 @given(LOGGED)
+@example("://http://?")  # a `://` with no scheme before one that has one: found by Hypothesis in a full run
 def test_redacted_query_strings_as_before_issue_20(text):
     from bot.sources import fetch_http
 

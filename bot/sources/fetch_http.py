@@ -49,13 +49,14 @@ def _drop_queries(text: str) -> str:
                 b -= 1
             while b < c and not _LETTER.match(text, b):
                 b += 1
-            stop = _AFTER_SCHEME.match(text, c).end()
-            if b < c and text.startswith("?", stop):
-                end = _QUERY_REST.match(text, stop + 1).end()
-                out.append(text[done:stop] + "?…")
-                done = dead_until = end
-            else:
-                dead_until = stop  # a `://` before `stop` finds the same end, with no `?` either
+            if b < c:  # a scheme before this `://` (none: a later `://` may still have one, e.g. `://http://?`)
+                stop = _AFTER_SCHEME.match(text, c).end()
+                if text.startswith("?", stop):
+                    end = _QUERY_REST.match(text, stop + 1).end()
+                    out.append(text[done:stop] + "?…")
+                    done = dead_until = end
+                else:
+                    dead_until = stop  # a `://` before `stop` finds the same end, with no `?` either
         c = text.find("://", max(c + 1, dead_until))
     out.append(text[done:])
     return "".join(out)
