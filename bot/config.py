@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 
-from bot.publish.windows import Window, parse_windows
+from bot.channels.windows import Window, parse_windows
 from bot.track.parsing import FORMATS
 
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
@@ -161,7 +161,7 @@ class SourceConfig:
     timezone: ZoneInfo | None = None  # where the maintainer's week ends; None: learned from commits, or the default
     expect_papers: int | None = None  # papers in a complete week; None: learned from the weeks already released
     credit: str | None = None  # who curated it, as editions credit them; None: the repository or feed title
-    credit_url: str | None = None  # where the credit links; None: the original (bot/publish/credit.py)
+    credit_url: str | None = None  # where the credit links; None: the original (bot/edition/credit.py)
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from publish_support import SECRET, add_subscribers, addresses, parse, smtp_serv
 from bot.channels.base import ChannelLimits, Unit
 from bot.cli import cli
 from bot.config import Config, load_config
+from bot.edition.edition import Edition, edition_from_store
 from bot.publish import ledger
-from bot.publish.edition import Edition, edition_from_store
 from bot.publish.pipeline import after_poll, late_round, publish_channel
 from bot.store import Store, WeekRow
 from bot.track.diff import norm_title

@@ -23,8 +23,8 @@ from publish_support import DIGEST, SECRET, add_subscribers, smtp_server, write_
 from bot.channels.email.headers import UnsafeHeader, check_block, unstructured
 from bot.channels.email.mime import build_template
 from bot.channels.email.render import UNSUBSCRIBE_PLACEHOLDER
+from bot.edition.safetext import clean
 from bot.publish.pipeline import publish_ready
-from bot.publish.safetext import clean
 from bot.store import Store
 from bot.track.parsing import parse_document
 from bot.track.tracker import observe, release

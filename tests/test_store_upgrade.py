@@ -18,7 +18,7 @@ from conftest import FIXTURES
 
 from bot.cli import cli
 from bot.config import load_config
-from bot.publish.edition import edition_from_store
+from bot.edition.edition import edition_from_store
 from bot.publish.pipeline import late_round
 from bot.store import Store, migrations
 from bot.track.parsing import parse_document

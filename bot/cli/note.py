@@ -9,8 +9,8 @@ import click
 from bot import channels as registry
 from bot.cli.common import _load, _read
 from bot.cli.publish import _existing_store, resolve_week
+from bot.edition.safetext import keep_lines
 from bot.publish import ledger
-from bot.publish.safetext import keep_lines
 
 MAX_NOTE = 2000  # characters: a note is a few sentences, not a second newsletter
 

@@ -21,12 +21,12 @@ from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
 from bot.cli.common import _load, clock
 from bot.config import Config
+from bot.edition import holdings
 from bot.ops.config_checks import live_send_problems
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
 from bot.publish.pipeline import ChannelReport, late_round, lock_path, publish_week, ready_weeks
 from bot.store import Store, WeekRow
-from bot.track import late
 
 log = logging.getLogger(__name__)
 HISTORY_FAILURES = 20  # per channel, when listing every week
@@ -299,7 +299,7 @@ def preview(ctx: click.Context, week: str, channel: str | None, out: str | None)
 def _carried(store: Store, source: str, key: str, channel: str) -> list[dict]:
     """The papers added to earlier weeks that this edition carries on the channel, by week."""
     by_week: dict[str, list[str]] = {}
-    for r in late.carried(store, source, key, channel):
+    for r in holdings.carried(store, source, key, channel):
         by_week.setdefault(r.week_key, []).append(r.paper.title)
     return [{"week": k, "papers": titles} for k, titles in sorted(by_week.items())]
 

@@ -27,8 +27,8 @@ from bot.channels.email.headers import CRLF, UnsafeHeader, check_block, mailbox,
 from bot.channels.email.mime import id_domain, qp
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.config import Config
+from bot.edition.safetext import clean
 from bot.ops.status import waiting_for
-from bot.publish.safetext import clean
 from bot.store import Store, WeekRow, iso, parse_time
 from bot.track.dates import end_of_day
 from bot.track.tracker import source_rules

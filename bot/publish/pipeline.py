@@ -23,6 +23,7 @@ from pathlib import Path
 
 from bot import channels as registry
 from bot import locks
+from bot.channels import windows
 from bot.channels.base import (
     Channel,
     PermanentError,
@@ -33,7 +34,7 @@ from bot.channels.base import (
     storage_error,
 )
 from bot.config import Config
-from bot.publish import approval, edition, ledger, windows
+from bot.publish import approval, late, ledger
 from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
 from bot.publish.dispatch import RunStats, dispatch
 from bot.store import Store, WeekRow, iso
@@ -129,12 +130,12 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         return rep
     if dry_run:
         channel.render(store, week, dry=True)  # fails loudly on a broken template, writes nothing
-        empty = edition.nothing_to_carry(store, week, channel.name)
+        empty = late.nothing_to_carry(store, week, channel.name)
         rep.would_send = ((0 if empty else len(channel.plan(store, week))) if pub is None or replan
                           else _open(ledger.counts(store, week.source, week.key, channel.name)))
         return rep
-    edition.before_render(store, week, channel.name, now)  # late papers to carry; what the edition holds
-    nothing = edition.nothing_to_carry(store, week, channel.name)  # a late-only edition already empty
+    late.before_render(store, week, channel.name, now)  # late papers to carry; what the edition holds
+    nothing = late.nothing_to_carry(store, week, channel.name)  # a late-only edition already empty
     units = [] if nothing else channel.plan(store, week)
     rendition = None
     if pub is None or replan:
@@ -149,7 +150,7 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         with store.atomic():  # the edition and the late papers it carries: planned together or not at all
             rep.planned = ledger.plan(store, week.source, week.key, channel.name, units, now, trial=not channel.live,
                                       note=rep.note)
-            carried = edition.claim(store, week, channel.name)
+            carried = late.claim(store, week, channel.name)
             if callable(getattr(channel, "edit", None)):  # the week as its messages will show it (corrections)
                 _mark_shown(store, week.source, week.key, channel.name)
         (log.info if rep.planned or week.late_of else log.warning)(
@@ -170,7 +171,7 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
             _send(store, week, channel, rendition, rep, wanted, progress, now, budget=gate)
     rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
     rep.published = rep.done and channel.live
-    edition.after_send(store, week, channel.name)
+    late.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)
     log.info("%s: %s", rep.label, ("not finished: " + describe(rep.counts)) if not rep.done
              else "published" if rep.published
@@ -393,7 +394,7 @@ def _publish_week(cfg: Config, store: Store, week: WeekRow, *, channels: Sequenc
 
 def publish_ready(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None,
                   progress: Progress | None = None) -> list[ChannelReport]:
-    """Every ready week, oldest first, after looking for late papers (bot/publish/edition.py); then the
+    """Every ready week, oldest first, after looking for late papers (bot/publish/late.py); then the
     corrections of weeks that went out (`correction_round`). The caller holds the publish lock."""
     late_round(cfg, store, now, channels=channels)
     approval.hold(cfg, store, now)  # with [publish] approve: ready weeks wait for the editor
@@ -486,7 +487,7 @@ def correction_round(cfg: Config, store: Store, now: datetime, *, channels: Sequ
 def late_round(cfg: Config, store: Store, now: datetime, *, channels: Sequence[str] | None = None) -> list[WeekRow]:
     """Find papers added to weeks that went out, and make an edition of those that waited `late_max_wait` for a
     new week in vain. The caller holds the publish lock."""
-    return edition.late_round(store, list(channels or registry.enabled(cfg)), now, cfg.publish.late_max_wait)
+    return late.late_round(store, list(channels or registry.enabled(cfg)), now, cfg.publish.late_max_wait)
 
 
 def after_poll(cfg: Config, store: Store, now: datetime) -> None:
@@ -495,7 +496,7 @@ def after_poll(cfg: Config, store: Store, now: datetime) -> None:
     A full disk (or a read-only state folder) is logged in one line and the daemon goes on: what was not
     written stays open in the ledger, and the round after the next poll sends it."""
     names = registry.enabled(cfg)
-    if (not ready_weeks(store) and not edition.has_work(store, names, now, cfg.publish.late_max_wait)
+    if (not ready_weeks(store) and not late.has_work(store, names, now, cfg.publish.late_max_wait)
             and not corrected(store, names)):
         return
     try:

@@ -60,7 +60,7 @@ from bot.channels.email.tokens import (
     verify_token,
 )
 from bot.config import Config
-from bot.publish.safetext import clean
+from bot.edition.safetext import clean
 from bot.store import Store
 from bot.web import health, reader
 

@@ -37,8 +37,8 @@ from bot.channels.x.text import (
     weighted_length,
 )
 from bot.config import normalize_hashtags
-from bot.publish.excerpt import week_heading
-from bot.publish.safetext import clean, date_range, keep_lines, safe_url
+from bot.edition.excerpt import week_heading
+from bot.edition.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.model import Paper
 
 log = logging.getLogger(__name__)
