@@ -13,17 +13,16 @@ import os
 import re
 import tomllib
 import unicodedata
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
 from email.utils import parseaddr
+from importlib import resources
 from pathlib import Path
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import jinja2
-
-from bot.channels.windows import Window, parse_windows
-from bot.track.parsing import FORMATS
+from bot.track.model import FORMATS
 
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
 _DURATION = re.compile(r"\s*([0-9]+)\s*([smhd])\s*")
@@ -33,7 +32,6 @@ SOURCE_KINDS = ("github", "git", "url", "feed")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _GITHUB = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
-_SMTP_URL = re.compile(r"smtps?://[^\s/?#]+/?")
 _LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 
 # Allowed ranges: wide enough for any real use, narrow enough that a slip (a missing unit, an extra digit)
@@ -42,9 +40,6 @@ EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a sec
 WAIT_RANGE = (0, 3650 * 86400)  # seconds, settle and max_wait: up to ten years
 LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never wait more than a year
 BACKFILL_MAX = 10_000
-CONNECTIONS_MAX = 64
-RATE_MAX = 10_000.0  # messages per second
-SUMMARY_MIN, SUMMARY_MAX = 80, 10_000  # [email] summary_chars, or 0
 CREDIT_MAX = 120  # characters of a source's credit name
 
 
@@ -59,7 +54,7 @@ def _seconds_text(seconds: int) -> str:
     return f"{seconds}s"
 
 
-def _short(value: object) -> str:
+def short(value: object) -> str:
     """repr, cut short: an error message quotes the value, not a page of it."""
     text = repr(value)
     return text if len(text) <= 60 else text[:50] + "…" + text[-8:]
@@ -69,38 +64,38 @@ def parse_duration(value: object, where: str = "duration", allowed: tuple[int, i
     """`30s`, `30m`, `2h`, `1d`: a whole number and a unit, within `allowed` (seconds, inclusive)."""
     m = _DURATION.fullmatch(value) if isinstance(value, str) else None
     if not m:
-        raise ConfigError(f"{where}: {_short(value)} is not a duration; "
+        raise ConfigError(f"{where}: {short(value)} is not a duration; "
                           "write a whole number and a unit, e.g. 30m, 2h, 1d")
     lo, hi = allowed
     digits = m.group(1).lstrip("0") or "0"
     seconds = int(digits) * _UNIT_SECONDS[m.group(2)] if len(digits) <= 15 else hi + 1
     if not lo <= seconds <= hi:
-        raise ConfigError(f"{where}: {_short(value)} is out of range; "
+        raise ConfigError(f"{where}: {short(value)} is out of range; "
                           f"allowed: {_seconds_text(lo)} to {_seconds_text(hi)}")
     return timedelta(seconds=seconds)
 
 
-def _has_control(text: str) -> bool:
+def has_control(text: str) -> bool:
     """Control characters and line separators (not Cf: an emoji's zero-width joiner is fine in a subject)."""
     return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
 
 
-def _line(value: object, where: str, what: str = "a string") -> str:
+def line(value: object, where: str, what: str = "a string") -> str:
     """A one-line string: no newline, NUL or other control character (they split log lines and headers)."""
     if not isinstance(value, str):
         raise ConfigError(f"{where}: must be {what}")
-    if _has_control(value):
+    if has_control(value):
         raise ConfigError(f"{where}: {value!r} contains a line break or another control character")
     return value
 
 
-def _whole(value: object, where: str, lo: int, hi: int) -> int:
+def whole(value: object, where: str, lo: int, hi: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise ConfigError(f"{where}: {value!r} must be a whole number from {lo} to {hi}")
     return value
 
 
-def _number(value: object, where: str, lo: float, hi: float, note: str = "") -> float:
+def number(value: object, where: str, lo: float, hi: float, note: str = "") -> float:
     """A finite number in [lo, hi] (TOML allows nan and inf, which no setting means)."""
     if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
             or not lo <= value <= hi):
@@ -108,7 +103,7 @@ def _number(value: object, where: str, lo: float, hi: float, note: str = "") -> 
     return float(value)
 
 
-def _host_and_port(url: str, where: str, shown: str, what: str) -> None:
+def host_and_port(url: str, where: str, shown: str, what: str) -> None:
     """A host name, and a port from 1 to 65535 if any: urlsplit only fails on `.port`, which would be
     mid-run (a traceback when the first message is sent), so check it here."""
     try:
@@ -126,14 +121,28 @@ def _host_and_port(url: str, where: str, shown: str, what: str) -> None:
         raise ConfigError(f"{where}: the port in {shown} is out of range; allowed: 1 to 65535")
 
 
-def _http_url(value: object, where: str, *, show: bool = True) -> str:
+def http_url(value: object, where: str, *, show: bool = True) -> str:
     """An http(s) URL with a host, no white space or control characters and a valid port.
     `show=False` keeps the value out of the message (a source URL may carry a token)."""
     shown = repr(value) if show else "the URL"
-    if not isinstance(value, str) or not _HTTP_URL.fullmatch(value) or _has_control(value):
+    if not isinstance(value, str) or not _HTTP_URL.fullmatch(value) or has_control(value):
         raise ConfigError(f"{where}: {shown} must be an http(s) URL")
-    _host_and_port(value, where, shown, "an http(s) URL")
+    host_and_port(value, where, shown, "an http(s) URL")
     return value
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of `paperbot check`: what was checked, whether it passed, and what was found."""
+
+    what: str  # "config email.from", "source dair-ai", "email smtp"
+    ok: bool
+    detail: str
+    note: bool = False  # informative only: counts neither as passed nor as failed
+
+    def line(self) -> str:
+        mark = "note" if self.note else "ok" if self.ok else "FAIL"
+        return f"{mark:4s}  {self.what}: {self.detail}"
 
 
 @dataclass(frozen=True)
@@ -165,22 +174,6 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
-class EmailSettings:
-    """`[email]`. The SMTP password is never here: it comes from $PAPERBOT_SMTP_PASSWORD."""
-
-    smtp_url: str | None = None  # None: messages go to state/outbox/email/ instead
-    starttls: bool = True
-    sender: str = "ML Papers of the Week <papers@example.org>"  # the `from` key
-    subject: str = "{dates}: {headline}"  # not "{title}": the week's title mostly repeats the sender's name
-    contact: str = ""
-    list_id: str = "papers.example.org"
-    connections: int = 2
-    rate: float = 0.0  # messages per second at most; 0 = no cap
-    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
-    summary_chars: int = 300  # a longer summary is cut at a sentence end, with "Read more" (0: never cut)
-
-
-@dataclass(frozen=True)
 class WebSettings:
     """`[web]`: the small web app (unsubscribe, view in browser)."""
 
@@ -208,56 +201,6 @@ class FetchSettings:
     max_size: int = 50 * 2**20  # bytes per file (an HTTP body, a git blob)
 
 
-_HASHTAG = re.compile(r"^\w{1,100}$")
-
-
-def normalize_hashtags(tags: object, where: str = "x.hashtags") -> tuple[str, ...]:
-    """`["ML", "#AI"]` → `("#ML", "#AI")`; ValueError naming a tag X would not make a hashtag."""
-    if isinstance(tags, str) or not isinstance(tags, list | tuple):
-        raise ValueError(f"{where}: must be a list of hashtags, e.g. [\"ML\", \"AI\"]")
-    out = []
-    for tag in tags:
-        name = str(tag).strip().lstrip("#＃")
-        if not _HASHTAG.match(name) or name.isdigit():
-            raise ValueError(f"{where}: {tag!r} is not a hashtag (letters, digits and _ only, not all digits)")
-        out.append("#" + name)
-    return tuple(out)
-
-
-@dataclass(frozen=True)
-class XSettings:
-    """The `[x]` table: a thread on X per week (bot/channels/x/). Credentials come from PAPERBOT_X_* only."""
-
-    enabled: bool = True  # without credentials: a trial into state/outbox/x/
-    api_base: str = "https://api.twitter.com"
-    timeout: float = 30.0  # seconds for every request to X
-    daily_budget: int = 17  # posts per rolling 24 hours (the free tier's user limit; X bills per post)
-    delay: float = 2.0  # seconds between two posts of a thread
-    replies: bool = True  # False: each paper is its own post linking to the head (an account that cannot thread)
-    head: str | None = None  # the head post's Jinja2 template text; None: templates/x_head.txt
-    hashtags: tuple[str, ...] = ()
-    extra_link: bool = False  # one more link per paper (its code, say) when it fits
-    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
-
-
-@dataclass(frozen=True)
-class DiscordSettings:
-    """`[discord]` (issue #12). The webhook URL and the bot token are never here: they come from
-    $PAPERBOT_DISCORD_WEBHOOK_URL and $PAPERBOT_DISCORD_BOT_TOKEN (without either, a trial to the outbox)."""
-
-    enabled: bool = True  # like [x]: without credentials a trial to the outbox, so a new user sees real output
-    api_base: str = "https://discord.com/api/v10"  # discord.py's Route.BASE: a compatible server, or a test's
-    timeout: float = 30.0  # seconds for one request (connect, and then each read)
-    max_wait: float = 10.0  # a 429 asking to wait longer ends the run as rate-limited-until instead
-    channel_id: int | None = None  # with a bot token: the channel to post in
-    role_id: int | None = None  # pinged by the intro line, the only mention ever allowed
-    forum: bool = False  # the webhook posts into a forum channel: one post per week
-    thread_name: str = "{title} ({dates})"  # a forum post's title; fields as in DISCORD_FIELDS
-    edit_on_correction: bool = False  # a correction in the source edits the week's messages
-    intro: str = ""  # a Jinja2 template of the intro line; "" = templates/discord_intro.txt
-    send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
-
-
 @dataclass(frozen=True)
 class AlertsSettings:
     """`[alerts]`: problems the operator hears about (bot/alerts.py), at most once per problem per `every`.
@@ -274,17 +217,18 @@ class AlertsSettings:
 
 @dataclass(frozen=True)
 class Config:
+    """What config.py reads: the top level, [publish], [github], [fetch], the sources, [web], [alerts], [health].
+    Each channel's table (`cfg.email`, `cfg.x`, `cfg.discord`) is its own package's (bot/channels/<name>/
+    settings.py); the channel registry (bot/channels/__init__.py) joins them onto this class and loads the file."""
+
     path: Path | None  # the file it came from; None for built-in defaults
     base_dir: Path
     state_dir: Path
     publish: PublishSettings
     sources: tuple[SourceConfig, ...]
     github_base_url: str = "https://raw.githubusercontent.com"
-    email: EmailSettings = field(default_factory=EmailSettings)
     web: WebSettings = field(default_factory=WebSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
-    x: XSettings = field(default_factory=XSettings)
-    discord: DiscordSettings = field(default_factory=DiscordSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     health: HealthSettings = field(default_factory=lambda: HealthSettings())
 
@@ -299,98 +243,10 @@ class Config:
         raise ConfigError(f"{self.path or 'config'}: no source named {name!r}")
 
 
-DEFAULT_TOML = """\
-# paperbot configuration, written by `paperbot init`. Every section is here with its default values.
-#
-# Lines marked CHANGE hold example values: replace them before anything is sent for real. `paperbot check`
-# lists what is left, tries each source and the SMTP login, and sends nothing; `paperbot publish` and
-# `paperbot run` refuse to send mail while an example value is left (the outbox trial still works).
-#
-# Secrets never go in this file: they are read from environment variables (PAPERBOT_SMTP_PASSWORD,
-# PAPERBOT_SECRET_KEY, PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, ...; see the README). Relative paths are relative
-# to this file's folder. Durations are a whole number and a unit: 30s, 30m, 2h, 1d.
+# templates/config.toml: `paperbot init` writes it; without a config file, its values are the config.
+DEFAULT_TOML = resources.files("bot.templates").joinpath("config.toml").read_text(encoding="utf-8")
 
-state_dir = "state"          # SQLite database, outbox, lock
-timezone = "UTC"             # the default zone a week ends in (a source's own timezone, or its commits, win)
-
-[publish]
-settle = "2h"                # a new week's papers must be unchanged this long before it is ready
-max_wait = "48h"             # counted from first sight: then ready even with unfinished rows (flagged)
-wait_for_papers = "48h"      # a week clearly short of its source's usual count waits this long past its last day
-backfill = 1                 # on a source's very first poll, the newest N weeks become ready; the rest is baseline
-late_max_wait = "7d"         # papers added to a week after it went out ride with the next week; if none comes
-                             # within this, they go out alone ("Added to earlier weeks")
-
-[github]
-base_url = "https://raw.githubusercontent.com"   # where github = "owner/repo" files are fetched from
-
-[fetch]
-timeout = "30s"              # one HTTP attempt (connect, status line, headers, body) must end within this
-max_size = "50MiB"           # the largest file read from a source (an HTTP body or a git blob)
-
-[[sources]]
-name = "dair-ai"
-github = "dair-ai/ML-Papers-of-the-Week"   # exactly one of: github, git, url, feed
-path = "README.md"           # or a list of files, e.g. ["README.md", "2026.md"]
-branch = "main"
-format = "auto"              # auto | digest | notes | feed
-every = "30m"                # how often to check
-# A week is over at midnight where its maintainer works. A git source learns that from its commit dates; a
-# github, url or feed source has none, so say it here. dair-ai's maintainer works in US Eastern time and adds
-# the last papers on Sunday evening, after midnight UTC: with "UTC" those weeks would go out incomplete.
-timezone = "America/New_York"
-# expect_papers = 10         # papers in a complete week (default: learned from the weeks already released)
-
-# More sources: one [[sources]] table each, e.g.
-# [[sources]]
-# name = "lab-notes"
-# feed = "https://lab.example.net/feed.xml"
-# timezone = "Europe/Berlin"
-
-[email]
-# Without smtp_url nothing is sent: each message is written to state/outbox/email/ instead (a trial, and the
-# week stays ready until email is live). The password comes from $PAPERBOT_SMTP_PASSWORD, never from here.
-# smtp_url = "smtp://newsletter@mail.example.net:587"   # CHANGE: your mail server; smtps://host:465 for TLS
-starttls = true              # STARTTLS on an smtp:// connection
-from = "ML Papers of the Week <papers@example.org>"   # CHANGE: an address at your own domain
-subject = "{title}"          # fields: {title} {key} {source} {dates} {papers}
-contact = ""                 # CHANGE (optional): whom readers write to, e.g. "The Editor <editor@your.domain>"
-list_id = "papers.example.org"   # CHANGE: a name under your own domain (the List-Id header, Message-IDs)
-connections = 2              # SMTP connections side by side
-rate = 0                     # at most this many messages per second (0: no cap)
-
-[web]
-base_url = "http://localhost:8080"   # CHANGE: the public https:// address of the web app (unsubscribe links)
-listen = "127.0.0.1:8080"    # where `paperbot serve` (and `paperbot run`) listen; put a reverse proxy in front
-title = "ML Papers of the Week"
-description = "The week's most talked-about machine-learning papers, once a week by email."
-confirm_ttl = "48h"          # how long a subscription's confirmation link works
-trusted_proxies = []         # reverse proxies whose X-Forwarded-For is believed, e.g. ["127.0.0.1"]
-subscribe_limit = "5/10m"    # subscribe attempts per client address per time window
-confirm_per_day = 3          # confirmation emails to one address per 24 hours
-header_timeout = "10s"       # a client must send its request headers within this
-
-[alerts]
-# Problems are logged; with an address here (or $PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL set) they are also sent,
-# at most once per problem per `every`.
-# email = "you@your.domain"  # CHANGE: who gets alerts by email (over smtp_url; else into state/outbox/alerts/)
-every = "6h"                 # the same problem is not sent again within this
-failures = 3                 # a source failing this many polls in a row
-quiet = "14d"                # a source with no new week for this long
-layout_drop = 0.5            # a version with fewer than this share of the weeks of the one before
-failed_after = "24h"         # deliveries still failed this long after their week was planned
-bounce_rate = 0.05           # an edition bouncing more than this share of what it sent (0.05: 5%)
-
-# Channels besides email get a table of their own below ([x], [discord]) as they come; their credentials,
-# like the SMTP password, come from environment variables.
-"""
-
-_X_KEYS = {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link",
-           "send_at"}
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "email", "web", "fetch", "x", "discord",
-             "alerts", "health"}
-_EMAIL_KEYS = {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at",
-               "summary_chars"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "web", "fetch", "alerts", "health"}
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
              "subscribe_limit", "confirm_per_day"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
@@ -413,10 +269,17 @@ def find_config_path(explicit: str | os.PathLike | None) -> Path | None:
     return local if local.exists() else None
 
 
-def load_config(explicit: str | os.PathLike | None = None) -> Config:
+def config_name(path: Path | None) -> str:
+    """How errors name the config: its file, or the built-in defaults."""
+    return str(path) if path else "built-in config"
+
+
+def read_config(explicit: str | os.PathLike | None = None) -> tuple[dict, Path | None, Path]:
+    """The config's TOML as data, the file it came from (None: the built-in defaults) and the folder relative paths
+    are relative to. The channel registry's `load_config` parses it with every channel's table."""
     path = find_config_path(explicit)
     if path is None:
-        return parse_config(tomllib.loads(DEFAULT_TOML), None, Path.cwd())
+        return tomllib.loads(DEFAULT_TOML), None, Path.cwd()
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -425,32 +288,34 @@ def load_config(explicit: str | os.PathLike | None = None) -> Config:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
-    return parse_config(data, path, path.resolve().parent)
+    return data, path, path.resolve().parent
 
 
 def parse_zone(name: object, where: str) -> ZoneInfo:
     """An IANA time zone name (`America/New_York`, `UTC`)."""
     try:
-        return ZoneInfo(_line(name, where, "a time zone name, e.g. UTC"))
+        return ZoneInfo(line(name, where, "a time zone name, e.g. UTC"))
     except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a folder of zones, e.g. "America"
         raise ConfigError(f"{where}: {name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from e
 
 
-def _unknown(where: str, table: dict, allowed: set[str]) -> None:
+def unknown(where: str, table: dict, allowed: set[str]) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
         raise ConfigError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
 
 
-def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
-    f = str(path) if path else "built-in config"
-    _unknown(f, data, _TOP_KEYS)
+def parse_config(data: dict, path: Path | None, base_dir: Path, sections: Collection[str] = ()) -> Config:
+    """Everything but the channels' tables, whose names (`sections`) the top level allows: the registry parses
+    those."""
+    f = config_name(path)
+    unknown(f, data, _TOP_KEYS | set(sections))
     tz = parse_zone(data.get("timezone", "UTC"), f"{f}: timezone")
     pub = data.get("publish", {})
     if not isinstance(pub, dict):
         raise ConfigError(f"{f}: publish: must be a table")
-    _unknown(f"{f}: [publish]", pub, _PUBLISH_KEYS)
-    backfill = _whole(pub.get("backfill", 1), f"{f}: publish.backfill", 0, BACKFILL_MAX)
+    unknown(f"{f}: [publish]", pub, _PUBLISH_KEYS)
+    backfill = whole(pub.get("backfill", 1), f"{f}: publish.backfill", 0, BACKFILL_MAX)
     settings = PublishSettings(
         settle=parse_duration(pub.get("settle", "2h"), f"{f}: publish.settle", WAIT_RANGE),
         max_wait=parse_duration(pub.get("max_wait", "48h"), f"{f}: publish.max_wait", WAIT_RANGE),
@@ -460,14 +325,14 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         timezone=tz,
         wait_for_papers=parse_duration(pub.get("wait_for_papers", "48h"), f"{f}: publish.wait_for_papers",
                                        WAIT_RANGE),
-        approve=_flag(pub.get("approve", False), f"{f}: publish.approve"),
-        editor=_line(pub.get("editor", ""), f"{f}: publish.editor", "an email address"),
+        approve=flag(pub.get("approve", False), f"{f}: publish.approve"),
+        editor=line(pub.get("editor", ""), f"{f}: publish.editor", "an email address"),
     )
     gh = data.get("github", {})
     if not isinstance(gh, dict):
         raise ConfigError(f"{f}: github: must be a table")
-    _unknown(f"{f}: [github]", gh, {"base_url"})
-    github_base_url = _http_url(gh.get("base_url", "https://raw.githubusercontent.com"), f"{f}: github.base_url")
+    unknown(f"{f}: [github]", gh, {"base_url"})
+    github_base_url = http_url(gh.get("base_url", "https://raw.githubusercontent.com"), f"{f}: github.base_url")
     sources = []
     raw_sources = data.get("sources", [])
     if not isinstance(raw_sources, list):
@@ -479,63 +344,29 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> Config:
         if sources[-1].name.casefold() in names:  # casefold: folder names on macOS and Windows ignore case
             raise ConfigError(f"{where}.name: {sources[-1].name!r} is used by another source")
         names.add(sources[-1].name.casefold())
-    state_dir = _line(data.get("state_dir", "state"), f"{f}: state_dir", "a path")
+    state_dir = line(data.get("state_dir", "state"), f"{f}: state_dir", "a path")
     if not state_dir:
         raise ConfigError(f"{f}: state_dir: must be a path")
     return Config(
         path=path, base_dir=base_dir, state_dir=(base_dir / state_dir).resolve() if path else Path(state_dir),
         publish=settings, sources=tuple(sources),
         github_base_url=github_base_url.rstrip("/"),
-        email=_parse_email(data.get("email", {}), f), web=_parse_web(data.get("web", {}), f),
-        fetch=_parse_fetch(data.get("fetch", {}), f), x=_parse_x(data.get("x", {}), f),
-        discord=_parse_discord(data.get("discord", {}), f), alerts=_parse_alerts(data.get("alerts", {}), f),
-        health=_parse_health(data.get("health", {}), f),
+        web=_parse_web(data.get("web", {}), f), fetch=_parse_fetch(data.get("fetch", {}), f),
+        alerts=_parse_alerts(data.get("alerts", {}), f), health=_parse_health(data.get("health", {}), f),
     )
 
 
-def _table(value: object, where: str) -> dict:
+def table(value: object, where: str) -> dict:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: must be a table")
     return value
 
 
-def _parse_email(e: object, f: str) -> EmailSettings:
-    e = _table(e, f"{f}: email")
-    _unknown(f"{f}: [email]", e, _EMAIL_KEYS)
-    d = EmailSettings()
-    smtp_url = e.get("smtp_url")
-    if isinstance(smtp_url, str) and re.match(r"smtps?://[^/@]*:[^/@]*@", smtp_url):
-        raise ConfigError(f"{f}: email.smtp_url: put no password in the URL; set PAPERBOT_SMTP_PASSWORD instead")
-    if smtp_url is not None:
-        smtp_form = "like smtp://user@host:587 or smtps://host:465"
-        if not (isinstance(smtp_url, str) and _SMTP_URL.fullmatch(smtp_url) and not _has_control(smtp_url)):
-            raise ConfigError(f"{f}: email.smtp_url: {smtp_url!r} must look {smtp_form}")
-        _host_and_port(smtp_url, f"{f}: email.smtp_url", repr(smtp_url), f"a URL {smtp_form}")
-    for key in ("starttls",):
-        if key in e and not isinstance(e[key], bool):
-            raise ConfigError(f"{f}: email.{key}: must be true or false")
-    for key in ("from", "subject", "contact", "list_id"):
-        if key in e:
-            _line(e[key], f"{f}: email.{key}")
-    connections = _whole(e.get("connections", d.connections), f"{f}: email.connections", 1, CONNECTIONS_MAX)
-    rate = _number(e.get("rate", d.rate), f"{f}: email.rate", 0, RATE_MAX, " (0 = no cap)")
-    summary_chars = _whole(e.get("summary_chars", d.summary_chars), f"{f}: email.summary_chars", 0, SUMMARY_MAX)
-    if 0 < summary_chars < SUMMARY_MIN:
-        raise ConfigError(f"{f}: email.summary_chars: {summary_chars} is too short to say anything; "
-                          f"allowed: 0 (never cut) or {SUMMARY_MIN} to {SUMMARY_MAX}")
-    return EmailSettings(
-        smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
-        subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
-        list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate),
-        send_at=_windows(e.get("send_at", ()), f"{f}: email.send_at"), summary_chars=summary_chars,
-    )
-
-
 def _parse_web(w: object, f: str) -> WebSettings:
-    w = _table(w, f"{f}: web")
-    _unknown(f"{f}: [web]", w, _WEB_KEYS)
+    w = table(w, f"{f}: web")
+    unknown(f"{f}: [web]", w, _WEB_KEYS)
     d = WebSettings()
-    base_url = _http_url(w.get("base_url", d.base_url), f"{f}: web.base_url")
+    base_url = http_url(w.get("base_url", d.base_url), f"{f}: web.base_url")
     listen = w.get("listen", d.listen)
     m = _LISTEN.fullmatch(listen) if isinstance(listen, str) else None
     if m is None:
@@ -546,10 +377,10 @@ def _parse_web(w: object, f: str) -> WebSettings:
     header_timeout = parse_duration(w.get("header_timeout", "10s"), f"{f}: web.header_timeout").total_seconds()
     if not 1 <= header_timeout <= 3600:
         raise ConfigError(f"{f}: web.header_timeout: must be from 1s to 1h")
-    title = _line(w.get("title", d.title), f"{f}: web.title").strip()
+    title = line(w.get("title", d.title), f"{f}: web.title").strip()
     if not title or len(title) > 200:
         raise ConfigError(f"{f}: web.title: must be 1 to 200 characters")
-    description = _line(w.get("description", d.description), f"{f}: web.description").strip()
+    description = line(w.get("description", d.description), f"{f}: web.description").strip()
     if len(description) > 500:
         raise ConfigError(f"{f}: web.description: must be at most 500 characters")
     confirm_ttl = parse_duration(w.get("confirm_ttl", "48h"), f"{f}: web.confirm_ttl",
@@ -563,15 +394,15 @@ def _parse_web(w: object, f: str) -> WebSettings:
         try:
             networks.append(ipaddress.ip_network(p.strip(), strict=False))
         except (ValueError, AttributeError):
-            raise ConfigError(f"{f}: web.trusted_proxies: {_short(p)} is not an IP address or network "
+            raise ConfigError(f"{f}: web.trusted_proxies: {short(p)} is not an IP address or network "
                               "(e.g. 10.0.0.0/8)") from None
     limit = w.get("subscribe_limit", "5/10m")
     m = _LIMIT.fullmatch(limit) if isinstance(limit, str) else None
     if m is None or not 1 <= int(m.group(1)) <= 10_000:
-        raise ConfigError(f"{f}: web.subscribe_limit: {_short(limit)} must be attempts per time, from 1 to "
+        raise ConfigError(f"{f}: web.subscribe_limit: {short(limit)} must be attempts per time, from 1 to "
                           '10000 per 1s to 1d, e.g. "5/10m"')
     window = parse_duration(m.group(2), f"{f}: web.subscribe_limit", (1, 86400)).total_seconds()
-    per_day = _whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
+    per_day = whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
                      CONFIRM_PER_DAY_MAX)
     return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout, title=title,
                        description=description, confirm_ttl=confirm_ttl, trusted_proxies=tuple(networks),
@@ -582,8 +413,8 @@ _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
 
 
 def _parse_fetch(t: object, f: str) -> FetchSettings:
-    t = _table(t, f"{f}: fetch")
-    _unknown(f"{f}: [fetch]", t, _FETCH_KEYS)
+    t = table(t, f"{f}: fetch")
+    unknown(f"{f}: [fetch]", t, _FETCH_KEYS)
     d = FetchSettings()
     timeout = parse_duration(t.get("timeout", "30s"), f"{f}: fetch.timeout").total_seconds()
     if not 1 <= timeout <= 3600:
@@ -598,76 +429,36 @@ def _parse_fetch(t: object, f: str) -> FetchSettings:
     return FetchSettings(timeout=timeout, max_size=size)
 
 
-def _windows(value: object, where: str) -> tuple[Window, ...]:
-    try:
-        return parse_windows(value, where)
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-
-
-def _flag(value: object, where: str) -> bool:
+def flag(value: object, where: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {_short(value)} must be true or false")
+        raise ConfigError(f"{where}: {short(value)} must be true or false")
     return value
-
-
-def _parse_x(t: object, f: str) -> XSettings:
-    t = _table(t, f"{f}: x")
-    _unknown(f"{f}: [x]", t, _X_KEYS)
-    d = XSettings()
-    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: x.timeout").total_seconds()
-    if not 1 <= timeout <= 600:
-        raise ConfigError(f"{f}: x.timeout: {t['timeout']!r} must be from 1s to 10m")
-    delay = parse_duration(t.get("delay", "2s"), f"{f}: x.delay", (0, 3600)).total_seconds()
-    head = t.get("head")
-    if head is not None:
-        if not isinstance(head, str) or not head.strip():
-            raise ConfigError(f"{f}: x.head: must be the head post's template text")
-        try:
-            jinja2.Environment().parse(head)
-        except jinja2.TemplateSyntaxError as e:
-            raise ConfigError(f"{f}: x.head: line {e.lineno}: {e.message}") from e
-    try:
-        hashtags = normalize_hashtags(t.get("hashtags", []), f"{f}: x.hashtags")
-    except ValueError as e:
-        raise ConfigError(str(e)) from e
-    return XSettings(
-        enabled=_flag(t.get("enabled", d.enabled), f"{f}: x.enabled"),
-        api_base=_http_url(t.get("api_base", d.api_base), f"{f}: x.api_base").rstrip("/"),
-        timeout=timeout,
-        daily_budget=_whole(t.get("daily_budget", d.daily_budget), f"{f}: x.daily_budget", 1, 100_000),
-        delay=delay,
-        replies=_flag(t.get("replies", d.replies), f"{f}: x.replies"),
-        head=head, hashtags=hashtags,
-        extra_link=_flag(t.get("extra_link", d.extra_link), f"{f}: x.extra_link"),
-        send_at=_windows(t.get("send_at", ()), f"{f}: x.send_at"),
-    )
 
 
 _ALERT_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\".]+")
 
 
 def _parse_alerts(t: object, f: str) -> AlertsSettings:
-    t = _table(t, f"{f}: alerts")
-    _unknown(f"{f}: [alerts]", t, _ALERTS_KEYS)
+    t = table(t, f"{f}: alerts")
+    unknown(f"{f}: [alerts]", t, _ALERTS_KEYS)
     d = AlertsSettings()
     emails = t.get("email", [])
     emails = [emails] if isinstance(emails, str) else emails
     if not isinstance(emails, list) or not all(isinstance(a, str) for a in emails):
         raise ConfigError(f"{f}: alerts.email: must be an address or a list of addresses")
     for a in emails:
-        _line(a, f"{f}: alerts.email")
+        line(a, f"{f}: alerts.email")
         if not _ALERT_ADDRESS.fullmatch(parseaddr(a)[1]) or not a.strip():
-            raise ConfigError(f"{f}: alerts.email: {_short(a)} is not an email address (e.g. you@your.domain)")
+            raise ConfigError(f"{f}: alerts.email: {short(a)} is not an email address (e.g. you@your.domain)")
     return AlertsSettings(
         email=tuple(a.strip() for a in emails),
         every=parse_duration(t.get("every", "6h"), f"{f}: alerts.every", (60, 30 * 86400)),
-        failures=_whole(t.get("failures", d.failures), f"{f}: alerts.failures", 1, 10_000),
+        failures=whole(t.get("failures", d.failures), f"{f}: alerts.failures", 1, 10_000),
         quiet=parse_duration(t.get("quiet", "14d"), f"{f}: alerts.quiet", (3600, 3650 * 86400)),
-        layout_drop=_number(t.get("layout_drop", d.layout_drop), f"{f}: alerts.layout_drop", 0, 1,
+        layout_drop=number(t.get("layout_drop", d.layout_drop), f"{f}: alerts.layout_drop", 0, 1,
                             " (0: never alert)"),
         failed_after=parse_duration(t.get("failed_after", "24h"), f"{f}: alerts.failed_after", (60, 365 * 86400)),
-        bounce_rate=_number(t.get("bounce_rate", d.bounce_rate), f"{f}: alerts.bounce_rate", 0, 1,
+        bounce_rate=number(t.get("bounce_rate", d.bounce_rate), f"{f}: alerts.bounce_rate", 0, 1,
                             " (a share: 0.05 is 5%)"),
     )
 
@@ -675,7 +466,7 @@ def _parse_alerts(t: object, f: str) -> AlertsSettings:
 def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     if not isinstance(s, dict):
         raise ConfigError(f"{where}: must be a table")
-    _unknown(where, s, _SOURCE_KEYS)
+    unknown(where, s, _SOURCE_KEYS)
     name = s.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(f"{where}.name: {name!r} must be 1 to 64 letters, digits, '.', '_' or '-', "
@@ -687,12 +478,12 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     location = s[kind]
     if not isinstance(location, str) or not location.strip():
         raise ConfigError(f"{where}.{kind}: must be a non-empty string")
-    if _has_control(location):
+    if has_control(location):
         raise ConfigError(f"{where}.{kind}: contains a line break or another control character")
     if kind == "github" and not _GITHUB.fullmatch(location):
         raise ConfigError(f"{where}.github: {location!r} must look like owner/repo")
     if kind in ("url", "feed"):
-        _http_url(location, f"{where}.{kind}", show=False)
+        http_url(location, f"{where}.{kind}", show=False)
     if kind == "git" and location.strip().startswith("-"):  # git would read it as an option
         raise ConfigError(f"{where}.git: must be a URL or a path, not start with '-'")
     if kind == "git" and "://" not in location and not location.startswith(("git@", "/")):
@@ -703,16 +494,16 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
     if not isinstance(paths, list) or not paths or not all(isinstance(p, str) and p for p in paths):
         raise ConfigError(f"{where}.path: must be a file name or a list of file names")
     for p in paths:
-        _line(p, f"{where}.path")
+        line(p, f"{where}.path")
     fmt = s.get("format", "feed" if kind == "feed" else "auto")
     if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ConfigError(f"{where}.format: {fmt!r} must be one of {', '.join(FORMATS)}")
     branch = s.get("branch", "main")
     if not isinstance(branch, str) or not branch or branch.startswith("-") or re.search(r"\s", branch):
         raise ConfigError(f"{where}.branch: {branch!r} must be a branch name")
-    _line(branch, f"{where}.branch")
+    line(branch, f"{where}.branch")
     tz = parse_zone(s["timezone"], f"{where}.timezone") if "timezone" in s else None
-    expect = _whole(s["expect_papers"], f"{where}.expect_papers", 0, EXPECT_MAX) if "expect_papers" in s else None
+    expect = whole(s["expect_papers"], f"{where}.expect_papers", 0, EXPECT_MAX) if "expect_papers" in s else None
     credit, credit_url = _parse_credit(s["credit"], f"{where}.credit") if "credit" in s else (None, None)
     return SourceConfig(
         name=name, kind=kind, location=location.strip(), paths=tuple(paths), branch=branch, format=fmt,
@@ -727,64 +518,14 @@ def _parse_credit(value: object, where: str) -> tuple[str | None, str | None]:
         value = {"name": value}
     if not isinstance(value, dict):
         raise ConfigError(f'{where}: must be a name or a table like {{ name = "…", url = "https://…" }}')
-    _unknown(where, value, {"name", "url"})
+    unknown(where, value, {"name", "url"})
     name = None
     if "name" in value:
-        name = _line(value["name"], f"{where}.name").strip()
+        name = line(value["name"], f"{where}.name").strip()
         if not name or len(name) > CREDIT_MAX:
             raise ConfigError(f"{where}.name: must be 1 to {CREDIT_MAX} characters")
-    url = _http_url(value["url"], f"{where}.url") if "url" in value else None
+    url = http_url(value["url"], f"{where}.url") if "url" in value else None
     return name, url
-
-
-# -- [discord] (issue #12) ---------------------------------------------------------------------------------------
-_DISCORD_KEYS = {"enabled", "api_base", "timeout", "max_wait", "channel_id", "role_id", "forum", "thread_name",
-                 "edit_on_correction", "intro", "send_at"}
-DISCORD_FIELDS = ("title", "dates", "key", "source", "papers")  # what `thread_name` may hold, as {name}
-_SNOWFLAKE = re.compile(r"[0-9]{17,20}")  # a Discord id: 17 to 20 digits
-_FIELD = re.compile(r"\{([^{}]*)\}")
-
-
-def _snowflake(value: object, where: str) -> int:
-    """A Discord id (channel, role), as a TOML integer or a string of digits (what "Copy ID" gives)."""
-    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not isinstance(text, str) or not _SNOWFLAKE.fullmatch(text.strip()):
-        raise ConfigError(f"{where}: {_short(value)} must be a Discord id, 17 to 20 digits "
-                          "(Discord: Developer Mode on, then Copy ID)")
-    return int(text.strip())
-
-
-def _parse_discord(t: object, f: str) -> DiscordSettings:
-    import jinja2  # here, beside the one key that needs it: config.py stays quick to import
-
-    t = _table(t, f"{f}: discord")
-    _unknown(f"{f}: [discord]", t, _DISCORD_KEYS)
-    d = DiscordSettings()
-    for key in ("enabled", "forum", "edit_on_correction"):
-        if key in t and not isinstance(t[key], bool):
-            raise ConfigError(f"{f}: discord.{key}: must be true or false")
-    api_base = _http_url(t.get("api_base", d.api_base), f"{f}: discord.api_base").rstrip("/")
-    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: discord.timeout", (1, 300)).total_seconds()
-    max_wait = parse_duration(t.get("max_wait", "10s"), f"{f}: discord.max_wait", (0, 300)).total_seconds()
-    channel_id = _snowflake(t["channel_id"], f"{f}: discord.channel_id") if "channel_id" in t else None
-    role_id = _snowflake(t["role_id"], f"{f}: discord.role_id") if "role_id" in t else None
-    name = _line(t.get("thread_name", d.thread_name), f"{f}: discord.thread_name").strip()
-    unknown = [m for m in _FIELD.findall(name) if m not in DISCORD_FIELDS]
-    if not name or len(name) > 200 or unknown:
-        raise ConfigError(f"{f}: discord.thread_name: {_short(name)} must be 1 to 200 characters with fields "
-                          f"from {', '.join('{' + x + '}' for x in DISCORD_FIELDS)}"
-                          + (f" (unknown: {{{unknown[0]}}})" if unknown else ""))
-    intro = t.get("intro", d.intro)
-    if not isinstance(intro, str) or len(intro) > 4000:
-        raise ConfigError(f"{f}: discord.intro: must be a Jinja2 template of at most 4000 characters")
-    try:
-        jinja2.Environment().parse(intro)
-    except jinja2.TemplateSyntaxError as e:
-        raise ConfigError(f"{f}: discord.intro: line {e.lineno} of the template: {e.message}") from None
-    return DiscordSettings(enabled=t.get("enabled", d.enabled), api_base=api_base, timeout=timeout,
-                           max_wait=max_wait, channel_id=channel_id, role_id=role_id, forum=t.get("forum", d.forum),
-                           thread_name=name, edit_on_correction=t.get("edit_on_correction", d.edit_on_correction),
-                           intro=intro, send_at=_windows(t.get("send_at", ()), f"{f}: discord.send_at"))
 
 
 # -- [health] (issue #15) ----------------------------------------------------------------------------------------
@@ -800,8 +541,8 @@ class HealthSettings:
 
 
 def _parse_health(t: object, f: str) -> HealthSettings:
-    t = _table(t, f"{f}: health")
-    _unknown(f"{f}: [health]", t, _HEALTH_KEYS)
+    t = table(t, f"{f}: health")
+    unknown(f"{f}: [health]", t, _HEALTH_KEYS)
     beat = parse_duration(t.get("max_heartbeat_age", "2m"), f"{f}: health.max_heartbeat_age", (1, 86400))
     failing = parse_duration(t.get("max_failing_age", "6h"), f"{f}: health.max_failing_age", (1, 365 * 86400))
     return HealthSettings(max_heartbeat_age=beat.total_seconds(), max_failing_age=failing.total_seconds())

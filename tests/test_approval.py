@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from click.testing import CliRunner
 from publish_support import KEY, add_subscribers, parse, ready_week, smtp_server
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import load_config
 from bot.publish.pipeline import publish_ready
 from bot.store import Store
 

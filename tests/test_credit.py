@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, SourceConfig, load_config
+from bot.channels import load_config
+from bot.config import ConfigError, SourceConfig
 from bot.edition.credit import Credit, credit_for, github_anchor
 from bot.track.late import LateGroup
 from bot.track.model import Week

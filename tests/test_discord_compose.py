@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.channels.discord.compose import ComposeError, compose, escape, thread_name
-from bot.config import DiscordSettings
+from bot.channels.discord.settings import DiscordSettings
 from bot.edition.credit import Credit
 from bot.edition.edition import Edition
 from bot.edition.safetext import clean

@@ -73,7 +73,7 @@ def _publish(tmp_path, data: bytes, fmt: str, *, subject: str = "{title}", sourc
         if subject != "{title}":
             text = cfg.path.read_text().replace('subject = "{title}"', f"subject = {subject!r}".replace("'", '"'))
             cfg.path.write_text(text)
-            from bot.config import load_config
+            from bot.channels import load_config
             cfg = load_config(cfg.path)
         store = Store.open(cfg.db_path)
         add_subscribers(store, tmp_path, ["a@example.net", "b@example.net", "c@example.net"])

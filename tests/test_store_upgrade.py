@@ -16,8 +16,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import load_config
 from bot.edition.edition import edition_from_store
 from bot.publish.pipeline import late_round
 from bot.store import Store, migrations

@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 import discord
 import jinja2
 
+from bot.channels.discord.settings import DiscordSettings
 from bot.channels.email.render import templates_path
-from bot.config import DiscordSettings
 from bot.edition.credit import Credit
 from bot.edition.edition import Edition
 from bot.edition.excerpt import week_heading
