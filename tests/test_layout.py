@@ -70,7 +70,7 @@ def _imports(name: str, *, nested: bool) -> list[tuple[str, int]]:
             for a in node.names:
                 sub = f"{node.module}.{a.name}"
                 out.append((sub if sub in MODULES else node.module, node.lineno))
-    return [(m, n) for m, n in out if m != name]
+    return sorted({(m, n) for m, n in out if m != name}, key=lambda e: (e[1], e[0]))
 
 
 def test_no_import_cycles():
@@ -132,7 +132,8 @@ def test_no_module_is_too_big():
 
 def test_the_architecture_page_shows_the_same_table():
     doc = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    section = doc.split("## The layers", 1)[1].split("\n## ", 1)[0]
+    assert "\n## The layers" in doc, "docs/architecture.md has no section \"## The layers\" showing the table"
+    section = doc.split("\n## The layers", 1)[1].split("\n## ", 1)[0]
     shown = re.search(r"^\s*(`[^\n]*`)\s*$", section, re.MULTILINE)
     assert shown, "docs/architecture.md, The layers: the table's line of `layer` → `layer` is missing"
     ranks = [tuple(re.findall(r"`([^`]+)`", part)) for part in shown.group(1).split("→")]
