@@ -7,7 +7,7 @@ A channel is a package `bot/channels/<name>/` and one entry in `NAMES`:
   channel.py). It imports no channel library, so loading the config (`paperbot --help`, `status`) stays light.
 - `channel.py` holds that class, which follows channels/base.py's `Channel`; it is imported only when a channel
   is made (`make`), so a channel's client library loads only when it is used.
-config.py reads the file, the top level and the sources and knows nothing of the channels; `Config` here is that
+bot/config/ reads the file, the top level and the sources and knows nothing of the channels; `Config` here is that
 config with one more attribute per channel (`cfg.email`, `cfg.x`, `cfg.discord`).
 """
 
@@ -33,11 +33,11 @@ Config = make_dataclass(
     "Config", [(name, m.Settings, field(default_factory=m.Settings)) for name, m in SETTINGS.items()],
     bases=(config.Config,), frozen=True)
 Config.__module__ = __name__
-Config.__doc__ = "The whole config: bot/config.py's settings and one table per channel, `cfg.<name>`."
+Config.__doc__ = "The whole config: bot.config's settings and one table per channel, `cfg.<name>`."
 
 
 def parse_config(data: dict, path: Path | None, base_dir: Path) -> config.Config:
-    """config.py's part of `data`, then each channel's table; ConfigError naming the file and the key."""
+    """bot.config's part of `data`, then each channel's table; ConfigError naming the file and the key."""
     core = config.parse_config(data, path, base_dir, NAMES)
     f = config.config_name(path)
     tables = {name: m.parse(data.get(name, {}), f) for name, m in SETTINGS.items()}
@@ -46,7 +46,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path) -> config.Config
 
 def load_config(explicit: str | os.PathLike | None = None) -> config.Config:
     """The config from `--config PATH`, $PAPERBOT_CONFIG, ./paperbot.toml or the built-in defaults
-    (bot/config.py's lookup order), every channel's table included."""
+    (bot.config's lookup order), every channel's table included."""
     data, path, base_dir = config.read_config(explicit)
     return parse_config(data, path, base_dir)
 

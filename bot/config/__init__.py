@@ -1,4 +1,6 @@
-"""The TOML config: where it is found, what each key means, and errors that name the file and the key.
+"""The TOML config: where it is found, the file's format, its top level and its sources; errors name the file
+and the key. The value checks are values.py's; `[web]`, `[fetch]`, `[alerts]` and `[health]` are sections.py's;
+each channel's table is its own (bot/channels/<name>/settings.py), joined on by the channel registry.
 
 Lookup order: `--config PATH`, else `$PAPERBOT_CONFIG`, else `./paperbot.toml`, else the built-in defaults.
 Relative paths are relative to the config file's folder (the working directory when there is no file).
@@ -7,128 +9,56 @@ Secrets never live here: they come from environment variables only.
 
 from __future__ import annotations
 
-import ipaddress
-import math
 import os
 import re
 import tomllib
-import unicodedata
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import timedelta
-from email.utils import parseaddr
 from importlib import resources
 from pathlib import Path
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from bot.config.sections import (  # noqa: F401 (tests read them)
+    _ALERTS_KEYS,
+    _FETCH_KEYS,
+    _HEALTH_KEYS,
+    _WEB_KEYS,
+    AlertsSettings,
+    FetchSettings,
+    HealthSettings,
+    WebSettings,
+    _parse_alerts,
+    _parse_fetch,
+    _parse_health,
+    _parse_web,
+)
+from bot.config.values import (
+    WAIT_RANGE,
+    ConfigError,
+    flag,
+    has_control,
+    http_url,
+    line,
+    parse_duration,
+    parse_zone,
+    unknown,
+    whole,
+)
 from bot.track.model import FORMATS
 
 # Every pattern here is used with fullmatch: `$` would also match before a trailing newline ("evil\n").
-_DURATION = re.compile(r"\s*([0-9]+)\s*([smhd])\s*")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 SOURCE_KINDS = ("github", "git", "url", "feed")
 # A source name becomes a folder, a lock file and a word in log lines: a short, safe set only.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _GITHUB = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_HTTP_URL = re.compile(r"https?://[^\s/?#]+(?:[/?#]\S*)?")
-_LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 
 # Allowed ranges: wide enough for any real use, narrow enough that a slip (a missing unit, an extra digit)
 # is caught here instead of overflowing a date or polling in a tight loop.
 EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a second, at least once a month
-WAIT_RANGE = (0, 3650 * 86400)  # seconds, settle and max_wait: up to ten years
 LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never wait more than a year
 BACKFILL_MAX = 10_000
 CREDIT_MAX = 120  # characters of a source's credit name
-
-
-class ConfigError(Exception):
-    """A config problem, already phrased for the operator: file, key, what is wrong."""
-
-
-def _seconds_text(seconds: int) -> str:
-    for unit in ("d", "h", "m"):
-        if seconds and seconds % _UNIT_SECONDS[unit] == 0:
-            return f"{seconds // _UNIT_SECONDS[unit]}{unit}"
-    return f"{seconds}s"
-
-
-def short(value: object) -> str:
-    """repr, cut short: an error message quotes the value, not a page of it."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:50] + "…" + text[-8:]
-
-
-def parse_duration(value: object, where: str = "duration", allowed: tuple[int, int] = WAIT_RANGE) -> timedelta:
-    """`30s`, `30m`, `2h`, `1d`: a whole number and a unit, within `allowed` (seconds, inclusive)."""
-    m = _DURATION.fullmatch(value) if isinstance(value, str) else None
-    if not m:
-        raise ConfigError(f"{where}: {short(value)} is not a duration; "
-                          "write a whole number and a unit, e.g. 30m, 2h, 1d")
-    lo, hi = allowed
-    digits = m.group(1).lstrip("0") or "0"
-    seconds = int(digits) * _UNIT_SECONDS[m.group(2)] if len(digits) <= 15 else hi + 1
-    if not lo <= seconds <= hi:
-        raise ConfigError(f"{where}: {short(value)} is out of range; "
-                          f"allowed: {_seconds_text(lo)} to {_seconds_text(hi)}")
-    return timedelta(seconds=seconds)
-
-
-def has_control(text: str) -> bool:
-    """Control characters and line separators (not Cf: an emoji's zero-width joiner is fine in a subject)."""
-    return any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text)
-
-
-def line(value: object, where: str, what: str = "a string") -> str:
-    """A one-line string: no newline, NUL or other control character (they split log lines and headers)."""
-    if not isinstance(value, str):
-        raise ConfigError(f"{where}: must be {what}")
-    if has_control(value):
-        raise ConfigError(f"{where}: {value!r} contains a line break or another control character")
-    return value
-
-
-def whole(value: object, where: str, lo: int, hi: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ConfigError(f"{where}: {value!r} must be a whole number from {lo} to {hi}")
-    return value
-
-
-def number(value: object, where: str, lo: float, hi: float, note: str = "") -> float:
-    """A finite number in [lo, hi] (TOML allows nan and inf, which no setting means)."""
-    if (not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value)
-            or not lo <= value <= hi):
-        raise ConfigError(f"{where}: {value!r} must be a number from {lo:g} to {hi:g}{note}")
-    return float(value)
-
-
-def host_and_port(url: str, where: str, shown: str, what: str) -> None:
-    """A host name, and a port from 1 to 65535 if any: urlsplit only fails on `.port`, which would be
-    mid-run (a traceback when the first message is sent), so check it here."""
-    try:
-        u = urlsplit(url)
-        host = u.hostname
-    except ValueError:  # an unclosed [IPv6 bracket
-        host = None
-    if not host:
-        raise ConfigError(f"{where}: {shown} must be {what}")
-    try:
-        port = u.port
-    except ValueError:
-        port = -1
-    if port is not None and not 1 <= port <= 65535:
-        raise ConfigError(f"{where}: the port in {shown} is out of range; allowed: 1 to 65535")
-
-
-def http_url(value: object, where: str, *, show: bool = True) -> str:
-    """An http(s) URL with a host, no white space or control characters and a valid port.
-    `show=False` keeps the value out of the message (a source URL may carry a token)."""
-    shown = repr(value) if show else "the URL"
-    if not isinstance(value, str) or not _HTTP_URL.fullmatch(value) or has_control(value):
-        raise ConfigError(f"{where}: {shown} must be an http(s) URL")
-    host_and_port(value, where, shown, "an http(s) URL")
-    return value
 
 
 @dataclass(frozen=True)
@@ -174,48 +104,6 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
-class WebSettings:
-    """`[web]`: the small web app (unsubscribe, view in browser)."""
-
-    base_url: str = "http://localhost:8080"
-    listen: str = "127.0.0.1:8080"
-    header_timeout: float = 10.0  # seconds a client has to send its request headers (and a POST its body)
-    title: str = "ML Papers of the Week"
-    description: str = "The week's most talked-about machine-learning papers, once a week by email."
-    confirm_ttl: float = 48 * 3600.0  # seconds a confirmation link works
-    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    subscribe_limit: tuple[int, float] = (5, 600.0)  # subscribe attempts per client per window (seconds)
-    confirm_per_day: int = 3  # confirmation emails per address per 24 hours
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        host, _, port = self.listen.rpartition(":")
-        return host or "127.0.0.1", int(port)
-
-
-@dataclass(frozen=True)
-class FetchSettings:
-    """`[fetch]`: what reading one file of a source may cost, HTTP and git alike."""
-
-    timeout: float = 30.0  # seconds for one HTTP attempt, all of it: connect, status line, headers and body
-    max_size: int = 50 * 2**20  # bytes per file (an HTTP body, a git blob)
-
-
-@dataclass(frozen=True)
-class AlertsSettings:
-    """`[alerts]`: problems the operator hears about (bot/alerts.py), at most once per problem per `every`.
-    The Discord webhook URL is a secret: it comes from $PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, never from here."""
-
-    email: tuple[str, ...] = ()  # who gets alerts by email (over [email] smtp_url; else into the outbox)
-    every: timedelta = timedelta(hours=6)  # one alert per problem per this, however often it is seen
-    failures: int = 3  # a source failing this many polls in a row
-    quiet: timedelta = timedelta(days=14)  # a source with no new week for this long
-    layout_drop: float = 0.5  # a version parsing to fewer than this share of the weeks of the one before
-    failed_after: timedelta = timedelta(hours=24)  # a delivery still failed this long after its week was planned
-    bounce_rate: float = 0.05  # an edition whose bounces pass this share of what it sent
-
-
-@dataclass(frozen=True)
 class Config:
     """What config.py reads: the top level, [publish], [github], [fetch], the sources, [web], [alerts], [health].
     Each channel's table (`cfg.email`, `cfg.x`, `cfg.discord`) is its own package's (bot/channels/<name>/
@@ -247,12 +135,6 @@ class Config:
 DEFAULT_TOML = resources.files("bot.templates").joinpath("config.toml").read_text(encoding="utf-8")
 
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "web", "fetch", "alerts", "health"}
-_WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
-             "subscribe_limit", "confirm_per_day"}
-_LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
-CONFIRM_PER_DAY_MAX = 100
-_FETCH_KEYS = {"timeout", "max_size"}
-_ALERTS_KEYS = {"email", "every", "failures", "quiet", "layout_drop", "failed_after", "bounce_rate"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit",
                 *SOURCE_KINDS}
@@ -289,20 +171,6 @@ def read_config(explicit: str | os.PathLike | None = None) -> tuple[dict, Path |
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from e
     return data, path, path.resolve().parent
-
-
-def parse_zone(name: object, where: str) -> ZoneInfo:
-    """An IANA time zone name (`America/New_York`, `UTC`)."""
-    try:
-        return ZoneInfo(line(name, where, "a time zone name, e.g. UTC"))
-    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a folder of zones, e.g. "America"
-        raise ConfigError(f"{where}: {name!r} is not a known time zone (e.g. UTC, Europe/Berlin)") from e
-
-
-def unknown(where: str, table: dict, allowed: set[str]) -> None:
-    extra = sorted(set(table) - allowed)
-    if extra:
-        raise ConfigError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
 
 
 def parse_config(data: dict, path: Path | None, base_dir: Path, sections: Collection[str] = ()) -> Config:
@@ -353,113 +221,6 @@ def parse_config(data: dict, path: Path | None, base_dir: Path, sections: Collec
         github_base_url=github_base_url.rstrip("/"),
         web=_parse_web(data.get("web", {}), f), fetch=_parse_fetch(data.get("fetch", {}), f),
         alerts=_parse_alerts(data.get("alerts", {}), f), health=_parse_health(data.get("health", {}), f),
-    )
-
-
-def table(value: object, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: must be a table")
-    return value
-
-
-def _parse_web(w: object, f: str) -> WebSettings:
-    w = table(w, f"{f}: web")
-    unknown(f"{f}: [web]", w, _WEB_KEYS)
-    d = WebSettings()
-    base_url = http_url(w.get("base_url", d.base_url), f"{f}: web.base_url")
-    listen = w.get("listen", d.listen)
-    m = _LISTEN.fullmatch(listen) if isinstance(listen, str) else None
-    if m is None:
-        raise ConfigError(f"{f}: web.listen: {listen!r} must be host:port, e.g. 127.0.0.1:8080")
-    if not 0 <= int(m.group(2)) <= 65535:  # 0: any free port (the daemon's tests use it)
-        raise ConfigError(f"{f}: web.listen: port {int(m.group(2))} is out of range; allowed: 0 to 65535 "
-                          "(0: any free port)")
-    header_timeout = parse_duration(w.get("header_timeout", "10s"), f"{f}: web.header_timeout").total_seconds()
-    if not 1 <= header_timeout <= 3600:
-        raise ConfigError(f"{f}: web.header_timeout: must be from 1s to 1h")
-    title = line(w.get("title", d.title), f"{f}: web.title").strip()
-    if not title or len(title) > 200:
-        raise ConfigError(f"{f}: web.title: must be 1 to 200 characters")
-    description = line(w.get("description", d.description), f"{f}: web.description").strip()
-    if len(description) > 500:
-        raise ConfigError(f"{f}: web.description: must be at most 500 characters")
-    confirm_ttl = parse_duration(w.get("confirm_ttl", "48h"), f"{f}: web.confirm_ttl",
-                                 (60, 30 * 86400)).total_seconds()
-    proxies = w.get("trusted_proxies", [])
-    if not isinstance(proxies, list):
-        raise ConfigError(f"{f}: web.trusted_proxies: must be a list of IP addresses or networks, "
-                          'e.g. ["127.0.0.1", "10.0.0.0/8"]')
-    networks = []
-    for p in proxies:
-        try:
-            networks.append(ipaddress.ip_network(p.strip(), strict=False))
-        except (ValueError, AttributeError):
-            raise ConfigError(f"{f}: web.trusted_proxies: {short(p)} is not an IP address or network "
-                              "(e.g. 10.0.0.0/8)") from None
-    limit = w.get("subscribe_limit", "5/10m")
-    m = _LIMIT.fullmatch(limit) if isinstance(limit, str) else None
-    if m is None or not 1 <= int(m.group(1)) <= 10_000:
-        raise ConfigError(f"{f}: web.subscribe_limit: {short(limit)} must be attempts per time, from 1 to "
-                          '10000 per 1s to 1d, e.g. "5/10m"')
-    window = parse_duration(m.group(2), f"{f}: web.subscribe_limit", (1, 86400)).total_seconds()
-    per_day = whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
-                     CONFIRM_PER_DAY_MAX)
-    return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout, title=title,
-                       description=description, confirm_ttl=confirm_ttl, trusted_proxies=tuple(networks),
-                       subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day)
-
-
-_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")
-
-
-def _parse_fetch(t: object, f: str) -> FetchSettings:
-    t = table(t, f"{f}: fetch")
-    unknown(f"{f}: [fetch]", t, _FETCH_KEYS)
-    d = FetchSettings()
-    timeout = parse_duration(t.get("timeout", "30s"), f"{f}: fetch.timeout").total_seconds()
-    if not 1 <= timeout <= 3600:
-        raise ConfigError(f"{f}: fetch.timeout: {t['timeout']!r} must be from 1s to 1h")
-    size = t.get("max_size", d.max_size)
-    m = _SIZE.fullmatch(size.strip()) if isinstance(size, str) else None
-    if m:
-        size = int(m.group(1)) * 2 ** (10 * ("B", "KiB", "MiB", "GiB").index(m.group(2) or "B"))
-    if not isinstance(size, int) or isinstance(size, bool) or not 2**10 <= size <= 2**30:
-        raise ConfigError(f"{f}: fetch.max_size: {t['max_size']!r} must be a size from 1KiB to 1GiB, "
-                          "e.g. \"50MiB\" or a number of bytes")
-    return FetchSettings(timeout=timeout, max_size=size)
-
-
-def flag(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {short(value)} must be true or false")
-    return value
-
-
-_ALERT_ADDRESS = re.compile(r"[^@\s<>\"]+@[^@\s<>\"]+\.[^@\s<>\".]+")
-
-
-def _parse_alerts(t: object, f: str) -> AlertsSettings:
-    t = table(t, f"{f}: alerts")
-    unknown(f"{f}: [alerts]", t, _ALERTS_KEYS)
-    d = AlertsSettings()
-    emails = t.get("email", [])
-    emails = [emails] if isinstance(emails, str) else emails
-    if not isinstance(emails, list) or not all(isinstance(a, str) for a in emails):
-        raise ConfigError(f"{f}: alerts.email: must be an address or a list of addresses")
-    for a in emails:
-        line(a, f"{f}: alerts.email")
-        if not _ALERT_ADDRESS.fullmatch(parseaddr(a)[1]) or not a.strip():
-            raise ConfigError(f"{f}: alerts.email: {short(a)} is not an email address (e.g. you@your.domain)")
-    return AlertsSettings(
-        email=tuple(a.strip() for a in emails),
-        every=parse_duration(t.get("every", "6h"), f"{f}: alerts.every", (60, 30 * 86400)),
-        failures=whole(t.get("failures", d.failures), f"{f}: alerts.failures", 1, 10_000),
-        quiet=parse_duration(t.get("quiet", "14d"), f"{f}: alerts.quiet", (3600, 3650 * 86400)),
-        layout_drop=number(t.get("layout_drop", d.layout_drop), f"{f}: alerts.layout_drop", 0, 1,
-                            " (0: never alert)"),
-        failed_after=parse_duration(t.get("failed_after", "24h"), f"{f}: alerts.failed_after", (60, 365 * 86400)),
-        bounce_rate=number(t.get("bounce_rate", d.bounce_rate), f"{f}: alerts.bounce_rate", 0, 1,
-                            " (a share: 0.05 is 5%)"),
     )
 
 
@@ -528,21 +289,3 @@ def _parse_credit(value: object, where: str) -> tuple[str | None, str | None]:
     return name, url
 
 
-# -- [health] (issue #15) ----------------------------------------------------------------------------------------
-_HEALTH_KEYS = {"max_heartbeat_age", "max_failing_age"}
-
-
-@dataclass(frozen=True)
-class HealthSettings:
-    """`[health]`: when `GET /healthz` answers 503 (bot/web/health.py)."""
-
-    max_heartbeat_age: float = 120.0  # seconds: an older daemon heartbeat means its loop is stuck or it is gone
-    max_failing_age: float = 6 * 3600.0  # seconds every source may fail in a row before the daemon is unhealthy
-
-
-def _parse_health(t: object, f: str) -> HealthSettings:
-    t = table(t, f"{f}: health")
-    unknown(f"{f}: [health]", t, _HEALTH_KEYS)
-    beat = parse_duration(t.get("max_heartbeat_age", "2m"), f"{f}: health.max_heartbeat_age", (1, 86400))
-    failing = parse_duration(t.get("max_failing_age", "6h"), f"{f}: health.max_failing_age", (1, 365 * 86400))
-    return HealthSettings(max_heartbeat_age=beat.total_seconds(), max_failing_age=failing.total_seconds())

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from bot.channels.windows import Window, parse_send_at
-from bot.config import ConfigError, http_url, line, parse_duration, short, table, unknown
+from bot.config.values import ConfigError, http_url, line, parse_duration, short, table, unknown
 
 CHANNEL = "DiscordChannel"  # the class in bot/channels/discord/channel.py that the registry makes
 KEYS = {"enabled", "api_base", "timeout", "max_wait", "channel_id", "role_id", "forum", "thread_name",

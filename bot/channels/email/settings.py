@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 
 from bot.channels.windows import Window, parse_send_at
-from bot.config import ConfigError, has_control, host_and_port, line, number, table, unknown, whole
+from bot.config.values import ConfigError, has_control, host_and_port, line, number, table, unknown, whole
 
 CHANNEL = "EmailChannel"  # the class in bot/channels/email/channel.py that the registry makes
 CONNECTIONS_MAX = 64

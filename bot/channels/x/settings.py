@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import jinja2
 
 from bot.channels.windows import Window, parse_send_at
-from bot.config import ConfigError, flag, http_url, parse_duration, table, unknown, whole
+from bot.config.values import ConfigError, flag, http_url, parse_duration, table, unknown, whole
 
 CHANNEL = "XChannel"  # the class in bot/channels/x/channel.py that the registry makes
 KEYS =  {"enabled", "api_base", "timeout", "daily_budget", "delay", "replies", "head", "hashtags", "extra_link",
