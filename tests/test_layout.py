@@ -161,4 +161,4 @@ def test_every_module_is_on_the_architecture_page():
 
 def test_the_flat_folder_is_gone():
     top = sorted(p.name for p in BOT.glob("*.py"))
-    assert top == ["__init__.py", "__main__.py", "daemon.py", "locks.py", "store.py"], top
+    assert top == ["__init__.py", "__main__.py", "daemon.py", "locks.py"], top

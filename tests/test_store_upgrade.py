@@ -25,6 +25,9 @@ from bot.track.parsing import parse_document
 from bot.track.tracker import observe
 
 OLD = FIXTURES / "db" / "main-89dfc70.db"
+# main-89dfc70.db as today's main left it: opened once by the main before issue #23's layout
+# (fixtures/db/upgrade_db.py), so it holds every migration that main applies.
+UPGRADED = FIXTURES / "db" / "main-40962be-upgraded.db"
 
 
 def _copy(tmp_path):
@@ -334,3 +337,40 @@ def test_editor_notes_exist_after_the_upgrade_and_old_weeks_have_none(tmp_path):
         assert edition_from_store(store, "dair", "2023-02-27..2023-03-05").note == "Welcome back."
     finally:
         store.close()
+
+
+def _migrations_applied(path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT name, applied_at FROM _sqlite_migrations ORDER BY rowid").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_database_upgraded_by_the_previous_main_applies_nothing_again_23(tmp_path):
+    """#23: the layout moved every migration into bot/store/schema.py; each keeps its name and its place, so a
+    database today's main already upgraded opens with nothing re-applied and nothing lost."""
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "paperbot.db"
+    shutil.copy(UPGRADED, db)
+    before, applied = _snapshot(db), _migrations_applied(db)
+    assert [name for name, _ in applied] == [m.name for m in migrations._migrations]  # names and order kept
+    Store.open(db).close()
+    assert _migrations_applied(db) == applied  # nothing applied again, not even re-recorded
+    assert _snapshot(db) == before
+    (tmp_path / "paperbot.toml").write_text('state_dir = "state"\n', encoding="utf-8")
+    run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "weeks", "--json"], obj={})
+    assert run.exit_code == 0, run.output
+    assert {w["key"] for w in json.loads(run.stdout)} == {key for _, key, _, _ in before["weeks"]}
+
+
+def test_the_previous_main_and_today_apply_the_same_migrations_in_the_same_order_23(tmp_path):
+    """#23: the previous main's database, upgraded by today's code, records the migrations in the order the
+    previous main recorded them (then any newer ones after them)."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    ours = [name for name, _ in _migrations_applied(db)]
+    theirs = [name for name, _ in _migrations_applied(UPGRADED)]
+    assert ours[:len(theirs)] == theirs
+    assert ours == [m.name for m in migrations._migrations]
