@@ -268,7 +268,7 @@ def test_channel_editions_get_the_shown_column_empty_after_the_upgrade(tmp_path)
     db = _copy(tmp_path)
     store = Store.open(db)
     try:
-        from bot.publish.pipeline import corrected
+        from bot.publish.corrections import corrected
 
         assert corrected(store, ["email", "x", "discord"]) == []
     finally:

@@ -25,7 +25,8 @@ from bot.edition import holdings
 from bot.ops.config_checks import live_send_problems
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
-from bot.publish.pipeline import ChannelReport, late_round, lock_path, publish_week, ready_weeks
+from bot.publish.pipeline import late_round, lock_path, publish_week, ready_weeks
+from bot.publish.report import ChannelReport
 from bot.store import Store, WeekRow
 
 log = logging.getLogger(__name__)
