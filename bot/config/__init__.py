@@ -105,7 +105,7 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """What config.py reads: the top level, [publish], [github], [fetch], the sources, [web], [alerts], [health].
+    """What bot.config reads: the top level, [publish], [github], [fetch], the sources, [web], [alerts], [health].
     Each channel's table (`cfg.email`, `cfg.x`, `cfg.discord`) is its own package's (bot/channels/<name>/
     settings.py); the channel registry (bot/channels/__init__.py) joins them onto this class and loads the file."""
 

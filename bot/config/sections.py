@@ -49,7 +49,7 @@ class FetchSettings:
 
 @dataclass(frozen=True)
 class AlertsSettings:
-    """`[alerts]`: problems the operator hears about (bot/alerts.py), at most once per problem per `every`.
+    """`[alerts]`: problems the operator hears about (bot/ops/alerts.py), at most once per problem per `every`.
     The Discord webhook URL is a secret: it comes from $PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, never from here."""
 
     email: tuple[str, ...] = ()  # who gets alerts by email (over [email] smtp_url; else into the outbox)
