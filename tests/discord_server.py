@@ -5,8 +5,9 @@ real discord.py client with `Route.BASE` pointed at `api_base` (issue #12).
   forum webhook's channel, whose id is the first message's, as on Discord), `GET`/`PATCH
   /webhooks/{id}/{token}/messages/{message_id}` (`thread_id` needed for a message inside a thread); 404 code
   10015 for an unknown webhook, 401 code 50027 for a wrong token;
-- bot: `POST /channels/{id}/messages` (`nonce` + `enforce_nonce`: the same nonce again returns the first
-  message), `GET` it (`after`, `limit`: newest first), `GET`/`PATCH .../messages/{id}`, `POST
+- bot: `POST /channels/{id}/messages` (`nonce` + `enforce_nonce`: the same nonce again within `nonce_window`
+  seconds returns the first message; later it makes a new one, as Discord forgets a nonce after minutes),
+  `GET` it (`after`, `limit`: newest first), `GET`/`PATCH .../messages/{id}`, `POST
   .../messages/{id}/crosspost` (announcement channels; 40033 when done already), `GET /channels/{id}`, `GET
   /users/@me`; `Authorization: Bot <token>` or 401;
 - Discord's limits, checked here independently of paperbot's code (lengths in UTF-16 units, the stricter
@@ -15,7 +16,9 @@ real discord.py client with `Route.BASE` pointed at `api_base` (issue #12).
   `retry_after` in a JSON body, `Retry-After` and `Via` (as Discord's own answers carry; discord.py retries only
   then), `Content-Type: application/json` exactly;
 - scripted faults for the next matching request (`fail_next`): a status (429, 5xx, 404...) with any body and
-  headers, `drop` (close without answering), `drop_after_create`, `hang` (answer after a delay);
+  headers, `drop` (close without answering), `drop_after_create`, `status_after_create` (make the message, then
+  answer the status anyway, as Discord does with a 500 now and then: issue #21), `hang` (answer after a delay),
+  `hang_after_create` (make the message, then answer after `seconds`: past a client's timeout);
 - a record of every request (`requests`) and every message (`messages`), with what a reader sees: `pings`
   (who its content would notify, by Discord's rules for `allowed_mentions`) and `shown()` (text unescaped);
 - slow creates, for killing a client mid-announcement: `create_delay` (a create waits this long before the
@@ -124,6 +127,7 @@ class Message:
     webhook_id: str | None = None
     author_id: str = ""
     nonce: str | None = None
+    made: float = 0.0  # time.monotonic() when it was made (a nonce is honoured for `nonce_window` after)
     crossposted: bool = False
     pings: list[str] = field(default_factory=list)
     edits: int = 0
@@ -145,7 +149,7 @@ class Message:
 @dataclass
 class Fault:
     route: str  # a prefix of "METHOD path" (path without BASE_PATH)
-    kind: str = "status"  # status | drop | drop_after_create | hang
+    kind: str = "status"  # status | drop | drop_after_create | status_after_create | hang | hang_after_create
     status: int = 503
     body: dict | None = None
     headers: dict[str, str | None] = field(default_factory=dict)  # a None value leaves that header out
@@ -155,12 +159,13 @@ class Fault:
 class DiscordServer:
     """`with DiscordServer() as d:`; set `[discord] api_base = d.api_base`, the webhook URL `d.webhook_url()`."""
 
-    def __init__(self, *, rate: int = 5, per: float = 2.0):
+    def __init__(self, *, rate: int = 5, per: float = 2.0, nonce_window: float = 300.0):
         self.webhook_id, self.webhook_token = "1200000000000000001", "T" * 68
         self.bot_token, self.bot_id = "bot-token-" + "x" * 40, "1200000000000000002"
         self.channels: dict[str, dict] = {"1200000000000000010": {"type": TEXT, "name": "announcements"}}
         self.webhook_channel = "1200000000000000010"
         self.rate, self.per = rate, per
+        self.nonce_window = nonce_window  # seconds Discord remembers a message's nonce ("a few minutes")
         self.requests: list[Seen] = []
         self.messages: dict[str, Message] = {}  # in creation order
         self.faults: list[Fault] = []
@@ -272,7 +277,7 @@ class DiscordServer:
 
     def _store(self, channel_id: str, body: dict, **kw) -> Message:
         m = Message(self._id(), channel_id, body.get("content") or "", body.get("embeds") or [],
-                    body.get("allowed_mentions"), **kw)
+                    body.get("allowed_mentions"), made=time.monotonic(), **kw)
         m.pings = pings(m.content, m.allowed_mentions)
         self.messages[m.id] = m
         return m
@@ -390,9 +395,14 @@ def _handler(server: DiscordServer):
                 status, answer, headers = _route(server, method, path, seen)
                 if status is not None and fault and fault.kind == "drop_after_create":
                     status = None
+                if status is not None and fault and fault.kind == "status_after_create":
+                    status, answer, headers = fault.status, fault.body or {"message": "500: Internal Server Error",
+                                                                           "code": 0}, fault.headers
             if status is None:
                 self.close_connection = True
                 return
+            if fault and fault.kind == "hang_after_create":
+                server.stopping.wait(fault.seconds)
             if creates and server.answer_delay:
                 with server.lock:
                     server.answering += 1
@@ -523,7 +533,9 @@ def _channel(server: DiscordServer, method: str, cid: str, mid: str | None, mess
         if bad := _invalid(body):
             return bad
         if body.get("enforce_nonce") and body.get("nonce"):
-            same = [m for m in server.messages.values() if m.nonce == body["nonce"] and m.author_id == server.bot_id]
+            now = time.monotonic()
+            same = [m for m in server.messages.values() if m.nonce == body["nonce"] and m.author_id == server.bot_id
+                    and now - m.made < server.nonce_window]
             if same:
                 return 200, same[0].json()
         return 200, server._store(cid, body, author_id=server.bot_id, nonce=body.get("nonce")).json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import random
@@ -59,6 +60,10 @@ class Recorder:
         self.refuse: set[str] = set()
         self.defer: dict[str, int] = {}  # address -> how many more DATA to answer 451
         self.drop: set[str] = set()  # close the connection instead of answering DATA, once per address
+        # issue #21: take the message, then close without answering (`drop`) or answer after `seconds` (`hang`),
+        # once per address: the client cannot know it was delivered
+        self.after_data: dict[str, tuple[str, float]] = {}
+        self.drop_at_rcpt: set[str] = set()  # close the connection at RCPT, before any data: nothing taken
         self.reject_content = False  # answer every DATA with a 5xx, as a spam filter refusing the message
         self.logins: list[tuple[bytes, bytes]] = []
         self.rng: random.Random | None = None  # chaos (issue #15): defer or drop a share `chaos_rate` of DATA
@@ -79,6 +84,11 @@ class Recorder:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         with self.lock:
             self.rcpt_attempts[address] += 1
+            dropped = address in self.drop_at_rcpt
+            self.drop_at_rcpt.discard(address)
+        if dropped:
+            server.transport.close()
+            return "421 4.3.2 closing"
         if address in self.refuse:
             return "550 5.1.1 no such mailbox"
         envelope.rcpt_tos.append(address)
@@ -86,6 +96,16 @@ class Recorder:
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802
         rcpt = envelope.rcpt_tos[0]
+        with self.lock:
+            late = self.after_data.pop(rcpt, None)
+            if late:
+                self.messages.append((rcpt, envelope.original_content or envelope.content))
+        if late and late[0] == "drop":
+            server.transport.close()
+            return "421 4.3.2 closing"
+        if late:
+            await asyncio.sleep(late[1])
+            return "250 OK"
         with self.lock:
             if self.rng is not None and self.rng.random() < self.chaos_rate:
                 kind = self.rng.choice(["451", "drop"])

@@ -221,7 +221,7 @@ def test_deliveries_failed_for_good_are_an_alert_after_failed_after(tmp_path):
     (p,) = found(T0 + timedelta(hours=25))
     store.close()
     assert p.key == f"deliveries:email:dair:{KEY}" and p.kind == "deliveries"
-    assert "1 still failed 24 hours after it was planned" in p.body and "451 4.3.0 mailbox busy" in p.body
+    assert "1 still failed 24 hours after it was planned" in p.body and "451 4.3.0 mailbox busy" in p.quote
     assert f"`paperbot history dair:{KEY}`" in p.body
 
 

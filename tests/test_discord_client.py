@@ -175,15 +175,21 @@ def test_discords_own_webhook_rate_is_kept_without_a_single_429(tmp_path):
         assert [shown(d.messages[m].embeds[0]["title"]) for m in ids] == [f"Paper number {i}" for i in range(1, 8)]
 
 
-def test_a_5xx_is_transient_at_once(tmp_path, discord_server):
-    """issue #12: discord.py would sleep 1+3+5+7+9 s through 5xx answers; the pipeline retries with backoff."""
+def test_a_5xx_comes_back_at_once_uncertain_for_a_create_transient_for_a_read(tmp_path, discord_server):
+    """issue #12: discord.py would sleep 1+3+5+7+9 s through 5xx answers; the pipeline decides instead. Issue
+    #21: Discord may store a message and still answer 500, so a 5xx to a create is Uncertain (read back before
+    any resend); to a read it is only transient."""
     d = discord_server
-    _, store, channel = setup(tmp_path, d, [paper(1)])
+    _, store, channel = setup(tmp_path, d, [paper(1)], bot=True)
     d.fail_next("POST /webhooks/", status=502)
-    with pytest.raises(TransientError) as e:
+    with pytest.raises(Uncertain) as e:
         send_chain(channel, store)
-    assert not isinstance(e.value, RateLimited) and "502" in str(e.value)
+    assert "502" in str(e.value) and d.webhook_token not in str(e.value)
     assert len(d.posts()) == 1 and d.messages == {}
+    d.fail_next("GET /channels/", status=503)
+    with pytest.raises(TransientError) as t:
+        channel.client().history(d.webhook_channel)
+    assert not isinstance(t.value, RateLimited) and "503" in str(t.value)
 
 
 def test_a_deleted_webhook_is_a_permanent_error_saying_what_to_do(tmp_path, discord_server, caplog):

@@ -249,13 +249,15 @@ def test_a_long_429_holds_the_channel_in_the_database_until_then_and_the_week_co
 
 def test_a_5xx_on_a_create_is_retried_with_backoff_and_makes_one_message(tmp_path, d, monkeypatch):
     """issue #12: a 503 to a create is not slept through by discord.py: the pipeline retries it after its
-    backoff, and the message is made once."""
+    backoff, and the message is made once. Issue #21: a webhook alone cannot know Discord did not store it, so
+    the resend is recorded as a possible duplicate (here it was not one: the 503 came before the message)."""
     cfg, store = setup(tmp_path, d, monkeypatch, papers(2))
     d.fail_next("POST /webhooks/", status=503)
     assert publish(cfg, store)[("discord", WEEK)].published
     assert [s.status for s in d.posts()] == [503, 200]
     [row] = ledger.rows_in(store, "dair", WEEK, "discord", ledger.STATES)
     assert row["state"] == "sent" and row["attempts"] == 2 and len(created(d)) == len(d.messages) == 1
+    assert [p["unit"] for p in ledger.possible_duplicates(store, "dair", WEEK, "discord")] == ["message-1"]
 
 
 def test_a_failed_channel_lookup_after_a_post_never_sends_that_message_again(tmp_path, d, monkeypatch):
@@ -290,6 +292,8 @@ def test_a_lost_answer_is_looked_for_with_a_bot_and_else_sent_again_as_a_possibl
         assert made == [["Paper number 1"], ["Paper number 1"], ["Paper number 2"]]
         assert ids == list(d.messages)[1:]
         assert "may have been posted already" in caplog.text and "shows it twice" in caplog.text
+    dups = [(h["unit"], h["state"]) for h in history_json(store, None)[0]["channels"]["discord"]["possible_duplicates"]]
+    assert dups == ([] if bot else [("message-1", "sent")])  # issue #21: said in `paperbot history`
     assert d.webhook_token not in caplog.text
 
 

@@ -266,9 +266,9 @@ def test_history_json_shape(tmp_path):
             assert (entry["source"], entry["week"], entry["state"]) == ("dair", KEY, "published")
             c = entry["channels"]["email"]
             assert set(c) == {"state", "trial", "note", "units", "planned_at", "published_at", "counts", "failures",
-                              "late", "waits_until", "waits_for"}
+                              "late", "waits_until", "waits_for", "possible_duplicates"}
             assert c["state"] == "published" and c["units"] == 4 and c["trial"] is False and c["note"] is None
-            assert c["late"] == []
+            assert c["late"] == [] and c["possible_duplicates"] == []  # a refused RCPT took nothing: no doubt
             assert c["counts"] == {"planned": 0, "sending": 0, "sent": 3, "failed": 0, "bounced": 1, "skipped": 0,
                                    "trial": 0, "uncertain": 0, "refused": 0}
             (f,) = c["failures"]

@@ -19,6 +19,7 @@ from conftest import FIXTURES
 from bot.channels import load_config
 from bot.cli import cli
 from bot.edition.edition import edition_from_store
+from bot.publish.ledger import LedgerWriter, possible_duplicates
 from bot.publish.pipeline import late_round
 from bot.store import Store, migrations
 from bot.track.parsing import parse_document
@@ -339,6 +340,38 @@ def test_editor_notes_exist_after_the_upgrade_and_old_weeks_have_none(tmp_path):
         store.close()
 
 
+def test_possible_duplicates_upgrade_marks_no_old_row_and_history_shows_none(tmp_path):
+    """issue #21 (m016_possible_duplicates): `deliveries.possible_duplicate` appears, NULL on every row written
+    before (nothing then was known to be one), every other column as it was; `paperbot history` lists no possible
+    duplicate for the old publication, and a new mark lands on one row only."""
+    db = _copy(tmp_path)
+    before = _ledger(db)
+    Store.open(db).close()
+    assert _ledger(db) == before
+    con = sqlite3.connect(db)
+    try:
+        assert {r[1]: r[2] for r in con.execute("PRAGMA table_info(deliveries)")}["possible_duplicate"] == "TEXT"
+        assert {r[0] for r in con.execute("SELECT possible_duplicate FROM deliveries")} == {None}
+    finally:
+        con.close()
+    hist = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "history", "--json"], obj={})
+    assert hist.exit_code == 0, hist.output
+    [entry] = [e for e in json.loads(hist.stdout) if e["week"] == "2023-02-20..2023-02-26"]
+    assert entry["channels"]["email"]["possible_duplicates"] == []
+
+    writer = LedgerWriter(db, "dair", "2023-02-20..2023-02-26", "email")
+    row_id = before["deliveries"][0][0]
+    writer.possible_duplicate(row_id, "may have gone out")
+    writer.possible_duplicate(row_id, "a second reason is not kept")
+    writer.close()
+    store = Store.open(db)
+    try:
+        assert [(d["id"], d["why"]) for d in possible_duplicates(store, "dair", "2023-02-20..2023-02-26", "email")
+                ] == [(row_id, "may have gone out")]
+    finally:
+        store.close()
+
+
 def _migrations_applied(path) -> list[tuple[str, str]]:
     con = sqlite3.connect(path)
     try:
@@ -355,9 +388,12 @@ def test_a_database_upgraded_by_the_previous_main_applies_nothing_again_23(tmp_p
     db = state / "paperbot.db"
     shutil.copy(UPGRADED, db)
     before, applied = _snapshot(db), _migrations_applied(db)
-    assert [name for name, _ in applied] == [m.name for m in migrations._migrations]  # names and order kept
+    today = [m.name for m in migrations._migrations]
+    assert [name for name, _ in applied] == today[:len(applied)]  # every name and its place kept
     Store.open(db).close()
-    assert _migrations_applied(db) == applied  # nothing applied again, not even re-recorded
+    after = _migrations_applied(db)
+    assert after[:len(applied)] == applied  # nothing applied again, not even re-recorded
+    assert [name for name, _ in after] == today  # only migrations newer than that main, if any, ran
     assert _snapshot(db) == before
     (tmp_path / "paperbot.toml").write_text('state_dir = "state"\n', encoding="utf-8")
     run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "weeks", "--json"], obj={})

@@ -200,7 +200,7 @@ def test_a_ten_paper_week_is_one_thread_of_eleven_posts_within_280_mentioning_no
     assert [p.urls for p in thread[1:]] == [[f"https://arxiv.org/abs/2301.{i:05d}"] for i in range(1, 11)]
     assert "稀疏灯笼" in thread[1].text and "🚀" in thread[2].text and "大規模言語モデル" in thread[6].text
     assert len(thread[4].text) < 300 and "…" in thread[4].text  # the 300-character title, shortened in one post
-    assert "#LLM" in thread[5].text and "@ openai" in thread[5].text  # a tag kept, a mention made inert
+    assert "# LLM" in thread[5].text and "@ openai" in thread[5].text  # a tag and a mention made inert (#21)
     assert chain(store) == [("sent", p.id) for p in thread]
     assert store.week(SOURCE, KEY).state == "published"
 

@@ -15,7 +15,8 @@ real tweepy client (issue #11).
   `x-user-limit-24hour-*` on posts when a daily limit is set;
 - scripted faults for the next matching request, or the one after `after` more (`fail_next`): a status
   (429 with a reset, 503, 403...), `drop` (read the request, close without answering), `drop_after_create`
-  (make the post, then close) and `hang` (answer only after a delay); and `refuse`, a status for every
+  (make the post, then close), `status_after_create` (make the post, then answer the status anyway: issue #21)
+  and `hang` (answer only after a delay); and `refuse`, a status for every
   matching request until `allow` (a timeline the app may not read);
 - a record of every request (`requests`) and of every post made (`posts`), with the @mentions and URLs X
   would see in it (found with twitter-text's own rules, independently of paperbot's code);
@@ -102,7 +103,7 @@ class StoredPost:
 @dataclass
 class Fault:
     route: str  # "POST /2/tweets", "GET /2/users/" (prefix of "METHOD path")
-    kind: str  # status | drop | drop_after_create | hang
+    kind: str  # status | drop | drop_after_create | status_after_create | hang
     status: int = 503
     body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -392,6 +393,10 @@ class XServer:
                         fault and fault.kind == "drop_after_create"))
                 if status is None:
                     return self._drop()
+                if fault and fault.kind == "status_after_create":
+                    status, answer, headers = fault.status, fault.body or {
+                        "title": "Service Unavailable", "status": fault.status, "detail": "scripted after create",
+                        "type": "about:blank"}, fault.headers
                 self._answer(seen, status, answer, headers)
 
             def _route(self, method: str, path: str, seen: Seen, drop_after_create: bool):

@@ -136,6 +136,10 @@ class ChainSender(Sender, Protocol):
         was delivered, None if it certainly was not (so it is sent). Raise TransientError (or RateLimited)
         when it cannot tell: the row stays `uncertain` and the chain waits."""
 
+    # Optional: `reads_back(unit) -> bool`, False when `reconcile` cannot look at all (a Discord webhook alone):
+    # its None then means "not known", and the unit sent again is marked a possible duplicate (issue #21).
+    # A sender without it reads back (X, the outbox).
+
 
 class Channel(Protocol):
     name: str
@@ -174,6 +178,7 @@ class EditorCopy(Protocol):
     """A channel that can send one test copy of a week to an address (the editor's, under `[publish] approve`):
     email. Reached through the registry (`bot.channels.make`), so publishing never names a concrete channel."""
 
-    def send_copy(self, store: Store, week: WeekRow, address: str) -> str:
-        """Send one copy of `week` to `address`, recording nothing; return a line saying where it went. Raises
-        TransientError/PermanentError, StorageError or RenderError."""
+    def send_copy(self, store: Store, week: WeekRow, address: str, *, approval: dict | None = None) -> str:
+        """Send one copy of `week` to `address`, recording nothing; return a line saying where it went. With
+        `approval` (the approve/skip commands), the editor's approval copy. Raises TransientError/PermanentError,
+        Uncertain, StorageError or RenderError."""

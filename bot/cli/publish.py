@@ -14,7 +14,7 @@ import click
 
 from bot import channels as registry
 from bot import locks
-from bot.channels.base import PermanentError, StorageError, TransientError, storage_error
+from bot.channels.base import PermanentError, StorageError, TransientError, Uncertain, storage_error
 from bot.channels.email import subscribers
 from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
@@ -108,6 +108,11 @@ def _summary(r: ChannelReport) -> str:
                 + ("published" if r.published else f"not finished ({_open(r.counts)} still to send)"))
     if r.note and not r.trial:
         line += f"; {r.note}"
+    if s.duplicates and not r.trial:
+        them = "them" if s.duplicates > 1 else "it"
+        twice = f"readers may get {them} twice" if r.channel == "email" else f"{r.channel} may show {them} twice"
+        line += (f"; {s.duplicates} possible duplicate{'s' if s.duplicates > 1 else ''}: may have gone out already "
+                 f"and sent again, so {twice} (paperbot history)")
     if s.stopped:
         line += f"; stopped early: {s.stopped}"
     return line
@@ -233,7 +238,7 @@ def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_r
             with _operator_errors():
                 try:
                     line = email.send_copy(store, w, address)
-                except (TransientError, PermanentError) as e:
+                except (TransientError, PermanentError, Uncertain) as e:
                     raise click.ClickException(f"email {w.source}:{w.key}: the test copy to {address} was not "
                                                f"sent: {e}") from None
             click.echo(line)
@@ -332,6 +337,9 @@ def history_json(store: Store, spec: WeekRow | None) -> list[dict]:
             "waits_until": held[0].isoformat() if held and p.state == "sending" else None,
             "waits_for": held[1] if held and p.state == "sending" else None,
             "late": _carried(store, p.source, p.week_key, p.channel),
+            "possible_duplicates": [{"unit": d["unit"], "number": numbers.get(d["id"]), "state": d["state"],
+                                     "why": d["why"]}
+                                    for d in ledger.possible_duplicates(store, p.source, p.week_key, p.channel)],
         }
     if spec and not weeks:
         weeks[(spec.source, spec.key)] = {"source": spec.source, "week": spec.key, "title": spec.title,
@@ -368,6 +376,9 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
                 click.echo(f"    note: {c['note']}")
             for g in c["late"]:
                 click.echo(f"    carries {len(g['papers'])} paper(s) added to {g['week']}")
+            for dup in c["possible_duplicates"]:
+                click.echo(f"    possible duplicate: {dup['unit']} (unit {dup['number']}, {dup['state']}): "
+                           f"{dup['why']}")
             if c["waits_until"]:
                 click.echo(f"    waits until {c['waits_until']}: {c['waits_for']}")
             for f in c["failures"]:

@@ -8,7 +8,8 @@ problem and sends it by email (`[alerts] email`, over `[email] smtp_url`; withou
 state/outbox/alerts/) and to a Discord webhook ($PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL, a secret: never stored
 or logged), recording each (problem, destination) in the `alerts` table so a problem seen at every poll is
 sent once per `every`. A destination that fails is tried again at the next poll. The daemon runs `after_poll`
-after every poll.
+after every poll. Units sent again that may show twice (issue #21) are an event, not a state: each such alert
+goes once to each destination, never again every `every`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from email.utils import format_datetime, parseaddr
 
 import requests
 
-from bot.channels.base import ChannelDown, PermanentError, TransientError
+from bot.channels.base import ChannelDown, PermanentError, TransientError, Uncertain
 from bot.channels.email.headers import CRLF, UnsafeHeader, check_block, mailbox, simple, unstructured
 from bot.channels.email.mime import id_domain, qp
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.config import Config
-from bot.edition.safetext import clean
+from bot.ops import alert_text
 from bot.ops.status import waiting_for
 from bot.store import Store, WeekRow, iso, parse_time
 from bot.track.dates import end_of_day
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_ENV = "PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL"
 WEBHOOK_TIMEOUT = 10.0
-DISCORD_MAX = 2000  # characters in one webhook message
 BOUNCES_MIN = 2  # one bounce is never an alert, whatever the share
 _FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIME-Version", "Content-Type",
            "Content-Transfer-Encoding"]
@@ -46,16 +46,27 @@ _FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "Auto-Submitted", "MIM
 @dataclass(frozen=True)
 class Problem:
     key: str  # stable while the problem lasts: "failing:dair-ai", "held:dair-ai:2024-01-01..2024-01-07"
-    kind: str  # failing | quiet | layout | held | deliveries | bounces
+    kind: str  # failing | quiet | layout | held | deliveries | bounces | duplicates
     subject: str  # one line
-    body: str  # what was found, then what to do
+    body: str  # what was found, then what to do: paperbot's words (Markdown on Discord: `commands`)
+    # What a source or a server said (an error), shown exactly as typed after the body's first line, never as
+    # markup (issue #21; bot/ops/alert_text.py)
+    quote: str = ""
+    once: bool = False  # an event, not a state: sent once to each destination, never repeated every `every`
+
+    def _parts(self) -> tuple[str, str]:
+        first, _, rest = self.body.partition("\n")
+        return first, rest
 
     def text(self) -> str:
-        return f"{self.subject}\n\n{self.body}\n"
+        """The alert as plain text: the email's body."""
+        first, rest = self._parts()
+        return alert_text.plain(self.subject, first, self.quote, rest)
 
-
-def _sentence(text: str) -> str:
-    return text if text.endswith((".", "!", "?")) else text + "."
+    def discord(self) -> str:
+        """The alert as one Discord message, within Discord's limit, the quote in a code block."""
+        first, rest = self._parts()
+        return alert_text.discord(self.subject, first, self.quote, rest)
 
 
 def _count(n: int, word: str) -> str:
@@ -76,13 +87,13 @@ def _failing(cfg: Config, store: Store, now: datetime) -> list[Problem]:
             continue
         out.append(Problem(
             f"failing:{r['name']}", "failing", f"source {r['name']}: {_count(n, 'poll')} in a row failed",
-            f"The last, at {r['last_error_at']}: {_sentence(clean(r['last_error'] or '', max_len=500))}\n"
+            f"The last, at {r['last_error_at']}, said:\n"
             + (f"Its last good poll was at {r['last_polled']}." if r.get("last_polled") else
                "No poll of it has worked yet.") + " Nothing of a failed poll is recorded, and every poll tries "
             "again.\n"
             f"What to do: `paperbot check` tries the source and says what it answers. If it moved, point "
             f"[[sources]] {r['name']} at its new place; if the server is down, wait (this alert repeats every "
-            f"{_days(cfg.alerts.every)} while it lasts)."))
+            f"{_days(cfg.alerts.every)} while it lasts).", alert_text.quoted(r["last_error"] or "-")))
     return out
 
 
@@ -207,8 +218,8 @@ def _deliveries(cfg: Config, store: Store, now: datetime) -> list[Problem]:
         out.append(Problem(
             f"deliveries:{channel}:{source}:{key}", "deliveries",
             f"{channel} {source}:{key}: deliveries {'uncertain or ' if uncertain else ''}failed",
-            f"{found}. The last error: {_sentence(clean(error or '-', max_len=300))}\n"
-            f"What to do: {'; '.join(todo)}."))
+            f"{found}. The last error:\n"
+            f"What to do: {'; '.join(todo)}.", alert_text.quoted(error or "-")))
     return out
 
 
@@ -230,7 +241,27 @@ def _bounces(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     return out
 
 
-DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces)
+def _duplicates(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    """Units sent again after an uncertain outcome without being looked for (issue #21): they may show twice."""
+    out = []
+    rows = store.db.execute(
+        "SELECT source, week_key, channel, count(*), group_concat(unit, ', '), max(possible_duplicate) "
+        "FROM deliveries WHERE possible_duplicate IS NOT NULL GROUP BY source, week_key, channel").fetchall()
+    for source, key, channel, n, units, why in rows:
+        out.append(Problem(
+            f"duplicates:{channel}:{source}:{key}:{n}", "duplicates",
+            f"{channel} {source}:{key}: {_count(n, 'possible duplicate')}",
+            f"{_count(n, 'unit')} may have gone out already and were sent again without a way to look first; "
+            "the units and why:\n"
+            f"What to do: look on {channel} whether the edition shows twice and delete the extra copy if it "
+            f"does (`paperbot history {source}:{key}` names each one). "
+            + ("With a bot token and [discord] channel_id, paperbot reads the channel back instead of sending "
+               "again." if channel == "discord" else "A mail server that answers late is the usual cause."),
+            alert_text.quoted(f"{units}: {why or ''}"), once=True))
+    return out
+
+
+DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces, _duplicates)
 
 
 def detect(cfg: Config, store: Store, now: datetime) -> list[Problem]:
@@ -282,7 +313,7 @@ class _Mail:
                     self.conn = SmtpConnection(SmtpTarget.from_url(e.smtp_url, e.starttls),
                                                parseaddr(e.sender)[1], timeout=30)
                 self.conn.send(parseaddr(to)[1], data)
-            except (TransientError, PermanentError, ChannelDown) as err:
+            except (TransientError, PermanentError, ChannelDown, Uncertain) as err:
                 raise AlertError(f"email to {to}: {err}") from None
 
     def _outbox(self, p: Problem, to: str, data: bytes, now: datetime) -> None:
@@ -302,10 +333,9 @@ class _Mail:
 
 
 def post_webhook(url: str, p: Problem) -> None:
-    """POST `p` to a Discord webhook: no @mention can ping anyone (allowed_mentions: none)."""
-    text = f"**paperbot: {p.subject}**\n{p.body}"
-    if len(text) > DISCORD_MAX:
-        text = text[:DISCORD_MAX - 1] + "…"
+    """POST `p` to a Discord webhook: no @mention can ping anyone (allowed_mentions: none), and what a source
+    said shows as typed, in a code block (issue #21)."""
+    text = p.discord()
     try:
         r = requests.post(url, json={"content": text, "allowed_mentions": {"parse": []}, "username": "paperbot"},
                           timeout=WEBHOOK_TIMEOUT)
@@ -338,7 +368,7 @@ def _record(store: Store, p: Problem, destination: str, now: datetime, *, sent: 
 
 def _due(store: Store, p: Problem, destination: str, now: datetime, every: timedelta) -> bool:
     row = _row(store, p.key, destination)
-    return row is None or not row["last_sent"] or now - parse_time(row["last_sent"]) >= every
+    return row is None or not row["last_sent"] or (not p.once and now - parse_time(row["last_sent"]) >= every)
 
 
 def run(cfg: Config, store: Store, now: datetime, env: dict[str, str] | None = None) -> list[Problem]:
@@ -357,7 +387,7 @@ def run(cfg: Config, store: Store, now: datetime, env: dict[str, str] | None = N
                     continue
                 try:
                     if d == "log":
-                        log.warning("alert: %s. %s", p.subject, " ".join(p.body.split("\n")))
+                        log.warning("alert: %s. %s", p.subject, " ".join(p.text().split("\n")[2:]).strip())
                     elif d == "email":
                         mail.send(p, now)
                     else:

@@ -1,9 +1,10 @@
 """The editor's approval step (`[publish] approve = true`, after Buttondown's draft review).
 
 Every week that becomes ready is held as `awaiting-approval` instead (not sent anywhere, not public on the web)
-and the editor gets one test copy by email (as `paperbot publish WEEK --to ADDRESS` sends it). `paperbot approve
-WEEK` makes it ready again, marked approved so it is never held twice, and it goes out like any ready week;
-`paperbot skip WEEK` gives it up on every channel, with a note in `paperbot history`.
+and the editor gets one copy by email, marked as such (issue #21): "[Approval needed]" in its subject, the
+`paperbot approve` and `paperbot skip` commands at the top, no subscriber footer, unsubscribe or web link.
+`paperbot approve WEEK` makes it ready again, marked approved so it is never held twice, and it goes out like
+any ready week; `paperbot skip WEEK` gives it up on every channel, with a note in `paperbot history`.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 from email.utils import parseaddr
 
 from bot import channels as registry
-from bot.channels.base import EditorCopy, PermanentError, RenderError, StorageError, TransientError
+from bot.channels.base import EditorCopy, PermanentError, RenderError, StorageError, TransientError, Uncertain
 from bot.config import Config
 from bot.publish import ledger
 from bot.store import Store, WeekRow, iso
@@ -24,6 +25,12 @@ AWAITING = "awaiting-approval"
 
 def editor_address(cfg: Config) -> str:
     return parseaddr(cfg.publish.editor)[1] or parseaddr(cfg.email.sender)[1]
+
+
+def commands(week: WeekRow) -> dict:
+    """The editor's two answers to a held week, exactly as typed: what the approval copy's banner names."""
+    name = f"{week.source}:{week.key}"
+    return {"name": name, "approve": f"paperbot approve {name}", "skip": f"paperbot skip {name}"}
 
 
 def _approved(store: Store, week: WeekRow) -> bool:
@@ -46,8 +53,8 @@ def hold(cfg: Config, store: Store, now: datetime) -> list[WeekRow]:
         to = editor_address(cfg)
         try:
             copier: EditorCopy = registry.make(cfg, "email")  # type: ignore[assignment]
-            line = copier.send_copy(store, week, to)
-        except (TransientError, PermanentError, StorageError, RenderError) as e:
+            line = copier.send_copy(store, week, to, approval=commands(week))
+        except (TransientError, PermanentError, Uncertain, StorageError, RenderError) as e:
             log.warning("%s:%s awaits approval; the editor's copy to %s was not sent: %s", week.source, week.key,
                         to, e)
         else:

@@ -7,7 +7,9 @@ The outcomes of a send (bot/channels/base.py):
 - RateLimited: `failed`, the channel's rate-limited-until is committed (every process honours it), chain stops;
 - Uncertain (it may have gone out): never resent blindly. The row is `uncertain`; the sender reconciles (reads
   back what the account posted); found: its id is recorded and the chain goes on; certainly missing: sent
-  again; cannot tell: the row stays `uncertain` and the chain waits for a later run or `paperbot resolve`.
+  again after the backoff; cannot tell: the row stays `uncertain` and the chain waits for a later run or
+  `paperbot resolve`. A sender that cannot read back at all (`reads_back` False: a Discord webhook alone) sends
+  it again, and the row is marked a possible duplicate (issue #21: `publish`, `history` and an alert say so);
   Refused as a duplicate yet not found: `refused` (the remote side refuses that text for good), for the operator;
   A row found `sending` at the start of a run (a kill mid-send) is reconciled the same way;
 - PermanentError: `refused`, the chain stops and waits for the operator (never a loop, never a blind retry).
@@ -75,6 +77,13 @@ class _Chain:
                 self.budget -= 1  # X made it: one of the day's posts, like one sent now
             log.info("%s: found already delivered as %s; not sent again", self.label(n, unit), found)
             return found
+        if resend_if_missing and not getattr(self.sender, "reads_back", lambda u: True)(unit):
+            why = (f"may have gone out, and {self.channel.name} could not be read back: sent again, so it may show "
+                   "twice")
+            self.writer.possible_duplicate(unit.row_id, why)
+            self.stats.add("duplicates")
+            log.warning("%s: %s", self.label(n, unit), why)
+            return None
         if not resend_if_missing:  # refused for good (it would be again): a later run must not resend it either
             self.writer.ended(unit.row_id, "refused", "refused as a duplicate: the remote side says it has this "
                               "already, but it is not among the account's recent posts")
@@ -115,6 +124,8 @@ class _Chain:
                     return found
                 if tries >= self.limits.max_attempts:
                     raise _Stop(f"{self.label(n, unit)}: {e} (gave up after {tries} tries this run)") from e
+                self.stats.add("retries")
+                self.sleep(min(self.limits.backoff_max, self.limits.backoff * 2 ** (tries - 1)))
                 continue
             except PermanentError as e:
                 self.writer.ended(unit.row_id, "refused", str(e))

@@ -4,10 +4,12 @@ Each worker holds one sender (one reused connection). For every unit it commits 
 commits the outcome, so at any instant at most `connections` rows are `sending`: those, and only those,
 may be delivered again after a kill. Transient failures wait in a retry heap (backoff doubling from
 `limits.backoff`) and are tried at most `limits.max_attempts` times per run; then the row stays `failed`
-for the next run. Consecutive ChannelDown errors stop the run early, leaving the rest for later. A
-StorageError (the outbox or the ledger cannot be written: a full disk) stops it at once and is raised to the
-caller once every worker has stopped; the unit it hit is left open (`failed`, or `sending` if even that mark
-could not be written), never `sent`.
+for the next run. A unit that may have gone out (`Uncertain`: an email whose data the server may have taken
+before the connection dropped) or was in flight when a run died is sent again the same way, and its row is
+marked a possible duplicate (issue #21). Consecutive ChannelDown errors stop the run early, leaving the
+rest for later. A StorageError (the outbox or the ledger cannot be written: a full disk) stops it at once
+and is raised to the caller once every worker has stopped; the unit it hit is left open (`failed`, or
+`sending` if even that mark could not be written), never `sent`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.channels.base import Channel, ChannelDown, ChannelLimits, PermanentError, StorageError, TransientError, Unit
+from bot.channels.base import (
+    Channel,
+    ChannelDown,
+    ChannelLimits,
+    PermanentError,
+    StorageError,
+    TransientError,
+    Uncertain,
+    Unit,
+)
 from bot.publish.ledger import LedgerWriter
 from bot.publish.ratelimit import TokenBucket
 
@@ -38,6 +49,7 @@ class RunStats:
     bounced: int = 0
     skipped: int = 0
     retries: int = 0
+    duplicates: int = 0  # units sent again that may have gone out already (issue #21): they may show twice
     stopped: str | None = None  # why the run ended early, if it did
     bounces: list[tuple[Unit, str]] = field(default_factory=list)  # for the main thread to act on
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -163,6 +175,12 @@ class _Run:
             log.info("%s refused for good: %s", unit.key, e)
         except TransientError as e:  # ChannelDown included: nothing was sent
             self.transient(unit, tries + 1, e)
+        except Uncertain as e:  # it may have gone out; nothing here can read it back: sent again, flagged
+            self.writer.possible_duplicate(unit.row_id, f"may have gone out ({e}); sent again, so it may arrive "
+                                           "twice")
+            self.stats.add("duplicates")
+            log.warning("%s: %s; sent again: it may arrive twice", unit.key, e)
+            self.transient(unit, tries + 1, TransientError(f"may have gone out: {e}"))
         except StorageError as e:  # nothing was written: the row stays open for the next run
             self.writer.ended_if_possible(unit.row_id, "failed", str(e))
             self.stats.add("failed")
@@ -202,6 +220,11 @@ def dispatch(channel: Channel, rendition: Any, writer: LedgerWriter, *, wanted: 
              interval: float = 0.25) -> RunStats:
     """Send every open row of the writer's publication; `tick` runs on this thread every `interval`."""
     stats.total = writer.open_count()
+    if not writer.trial:  # in flight when a run died: they may have gone out, and are sent again (issue #21)
+        for row_id in writer.in_flight():
+            writer.possible_duplicate(row_id, f"in flight when a run stopped: sent again ({channel.name} cannot be "
+                                      "read back), so it may arrive twice")
+            stats.add("duplicates")
     run = _Run(channel, rendition, writer, wanted, limits, stats)
     threads = [threading.Thread(target=run.worker, name=f"send-{channel.name}-{i}", daemon=True)
                for i in range(max(1, limits.connections))]

@@ -11,7 +11,9 @@ An ordered channel (a thread on X) adds `uncertain` (the request went out, no an
 before any resend) and `refused` (the remote side refused it for good: the chain waits for `paperbot resolve`);
 both keep the publication unfinished. `channel_state` holds a channel's rate-limited-until.
 `failed` is retried by the next run; `sending` found at the start of a run was in flight when a previous
-run died, and is sent again (with the same Message-ID). Planning is one transaction; the sending threads
+run died, and is sent again (with the same Message-ID). A unit that may have gone out and is sent again without
+being looked for first (email, a Discord webhook alone) keeps why in `possible_duplicate` (issue #21): it may
+show twice, and `paperbot publish`, `history` and an alert say so. Planning is one transaction; the sending threads
 write through `LedgerWriter`, whose every mark is its own committed transaction (WAL, synchronous=NORMAL:
 durable against the process being killed at any instant; see README "Publishing").
 """
@@ -145,6 +147,14 @@ def rows_in(store: Store, source: str, key: str, channel: str, states: tuple[str
     cur = store.db.execute(sql, [source, key, channel, *states])
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def possible_duplicates(store: Store, source: str, key: str, channel: str) -> list[dict]:
+    """The units of a publication that may show twice (issue #21), in plan order: id, unit, state, why."""
+    cur = store.db.execute("SELECT id, unit, state, possible_duplicate FROM deliveries WHERE source = ? "
+                           "AND week_key = ? AND channel = ? AND possible_duplicate IS NOT NULL ORDER BY id",
+                           [source, key, channel])
+    return [{"id": i, "unit": u, "state": st, "why": why} for i, u, st, why in cur.fetchall()]
 
 
 def finish(store: Store, source: str, key: str, channel: str, now: datetime) -> bool:
@@ -313,6 +323,17 @@ class LedgerWriter:
         assert state in ("failed", "bounced", "skipped", "uncertain", "refused")
         self._run("UPDATE deliveries SET state = ?, last_error = ?, updated_at = ? WHERE id = ?",
                   [state, error[:1000], self._now(), row_id])
+
+    def possible_duplicate(self, row_id: int, why: str) -> None:
+        """The unit may have gone out and is sent again without being looked for: it may show twice. The first
+        reason is kept; the row's state is left to the send that follows."""
+        self._run("UPDATE deliveries SET possible_duplicate = coalesce(possible_duplicate, ?) WHERE id = ?",
+                  [why[:1000], row_id])
+
+    def in_flight(self) -> list[int]:
+        """The rows left `sending` by a run that died mid-send: each may have gone out."""
+        return [r[0] for r in self._run("SELECT id FROM deliveries WHERE source = ? AND week_key = ? AND "
+                                        "channel = ? AND state = 'sending'", list(self.where)).fetchall()]
 
     def ended_if_possible(self, row_id: int, state: str, error: str) -> None:
         """`ended`, unless the ledger cannot be written either (a full disk): the row then keeps its

@@ -9,7 +9,8 @@ doubling backoff; anything else (a 404, a redirect to ftp://) fails at once.
 
 Credentials in the URL (`https://user:token@host/…`) are taken out of it and sent as HTTP Basic auth, only to
 that same scheme, host and port (never after a redirect elsewhere). `redact` removes them, and query strings,
-from any text that is logged or stored.
+from any text that is logged or stored. An error says the status code with its standard phrase, never the
+reason phrase the server sent (its own text, issue #21).
 """
 
 from __future__ import annotations
@@ -205,6 +206,15 @@ def _opener(deadline: _Deadline, redirects: _Redirects) -> urllib.request.Opener
     return opener
 
 
+def status_text(code: int) -> str:
+    """`HTTP 404 Not Found`: the status code with the standard phrase (paperbot's words), never the phrase the
+    server sent, which is the server's text: an alert showed one as a Markdown phishing link (issue #21)."""
+    try:
+        return f"HTTP {code} {http.HTTPStatus(code).phrase}"
+    except ValueError:
+        return f"HTTP {code}"
+
+
 def _decode_body(raw: bytes, encoding: str, limit: int) -> bytes:
     if encoding in ("", "identity"):
         return raw
@@ -246,11 +256,13 @@ def _exchange(req: urllib.request.Request, opts: HttpOptions, opener: urllib.req
             if e.code == 304:
                 return HttpResponse(304, b"", e.geturl() or req.full_url, "", e.headers.get("ETag"),
                                     e.headers.get("Last-Modified"), 0, 0)
-            reason = f"HTTP {e.code} {e.reason}"
+            reason = status_text(e.code)  # never the server's reason phrase (issue #21)
             if e.code >= 500 or e.code in (408, 429):
                 raise _Transient(reason) from e
             raise FetchError(reason) from e
     except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
+        if isinstance(e, http.client.HTTPException) and not isinstance(e, OSError):
+            raise _Transient(type(e).__name__) from e  # BadStatusLine & co. quote the server's own line
         reason = getattr(e, "reason", None) or e
         raise _Transient(f"{type(e).__name__}: {reason}" if str(reason) else type(e).__name__) from e
     with resp:

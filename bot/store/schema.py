@@ -314,3 +314,12 @@ def m012_editor_notes(db: sqlite_utils.Database) -> None:
             updated_at TEXT NOT NULL,
             PRIMARY KEY (source, week_key)
         )""")
+
+
+@migrations()
+def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
+    """Possible duplicates (issue #21): `deliveries.possible_duplicate` says why a unit may show twice (NULL for
+    every other row, and every row from before): it may have gone out (a 5xx to a Discord create, a lost answer,
+    a connection dropped after an email's data, a run killed mid-send) and it was sent again without reading the
+    channel back (a Discord webhook alone, SMTP). `paperbot publish` and `history` show it; an alert names it."""
+    db["deliveries"].add_column("possible_duplicate", str)

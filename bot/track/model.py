@@ -26,7 +26,8 @@ class Defect:
     """Something wrong in the source text, kept so the operator can see it; never fatal."""
 
     line: int  # 1-based line in the document
-    kind: str  # placeholder | bad-url | missing-pipe | unbalanced-bold | missing-separator | numbering-gap | ...
+    kind: str  # placeholder | bad-url | missing-pipe | unbalanced-bold | missing-separator | numbering-gap |
+    # number-style | untitled | ...
     text: str
 
 

@@ -15,10 +15,10 @@ from datetime import date, datetime
 
 from bot.track.dates import DateRange, find_range, resolve_years, week_key
 from bot.track.model import Defect, Document, Link, Paper, Week
+from bot.track.titles import read_cell, split_title
 
 _ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
 _BOLD_LINE = re.compile(r"^\s{0,3}\*{2,3}(.+?)\*{2,3}\s*:?\s*$")
-_NUMBER = re.compile(r"^\s*(\(?(\d{1,3})\s*[.)]+|\((\d{1,3})\))\s*")
 _LIST_ITEM = re.compile(r"^\s{0,3}(\d{1,3})[.)]\s+(.*)$")
 _SUB_BULLET = re.compile(r"^\s+[-*•]\s+(.*)$")
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -29,8 +29,6 @@ _PLACEHOLDER = re.compile(r"\bX{3,}\b")
 _PLACEHOLDER_URL = re.compile(r"(x{3,}|todo|tbd)", re.IGNORECASE)  # fullmatch
 _SEPARATOR_CELL = re.compile(r"^\s*:?-{2,}:?\s*$")
 _PIPE_SPLIT = re.compile(r"(?<!\\)\|")
-_SUMMARY_SEP = re.compile(r"^\s*(?:--?|–|—|:)\s*")
-_TAGS = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 
 def _heading_text(line: str) -> tuple[str, bool] | None:
@@ -58,44 +56,6 @@ def clean_title(text: str) -> str:
 
 def is_url(url: str) -> bool:
     return bool(_URL_OK.fullmatch(url))
-
-
-def _strip_md(text: str) -> str:
-    text = _TAGS.sub("\n", text).strip().strip("-–—:").strip()
-    text = text.replace("**", "").replace("\\|", "|")
-    text = re.sub(r"[ \t]+", " ", text)
-    text = re.sub(r" *\n *", "\n", text)
-    return text.strip()
-
-
-def _split_title(text: str, line_no: int, defects: list[Defect]) -> tuple[str, str]:
-    """Title and summary from a paper cell (number already removed)."""
-    s = text.strip()
-    if s.startswith("**"):
-        n_bold = s.count("**")
-        end = s.find("**", 2)
-        if n_bold % 2:
-            defects.append(Defect(line_no, "unbalanced-bold", s[:80]))
-            # Prefer the separator after the opening bold: "**A**: B** - summary" → title "A: B".
-            sep = re.search(r"\s(?:--?|–|—)\s", s)
-            if sep:
-                return _strip_md(s[: sep.start()]), _strip_md(s[sep.end() :])
-        if end == -1:
-            return _strip_md(s), ""
-        title = s[2:end]
-        rest = s[end + 2 :]
-        return _strip_md(title), _strip_md(_SUMMARY_SEP.sub("", rest, count=1))
-    # 2025 form: "Title  Summary …" (two spaces), else "Title - summary", else first sentence.
-    two = s.find("  ")
-    if 0 < two <= 200:
-        return _strip_md(s[:two]), _strip_md(s[two:])
-    sep = re.search(r"\s(?:--?|–|—)\s", s)
-    if sep and sep.start() <= 200:
-        return _strip_md(s[: sep.start()]), _strip_md(s[sep.end() :])
-    dot = re.search(r"[.;:](\s|$)", s)
-    if dot and dot.start() <= 200:
-        return _strip_md(s[: dot.start()]), _strip_md(s)
-    return _strip_md(s[:200]), _strip_md(s)
 
 
 def _links(text: str, line_no: int, defects: list[Defect]) -> tuple[Link, ...]:
@@ -143,16 +103,7 @@ class _Section:
     markers: list[tuple[int, str]] = field(default_factory=list)  # (line, number marker style)
     columns: dict[str, int] | None = None
     expect_separator_after: int = 0  # line number of a header row waiting for its separator
-
-
-def _number(cell: str) -> tuple[int | None, str, str]:
-    """(number, marker style, rest of the cell)."""
-    m = _NUMBER.match(cell)
-    if not m:
-        return None, "", cell
-    n = int(m.group(2) or m.group(3))
-    marker = re.sub(r"\d+", "N", m.group(1).replace(" ", ""))
-    return n, marker, cell[m.end() :]
+    untitled_item: int = 0  # line of the last list item left out for want of a title (its bullets go nowhere)
 
 
 def _header_columns(cells: list[str]) -> dict[str, int] | None:
@@ -195,29 +146,37 @@ def _table_row(sec: _Section, line: str, line_no: int) -> None:
     paper_cell = cells[0]
     links_i = cols.get("links", len(cells) - 1)
     links_cell = cells[links_i] if 0 < links_i < len(cells) else " ".join(cells[1:])
-    number, marker, rest = _number(paper_cell)
-    defects: list[Defect] = []
-    title, summary = _split_title(rest, line_no, defects)
+    head = read_cell(paper_cell, line_no)
+    defects: list[Defect] = list(head.defects)
+    title, summary = head.title, head.summary
     release = None
     if "release" in cols and cols["release"] < len(cells):
         release = parse_release_date(cells[cols["release"]])
     elif sec.columns is None and len(cells) == 3:
         release = parse_release_date(cells[1])
-    if _PLACEHOLDER.search(title) or _PLACEHOLDER.search(summary) or not title:
-        defects.append(Defect(line_no, "placeholder", (title or paper_cell)[:80]))
+    if not title:
+        # Nothing names the row (`| 3) | [Paper](…) |`): a placeholder to fill in, never a paper without a title.
+        sec.defects.append(Defect(line_no, "placeholder", body[:80]))
+        return
+    if _PLACEHOLDER.search(title) or _PLACEHOLDER.search(summary):
+        defects.append(Defect(line_no, "placeholder", title[:80]))
     links = _links(links_cell, line_no, defects)
-    if marker:
-        sec.markers.append((line_no, marker))
+    if head.marker:
+        sec.markers.append((line_no, head.marker))
     sec.defects.extend(defects)
     sec.papers.append(
-        Paper(title=title, summary=summary, links=links, number=number, release_date=release, line=line_no)
+        Paper(title=title, summary=summary, links=links, number=head.number, release_date=release, line=line_no)
     )
 
 
 def _list_item(sec: _Section, n: int, text: str, line_no: int) -> None:
-    defects: list[Defect] = []
     inline = [Link("Link", u) for u in _BARE_URL.findall(text)]
-    title, summary = _split_title(text, line_no, defects)
+    title, summary, found = split_title(text, line_no)
+    if not title:
+        sec.defects.append(Defect(line_no, "placeholder", text[:80]))
+        sec.untitled_item = line_no
+        return
+    defects = list(found)
     if _PLACEHOLDER.search(text):
         defects.append(Defect(line_no, "placeholder", text[:80]))
     sec.defects.extend(defects)
@@ -311,7 +270,7 @@ def parse_digest(text: str, as_of: date) -> Document:
             _list_item(cur, int(m.group(1)), m.group(2), line_no)
             continue
         m = _SUB_BULLET.match(line)
-        if m and cur.papers and cur.papers[-1].line >= line_no - 3:
+        if m and cur.papers and max(cur.untitled_item, line_no - 3) <= cur.papers[-1].line:
             _sub_bullet(cur, m.group(1), line_no)
     spans = resolve_years([s.rng for s in sections], as_of)
     weeks: list[Week] = []

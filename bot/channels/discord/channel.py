@@ -10,9 +10,11 @@ Live when `$PAPERBOT_DISCORD_WEBHOOK_URL` (the default way in) or `$PAPERBOT_DIS
 trial: each payload is written as JSON to `state/outbox/discord/<source>/<key>/NNN.json`, exactly the body
 that would be sent. Secrets are never logged or stored; messages carry the webhook's token redacted.
 
-A message whose fate is unknown (its answer lost, or a run killed while sending it) is looked for with the bot
-when there is one; a webhook alone cannot read the channel, so it is sent again and logged as a possible
-duplicate (README "Discord announcements": the one way to a second copy).
+A message whose fate is unknown (a 5xx to its create, its answer lost, or a run killed while sending it) is
+looked for with the bot when there is one, by its nonce or its text among the channel's recent messages, before
+anything is sent again (issue #21: Discord honours a nonce for minutes only, and a retry can come hours later);
+a webhook alone cannot read the channel, so it is sent again, logged and recorded as a possible duplicate (README
+"Discord announcements": the one way to a second copy; `paperbot history` and an alert show it).
 """
 
 from __future__ import annotations
@@ -138,6 +140,11 @@ class _DiscordSender:
                             mid, self.r.source, self.r.key, e)
         return mid
 
+    def reads_back(self, unit: Unit) -> bool:
+        """Whether `reconcile` can look for the unit's message: not without a bot, nor for a forum post's first
+        message (the post it would open cannot be looked up). When it cannot, its None means "not known"."""
+        return self.bot and not (self.d.forum and not unit.prior)
+
     def reconcile(self, unit: Unit) -> str | None:
         """The id of the unit's message if the channel shows it after the one before it; None if it does not.
 
@@ -145,7 +152,7 @@ class _DiscordSender:
         that may not exist), None as well: the message is sent again, as email resends a row found `sending`
         after a kill (README "Exactly once, and the one exception"), and the log says it may now show twice.
         Waiting for the operator instead would hold every later week behind one lost answer."""
-        if not self.bot or (self.d.forum and not unit.prior):
+        if not self.reads_back(unit):
             log.warning("discord: %s of %s:%s may have been posted already (its answer was lost, or a run died "
                         "while sending it), and %s, so it is sent again: if it was posted, the channel shows it "
                         "twice (set %s and [discord] channel_id to let paperbot look first)", unit.key,
@@ -157,9 +164,10 @@ class _DiscordSender:
             author = str(self.client.creds.webhook_id)
         else:
             author = self._me = self._me or str(self.client.me()["id"])
-        after = unit.prior[-1] if unit.prior else None
+        after, nonce = (unit.prior[-1] if unit.prior else None), self.r.nonce(unit)
         found = [m for m in self.client.history(where, after=after, limit=100)
-                 if str((m.get("author") or {}).get("id")) == author and _same(m, self.r.payload(unit))]
+                 if str((m.get("author") or {}).get("id")) == author
+                 and (m.get("nonce") == nonce or _same(m, self.r.payload(unit)))]
         return str(found[-1]["id"]) if found else None  # newest first: the oldest match
 
     def close(self) -> None:

@@ -12,9 +12,11 @@ transport.py, under discord.py.
   synchronous request loop `SyncWebhook` uses, `discord.webhook.sync.WebhookAdapter.request` (a `Route`, a
   JSON payload, a bot token), over the same session and transport.
 - A 404 (unknown webhook 10015, channel 10003, message 10008), 401 or 403 is `PermanentError` with a message
-  saying what to fix; a 400 (50035: a limit) too. A request that went out without a usable answer (a read
-  timeout, a dropped connection, an unreadable body) is `Uncertain` for a create, `TransientError` for an edit
-  or a read; one that provably never left (connection refused, connect timeout) is `TransientError`.
+  saying what to fix; a 400 (50035: a limit) too. A request that went out without a usable answer (a 5xx, a
+  read timeout, a dropped connection, an unreadable body) is `Uncertain` for a create (Discord may have stored
+  the message: it does answer 500 after storing one, issue #21), `TransientError` for an edit or a read; one
+  that provably never left (connection refused, connect timeout) is `TransientError`. docs/channels.md has
+  the whole table, channel by channel.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from bot.channels.discord.transport import (
     WEBHOOK_ENV,
     Credentials,
     Redact,
+    ServerError,
     Transport,
     never_left,
     seconds,
@@ -101,6 +104,10 @@ class DiscordClient:
             return fn()
         except RateLimited:
             raise
+        except ServerError as e:
+            if creates:
+                raise Uncertain(f"{r(e)} (it may have been posted)") from None
+            raise TransientError(r(e)) from None
         except (TransientError, PermanentError) as e:
             raise type(e)(r(e)) from None
         except discord.HTTPException as e:
@@ -109,7 +116,9 @@ class DiscordClient:
                 until = self.clock() + timedelta(seconds=wait)
                 raise RateLimited(f"discord: {what}: rate limited (429)", until) from None
             if e.status >= 500:
-                raise TransientError(f"discord: {what}: {r(_explain(e))}") from None
+                message = f"discord: {what}: {r(_explain(e))}"
+                raise (Uncertain(message + " (it may have been posted)") if creates else TransientError(message)) \
+                    from None
             raise PermanentError(f"discord: {what}: {r(_explain(e))}") from None
         except requests.exceptions.RequestException as e:
             message = f"discord: {what}: {type(e).__name__}: {r(e)}"

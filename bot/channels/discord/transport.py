@@ -7,10 +7,12 @@
   `requests` lets a caller shape its connections). It gives every request the timeout, and decides what
   discord.py must not do by itself inside a worker: a 429 asking to wait more than `max_wait` (or one without
   Discord's `Via` header, which discord.py would not retry) ends the call at once as `RateLimited(until=...)`,
-  and a 5xx as `TransientError`, instead of discord.py's sleeps (up to 5 tries of `retry_after` each, or
-  1+3+5+7+9 s); a bucket left with 0 requests whose reset is further away than `max_wait` is remembered, and the
-  next request is refused as `RateLimited` rather than slept before. A shorter 429 is left to discord.py, which
-  sleeps `retry_after` and resends: one message, no duplicate.
+  and a 5xx as `ServerError`, instead of discord.py's sleeps (up to 5 tries of `retry_after` each, or
+  1+3+5+7+9 s); client.py makes a `ServerError` `Uncertain` for a create (Discord may have stored the message
+  before answering 500, issue #21), `TransientError` for anything else. A bucket left with 0 requests whose
+  reset is further away than `max_wait` is remembered, and the next request is refused as `RateLimited` rather
+  than slept before. A shorter 429 is left to discord.py, which sleeps `retry_after` and resends: one message,
+  no duplicate.
 - The webhook's token and the bot token never appear in a message or a repr (`Credentials.redact`), and the
   debug lines of discord.py and urllib3, which hold request URLs, are redacted (`Redact`) while a client is open.
 """
@@ -37,6 +39,14 @@ _WEBHOOK_URL = re.compile(r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/ap
                           r"(?P<id>[0-9]{17,20})/(?P<token>[A-Za-z0-9._-]{60,})/?")
 MAX_UNTIL = timedelta(hours=24)  # a longer wait than this is not believed
 DEFAULT_RETRY = 60.0  # a 429 that says nothing of when
+
+
+class ServerError(TransientError):
+    """Discord answered 5xx: nothing is wrong with the request, and a create may have been stored anyway."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
 
 
 class CredentialsError(RuntimeError):
@@ -139,7 +149,8 @@ class Transport(HTTPAdapter):
                 raise RateLimited(f"discord: {where} is rate limited {scope}for {wait:.0f} s (429)", until)
         elif response.status_code >= 500:
             response.close()
-            raise TransientError(f"discord: {where} answered {response.status_code} {response.reason or ''}".strip())
+            raise ServerError(f"discord: {where} answered {response.status_code} {response.reason or ''}".strip(),
+                              response.status_code)
         elif response.headers.get("X-RateLimit-Remaining") == "0":
             reset = seconds(response.headers.get("X-RateLimit-Reset-After"))
             if reset is None or reset > self.max_wait:  # discord.py would sleep through it (or fail on no reset)

@@ -134,13 +134,16 @@ class EmailChannel:
             return [Unit(key=self.sender_address, ref=SAMPLE)]
         return units
 
-    def render(self, store: Store, week: WeekRow, *, dry: bool = False) -> EmailRendition:
+    def render(self, store: Store, week: WeekRow, *, dry: bool = False,
+               approval: dict | None = None) -> EmailRendition:
+        """The week's message for every subscriber; with `approval` the editor's approval copy instead (no
+        List-Id, no unsubscribe: it goes to no subscriber; see `render_newsletter`)."""
         e = self.cfg.email
         edition = edition_from_store(store, week.source, week.key, self.name)
-        email = render_newsletter(edition, self.cfg)
+        email = render_newsletter(edition, self.cfg, approval=approval)
         try:
             template = build_template(sender=e.sender, subject=email.subject, date=self.clock(),
-                                      list_id=e.list_id, contact=e.contact, text=email.text,
+                                      list_id="" if approval else e.list_id, contact=e.contact, text=email.text,
                                       html_body=email.html, placeholder=UNSUBSCRIBE_PLACEHOLDER,
                                       label=f"{week.source}:{week.key}")
         except UnsafeHeader as err:
@@ -188,18 +191,19 @@ class EmailChannel:
             return load_secret_key(self.cfg.state_dir), True
         return secrets.token_urlsafe(32).encode(), False
 
-    def send_copy(self, store: Store, week: WeekRow, address: str) -> str:
+    def send_copy(self, store: Store, week: WeekRow, address: str, *, approval: dict | None = None) -> str:
         """Send one copy of `week` to `address` (over SMTP, or into the outbox's `test/` folder without
         smtp_url) and return a line saying where it went. Reads the database, never writes it: no ledger row,
         no subscriber, no web edition, no signing key (without one, the copy's unsubscribe link uses a
         throwaway key, as `preview` does). The copy has a Message-ID of its own, so a mail client never takes
-        the real edition, sent later to the same address, for a duplicate of the test.
+        the real edition, sent later to the same address, for a duplicate of the test. With `approval` it is the
+        editor's approval copy (issue #21): no unsubscribe link or header, the commands at the top.
 
         Raises TransientError/PermanentError/ChannelDown (SMTP), StorageError (outbox) or RenderError."""
-        r = self.render(store, week, dry=True)
+        r = self.render(store, week, dry=True, approval=approval)
         stamp = f"{self.clock().astimezone(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"  # two copies never collide
         mid = message_id(week.source, week.key, f"{address}|test|{stamp}", r.domain)
-        data = r.template.render(address, mid, r.unsubscribe_url(address))
+        data = r.template.render(address, mid, None if approval else r.unsubscribe_url(address))
         e = self.cfg.email
         if e.smtp_url:
             target = SmtpTarget.from_url(e.smtp_url, e.starttls)

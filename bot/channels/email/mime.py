@@ -81,22 +81,28 @@ class MessageTemplate:
     mailto: str  # extra List-Unsubscribe target, or ""
     fields: tuple[bytes, ...] = ()  # the header names every message must hold, in order
 
-    def render(self, address: str, msg_id: str, unsubscribe_url: str) -> bytes:
-        """The full message for one recipient (`address` normalised, ASCII, as bot.subscribers stores it)."""
+    def render(self, address: str, msg_id: str, unsubscribe_url: str | None) -> bytes:
+        """The full message for one recipient (`address` normalised, ASCII, as bot.subscribers stores it).
+        `unsubscribe_url` None: a message to no subscriber (the editor's approval copy), without the
+        List-Unsubscribe headers; its bodies must hold no placeholder then."""
         to = _check_header_value(address)
-        url = _check_header_value(unsubscribe_url)
+        url = _check_header_value(unsubscribe_url or "")
         msg_id = _check_header_value(msg_id)
         text_url = _open_end(qp(url))
         html_url = _open_end(qp(html.escape(url, quote=True)))
         targets = f"<{url}>, <{self.mailto}>" if self.mailto else f"<{url}>"
         b = self.boundary
+        listed = [b"List-Unsubscribe: ", targets.encode(), CRLF,
+                  b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", CRLF] if unsubscribe_url else []
+        if not unsubscribe_url and (len(self.text) > 1 or len(self.html) > 1):
+            raise UnsafeHeader(f"the message to {to} has an unsubscribe link but no List-Unsubscribe header")
         block = b"".join([self.head,
                           b"To: ", to.encode(), CRLF,
                           b"Message-ID: ", msg_id.encode(), CRLF,
-                          b"List-Unsubscribe: ", targets.encode(), CRLF,
-                          b"List-Unsubscribe-Post: List-Unsubscribe=One-Click", CRLF,
+                          *listed,
                           b'Content-Type: multipart/alternative; boundary="', b, b'"', CRLF])
-        if self.fields and field_names(block) != list(self.fields):
+        fields = [f for f in self.fields if unsubscribe_url or not f.startswith(b"List-Unsubscribe")]
+        if self.fields and field_names(block) != fields:
             raise UnsafeHeader(f"the message to {to} would not hold exactly paperbot's headers")
         parts = [block, CRLF,
                  b"--", b, CRLF,

@@ -107,9 +107,11 @@ def _preheader(edition: Edition) -> str:
                  max_len=150)
 
 
-def _context(edition: Edition, cfg: Config, *, web: bool) -> dict:
+def _context(edition: Edition, cfg: Config, *, web: bool, approval: dict | None = None) -> dict:
+    personal = not web and not approval  # only a subscriber's copy has an unsubscribe link
     return view.context(edition, cfg, web=web, view_url=edition_url(cfg, edition.source, edition.key),
-                        unsubscribe_url=None if web else UNSUBSCRIBE_PLACEHOLDER, preheader=_preheader(edition))
+                        unsubscribe_url=UNSUBSCRIBE_PLACEHOLDER if personal else None,
+                        preheader=_preheader(edition), approval=approval)
 
 
 def _render(name: str, ctx: dict, dirs: list[Path], *, autoescape: bool) -> str:
@@ -140,9 +142,18 @@ def _to_html(source: str) -> str:
 SUBJECT_FIELDS = ("title", "key", "source", "dates", "papers", "week", "headline", "credit")
 
 
-def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None = None) -> RenderedEmail:
-    """Subject, HTML and text of the email; every subscriber gets these with their own unsubscribe URL."""
-    ctx = _context(edition, cfg, web=False)
+APPROVAL_PREFIX = "[Approval needed] "
+
+
+def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None = None, *,
+                      approval: dict | None = None) -> RenderedEmail:
+    """Subject, HTML and text of the email; every subscriber gets these with their own unsubscribe URL.
+
+    `approval` (issue #21) makes the editor's copy of a week held for approval: the subject starts with
+    "[Approval needed]", a banner at the top names the `paperbot approve` and `paperbot skip` commands
+    (`approval["approve"]`, `approval["skip"]`), and there is no subscriber footer, no unsubscribe link and no
+    link to the web edition, which does not exist before the week goes out."""
+    ctx = _context(edition, cfg, web=False, approval=approval)
     dirs = templates_path(templates_dir)
     html_part = _to_html(_render(HTML_TEMPLATE, ctx, dirs, autoescape=True))
     text_part = _render(TEXT_TEMPLATE, ctx, dirs, autoescape=False)
@@ -151,6 +162,8 @@ def render_newsletter(edition: Edition, cfg: Config, templates_dir: Path | None 
               "credit": ctx["credit"]["name"]}
     # A field left empty (an edition of late papers has no dates) leaves no dangling separator behind.
     subject = format_subject(cfg.email.subject, fields, ctx["title"]).strip(SUBJECT_EDGE) or ctx["title"]
+    if approval:
+        subject = APPROVAL_PREFIX + subject
     size = len(html_part.encode("utf-8"))
     warning = None
     if size > SIZE_LIMIT:

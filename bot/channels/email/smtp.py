@@ -2,8 +2,11 @@
 
 smtp:// connects in the clear and upgrades with STARTTLS when `starttls = true`; smtps:// is TLS from the
 first byte. The user comes from the URL, the password only from $PAPERBOT_SMTP_PASSWORD (never logged).
-A 4xx, a dropped connection or a timeout is a TransientError (try again later); a 5xx on RCPT or DATA is a
-PermanentError (bounce the subscriber); not being able to connect, log in or use our sender address is
+A 4xx, or a dropped connection or a timeout before the message's data was all sent, is a TransientError (try
+again later: nothing was taken); a dropped connection or a timeout after the data's final dot went out and
+before the server's answer is Uncertain (issue #21: the server may have queued the message; it is sent again
+with the same Message-ID and recorded as a possible duplicate); a 5xx on RCPT is a PermanentError (bounce the
+subscriber), a 5xx to DATA a MessageRefused; not being able to connect, log in or use our sender address is
 ChannelDown (stop the run: nothing will get through).
 """
 
@@ -17,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from bot.channels.base import ChannelDown, MessageRefused, PermanentError, TransientError
+from bot.channels.base import ChannelDown, MessageRefused, PermanentError, TransientError, Uncertain
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,27 @@ PASSWORD_ENV = "PAPERBOT_SMTP_PASSWORD"
 TIMEOUT = 60.0
 _warned_clear: set[str] = set()  # targets already warned about in this process (once per run, not per worker)
 _warned_lock = threading.Lock()
+
+
+class _DataMark:
+    """Notes when a message's data, final dot included, has been handed to the socket (smtplib's `data()` sends
+    it in one `send` of bytes; commands are str): a failure after that is an answer lost, not a message
+    refused."""
+
+    data_sent = False
+
+    def send(self, s):
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes | bytearray) and bytes(s).endswith(b"\r\n.\r\n"):
+            self.data_sent = True
+
+
+class _SMTP(_DataMark, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_DataMark, smtplib.SMTP_SSL):
+    pass
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,12 @@ def _warn_clear_login(t: SmtpTarget) -> None:
                 "unencrypted; set [email] starttls = true or use smtps://", t)
 
 
+def _lost(e: BaseException) -> Uncertain:
+    """The whole message went out and the server's answer did not come back."""
+    return Uncertain(f"the connection ended after the message was sent, before the server's answer "
+                     f"({type(e).__name__}: {e}): it may have been delivered")
+
+
 class SmtpConnection:
     """Sends byte messages one at a time over a connection opened on first use and reused after."""
 
@@ -75,19 +105,19 @@ class SmtpConnection:
         self.target = target
         self.envelope_from = envelope_from
         self.timeout = timeout
-        self._smtp: smtplib.SMTP | None = None
+        self._smtp: _SMTP | _SMTPSSL | None = None
         self._password = os.environ.get(PASSWORD_ENV) if target.user else None
         if target.user and not self._password:
             raise ChannelDown(f"{target}: the URL names a user but {PASSWORD_ENV} is not set")
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         t = self.target
         try:
             if t.implicit_tls:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(t.host, t.port, timeout=self.timeout,
-                                                      context=ssl.create_default_context())
+                smtp: _SMTP | _SMTPSSL = _SMTPSSL(t.host, t.port, timeout=self.timeout,
+                                                  context=ssl.create_default_context())
             else:
-                smtp = smtplib.SMTP(t.host, t.port, timeout=self.timeout)
+                smtp = _SMTP(t.host, t.port, timeout=self.timeout)
             smtp.ehlo()
             if t.starttls:
                 smtp.starttls(context=ssl.create_default_context())
@@ -130,8 +160,10 @@ class SmtpConnection:
 
     def _send(self, to: str, data: bytes) -> None:
         assert self._smtp is not None
+        smtp = self._smtp
+        smtp.data_sent = False
         try:
-            self._smtp.sendmail(self.envelope_from, [to], data)
+            smtp.sendmail(self.envelope_from, [to], data)
         except smtplib.SMTPRecipientsRefused as e:
             code, msg = e.recipients.get(to, (0, b""))
             kind = PermanentError if 500 <= code < 600 else TransientError
@@ -146,14 +178,17 @@ class SmtpConnection:
             if 400 <= e.smtp_code < 500:
                 raise TransientError(f"MAIL FROM: {_reply(e.smtp_code, e.smtp_error)}") from None
             raise ChannelDown(f"MAIL FROM refused: {_reply(e.smtp_code, e.smtp_error)}") from None
-        except smtplib.SMTPServerDisconnected:
+        except smtplib.SMTPServerDisconnected as e:  # smtplib's form of a timeout or a reset while reading
+            if smtp.data_sent:
+                self.close()
+                raise _lost(e) from None
             raise
         except smtplib.SMTPResponseException as e:
             self.close()
             raise TransientError(_reply(e.smtp_code, e.smtp_error)) from None
         except (smtplib.SMTPException, OSError) as e:  # timeouts, resets, TLS errors mid-stream
             self.close()
-            raise TransientError(f"{type(e).__name__}: {e}") from None
+            raise (_lost(e) if smtp.data_sent else TransientError(f"{type(e).__name__}: {e}")) from None
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None

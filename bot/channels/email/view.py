@@ -118,10 +118,12 @@ def headline(edition: Edition) -> str:
 
 
 def context(edition: Edition, cfg: Config, *, web: bool, view_url: str, unsubscribe_url: str | None,
-            preheader: str) -> dict:
-    """The templates' values for `edition` (see the comment at the top of newsletter.mjml)."""
+            preheader: str, approval: dict | None = None) -> dict:
+    """The templates' values for `edition` (see the comment at the top of newsletter.mjml). `approval` (the
+    editor's copy of a week held for approval: `approve` and `skip`, the exact commands) keeps every summary
+    whole, as the web copy does: the edition is not on the web yet, so "Read more" would lead nowhere."""
     anchor = Anchors()
-    limit = 0 if web else cfg.email.summary_chars
+    limit = 0 if web or approval else cfg.email.summary_chars
     papers = [paper_view(p, anchor(p), limit=limit, more_url=view_url) for p in edition.papers]
     late = [{"title": clean(g.title) or g.key, "heading": week_heading(g.title) or g.key, "key": g.key,
              "dates": date_range(g.first_day, g.last_day),
@@ -141,4 +143,5 @@ def context(edition: Edition, cfg: Config, *, web: bool, view_url: str, unsubscr
         "list_name": list_name(cfg), "sender_name": list_name(cfg), "list_id": cfg.email.list_id,
         "site": urlsplit(cfg.web.base_url).hostname or cfg.web.base_url, "site_url": cfg.web.base_url + "/",
         "contact": contact["text"], "contact_name": contact["name"], "contact_email": contact["email"],
+        "approval": approval,
     }

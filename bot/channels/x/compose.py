@@ -3,9 +3,9 @@
 Pure apart from reading templates. The texts come from two Jinja2 text templates, `x_head.txt` and
 `x_paper.txt`, found like the email's (`$PAPERBOT_TEMPLATES_DIR` or the `templates_dir` argument first, then
 the built-in `bot.templates`). Every value from the digest is cleaned (`safetext.clean`) and made inert
-(`text.inert`: no link, no @mention) before a template sees it; the only links in a post are the ones chosen
-here: the paper's link (its arXiv abstract page when it has an arXiv link), optionally one more of its links,
-and the edition on the web in the head post.
+(`text.inert`: no link, @mention, hashtag or cashtag; issue #21) before a template sees it; the only links in a
+post are the ones chosen here (the paper's link, its arXiv abstract page when it has an arXiv link, optionally
+one more of its links, and the edition on the web in the head post) and the only hashtags `[x] hashtags`.
 
 A post that is too long loses, in this order: the end of the summary (cut at a word boundary, with "…"), the
 extra link, then the end of the title. A paper always gets exactly one post: a long title is shortened, never

@@ -1,4 +1,4 @@
-"""Text as X sees it: the weighted length, and digest text made inert (no links, no mentions).
+"""Text as X sees it: the weighted length, and digest text made inert (no links, mentions, hashtags, cashtags).
 
 Pure functions. X counts a post in *weighted* characters (twitter-text v3: most scripts 1, CJK and emoji 2,
 every URL 23, after NFC normalisation) and links every URL it finds, including bare domains like
@@ -11,13 +11,19 @@ Untrusted text (a title, a summary) must not add links or mentions to a post:
   the fullwidth form is still a mention) when a name follows it directly. An invisible separator (U+200B,
   U+2060) would do as long as nothing strips it, but format characters are exactly what `safetext.clean`,
   the templates' finalizer and possibly X itself remove; a plain space survives any normalisation (NFC,
-  NFKC, stripping of invisible characters), so no rewriting on the way can turn it back into a mention.
+  NFKC, stripping of invisible characters), so no rewriting on the way can turn it back into a mention;
+- a `#tag` or `＃tag` becomes `# tag` and a `$TICKER` becomes `$ TICKER` (issue #21), for the same reason: the
+  only hashtags in a post are the configured ones (`[x] hashtags`), and a hostile upstream must not fill the
+  account's posts with spam-like hashtags and cashtags. twitter-text links `#` or `＃` followed by a run of
+  letters, marks, digits, `_` and a few joiners holding at least one letter or mark (`#1` is no hashtag and
+  stays as it is; `#️⃣` is an emoji), and `$` followed by ASCII letters.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import itertools
 import re
 import sys
 import types
@@ -58,6 +64,11 @@ URL_WEIGHT = 23  # what every URL counts, whatever its length (t.co)
 ELLIPSIS = "…"
 
 _AT_NAME = re.compile(r"([@＠])(?=[A-Za-z0-9_])")
+_CASH = re.compile(r"\$(?=[A-Za-z])")
+_HASH = re.compile(r"[#＃](?![\ufe0f\u20e3])")
+# twitter-text's hashtagSpecialChars: they may be part of a hashtag like letters and digits
+_TAG_SPECIAL = frozenset("_\u200c\u200d\ua67e\u05be\u05f3\u05f4\uff5e\u301c\u309b\u309c\u30a0\u30fb\u3003"
+                         "\u0f0b\u0f0c\u00b7")
 _SPACE = re.compile(r"\s+")
 _REGIONAL_INDICATORS = "".join(chr(c) for c in range(0x1F1E6, 0x1F200))
 
@@ -117,12 +128,35 @@ def _defang_urls(text: str) -> str:
     return text
 
 
-def inert(text: str) -> str:
-    """Untrusted one-line text made safe to put in a post: NFC, no URL X would link, no @mention."""
-    text = unicodedata.normalize("NFC", text)
+def _tag_char(c: str) -> bool:
+    return c in _TAG_SPECIAL or unicodedata.category(c)[0] in "LMN"
+
+
+def _hashtag_follows(text: str, at: int) -> bool:
+    """True when the `#` at `at` starts a run of hashtag characters holding a letter or mark (a hashtag)."""
+    for c in itertools.takewhile(_tag_char, text[at + 1:]):
+        if unicodedata.category(c)[0] in "LM":
+            return True
+    return False
+
+
+def _defuse_tags(text: str) -> str:
+    """`#tag`, `＃tag` → `# tag`, `＃ tag`; `$TICKER` → `$ TICKER`; `@name` → `@ name`: nothing X would link."""
     text = _AT_NAME.sub(r"\1 ", text)
+    text = _CASH.sub("$ ", text)
+    hashes = [m.start() for m in _HASH.finditer(text) if _hashtag_follows(text, m.start())]
+    for at in reversed(hashes):
+        text = text[:at + 1] + " " + text[at + 1:]
+    return text
+
+
+def inert(text: str) -> str:
+    """Untrusted one-line text made safe to put in a post: NFC, no URL X would link, no @mention, no hashtag
+    and no cashtag (the configured hashtags are the template's, never the digest's)."""
+    text = unicodedata.normalize("NFC", text)
+    text = _defuse_tags(text)
     text = _defang_urls(text)
-    return _AT_NAME.sub(r"\1 ", text)  # `[.]` never creates an `@name`, but keep the invariant local
+    return _defuse_tags(text)  # `[.]` never creates an entity, but keep the invariant local
 
 
 def shorten(text: str, limit: int) -> str:
