@@ -26,9 +26,9 @@ from bot.track.parsing import parse_document
 from bot.track.tracker import observe
 
 OLD = FIXTURES / "db" / "main-89dfc70.db"
-# main-89dfc70.db as today's main left it: opened once by the main before issue #23's layout
+# main-89dfc70.db as today's main left it: opened once by main at 92301e6
 # (fixtures/db/upgrade_db.py), so it holds every migration that main applies.
-UPGRADED = FIXTURES / "db" / "main-40962be-upgraded.db"
+UPGRADED = FIXTURES / "db" / "main-92301e6-upgraded.db"
 
 
 def _copy(tmp_path):

@@ -7,7 +7,7 @@ import click
 from bot import locks
 from bot.channels.base import StorageError
 from bot.cli.common import _load, clock
-from bot.cli.publish import _existing_store, refuse_unfit, resolve_week
+from bot.cli.publish import existing_store, refuse_unfit, resolve_week
 from bot.publish import approval
 from bot.publish.pipeline import lock_path, publish_week
 
@@ -20,7 +20,7 @@ def approve(ctx: click.Context, week: str) -> None:
     cfg = _load(ctx)
     refuse_unfit(cfg)
     now = clock()()
-    with _existing_store(cfg) as store:
+    with existing_store(cfg) as store:
         w = resolve_week(store, week)
         try:
             approval.approve(store, w, now)
@@ -50,7 +50,7 @@ def approve(ctx: click.Context, week: str) -> None:
 def skip(ctx: click.Context, week: str) -> None:
     """Reject WEEK (awaiting approval, ready or pending): it is never sent, on any channel; history says so."""
     cfg = _load(ctx)
-    with _existing_store(cfg) as store:
+    with existing_store(cfg) as store:
         w = resolve_week(store, week)
         try:
             fd = locks.acquire(lock_path(cfg))
