@@ -20,12 +20,14 @@ _MONTH = (
     r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
 )
 _DAY = r"(\d{1,2})(?:st|nd|rd|th)?"
-_DASH = r"\s*(?:-+|–|—|to|until)\s*"
+# Every `\s*` is possessive (`\s*+`): what follows it is never a space, so giving spaces back can find no other
+# match, only try the same ones again; `\s*\)?\s*` on a run of spaces did, in quadratic time (issue #20).
+_DASH = r"\s*+(?:-+|–|—|to|until)\s*+"
 _RANGE = re.compile(
-    rf"\b(?P<m1>{_MONTH})\s*{_DAY.replace('(', '(?P<d1>', 1)}(?:,?\s*(?P<y1>\d{{4}}))?"
+    rf"\b(?P<m1>{_MONTH})\s*+{_DAY.replace('(', '(?P<d1>', 1)}(?:,?\s*+(?P<y1>\d{{4}}))?"
     rf"{_DASH}"
-    rf"(?:(?P<m2>{_MONTH})\s*)?{_DAY.replace('(', '(?P<d2>', 1)}\b(?:,?\s*(?P<y2>\d{{4}})\b)?"
-    rf"(?:\s*\)?\s*(?:[-–—,]\s*)?\(?(?P<y3>\d{{4}})\b)?",
+    rf"(?:(?P<m2>{_MONTH})\s*+)?{_DAY.replace('(', '(?P<d2>', 1)}\b(?:,?\s*+(?P<y2>\d{{4}})\b)?"
+    rf"(?:\s*+\)?\s*+(?:[-–—,]\s*+)?\(?(?P<y3>\d{{4}})\b)?",
     re.IGNORECASE,
 )
 

@@ -14,17 +14,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from bot.track.dates import DateRange, find_range, resolve_years, week_key
+from bot.track.lines import MAX_LINE, atx_heading, bold_line, is_url, md_images, md_links, split_lines, too_long
 from bot.track.model import Defect, Document, Link, Paper, Week
 from bot.track.titles import read_cell, split_title
 
-_ATX = re.compile(r"^\s{0,3}(#{1,6})\s+(.*?)\s*#*\s*$")
-_BOLD_LINE = re.compile(r"^\s{0,3}\*{2,3}(.+?)\*{2,3}\s*:?\s*$")
-_LIST_ITEM = re.compile(r"^\s{0,3}(\d{1,3})[.)]\s+(.*)$")
-_SUB_BULLET = re.compile(r"^\s+[-*•]\s+(.*)$")
-_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*<?([^)\s>]*)>?(?:\s+\"[^\"]*\")?\s*\)")
-_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*([^)\s]*)\s*\)")
+# No pattern here has two adjacent quantifiers that can match the same characters (issue #20); headings, links
+# and images are scanned by bot/track/lines.py.
+_LIST_ITEM = re.compile(r"^\s{0,3}(\d{1,3})[.)]\s(.*)")  # group 2 .lstrip(): `\s+(.*)$`
+_SUB_BULLET = re.compile(r"^\s++[-*•]\s(.*)")  # group 1 .lstrip(): `^\s+[-*•]\s+(.*)$`
 _BARE_URL = re.compile(r"https?://[^\s)\]>|,]+")
-_URL_OK = re.compile(r"(https?://[^\s/$.?#][^\s]*\.[^\s]+|https?://localhost[^\s]*)", re.IGNORECASE)  # fullmatch
 _PLACEHOLDER = re.compile(r"\bX{3,}\b")
 _PLACEHOLDER_URL = re.compile(r"(x{3,}|todo|tbd)", re.IGNORECASE)  # fullmatch
 _SEPARATOR_CELL = re.compile(r"^\s*:?-{2,}:?\s*$")
@@ -33,12 +31,12 @@ _PIPE_SPLIT = re.compile(r"(?<!\\)\|")
 
 def _heading_text(line: str) -> tuple[str, bool] | None:
     """(text, is_atx) if the line is a heading or a bold-only line; else None."""
-    m = _ATX.match(line)
-    if m:
-        return m.group(2), True
-    m = _BOLD_LINE.match(line)
-    if m and "|" not in line:
-        return m.group(1), False
+    atx = atx_heading(line)
+    if atx is not None:
+        return atx[1], True
+    bold = bold_line(line)
+    if bold is not None and "|" not in line:
+        return bold, False
     return None
 
 
@@ -54,25 +52,24 @@ def clean_title(text: str) -> str:
     return t
 
 
-def is_url(url: str) -> bool:
-    return bool(_URL_OK.fullmatch(url))
 
 
 def _links(text: str, line_no: int, defects: list[Defect]) -> tuple[Link, ...]:
     out: list[Link] = []
-    for m in _MD_LINK.finditer(text):
-        if text[max(0, m.start() - 1) : m.start()] == "!":
+    for m in md_links(text):
+        if text[max(0, m.start - 1) : m.start] == "!":
             continue  # an image, not a link
-        label, url = m.group(1).strip(), m.group(2).strip()
+        label, url = m.label.strip(), m.url.strip()
+        whole = text[m.start : m.end]
         if _PLACEHOLDER_URL.fullmatch(url) or _PLACEHOLDER.search(label) or _PLACEHOLDER.search(url):
-            defects.append(Defect(line_no, "placeholder", m.group(0)))
+            defects.append(Defect(line_no, "placeholder", whole))
         elif not is_url(url):
-            defects.append(Defect(line_no, "bad-url", m.group(0)))
+            defects.append(Defect(line_no, "bad-url", whole))
         else:
             out.append(Link(label or "Link", url))
             continue
         # Keep what can be kept: "[Paper]([XXX](https://…))" still carries the paper's address.
-        inner = _BARE_URL.search(text, m.start(), m.end() + 300)
+        inner = _BARE_URL.search(text, m.start, m.end + 300)
         if inner and is_url(inner.group(0).rstrip(")")):
             out.append(Link(label if not _PLACEHOLDER.search(label) else "Link", inner.group(0).rstrip(")")))
     return tuple(out)
@@ -110,7 +107,7 @@ def _header_columns(cells: list[str]) -> dict[str, int] | None:
     names = [c.replace("*", "").strip().lower() for c in cells]
     if not any(n.startswith("paper") or n.startswith("link") for n in names):
         return None
-    if any(_MD_LINK.search(c) for c in cells):
+    if any(next(md_links(c), None) for c in cells):
         return None
     cols: dict[str, int] = {"paper": 0}
     for i, n in enumerate(names):
@@ -228,13 +225,28 @@ def _images(sec: _Section) -> list[Defect]:
     """A week's banner image left as `XXX` is a placeholder (the week is unfinished); an empty path is not."""
     out = []
     for offset, line in enumerate(sec.lines):
-        for m in _IMAGE.finditer(line):
-            path = m.group(1)
+        for start, end, path in md_images(line):
             if _PLACEHOLDER.search(path.upper()) and path.strip("xX") == "":
-                out.append(Defect(sec.line + offset, "placeholder", m.group(0)))
+                out.append(Defect(sec.line + offset, "placeholder", line[start:end]))
             elif not path or path.endswith("/"):
-                out.append(Defect(sec.line + offset, "bad-image", m.group(0)))
+                out.append(Defect(sec.line + offset, "bad-image", line[start:end]))
     return out
+
+
+def too_long_defect(line: str, line_no: int) -> Defect:
+    """An over-long line, unread: the defect says where and how long (its text could be anything)."""
+    return Defect(line_no, "line-too-long", f"{len(line):,} characters, over the {MAX_LINE:,} a line may have")
+
+
+def _too_long(cur: _Section | None, doc_defects: list[Defect], line: str, line_no: int) -> None:
+    """An over-long line is not read (issue #20), only reported; in a week it still counts for the week's text
+    hash (by a digest of it), so an edit of it is still an edit."""
+    defect = too_long_defect(line, line_no)
+    if cur is None:
+        doc_defects.append(defect)
+        return
+    cur.defects.append(defect)
+    cur.lines.append(f"<line {line_no}: {hashlib.sha256(line.encode('utf-8', 'replace')).hexdigest()}>")
 
 
 def parse_digest(text: str, as_of: date) -> Document:
@@ -242,7 +254,10 @@ def parse_digest(text: str, as_of: date) -> Document:
     sections: list[_Section] = []
     doc_defects: list[Defect] = []
     cur: _Section | None = None
-    for line_no, raw in enumerate(text.splitlines(), 1):
+    for line_no, raw in enumerate(split_lines(text), 1):
+        if too_long(raw):
+            _too_long(cur, doc_defects, raw, line_no)
+            continue
         line = raw.rstrip()
         head = _heading_text(line)
         if head is not None:
@@ -267,11 +282,11 @@ def parse_digest(text: str, as_of: date) -> Document:
             continue
         m = _LIST_ITEM.match(line)
         if m:
-            _list_item(cur, int(m.group(1)), m.group(2), line_no)
+            _list_item(cur, int(m.group(1)), m.group(2).lstrip(), line_no)
             continue
         m = _SUB_BULLET.match(line)
         if m and cur.papers and max(cur.untitled_item, line_no - 3) <= cur.papers[-1].line:
-            _sub_bullet(cur, m.group(1), line_no)
+            _sub_bullet(cur, m.group(1).lstrip(), line_no)
     spans = resolve_years([s.rng for s in sections], as_of)
     weeks: list[Week] = []
     for sec, span in zip(sections, spans, strict=True):

@@ -17,18 +17,29 @@ from xml.sax import SAXParseException
 import feedparser
 
 from bot.track.dates import iso_week_bounds, iso_week_key
+from bot.track.lines import is_url
 from bot.track.model import Defect, Document, Link, Paper, Week
-from bot.track.parse_digest import is_url
 
+# Linear by construction (issue #20): no two adjacent quantifiers match the same characters, and no search
+# rescans the rest of the text from every `<`.
 _TAG = re.compile(r"<[^>]+>")
+_BREAK = re.compile(r"<br\s*/?>|</p>", re.IGNORECASE)
+_BLANKS = re.compile(r"\n(?:[^\S\n]*\n)+")  # was `\n\s*\n+`: a newline, then blank lines, to the last newline
 
 
-def _text(html_text: str) -> str:
+def _strip_tags(text: str) -> str:
+    """`_TAG.sub("", text)`, searched only up to the last `>`: a `<` after it starts no tag, and searching from
+    each one of them would rescan the rest of the text every time."""
+    end = text.rfind(">") + 1
+    return _TAG.sub("", text[:end]) + text[end:]
+
+
+def plain_text(html_text: str) -> str:
     """Feed summaries are HTML: keep the words, drop the markup."""
-    t = re.sub(r"<br\s*/?>|</p>", "\n", html_text or "", flags=re.IGNORECASE)
-    t = html.unescape(_TAG.sub("", t))
+    t = _BREAK.sub("\n", html_text or "")
+    t = html.unescape(_strip_tags(t))
     t = re.sub(r"[ \t]+", " ", t)
-    return re.sub(r"\n\s*\n+", "\n", t).strip()
+    return _BLANKS.sub("\n", t).strip()
 
 
 def _published(entry) -> datetime | None:
@@ -56,9 +67,9 @@ def parse_feed(data: bytes, as_of: date, url: str = "", content_type: str = "") 
         defects.append(Defect(line, "malformed-xml", str(exc)[:200]))
     by_week: dict[str, list[Paper]] = {}
     for i, e in enumerate(useful):
-        title = _text(e.get("title", "")) or "(untitled)"
+        title = plain_text(e.get("title", "")) or "(untitled)"
         link = e.get("link", "") or ""
-        summary = _text(e.get("summary", "") or (e.get("content") or [{}])[0].get("value", ""))
+        summary = plain_text(e.get("summary", "") or (e.get("content") or [{}])[0].get("value", ""))
         when = _published(e)
         uid = e.get("id") or link or hashlib.sha256(f"{title}\n{summary}".encode()).hexdigest()[:16]
         if not e.get("title"):
@@ -71,7 +82,7 @@ def parse_feed(data: bytes, as_of: date, url: str = "", content_type: str = "") 
         )
         key = iso_week_key(when.date() if when else as_of)
         by_week.setdefault(key, []).append(paper)
-    title = _text(parsed.feed.get("title", "")) or "Feed"
+    title = plain_text(parsed.feed.get("title", "")) or "Feed"
     weeks = []
     for key in sorted(by_week, reverse=True):
         first, last = iso_week_bounds(key)

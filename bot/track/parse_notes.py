@@ -12,15 +12,33 @@ import re
 from datetime import date
 
 from bot.track.dates import iso_week_bounds, iso_week_key
+from bot.track.lines import atx_heading, is_url, split_lines, title_link, too_long
 from bot.track.model import Defect, Document, Link, Paper, Week
-from bot.track.parse_digest import is_url
+from bot.track.parse_digest import too_long_defect
 
-_H3 = re.compile(r"^\s{0,3}###\s+(.*?)\s*#*\s*$")
+# No two adjacent quantifiers here can match the same characters (issue #20): `###` headings and their links are
+# scanned by bot/track/lines.py, and each pattern below says the one it replaces.
 _H12 = re.compile(r"^\s{0,3}#{1,2}\s+\S")
 _SETEXT = re.compile(r"^\s{0,3}(-{3,}|={3,})\s*$")
-_TITLE_LINK = re.compile(r"^\[(.+)\]\(\s*<?([^)\s>]*)>?\s*\)\s*$")
-_AUTHORS = re.compile(r"^[>\s*\-]*\**\s*authors?\s*\**\s*:\s*\**\s*(.+)$", re.IGNORECASE)
-_BULLET = re.compile(r"^\s*(?:[*\-+]|\d+\.)\s+(.*)$")
+# `^[>\s*\-]*\**\s*authors?\s*\**\s*:\s*\**\s*(.+)$`, the end done by _authors()
+_AUTHORS = re.compile(r"^[>\s*\-]*+authors?\s*+\**+\s*+:(.*)", re.IGNORECASE)
+_BULLET = re.compile(r"^\s*+(?:[*\-+]|\d++\.)\s(.*)")  # group 1 .lstrip(): `\s+(.*)$`
+
+
+def _authors(line: str) -> str | None:
+    r"""The names on an author line (`> * Authors: A, B`), as `_AUTHORS`' old `\s*\**\s*(.+)$` took them."""
+    m = _AUTHORS.match(line)
+    if not m or not m.group(1):
+        return None
+    rest = m.group(1)
+    names = rest.lstrip().lstrip("*").lstrip()
+    return names or rest[-1]
+
+
+def _h3(line: str) -> str | None:
+    """The text of a `###` heading (exactly three `#`), else None."""
+    atx = atx_heading(line)
+    return atx[1] if atx is not None and atx[0] == 3 else None
 
 
 def _uid(title: str, url: str) -> str:
@@ -31,7 +49,8 @@ def _uid(title: str, url: str) -> str:
 def parse_notes(text: str, as_of: date) -> Document:
     papers: list[Paper] = []
     defects: list[Defect] = []
-    lines = text.splitlines()
+    doc_defects: list[Defect] = []
+    lines = list(split_lines(text))
     cur: dict | None = None
 
     def close() -> None:
@@ -48,13 +67,16 @@ def parse_notes(text: str, as_of: date) -> Document:
 
     for i, raw in enumerate(lines):
         line_no = i + 1
+        if too_long(raw):
+            doc_defects.append(too_long_defect(raw, line_no))  # not read (issue #20); the rest still is
+            continue
         line = raw.rstrip()
-        m = _H3.match(line)
-        if m:
+        h3 = _h3(line)
+        if h3 is not None:
             close()
-            heading = m.group(1).strip()
-            lm = _TITLE_LINK.match(heading)
-            title, url = (lm.group(1).strip(), lm.group(2).strip()) if lm else (heading, "")
+            heading = h3.strip()
+            lm = title_link(heading)
+            title, url = (lm[0].strip(), lm[1].strip()) if lm else (heading, "")
             title = title.replace("**", "").strip()
             if not lm:
                 defects.append(Defect(line_no, "unlinked", heading[:80]))
@@ -63,19 +85,19 @@ def parse_notes(text: str, as_of: date) -> Document:
                 url = ""
             cur = {"title": title, "url": url, "authors": "", "bullets": [], "line": line_no}
             continue
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
+        nxt = lines[i + 1] if i + 1 < len(lines) and not too_long(lines[i + 1]) else ""
         if _H12.match(line) or (line.strip() and _SETEXT.match(nxt) and not _BULLET.match(line)):
             close()  # a topic heading ends the paper before it
             cur = None
             continue
         if cur is None or not line.strip() or _SETEXT.match(line):
             continue
-        am = _AUTHORS.match(line)
-        if am and not cur["authors"]:
-            cur["authors"] = am.group(1).replace("**", "").strip()
+        names = _authors(line)
+        if names is not None and not cur["authors"]:
+            cur["authors"] = names.replace("**", "").strip()
             continue
         bm = _BULLET.match(line)
-        item = (bm.group(1) if bm else line.lstrip("> ")).strip()
+        item = (bm.group(1).lstrip() if bm else line.lstrip("> ")).strip()
         if item:
             cur["bullets"].append(item.replace("**", ""))
     close()
@@ -86,4 +108,4 @@ def parse_notes(text: str, as_of: date) -> Document:
         first_day=first, last_day=last,
         text_hash=hashlib.sha256(text.encode("utf-8")).hexdigest()[:16],
     )
-    return Document(format="notes", weeks=(week,) if papers else (), defects=())
+    return Document(format="notes", weeks=(week,) if papers else (), defects=tuple(doc_defects))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from bot.track.lines import decode
 from bot.track.model import FORMATS, Document
 from bot.track.parse_digest import parse_digest
 from bot.track.parse_feed import parse_feed
@@ -18,7 +19,7 @@ def detect_format(data: bytes) -> str:
     """feed if it is XML; digest if it has a week heading; notes if it has `###` sections; else digest."""
     if _XML_START.match(data[:512]):
         return "feed"
-    text = data.decode("utf-8", errors="replace")
+    text = decode(data)
     if parse_digest(text, date.today()).weeks:
         return "digest"
     if _H3.search(text):
@@ -32,7 +33,7 @@ def parse_document(data: bytes, as_of: date, fmt: str = "auto", url: str = "", c
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if fmt == "feed" or (fmt == "auto" and _XML_START.match(data[:512])):
         return parse_feed(data, as_of, url=url, content_type=content_type)
-    text = data.decode("utf-8", errors="replace")
+    text = decode(data)
     if fmt == "notes":
         return parse_notes(text, as_of)
     doc = parse_digest(text, as_of)

@@ -151,7 +151,7 @@ def observe(store: Store, source: str, doc: Document, at: datetime, version: str
                 store.upsert_week(source, key, present=False)
         for w in result.ignored:
             log.info("%s: heading %r at line %d repeats a week already in this version; ignored",
-                        source, w.title, w.line)
+                     source, w.title[:120], w.line)  # a hostile heading may be 64k characters long (#20)
         store.record_version(source, version, at, fetched_at or at, content_hash, len(weeks),
                              new_keys, list(result.edited), utc_offset=utc_offset)
         store.record_poll(source, version, fetched_at or at)
