@@ -13,6 +13,11 @@ released (the papers of that week in the commit the week was released at) or as 
 Papers are matched here by their normalised title or their first link, independently of paperbot's own matching.
 The ratio "papers that reached readers / papers in the final version" must be 1.00; the baseline measured in the
 same run is the share that reached readers in the week's own edition alone (what happens without late additions).
+
+The guard on age and volume (issue #21), with the defaults: no week of these histories, nor of the corpus's feeds
+(../shared/corpus/feeds: the-batch-history version by version, the four single feeds as one commit each), may be
+held by the age guard; and `[publish] max_per_day` is applied to the editions as they go out (releases and
+editions of late papers alone, in order): each edition it delays is listed with the delay.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from bot.config import PublishSettings
+from bot.publish.cap import schedule
 from bot.publish.replay import replay
 from bot.store import Store
 from bot.track.diff import norm_title
@@ -52,9 +58,9 @@ def make_repo(path: Path) -> Path:
     return path
 
 
-def commit(repo: Path, data: bytes, when: str) -> None:
-    (repo / "README.md").write_bytes(data)
-    git(repo, "add", "README.md")
+def commit(repo: Path, data: bytes, when: str, name: str = "README.md") -> None:
+    (repo / name).write_bytes(data)
+    git(repo, "add", name)
     dates = {"GIT_AUTHOR_DATE": when, "GIT_COMMITTER_DATE": when}
     git(repo, "commit", "-q", "--allow-empty", "-m", "update", env=dates)
 
@@ -119,11 +125,52 @@ def week_papers(repo: Path, sha: str, key: str, aliases: dict[str, str]) -> list
     return [p for w in doc.weeks if aliases.get(w.key, w.key) == key for p in w.papers]
 
 
+def capped(result, settings: PublishSettings) -> list[tuple[str, datetime, timedelta]]:
+    """(edition, when it was ready, how long max_per_day delayed it) for each edition the cap delays, when every
+    edition of a replay (its releases, and its editions of late papers alone) goes out as soon as the cap allows."""
+    editions = [(r.at, r.key) for r in result.released if not r.held]
+    alone = {e.carried_in: e.at for e in result.late if "+late" in e.carried_in}
+    editions = sorted(editions + [(at, key) for key, at in alone.items()])
+    out = schedule([at for at, _ in editions], settings.max_per_day)
+    return [(key, at, sent - at) for (at, key), sent in zip(editions, out, strict=True) if sent > at]
+
+
+def guard(name: str, repo: Path, path: str = "README.md", fmt: str = "auto") -> dict:
+    """A replay of `repo` with the default settings: the weeks held, the editions and the cap's delays."""
+    store = Store.open(None)
+    settings = PublishSettings()
+    result = replay(repo, path, store, settings, fmt=fmt)
+    store.close()
+    return {"name": name, "held": [(r.key, r.held) for r in result.held],
+            "editions": len([r for r in result.released if not r.held]), "delayed": capped(result, settings)}
+
+
+def feed_repos(feeds: Path, where: Path) -> list[tuple[str, Path]]:
+    """The corpus's feeds as git histories of `feed.xml`: the-batch-history as a poller of its default branch saw
+    it, and each single feed as one commit."""
+    out = []
+    history = feeds / "the-batch-history"
+    if history.exists():
+        repo = make_repo(where / "the-batch-history")
+        with (history / "index.tsv").open(encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f, delimiter="\t"):
+                if row["on_first_parent"] == "True":
+                    commit(repo, (history / row["file"]).read_bytes(), row["commit_date"], "feed.xml")
+        out.append(("the-batch-history", repo))
+    for one in sorted(p for p in feeds.iterdir() if p.is_file()):
+        repo = make_repo(where / f"feed-{one.stem}")
+        commit(repo, one.read_bytes(), "2026-04-10T12:00:00+00:00", "feed.xml")
+        out.append((one.name, repo))
+    return out
+
+
 def measure(name: str, repo: Path) -> dict:
     store = Store.open(None)
     released: list[Released] = []
     late: list[LateEvent] = []
-    replay(repo, "README.md", store, PublishSettings(), emit=released.append, emit_late=late.append)
+    settings = PublishSettings()
+    result = replay(repo, "README.md", store, settings, emit=lambda r: r.held or released.append(r),
+                    emit_late=late.append)
     aliases = store.aliases("replay")
     at_release: dict[str, set[str]] = {}
     for r in released:
@@ -149,7 +196,9 @@ def measure(name: str, repo: Path) -> dict:
     return {"name": name, "weeks": len(released), "total": total, "reached": reached, "own": own,
             "late": sum(len(e.papers) for e in late), "alone": alone,
             "unreleased": unreleased, "wait_median": statistics.median(waits) if waits else 0.0,
-            "wait_max": max(waits, default=0.0)}
+            "wait_max": max(waits, default=0.0), "held": [(r.key, r.held) for r in result.held],
+            "editions": len(released) + len({e.carried_in for e in late if "+late" in e.carried_in}),
+            "delayed": capped(result, settings)}
 
 
 def main() -> int:
@@ -165,6 +214,9 @@ def main() -> int:
         else:
             print(f"{corpus} not found: the real history is skipped")
         results.append(measure("New York maintainer (generated)", new_york_repo(Path(tmp))))
+        feeds = args.shared / "corpus" / "feeds"
+        guarded = [guard(f"feed {name}", repo, "feed.xml", "feed")
+                   for name, repo in (feed_repos(feeds, Path(tmp)) if feeds.exists() else [])]
     ok = True
     for r in results:
         ratio, base = r["reached"] / r["total"], r["own"] / r["total"]
@@ -176,7 +228,18 @@ def main() -> int:
               f"found to reaching readers: median {r['wait_median']:.1f} h, at most {r['wait_max']:.1f} h")
         if r["unreleased"]:
             print(f"  ({r['unreleased']} papers of never-released (baseline) weeks are not counted)")
+    for r in results + guarded:
+        ok &= not r["held"]
+        print(f"{r['name']}: guard (issue #21, defaults): {len(r['held'])} week(s) held"
+              + "".join(f"\n  HELD {key}: {why}" for key, why in r["held"])
+              + f"; max_per_day = {PublishSettings().max_per_day} delayed {len(r['delayed'])} of {r['editions']} "
+                "edition(s)" + "".join(f"\n  {key}: ready {at.astimezone(UTC):%Y-%m-%d %H:%M} UTC, delayed {_hours(d)}"
+                                       for key, at, d in r["delayed"]))
     return 0 if ok else 1
+
+
+def _hours(d: timedelta) -> str:
+    return f"{d.total_seconds() / 3600:.1f} h"
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ def write_config(tmp: Path, smtp_port: int, x: XServer, d: DiscordServer, repo: 
 settle = "0s"
 wait_for_papers = "0s"
 backfill = 0
+max_per_day = 10  # weeks of a year come minutes apart here (#21's daily cap: tests/test_publish_guard.py)
 [email]
 smtp_url = "smtp://127.0.0.1:{smtp_port}"
 starttls = false

@@ -28,7 +28,7 @@ from bot.track.tracker import observe
 OLD = FIXTURES / "db" / "main-89dfc70.db"
 # main-89dfc70.db as today's main left it: opened once by main at 92301e6
 # (fixtures/db/upgrade_db.py), so it holds every migration that main applies.
-UPGRADED = FIXTURES / "db" / "main-92301e6-upgraded.db"
+UPGRADED = FIXTURES / "db" / "main-af4f69c-upgraded.db"
 
 
 def _copy(tmp_path):
@@ -338,6 +338,44 @@ def test_editor_notes_exist_after_the_upgrade_and_old_weeks_have_none(tmp_path):
         assert edition_from_store(store, "dair", "2023-02-27..2023-03-05").note == "Welcome back."
     finally:
         store.close()
+
+
+PREVIOUS = FIXTURES / "db" / "main-40962be.db"  # made by fixtures/db/make_db.py at 40962be, the main before #21
+
+
+def test_the_publish_guard_upgrade_keeps_the_previous_main_database_and_holds_only_new_old_weeks_issue_21(tmp_path):
+    """#21 (`m015_publish_guard`) on the database the previous main wrote: every row kept, `weeks.held` empty for
+    every old week, the daily cap's index there; the old pending week is released as before, and a week pasted
+    in afterwards, older than those released, is held."""
+    from bot.config import PublishSettings
+    from bot.track.tracker import release
+
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "paperbot.db"
+    shutil.copy(PREVIOUS, db)
+    before = _snapshot(db)
+    store = Store.open(db)
+    try:
+        applied = [r["name"] for r in store.db["_sqlite_migrations"].rows]
+        assert "m015_publish_guard" in applied and "m014_heartbeat" in applied
+        assert _snapshot(db) == before
+        assert store.db.execute("SELECT count(*), count(held) FROM weeks").fetchone() == (4, 0)
+        assert "idx_publications_cap" in {i.name for i in store.db["publications"].indexes}
+        settings = PublishSettings()
+        release(store, datetime(2023, 3, 14, tzinfo=UTC), settings)
+        assert store.week("dair", "2023-03-06..2023-03-12").state == "ready"
+        pasted = ("# Papers We Liked\n\n## Top ML Papers of the Week (Jan 3 - Jan 9) - 2022\n"
+                  "| **Paper** | **Links** |\n| --- | --- |\n"
+                  "| 1) **An Old Paper** - from the archive. | [Paper](https://arxiv.org/abs/2201.00001) |\n")
+        at = datetime(2023, 3, 15, 9, tzinfo=UTC)
+        observe(store, "dair", parse_document(pasted.encode(), at.date(), "digest"), at, "c0ffee03", settings)
+        release(store, at.replace(hour=12), settings)
+        old = store.week("dair", "2022-01-03..2022-01-09")
+        assert old.state == "held" and "older than the newest week already released" in old.held
+    finally:
+        store.close()
+    Store.open(db).close()  # a second open applies nothing more
 
 
 def test_possible_duplicates_upgrade_marks_no_old_row_and_history_shows_none(tmp_path):

@@ -167,6 +167,9 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
             if w.state == "awaiting-approval":
                 raise click.ClickException(f"{w.source}:{w.key} awaits the editor's approval: paperbot approve "
                                            f"{w.source}:{w.key} (or paperbot skip {w.source}:{w.key})")
+            if w.state == "held":
+                raise click.ClickException(f"{w.source}:{w.key} is held by the guard on age ({w.held}): paperbot "
+                                           f"approve {w.source}:{w.key} sends it (or paperbot skip)")
             if w.state == "baseline":
                 raise click.ClickException(f"{w.source}:{w.key} is baseline (it was there at the source's first "
                                            "poll): it is never published (`--to ADDRESS` sends a test copy of "

@@ -85,7 +85,8 @@ def diff(ctx: click.Context, old: str, new: str, fmt: str, as_of: str | None, as
 
 
 def _released_json(r: Released) -> dict:
-    return {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
+    out = {"week": r.key, "title": r.title, "at": iso(r.at), "commit": r.version, "papers": r.papers}
+    return {**out, "held": r.held} if r.held else out
 
 
 def _late_json(e: LateEvent) -> dict:
@@ -124,6 +125,7 @@ def replay(ctx: click.Context, git_repo: str, path: str, fmt: str, first_parent:
             click.echo(json.dumps(_released_json(r), ensure_ascii=False))
         else:
             flag = "  (flagged: released unfinished, by max_wait or wait_for_papers)" if r.flagged else ""
+            flag += f"  (HELD, not sent: {r.held})" if r.held else ""
             click.echo(f"{iso(r.at)}  {r.key}  {r.papers:3d} papers  {r.title}  @{(r.version or '')[:10]}{flag}")
 
     def emit_late(e: LateEvent) -> None:
@@ -181,8 +183,11 @@ def weeks(ctx: click.Context, source: str | None, as_json: bool) -> None:
         r = rules[name]
         usual = f"{r.expected} papers ({r.expected_from})" if r.expected is not None else "unknown (no history)"
         click.echo(f"{name}: weeks end at midnight {r.clock.describe()}; a complete week: {usual}")
+    why = {(w.source, w.key): w.held for w in rows if w.state == "held"}
     for w in out:
         flag = " (flagged)" if w["flagged"] else ""
+        if held := why.get((w["source"], w["key"])):
+            flag += f"\n    held: {held}"
         click.echo(f"{w['source']:12s} {w['key']:24s} {w['state']:9s} {w['papers']:3d} papers  {w['title']}{flag}")
 
 

@@ -58,6 +58,8 @@ _GITHUB = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 EVERY_RANGE = (1, 30 * 86400)  # seconds: a source is checked at most once a second, at least once a month
 LATE_WAIT_RANGE = (0, 365 * 86400)  # seconds, late_max_wait: late papers never wait more than a year
 BACKFILL_MAX = 10_000
+MAX_AGE_RANGE = (86400, 3650 * 86400)  # seconds, [publish] max_age: a day to ten years (issue #21)
+MAX_PER_DAY = 1_000  # [publish] max_per_day: editions of one source on one channel in any 24 hours
 CREDIT_MAX = 120  # characters of a source's credit name
 
 
@@ -86,6 +88,10 @@ class PublishSettings:
     late_max_wait: timedelta = timedelta(days=7)  # papers added to a week already out wait this long for the next
     approve: bool = False  # hold every ready week as awaiting-approval until `paperbot approve WEEK`
     editor: str = ""  # who gets the test copy of a week awaiting approval ("" = the [email] from address)
+    # issue #21: a week first seen after its source's first poll whose last day is older than this when it
+    # becomes ready is held (bot/publish/guard.py); and at most this many editions per source and channel a day
+    max_age: timedelta = timedelta(days=90)
+    max_per_day: int = 2
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,8 @@ class Config:
 DEFAULT_TOML = resources.files("bot.templates").joinpath("config.toml").read_text(encoding="utf-8")
 
 _TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "web", "fetch", "alerts", "health"}
-_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor"}
+_PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor",
+                 "max_age", "max_per_day"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit",
                 *SOURCE_KINDS}
 EXPECT_MAX = 10_000
@@ -195,6 +202,8 @@ def parse_config(data: dict, path: Path | None, base_dir: Path, sections: Collec
                                        WAIT_RANGE),
         approve=flag(pub.get("approve", False), f"{f}: publish.approve"),
         editor=line(pub.get("editor", ""), f"{f}: publish.editor", "an email address"),
+        max_age=parse_duration(pub.get("max_age", "90d"), f"{f}: publish.max_age", MAX_AGE_RANGE),
+        max_per_day=whole(pub.get("max_per_day", 2), f"{f}: publish.max_per_day", 1, MAX_PER_DAY),
     )
     gh = data.get("github", {})
     if not isinstance(gh, dict):

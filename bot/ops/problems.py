@@ -1,6 +1,6 @@
 """The problems an operator hears about, found in the database after each poll: a source failing or quiet, a
-layout that lost weeks, a week held too long, deliveries failed, bounces, possible duplicates. Reads only;
-bot/ops/alerts.py sends each once per `[alerts] every`."""
+layout that lost weeks, a week held too long, deliveries failed, bounces, possible duplicates, weeks the guard
+held. Reads only; bot/ops/alerts.py sends each once per `[alerts] every`."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ BOUNCES_MIN = 2  # one bounce is never an alert, whatever the share
 @dataclass(frozen=True)
 class Problem:
     key: str  # stable while the problem lasts: "failing:dair-ai", "held:dair-ai:2024-01-01..2024-01-07"
-    kind: str  # failing | quiet | layout | held | deliveries | bounces | duplicates
+    kind: str  # failing | quiet | layout | held | deliveries | bounces | duplicates | guard
     subject: str  # one line
     body: str  # what was found, then what to do: paperbot's words (Markdown on Discord: `commands`)
     # What a source or a server said (an error), shown exactly as typed after the body's first line, never as
@@ -123,7 +123,7 @@ def _held(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     rules: dict = {}
     max_wait = cfg.publish.max_wait
     for w in store.weeks():
-        if w.state in ("baseline", "published", "skipped"):
+        if w.state in ("baseline", "published", "skipped", "held"):  # a held week has its own alert (_guard)
             continue
         if w.source not in rules:
             rules[w.source] = source_rules(store, w.source, cfg.publish, configs.get(w.source))
@@ -215,6 +215,53 @@ def _bounces(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     return out
 
 
+GUARD_NAMED = 10  # weeks named one by one in a guard alert; the rest counted
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:GUARD_NAMED])
+    return shown + (f" and {len(keys) - GUARD_NAMED} more" if len(keys) > GUARD_NAMED else "")
+
+
+def _guard(cfg: Config, store: Store, now: datetime) -> list[Problem]:
+    """Issue #21: weeks the age guard held (one alert per source, naming them), and ready weeks the daily cap
+    holds back (one per source and channel)."""
+    from bot.publish import cap  # imports the channel registry: only when asked
+
+    out = []
+    held: dict[str, list[WeekRow]] = {}
+    ready = []
+    for w in store.weeks():
+        if w.state == "held":
+            held.setdefault(w.source, []).append(w)
+        elif w.state == "ready":
+            ready.append(w)
+    for source, weeks in sorted(held.items()):
+        keys = [w.key for w in weeks]
+        out.append(Problem(
+            f"guard:held:{source}", "guard", f"source {source}: {_count(len(weeks), 'week')} held, not sent",
+            f"Held by the guard on age (sent to nobody, not in the feed): {_listed(keys)}. Why, for "
+            f"{source}:{weeks[-1].key}: {weeks[-1].held or '-'}.\n"
+            f"What to do: look at the source. If an archive was pasted in, `paperbot skip --held {source}` gives "
+            f"them all up; to send them, `paperbot approve --held {source}` (or `paperbot approve "
+            f"{source}:WEEK ...` for some)."))
+    waits: dict[tuple[str, str], list[tuple[str, datetime]]] = {}
+    ready.sort(key=lambda w: (w.last_day or w.first_seen.date(), w.key, w.source))
+    for (source, key), channels in cap.waiting(cfg, store, ready, now).items():
+        for channel, until in channels.items():
+            waits.setdefault((source, channel), []).append((key, until))
+    for (source, channel), found in sorted(waits.items()):
+        out.append(Problem(
+            f"guard:cap:{channel}:{source}", "guard",
+            f"{channel} {source}: {_count(len(found), 'edition')} waiting for the daily cap",
+            f"[publish] max_per_day = {cfg.publish.max_per_day} editions of {source} on {channel} in any 24 hours; "
+            f"waiting, oldest first: {_listed([k for k, _ in found])}; the next goes out at "
+            f"{iso(min(t for _, t in found))}.\n"
+            f"What to do: nothing, they go out in order; `paperbot approve {source}:WEEK` sends one now. Many at "
+            f"once mean the source added many weeks: look at it (`paperbot status`)."))
+    return out
+
+
 def _duplicates(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     """Units sent again after an uncertain outcome without being looked for (issue #21): they may show twice."""
     out = []
@@ -235,7 +282,7 @@ def _duplicates(cfg: Config, store: Store, now: datetime) -> list[Problem]:
     return out
 
 
-DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces, _duplicates)
+DETECTORS = (_failing, _quiet, _layout, _held, _deliveries, _bounces, _duplicates, _guard)
 
 
 def detect(cfg: Config, store: Store, now: datetime) -> list[Problem]:

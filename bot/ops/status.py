@@ -9,6 +9,7 @@ and published; per channel the deliveries in progress, failed and uncertain, and
 
 from __future__ import annotations
 
+import textwrap
 from datetime import datetime, timedelta
 
 from bot import locks
@@ -20,6 +21,7 @@ from bot.track.tracker import SourceRules, source_rules
 
 WIDTH = 80
 PUBLISHED_SHOWN = 3  # the newest published weeks listed
+HELD_SHOWN = 5  # held weeks listed one by one in the human form (issue #21: 60 of them must not fill the screen)
 OPEN_STATES = ("planned", "sending")  # deliveries under way
 
 
@@ -126,14 +128,21 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
     names = [s.name for s in cfg.sources] + sorted(n for n in rows if n not in configs)
     sources = [_source(store, cfg, n, configs.get(n), rows.get(n), now) for n in names]
     counts = dict(store.db.execute("SELECT state, count(*) FROM weeks GROUP BY state").fetchall())
-    pending, ready, rules = [], [], {}
-    for w in store.weeks():
+    pending, ready, held, rules = [], [], [], {}
+    everyone = store.weeks()
+    capped = _capped(cfg, store, everyone, now)
+    for w in everyone:
+        if w.state == "held":
+            held.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
+                         "held_at": iso(w.ready_at) if w.ready_at else None, "why": w.held})
+            continue
         if w.state not in ("pending", "ready"):
             continue
         if w.state == "ready":
             ready.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
                           "ready_at": iso(w.ready_at) if w.ready_at else None, "flagged": w.flagged,
-                          "channels": _publication_states(store, w.source, w.key)})
+                          "channels": _publication_states(store, w.source, w.key),
+                          "waits_for_cap": {c: iso(t) for c, t in capped.get((w.source, w.key), {}).items()}})
             continue
         if w.source not in rules:
             rules[w.source] = source_rules(store, w.source, cfg.publish, configs.get(w.source))
@@ -153,12 +162,21 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
         "now": iso(now),
         "daemon": {"running": pid is not None, "pid": pid or None},
         "sources": sources,
-        "weeks": {"counts": counts, "pending": pending, "ready": ready, "published": published},
+        "weeks": {"counts": counts, "pending": pending, "ready": ready, "held": held, "published": published},
         "channels": {name: _channel(store, cfg, name, now) for name in registry.NAMES},
         "subscribers": subscribers,
         "next": {"poll": dict(zip(("at", "source"), min(polls), strict=True)) if polls else None,
                  "release": dict(zip(("at", "source", "key"), min(releases), strict=True)) if releases else None},
     }
+
+
+def _capped(cfg: Config, store: Store, weeks: list[WeekRow], now: datetime) -> dict:
+    """The ready weeks the daily cap holds back, per channel (issue #21; bot/publish/cap.py)."""
+    from bot.publish import cap  # imports the channel registry: only when asked
+
+    ready = sorted((w for w in weeks if w.state == "ready"), key=lambda w: (w.last_day or w.first_seen.date(),
+                                                                              w.key, w.source))
+    return cap.waiting(cfg, store, ready, now) if ready else {}
 
 
 def _fit(text: str, width: int = WIDTH) -> str:
@@ -195,6 +213,15 @@ def lines(st: dict) -> list[str]:
     for r in w["ready"]:
         tried = ", ".join(f"{c} {s}" for c, s in sorted(r["channels"].items())) or "not sent yet"
         out.append(f"  ready {r['source']}:{r['key']} since {_short(r['ready_at'])}; {tried}")
+        for c, until in sorted(r.get("waits_for_cap", {}).items()):
+            out.append(f"    {c}: waits for the daily cap (max_per_day) until {_short(until)}")
+    for h in w.get("held", [])[:HELD_SHOWN]:
+        out.append(f"  HELD {h['source']}:{h['key']}: paperbot approve, or skip, it")
+        out += [f"    {part}" for part in textwrap.wrap(h["why"] or "-", WIDTH - 4)]
+    if len(w.get("held", [])) > HELD_SHOWN:
+        names = sorted({h["source"] for h in w["held"]})
+        out.append(f"  … and {len(w['held']) - HELD_SHOWN} more held: `paperbot approve --held SOURCE` or "
+                   f"`paperbot skip --held SOURCE` ({', '.join(names)})")
     for p in w["published"]:
         out.append(f"  published {p['source']}:{p['key']} at {_short(p['published_at'])}")
     out.append("channels:")

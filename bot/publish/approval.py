@@ -5,6 +5,9 @@ and the editor gets one copy by email, marked as such (issue #21): "[Approval ne
 `paperbot approve` and `paperbot skip` commands at the top, no subscriber footer, unsubscribe or web link.
 `paperbot approve WEEK` makes it ready again, marked approved so it is never held twice, and it goes out like
 any ready week; `paperbot skip WEEK` gives it up on every channel, with a note in `paperbot history`.
+
+The same two answers settle a week the age guard held (issue #21, state `held`: bot/track/age.py), and
+`approve` also sends a ready week past the daily cap (bot/publish/cap.py): an approved week is never held back.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from bot.channels.base import EditorCopy, PermanentError, RenderError, StorageEr
 from bot.config import Config
 from bot.publish import ledger
 from bot.store import Store, WeekRow, iso
+from bot.track.age import HELD
 
 log = logging.getLogger(__name__)
 AWAITING = "awaiting-approval"
@@ -64,11 +68,14 @@ def hold(cfg: Config, store: Store, now: datetime) -> list[WeekRow]:
 
 
 def approve(store: Store, week: WeekRow, now: datetime) -> None:
-    """The editor approves: the week is ready again, for good. ValueError unless it awaits approval."""
-    if week.state != AWAITING:
-        raise ValueError(f"{week.source}:{week.key} is {week.state}, not awaiting approval")
+    """The editor approves: the week is ready again, for good, and goes past the daily cap. ValueError unless it
+    awaits approval, was held by the age guard, or is ready and not approved yet (waiting for the cap)."""
+    if week.state not in (AWAITING, HELD, "ready") or week.state == "ready" and _approved(store, week):
+        raise ValueError(f"{week.source}:{week.key} is {week.state}{' and approved' if week.state == 'ready' else ''}"
+                         ": only a week awaiting approval, held, or ready (past the daily cap) can be approved")
     with store.atomic():
-        store.upsert_week(week.source, week.key, state="ready", ready_at=now)  # its send window counts from now
+        if week.state != "ready":  # its send window counts from now
+            store.upsert_week(week.source, week.key, state="ready", ready_at=now)
         store.db.execute("UPDATE weeks SET approved_at = ? WHERE source = ? AND key = ?",
                          [iso(now), week.source, week.key])
 
@@ -76,9 +83,9 @@ def approve(store: Store, week: WeekRow, now: datetime) -> None:
 def skip(cfg: Config, store: Store, week: WeekRow, now: datetime) -> str:
     """The editor rejects it: never sent on any channel; each enabled channel records why, for `history`.
     ValueError for a week that is out already (published) or was never to go (baseline)."""
-    if week.state not in (AWAITING, "ready", "pending"):
-        raise ValueError(f"{week.source}:{week.key} is {week.state}: only a week awaiting approval, ready or "
-                         "pending can be skipped")
+    if week.state not in (AWAITING, HELD, "ready", "pending"):
+        raise ValueError(f"{week.source}:{week.key} is {week.state}: only a week awaiting approval, held, ready "
+                         "or pending can be skipped")
     note = f"skipped by the editor (paperbot skip) on {now:%Y-%m-%d %H:%M} UTC"
     with store.atomic():
         for name in registry.enabled(cfg):

@@ -30,7 +30,7 @@ from bot.channels.base import (
     storage_error,
 )
 from bot.config import Config
-from bot.publish import approval, late, ledger
+from bot.publish import approval, cap, late, ledger
 from bot.publish.corrections import corrected, correction_round, mark_shown
 from bot.publish.report import ChannelReport, Progress, describe, open_units, when
 from bot.publish.sending import may_send, send_units, unit_of
@@ -67,6 +67,11 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
     if not dry_run and (pub is None or pub.trial) and (wait := _window_wait(cfg, channel, week, now)):
         rep.note = wait
         log.info("%s: %s", rep.label, wait)
+        return rep
+    if not dry_run and channel.live and (pub is None or pub.trial) and (
+            until := cap.wait(cfg, store, week, channel.name, now)):
+        rep.note = cap.note(cfg, week.source, channel.name, until)  # issue #21: never a flood, whatever is ready
+        log.info("%s: %s", rep.label, rep.note)  # every round while it waits; the alert says it once
         return rep
     replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
     if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox
@@ -148,9 +153,10 @@ def next_due(cfg: Config, store: Store, now: datetime) -> datetime | None:
     """When publishing has something to do next without a poll: a channel's rate-limited-until ends, or a
     send window opens for a week that waits for it. The daemon schedules one job at that instant."""
     times = [ledger.next_wake(store, now)]
-    if ready_weeks(store):
+    if ready := ready_weeks(store):
         tz = cfg.publish.timezone
         times += [windows.next_window(send_windows(cfg, name), tz, now) for name in registry.enabled(cfg)]
+        times += [t for found in cap.waiting(cfg, store, ready, now).values() for t in found.values()]
     return min((t for t in times if t is not None), default=None)
 
 

@@ -36,6 +36,7 @@ class ReplayResult:
     finished: bool  # all commits done and the clock run on to `until`
     released: tuple[Released, ...]
     late: tuple[LateEvent, ...] = ()
+    held: tuple[Released, ...] = ()  # weeks the age guard held (issue #21): emitted, never gone out
 
 
 class _Out:
@@ -45,10 +46,14 @@ class _Out:
         self.emit, self.emit_late = emit, emit_late
         self.released: list[Released] = []
         self.late: list[LateEvent] = []
+        self.held: list[Released] = []
 
     def went_out(self, store: Store, r: Released) -> None:
-        """Week `r` goes out now, carrying every late paper waiting."""
+        """Week `r` goes out now, carrying every late paper waiting; unless the age guard held it (`r.held`)."""
         self.emit(r)
+        if r.held:
+            self.held.append(r)
+            return
         self.released.append(r)
         late.record_edition(store, r.source, r.key, CHANNEL, [p for _, p in store.papers(r.source, r.key)])
         self._carry(store, r.source, r.key, r.at)
@@ -124,4 +129,4 @@ def replay(repo: Path, path: str, store: Store, settings: PublishSettings, *, so
                                               settings.late_max_wait) + timedelta(days=1)
         if clock is None or end > clock:
             _advance(store, settings, source, end, out, configs)
-    return ReplayResult(len(todo), finished, tuple(out.released), tuple(out.late))
+    return ReplayResult(len(todo), finished, tuple(out.released), tuple(out.late), tuple(out.held))

@@ -52,7 +52,7 @@ class PollResult:
     new: tuple[str, ...] = ()
     edited: tuple[str, ...] = ()
     pending: tuple[str, ...] = ()  # all pending weeks of the source after the poll
-    ready: tuple[str, ...] = ()  # weeks released by this poll
+    ready: tuple[str, ...] = ()  # weeks released by this poll (not those the age guard held: issue #21)
     error: str | None = None
     requests: int = 0
     bytes_read: int = 0
@@ -222,7 +222,8 @@ def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: 
         return _failed(store, cfg, src, now, f"internal error: {type(e).__name__}: {e}", requests, bytes_read,
                        parser.calls, write_lock)
     result = PollResult(src.name, bool(good), tuple(new), tuple(edited), _pending(store, src.name),
-                        tuple(r.key for r in released), None, requests, bytes_read, parser.calls, len(good))
+                        tuple(r.key for r in released if not r.held), None, requests, bytes_read, parser.calls,
+                        len(good))
     log.info("%s: %s; new: %s; edited: %s; ready: %s (%d requests, %d bytes, %d parsed)", src.name,
              "changed" if result.changed else "unchanged", ", ".join(new) or "-", ", ".join(edited) or "-",
              ", ".join(result.ready) or "-", requests, bytes_read, parser.calls)
@@ -247,5 +248,5 @@ def _failed(store: Store, cfg: Config, src: SourceConfig, now: datetime, message
     log.error("%s: poll failed (%s in a row): %s; will retry at the next poll", src.name, count or "?",
               message)
     return PollResult(src.name, False, pending=_pending(store, src.name),
-                      ready=tuple(r.key for r in released), error=message, requests=requests,
+                      ready=tuple(r.key for r in released if not r.held), error=message, requests=requests,
                       bytes_read=bytes_read, parsed=parsed)

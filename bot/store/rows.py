@@ -24,7 +24,8 @@ class WeekRow:
     source: str
     key: str
     title: str
-    state: str  # baseline | pending | ready | published | skipped (every channel gave it up: see pipeline.py)
+    state: str  # baseline | pending | ready | held | awaiting-approval | published | skipped (every channel gave
+    # it up: see pipeline.py)
     first_seen: datetime
     last_changed: datetime
     fingerprint: str
@@ -40,6 +41,7 @@ class WeekRow:
     ready_version: str | None
     n_papers: int
     late_of: str | None = None  # an edition of papers added to earlier weeks: the week they came from
+    held: str | None = None  # why the guard held it when it first became ready (issue #21); None: not held
 
     @classmethod
     def from_row(cls, r: dict) -> WeekRow:
@@ -52,7 +54,7 @@ class WeekRow:
             first_day=date.fromisoformat(r["first_day"]) if r["first_day"] else None,
             last_day=date.fromisoformat(r["last_day"]) if r["last_day"] else None,
             ready_at=parse_time(r["ready_at"]), ready_version=r["ready_version"], n_papers=r["n_papers"] or 0,
-            late_of=r.get("late_of"),
+            late_of=r.get("late_of"), held=r.get("held"),
         )
 
 

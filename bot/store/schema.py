@@ -317,6 +317,16 @@ def m012_editor_notes(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m015_publish_guard(db: sqlite_utils.Database) -> None:
+    """The guard on age and volume (issue #21, bot/track/age.py and bot/publish/cap.py): `weeks.held`, why a week
+    was held when it first became ready (state `held`: new after its source's first poll but older than the newest
+    week released or than `[publish] max_age`), NULL for every other week, and for every week released before.
+    An index on `publications (channel, source, planned_at)` for the daily cap's count."""
+    db["weeks"].add_column("held", str)
+    db.execute("CREATE INDEX idx_publications_cap ON publications (channel, source, planned_at)")
+
+
+@migrations()
 def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
     """Possible duplicates (issue #21): `deliveries.possible_duplicate` says why a unit may show twice (NULL for
     every other row, and every row from before): it may have gone out (a 5xx to a Discord create, a lost answer,

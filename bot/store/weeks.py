@@ -13,6 +13,17 @@ from bot.store.rows import WeekRow, iso
 class WeekQueries:
     db: sqlite_utils.Database
 
+    def newest_released_day(self, source: str, before: datetime) -> date | None:
+        """The last day of the source's newest week first seen before `before` and released (ready, awaiting
+        approval, published, or skipped after it was released) or present at its first poll (baseline,
+        backfill): what a week first seen at `before` is compared with by the age guard (bot/track/age.py).
+        Weeks that came in the same version as it are not: three weeks added at once are not an archive."""
+        row = self.db.execute(
+            "select max(last_day) from weeks where source = ? and late_of is null and first_seen < ? and "
+            "(backfill = 1 or state in ('ready', 'awaiting-approval', 'published', 'baseline') or "
+            "(state = 'skipped' and held is null and ready_at is not null))", [source, iso(before)]).fetchone()
+        return date.fromisoformat(row[0]) if row and row[0] else None
+
     def weeks(self, source: str | None = None, state: str | None = None) -> list[WeekRow]:
         where, args = [], []
         if source is not None:

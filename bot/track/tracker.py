@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from bot.config import PublishSettings, SourceConfig
 from bot.store import Store, WeekRow
+from bot.track.age import HELD, held_reason
 from bot.track.dates import iso_week_bounds, iso_week_key
 from bot.track.diff import DiffResult, Known, diff_weeks, norm_title
 from bot.track.gate import Clock, Gate, gate, is_short, source_clock, usual_papers
@@ -46,6 +47,7 @@ class Released:
     version: str | None
     papers: int
     flagged: bool
+    held: str | None = None  # why the age guard held it (state `held`): it goes out only once approved
 
 
 def _known(rows: list[WeekRow]) -> dict[str, Known]:
@@ -66,7 +68,8 @@ def same_entry(uid: str) -> str:
 
 def _closed(row: WeekRow | None) -> bool:
     """An edition that takes no more papers: released, baseline (never to be published) or skipped."""
-    return row is not None and row.state in ("ready", "awaiting-approval", "published", "baseline", "skipped")
+    return row is not None and row.state in ("ready", "awaiting-approval", "published", "baseline", "skipped",
+                                             HELD)
 
 
 def _editions(store: Store, source: str, doc: Document, at: datetime, rows: dict[str, WeekRow]) -> list[Week]:
@@ -209,6 +212,8 @@ def release(store: Store, now: datetime, settings: PublishSettings, source: str 
             sources: Iterable[SourceConfig] = ()) -> list[Released]:
     """Make every pending week whose gate is open at `now` ready, oldest first. Ready is once and for all.
 
+    A week the age guard judges stale (bot/track/age.py: judged here, once, at the instant its gate opened)
+    becomes `held` instead, with the reason in `weeks.held`: it goes out only once `paperbot approve` names it.
     `sources`: the configured sources, for their own `timezone` and `expect_papers`."""
     rules = _rules(store, settings, sources)
     due = []
@@ -221,6 +226,17 @@ def release(store: Store, now: datetime, settings: PublishSettings, source: str 
     with store.atomic():
         for w, g in due:
             src = store.source(w.source) or {}
+            newest = store.newest_released_day(w.source, w.first_seen)
+            why = held_reason(w, newest, min(g.at, now), rules(w.source).clock.zone, settings.max_age)
+            if why is not None:
+                store.upsert_week(w.source, w.key, state=HELD, held=why, ready_at=now, flagged=g.flagged,
+                                  ready_version=src.get("last_version"))
+                log.warning("%s: week %s is held, not sent: %s; `paperbot approve %s:%s` sends it (or "
+                            "`paperbot skip --held %s` gives them all up)", w.source, w.key, why, w.source, w.key,
+                            w.source)
+                out.append(Released(w.source, w.key, w.title, now, src.get("last_version"), w.n_papers,
+                                    g.flagged, held=why))
+                continue
             store.upsert_week(w.source, w.key, state="ready", ready_at=now, flagged=g.flagged,
                               ready_version=src.get("last_version"))
             if g.flagged:

@@ -1,6 +1,7 @@
 """What a reader reads: the home page, the archive, editions in the browser, search and the Atom feed (what they
 show is bot/web/reader.py's). Only released editions are public (see `_released`); the archive, feed and search
-show the published ones (`reader.published_filter`). A rendered edition is cached per version (`Editions`).
+show the published ones, the archive and search also the held ones (`reader.published_filter`). A rendered
+edition is cached per version (`Editions`).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def _page_number(request: web.Request) -> int:
 async def archive(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
     number = _page_number(request)
-    rows, pages = await request.app[DB].read(reader.editions, cfg, number)
+    rows, pages = await request.app[DB].read(reader.editions, cfg, number, reader.PER_PAGE, True)
     if number > pages:
         raise web.HTTPNotFound()
     return await render(request, "web/editions.html", "Every edition", editions=rows, page=number, pages=pages,
@@ -100,6 +101,7 @@ def _released(store: Store, source: str, key: str) -> tuple | None:
     which link here, are going out before the week is marked published (that waits for every channel to
     finish). Baseline weeks (never to be sent), pending ones (not through the gate), skipped ones (given up)
     and ready ones nobody has begun to send, or that only had a trial (the outbox: issue #10), are not public.
+    A week the age guard held (issue #21) is: the archive lists it under its own dates, marked held.
     """
     row = store.db.execute(
         "SELECT state, last_changed, title, n_papers, EXISTS (SELECT 1 FROM publications p "
@@ -109,6 +111,8 @@ def _released(store: Store, source: str, key: str) -> tuple | None:
     if not row:
         return None
     state, changed, title, n, started = row[0]
+    if state == "held":  # issue #21: in the archive under its own dates, marked held; never sent until approved
+        return state, changed, title, n
     return (state, changed, title, n) if state == "published" or (state == "ready" and started) else None
 
 
@@ -193,8 +197,10 @@ async def edition(request: web.Request) -> web.Response:
     # CSRF token, placed before </body> (MJML's page keeps its inline styles, hence 'unsafe-inline' here).
     cfg = request.app[CONFIG]
     newer, older = await request.app[DB].read(reader.neighbours, cfg, source, key)
+    held = await request.app[DB].read(reader.is_held, source, key)
     cookie, fresh = csrf_cookie(request)
-    ctx = {"site": request.app[SITE], "csrf": csrf_token(request.app[KEY], cookie), "newer": newer, "older": older}
+    ctx = {"site": request.app[SITE], "csrf": csrf_token(request.app[KEY], cookie), "newer": newer, "older": older,
+           "held": held}
     extra = await asyncio.get_running_loop().run_in_executor(
         request.app[EDITIONS].pool, request.app[PAGES].render, "web/edition_extra.html", ctx)
     at = body.rfind(b"</body>")

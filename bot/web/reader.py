@@ -23,7 +23,10 @@ from bot.config import Config
 from bot.edition.safetext import clean, date_range
 from bot.store import Store
 
-PUBLISHED = "w.state = 'published'"  # the weeks the archive, the feed and search show (SQL on `weeks w`)
+PUBLISHED = "w.state = 'published'"  # the weeks the feed and the home page show (SQL on `weeks w`)
+# The archive, an edition's neighbours and search also show the weeks the age guard held (issue #21), marked
+# held, under their own dates; they enter the feed only once approved and published.
+ARCHIVE = "w.state IN ('published', 'held')"
 PER_PAGE = 20
 MAX_QUERY = 200
 MAX_TERMS = 16
@@ -33,9 +36,10 @@ _TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _WORD = re.compile(r"\w", re.UNICODE)
 
 
-def published_filter() -> str:
-    """The SQL condition (on `weeks w`) for a week readers may find in the archive, feed and search."""
-    return PUBLISHED
+def published_filter(held: bool = False) -> str:
+    """The SQL condition (on `weeks w`) for a week readers may find in the feed (and, with `held`, in the
+    archive and search, which also show the weeks the age guard held)."""
+    return ARCHIVE if held else PUBLISHED
 
 
 @dataclass(frozen=True)
@@ -47,26 +51,30 @@ class EditionRow:
     n: int
     url: str
     updated: str
+    held: bool = False  # held by the age guard (issue #21): shown in the archive, marked, never in the feed
 
 
 def _row(cfg: Config, r: tuple) -> EditionRow:
-    source, key, title, first, last, n, changed, published = r
+    source, key, title, first, last, n, changed, published, state = r
     from datetime import date
     dates = date_range(date.fromisoformat(first) if first else None, date.fromisoformat(last) if last else None)
     return EditionRow(source, key, clean(title) or key, dates, n or 0, edition_url(cfg, source, key),
-                      published or changed or "")
+                      published or changed or "", state == "held")
 
 
 _SELECT = ("SELECT w.source, w.key, w.title, w.first_day, w.last_day, w.n_papers, w.last_changed, "
-           "(SELECT max(p.published_at) FROM publications p WHERE p.source = w.source AND p.week_key = w.key) "
-           "FROM weeks w")
+           "(SELECT max(p.published_at) FROM publications p WHERE p.source = w.source AND p.week_key = w.key), "
+           "w.state FROM weeks w")
 _ORDER = "ORDER BY coalesce(w.last_day, w.key) DESC, w.source DESC, w.key DESC"
 
 
-def editions(store: Store, cfg: Config, page: int = 1, per_page: int = PER_PAGE) -> tuple[list[EditionRow], int]:
-    """One page of published editions, newest first, and the number of pages (at least 1)."""
-    total = store.db.execute(f"SELECT count(*) FROM weeks w WHERE {published_filter()}").fetchone()[0]
-    rows = store.db.execute(f"{_SELECT} WHERE {published_filter()} {_ORDER} LIMIT ? OFFSET ?",
+def editions(store: Store, cfg: Config, page: int = 1, per_page: int = PER_PAGE,
+             held: bool = False) -> tuple[list[EditionRow], int]:
+    """One page of published editions (with `held`, the archive's: held ones too), newest first, and the number
+    of pages (at least 1)."""
+    where = published_filter(held)
+    total = store.db.execute(f"SELECT count(*) FROM weeks w WHERE {where}").fetchone()[0]
+    rows = store.db.execute(f"{_SELECT} WHERE {where} {_ORDER} LIMIT ? OFFSET ?",
                             [per_page, (page - 1) * per_page]).fetchall()
     return [_row(cfg, r) for r in rows], max(1, math.ceil(total / per_page))
 
@@ -80,9 +88,9 @@ def latest(store: Store, cfg: Config) -> tuple[EditionRow, object] | None:
 
 
 def neighbours(store: Store, cfg: Config, source: str, key: str) -> tuple[EditionRow | None, EditionRow | None]:
-    """(newer, older) published editions around `source`/`key` in archive order."""
+    """(newer, older) editions around `source`/`key` in archive order (held ones included, as the archive)."""
     everyone = [(r[0], r[1]) for r in store.db.execute(
-        f"SELECT w.source, w.key FROM weeks w WHERE {published_filter()} {_ORDER}").fetchall()]
+        f"SELECT w.source, w.key FROM weeks w WHERE {published_filter(held=True)} {_ORDER}").fetchall()]
     try:
         i = everyone.index((source, key))
     except ValueError:
@@ -119,24 +127,31 @@ def _marked(text: str | None) -> Markup:
     return Markup(str(escape(text or "")).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>"))
 
 
+def is_held(store: Store, source: str, key: str) -> bool:
+    """Whether the week is held by the age guard (its page says so)."""
+    row = store.db.execute("SELECT state FROM weeks WHERE source = ? AND key = ?", [source, key]).fetchone()
+    return bool(row and row[0] == "held")
+
+
 def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT) -> tuple[int, list[dict]]:
-    """(how many papers match, the best `limit` of them) over the papers of published editions, ranked by
-    bm25; title, summary and authors come highlighted (escaped text with <mark>)."""
+    """(how many papers match, the best `limit` of them) over the papers of published editions and held ones
+    (marked `held`), ranked by bm25; title, summary and authors come highlighted (escaped text with <mark>)."""
     match = fts_query(q)
     if match is None:
         return 0, []
     base = (f"FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
             f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-            f"WHERE papers_fts MATCH ? AND {published_filter()}")
+            f"WHERE papers_fts MATCH ? AND {published_filter(held=True)}")
     total = store.db.execute(f"SELECT count(*) {base}", [match]).fetchone()[0]
     rows = store.db.execute(
         f"SELECT p.source, p.week_key, w.title, p.number, "
         f"highlight(papers_fts, 0, '{_OPEN}', '{_CLOSE}'), highlight(papers_fts, 1, '{_OPEN}', '{_CLOSE}'), "
-        f"highlight(papers_fts, 2, '{_OPEN}', '{_CLOSE}'), p.title, p.summary, p.authors "
+        f"highlight(papers_fts, 2, '{_OPEN}', '{_CLOSE}'), p.title, p.summary, p.authors, w.state "
         f"{base} ORDER BY rank LIMIT ?", [match, limit]).fetchall()
     hits = []
-    for source, key, wtitle, number, h_title, h_summary, h_authors, title, summary, authors in rows:
+    for source, key, wtitle, number, h_title, h_summary, h_authors, title, summary, authors, state in rows:
         hits.append({"source": source, "key": key, "edition": clean(wtitle) or key, "number": number,
+                     "held": state == "held",
                      "title": _marked(clean(h_title) if h_title else "(untitled)"),
                      "summary": _marked(clean(h_summary)),
                      "authors": _marked(clean(h_authors)),
