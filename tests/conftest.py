@@ -83,3 +83,14 @@ def build_corpus_repo(path: Path, corpus: Path) -> list[dict]:
         r["repo_sha"] = commit_file(path, "README.md", (corpus / r["file"]).read_bytes(), r["commit_date"],
                                     f"step {r['step']}")
     return rows
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The chaos tests' seeds (tests/test_chaos.py), printed even when they pass: a CI run's seed can be replayed
+    with PAPERBOT_CHAOS_SEED."""
+    from chaos_support import SEEDS
+
+    if SEEDS:
+        terminalreporter.section("chaos seeds")
+        for line in SEEDS:
+            terminalreporter.write_line(line)

@@ -25,25 +25,31 @@ real discord.py client with `Route.BASE` pointed at `api_base` (issue #12).
   message is made, and is not made if the client hung up meanwhile: the request never got through) and
   `answer_delay` (the message is made, and its answer waits this long: a client killed then never learns its
   id); `idle()` waits until no request is being handled;
-- `chaos(rng, rate)` (issue #15): a seeded share of the requests no fault is scripted for fails at random (a
-  429 asking to wait a few seconds, a 5xx, a stall past the client's timeout after which a request whose client
-  hung up is dropped unmade, a dropped connection before or after the message is made), counted by kind in
-  `injected`; every wait a 429 announced is kept (`resets`), and `early()` lists requests that came before it.
+- `chaos(faults)` (issues #15, #22): the requests no fault is scripted for fail as tests/chaos_support.py's
+  schedule says (a pure function of the seed and the request's number): a 429 asking to wait a few seconds, a
+  5xx before the message is made or after (`stored_5xx`), a stall past the client's timeout after which a
+  request whose client hung up is dropped unmade, a dropped connection before or after the message is made;
+  and each takes the schedule's latency (a message is made, then answered that much later). Faults are counted
+  by kind in `injected`; every wait a 429 announced is kept (`resets`), and `early()` lists requests that came
+  before it. Each message keeps whether its create was answered with it (`Message.answered`): one that was not
+  is a lost answer, which a webhook can only resend.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import re
 import select
 import socket
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+from chaos_support import STALL, Faults
 
 BASE_PATH = "/api/v10"
 TEXT, NEWS, FORUM = 0, 5, 15  # channel types
@@ -131,6 +137,7 @@ class Message:
     crossposted: bool = False
     pings: list[str] = field(default_factory=list)
     edits: int = 0
+    answered: bool = False  # its create was answered with it (else its answer was lost: a 5xx, a drop, a stall)
 
     def json(self) -> dict:
         author = {"id": self.author_id, "username": "paperbot", "discriminator": "0000", "avatar": None,
@@ -150,10 +157,18 @@ class Message:
 class Fault:
     route: str  # a prefix of "METHOD path" (path without BASE_PATH)
     kind: str = "status"  # status | drop | drop_after_create | status_after_create | hang | hang_after_create
+    # (and for chaos, #22: stall, a request whose client hung up meanwhile is never made)
     status: int = 503
     body: dict | None = None
     headers: dict[str, str | None] = field(default_factory=dict)  # a None value leaves that header out
     seconds: float = 0.0
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client killed mid-request (a SIGKILLed `paperbot run`) is part of the tests: not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class DiscordServer:
@@ -175,14 +190,12 @@ class DiscordServer:
         self.busy = 0  # requests being handled
         self.holding = 0  # creates waiting out `create_delay` (no message made yet)
         self.answering = 0  # creates whose message is made and whose answer waits out `answer_delay`
-        self.rng: random.Random | None = None  # chaos: the seeded source of random faults
-        self.chaos_rate = 0.0
-        self.stall = 2.0  # seconds a chaos stall holds a request (more than the client's timeout)
-        self.injected: Counter[str] = Counter()  # random faults injected, by kind
+        self.plan: Faults | None = None  # chaos: the seed's fault schedule
+        self.injected: Counter[str] = Counter()  # chaos faults injected, by kind
         self.resets: list[tuple[float, float]] = []  # (when a 429 was answered, when its wait ends)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.httpd = _HTTPServer(("127.0.0.1", 0), _handler(self))
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
@@ -217,27 +230,30 @@ class DiscordServer:
         with self.lock:
             self.faults.append(Fault(route, kind, **kw))
 
-    def chaos(self, rng: random.Random | None, rate: float = 0.2, *, stall: float = 2.0) -> None:
-        """Fail a share `rate` of the requests no fault is scripted for, at random from `rng` (None: stop)."""
+    def chaos(self, faults: Faults | None) -> None:
+        """Fail the requests no fault is scripted for as `faults` schedules (None: no more faults)."""
         with self.lock:
-            self.rng, self.chaos_rate, self.stall = rng, rate, stall
+            if self.plan is not None and faults is None:
+                self.plan.stop()
+            self.plan = faults
 
-    def _random_fault(self, method: str) -> Fault | None:
-        """A fault drawn from `rng` for this request, or None (under the lock)."""
-        if self.rng is None or self.rng.random() >= self.chaos_rate:
-            return None
-        kind = self.rng.choice(["429", "5xx", "stall", "drop"] + (["drop_after_create"] if method == "POST" else []))
-        self.injected[kind] += 1
-        if kind == "429":
-            wait = round(self.rng.uniform(2.0, 4.0), 3)
+    def _chaos_fault(self, creates: bool) -> tuple[Fault | None, float]:
+        """The schedule's fault for this request and its latency (under the lock)."""
+        d = self.plan.next("create" if creates else "read") if self.plan else None
+        if d is None:
+            return None, 0.0
+        if d.fault:
+            self.injected[d.fault] += 1
+        if d.fault == "429":
             return Fault("", "status", status=429, body={"message": "You are being rate limited.",
-                                                         "retry_after": wait, "global": False},
-                         headers={"Retry-After": str(round(wait)), "X-RateLimit-Limit": str(self.rate),
-                                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": f"{wait:.3f}",
-                                  "X-RateLimit-Scope": "user"})
-        if kind == "5xx":
-            return Fault("", "status", status=self.rng.choice([500, 502, 503]))
-        return Fault("", kind, seconds=self.stall)
+                                                         "retry_after": d.wait, "global": False},
+                         headers={"Retry-After": str(round(d.wait)), "X-RateLimit-Limit": str(self.rate),
+                                  "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": f"{d.wait:.3f}",
+                                  "X-RateLimit-Scope": "user"}), 0.0
+        if d.fault in ("5xx", "stored_5xx"):  # before the message is made, or after
+            return Fault("", "status" if d.fault == "5xx" else "status_after_create",
+                         status=(500, 502, 503)[int(d.latency * 1000) % 3]), d.latency
+        return (Fault("", d.fault, seconds=STALL) if d.fault else None), d.latency
 
     def early(self) -> list[Seen]:
         """The requests that reached the server after a 429 and before the end of the wait it announced."""
@@ -356,13 +372,16 @@ def _handler(server: DiscordServer):
                 body = raw.decode("utf-8", "replace")
             path = parts.path[len(BASE_PATH):] if parts.path.startswith(BASE_PATH) else parts.path
             seen = Seen(method, path, parse_qs(parts.query), body, dict(self.headers), at=time.time())
+            creates = method == "POST" and (re.fullmatch(r"/webhooks/\d+/[^/]+", path) is not None
+                                            or re.fullmatch(r"/channels/\d+/messages", path) is not None)
+            latency = 0.0
             with server.lock:
                 server.requests.append(seen)
                 fault = next((f for f in server.faults if f"{method} {path}".startswith(f.route)), None)
                 if fault:
                     server.faults.remove(fault)
                 else:
-                    fault = server._random_fault(method)
+                    fault, latency = server._chaos_fault(creates)
             if fault and fault.kind == "stall":  # past the client's timeout: a client that hung up never got through
                 if not self._wait(fault.seconds):
                     self.close_connection = True
@@ -379,8 +398,6 @@ def _handler(server: DiscordServer):
                 return self._answer(seen, fault.status, answer, fault.headers)
             if not parts.path.startswith(BASE_PATH):
                 return self._answer(seen, 404, {"message": "404: Not Found", "code": 0})
-            creates = method == "POST" and (re.fullmatch(r"/webhooks/\d+/[^/]+", path) is not None
-                                            or re.fullmatch(r"/channels/\d+/messages", path) is not None)
             if creates and server.create_delay:
                 with server.lock:
                     server.holding += 1
@@ -398,6 +415,8 @@ def _handler(server: DiscordServer):
                 if status is not None and fault and fault.kind == "status_after_create":
                     status, answer, headers = fault.status, fault.body or {"message": "500: Internal Server Error",
                                                                            "code": 0}, fault.headers
+            if latency:
+                server.stopping.wait(latency)  # made (a create), answered only now
             if status is None:
                 self.close_connection = True
                 return
@@ -412,6 +431,9 @@ def _handler(server: DiscordServer):
                     with server.lock:
                         server.answering -= 1
             self._answer(seen, status, answer, headers)
+            made = server.messages.get(str((answer or {}).get("id"))) if creates and status == 200 else None
+            if made is not None and seen.status == 200:
+                made.answered = True
 
         def do_GET(self) -> None:
             self._handle("GET")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import random
 import socket
 import threading
 from collections import Counter
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from chaos_support import Faults
 
 from bot.channels import load_config
 from bot.channels.email import subscribers
@@ -66,15 +66,16 @@ class Recorder:
         self.drop_at_rcpt: set[str] = set()  # close the connection at RCPT, before any data: nothing taken
         self.reject_content = False  # answer every DATA with a 5xx, as a spam filter refusing the message
         self.logins: list[tuple[bytes, bytes]] = []
-        self.rng: random.Random | None = None  # chaos (issue #15): defer or drop a share `chaos_rate` of DATA
-        self.chaos_rate = 0.0
+        self.plan: Faults | None = None  # chaos (issues #15, #22): the seed's fault schedule for DATA
         self.injected: Counter[str] = Counter()
 
-    def chaos(self, rng: random.Random | None, rate: float = 0.1) -> None:
-        """Answer a share `rate` of DATA, at random from `rng` (None: stop), with a 451 or a closed connection;
-        either way the message is not taken."""
+    def chaos(self, faults: Faults | None) -> None:
+        """Answer DATA as `faults` schedules (None: no more faults): a 451 or a closed connection, the message
+        not taken either way; and each DATA takes the schedule's latency (a message is taken, then answered)."""
         with self.lock:
-            self.rng, self.chaos_rate = rng, rate
+            if self.plan is not None and faults is None:
+                self.plan.stop()
+            self.plan = faults
 
     def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
         self.logins.append((auth_data.login, auth_data.password))
@@ -106,11 +107,13 @@ class Recorder:
         if late:
             await asyncio.sleep(late[1])
             return "250 OK"
+        d = self.plan.next("data") if self.plan else None
+        if d is not None and d.fault and d.latency:
+            await asyncio.sleep(d.latency)
         with self.lock:
-            if self.rng is not None and self.rng.random() < self.chaos_rate:
-                kind = self.rng.choice(["451", "drop"])
-                self.injected[kind] += 1
-                if kind == "drop":
+            if d is not None and d.fault:
+                self.injected[d.fault] += 1
+                if d.fault == "drop":
                     server.transport.close()
                     return "421 4.3.2 closing"
                 return "451 4.3.0 mailbox busy, try again later"
@@ -124,6 +127,8 @@ class Recorder:
                 self.defer[rcpt] -= 1
                 return "451 4.3.0 mailbox busy, try again later"
             self.messages.append((rcpt, envelope.original_content or envelope.content))
+        if d is not None and d.latency:
+            await asyncio.sleep(d.latency)  # taken, answered only now: a client killed meanwhile never knows
         return "250 OK"
 
     def count(self) -> int:

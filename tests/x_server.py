@@ -20,10 +20,13 @@ real tweepy client (issue #11).
   matching request until `allow` (a timeline the app may not read);
 - a record of every request (`requests`) and of every post made (`posts`), with the @mentions and URLs X
   would see in it (found with twitter-text's own rules, independently of paperbot's code);
-- `chaos(rng, rate)` (issue #15): a seeded share of the requests no fault is scripted for fails at random (a
-  429 with a reset a few seconds ahead, a 503, a stall past the client's timeout, a dropped connection before
-  or after the post is made), counted by kind in `injected`; every reset a 429 announced is kept (`resets`),
-  and `early()` lists the requests that arrived before one of them.
+- `chaos(faults)` (issues #15, #22): the requests no fault is scripted for fail as tests/chaos_support.py's
+  schedule says (a pure function of the seed and the request's number): a 429 with a reset a few seconds ahead,
+  a 503 before the post is made or after (`stored_5xx`), a stall past the client's timeout (a request whose
+  client hung up meanwhile is dropped unmade), a dropped connection before or after the post is made; and each
+  takes the schedule's latency (a post is made, then answered that much later). Faults are counted by kind in
+  `injected`; every reset a 429 announced is kept (`resets`), and `early()` lists the requests that arrived
+  before one of them. `duplicates` lists the texts refused as duplicate content (a blind resend shows there).
 """
 
 from __future__ import annotations
@@ -33,8 +36,8 @@ import hashlib
 import hmac
 import html
 import json
-import random
 import re
+import select
 import socket
 import sys
 import threading
@@ -46,6 +49,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from chaos_support import STALL, Faults
 from oauthlib.oauth1.rfc5849 import signature, utils
 
 from bot.channels.x.text import twitter_text  # the twitter-text-parser module (loaded where setuptools lacks it)
@@ -103,7 +107,7 @@ class StoredPost:
 @dataclass
 class Fault:
     route: str  # "POST /2/tweets", "GET /2/users/" (prefix of "METHOD path")
-    kind: str  # status | drop | drop_after_create | status_after_create | hang
+    kind: str  # status | drop | drop_after_create | status_after_create | hang | stall (chaos: gone, never made)
     status: int = 503
     body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
@@ -140,10 +144,9 @@ class XServer:
         self._daily: list[float] = []  # times of posts in the last 24 h
         self._nonces: set[str] = set()
         self._next_id = 1790000000000000000
-        self.rng: random.Random | None = None  # chaos: the seeded source of random faults
-        self.chaos_rate = 0.0
-        self.stall = 2.0  # seconds a chaos stall holds a request (more than the client's timeout)
-        self.injected: Counter[str] = Counter()  # random faults injected, by kind
+        self.plan: Faults | None = None  # chaos: the seed's fault schedule
+        self.injected: Counter[str] = Counter()  # chaos faults injected, by kind
+        self.duplicates: list[str] = []  # texts refused as duplicate content
         self.resets: list[tuple[float, float]] = []  # (when a 429 was answered, the reset it announced)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
@@ -178,27 +181,27 @@ class XServer:
         with self.lock:
             self.faults.append(Fault(route, "status", status=status, lasting=True, **kw))
 
-    def chaos(self, rng: random.Random | None, rate: float = 0.2, *, stall: float = 2.0) -> None:
-        """Fail a share `rate` of the requests no fault is scripted for, at random from `rng` (None: stop)."""
+    def chaos(self, faults: Faults | None) -> None:
+        """Fail the requests no fault is scripted for as `faults` schedules (None: no more faults)."""
         with self.lock:
-            self.rng, self.chaos_rate, self.stall = rng, rate, stall
+            if self.plan is not None and faults is None:
+                self.plan.stop()
+            self.plan = faults
 
-    def _random_fault(self, route: str) -> Fault | None:
-        """A fault drawn from `rng` for this request, or None (under the lock)."""
-        if self.rng is None or self.rng.random() >= self.chaos_rate:
-            return None
-        kinds = ["429", "503", "stall", "drop"] + (["drop_after_create"] if route == "POST /2/tweets" else [])
-        kind = self.rng.choice(kinds)
-        self.injected[kind] += 1
-        if kind == "429":
-            reset = str(int(time.time()) + self.rng.randint(2, 4))
+    def _chaos_fault(self, route: str) -> tuple[Fault | None, float]:
+        """The schedule's fault for this request and its latency (under the lock)."""
+        d = self.plan.next("create" if route == "POST /2/tweets" else "read") if self.plan else None
+        if d is None:
+            return None, 0.0
+        if d.fault:
+            self.injected[d.fault] += 1
+        if d.fault == "429":
+            reset = str(int(time.time() + d.wait))
             return Fault(route, "status", status=429, body=_too_many(), headers={
-                "x-rate-limit-limit": "100", "x-rate-limit-remaining": "0", "x-rate-limit-reset": reset})
-        if kind == "503":
-            return Fault(route, "status", status=503)
-        if kind == "stall":
-            return Fault(route, "hang", seconds=self.stall)
-        return Fault(route, kind)
+                "x-rate-limit-limit": "100", "x-rate-limit-remaining": "0", "x-rate-limit-reset": reset}), 0.0
+        if d.fault in ("5xx", "stored_5xx"):  # before the post is made, or after
+            return Fault(route, "status" if d.fault == "5xx" else "status_after_create", status=503), d.latency
+        return (Fault(route, d.fault, seconds=STALL) if d.fault else None), d.latency
 
     def early(self) -> list[Seen]:
         """The requests that reached the server after a 429 and before the reset it announced."""
@@ -362,6 +365,14 @@ class XServer:
             def _drop(self) -> None:
                 self.close_connection = True  # nothing written: the client sees the connection closed
 
+            def _hung_up(self) -> bool:
+                """The client closed its end (its timeout, or a killed process)."""
+                try:
+                    ready, _, _ = select.select([self.connection], [], [], 0)
+                    return bool(ready) and self.connection.recv(1, socket.MSG_PEEK) == b""
+                except OSError:
+                    return True
+
             def _handle(self, method: str) -> None:
                 parts = urlsplit(self.path)
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
@@ -375,9 +386,16 @@ class XServer:
                                 host is not None, host, at=time.time())
                     server.requests.append(seen)
                     route = f"{method} {parts.path}"
-                    fault = server._fault(route) or server._random_fault(route)
+                    fault, latency = server._fault(route), 0.0
+                    if fault is None:
+                        fault, latency = server._chaos_fault(route)
                 if fault and fault.kind == "hang":
                     server.stopping.wait(fault.seconds)
+                    fault = None
+                if fault and fault.kind == "stall":  # past the client's timeout; a client gone: never made
+                    server.stopping.wait(fault.seconds)
+                    if self._hung_up():
+                        return self._drop()
                     fault = None
                 if fault and fault.kind == "drop":
                     return self._drop()
@@ -391,6 +409,8 @@ class XServer:
                 with server.lock:
                     status, answer, headers = self._route(method, parts.path, seen, drop_after_create=bool(
                         fault and fault.kind == "drop_after_create"))
+                if latency:
+                    server.stopping.wait(latency)  # made (a create), answered only now
                 if status is None:
                     return self._drop()
                 if fault and fault.kind == "status_after_create":
@@ -445,6 +465,7 @@ class XServer:
                 normalized = unicodedata.normalize("NFC", text).strip()
                 if any(p.author_id == server.user_id and unicodedata.normalize("NFC", p.text).strip() == normalized
                        for p in server.posts.values()):
+                    server.duplicates.append(text)
                     return 403, _forbidden("You are not allowed to create a Tweet with duplicate content."), headers
                 post = server._store(text, server.user_id, reply_to)
                 if server.daily_limit is not None:
