@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/completeness.py [--shared DIR]
 
 Two histories, each committed into a real git repository in a temporary folder and replayed by `paperbot
-replay`'s code (bot/track/replay.py) with the default settings, every week taken to go out the moment it is
+replay`'s code (bot/publish/replay.py) with the default settings, every week taken to go out the moment it is
 released: the real 2023 history of the dair-ai README (../shared/corpus/dair-ai-2023, when present), and a
 generated one of a maintainer in New York (-04:00) who adds each week's last paper on Sunday evening, after
 midnight UTC, fills one week's placeholder a month late, and adds a paper to the last week with no week after it.
@@ -34,12 +34,12 @@ from pathlib import Path
 
 from bot.config import PublishSettings
 from bot.publish.cap import schedule
+from bot.publish.replay import replay
 from bot.store import Store
 from bot.track.diff import norm_title
 from bot.track.late import LateEvent
 from bot.track.model import Paper
 from bot.track.parsing import parse_document
-from bot.track.replay import replay
 from bot.track.tracker import Released
 
 ENV = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_SYSTEM": "/dev/null"}

@@ -66,7 +66,7 @@ def digest(papers: int = 10) -> str:
 
 
 def setup(tmp: Path, port: int, n: int, connections: int) -> Path:
-    from bot.config import load_config
+    from bot.channels import load_config
     from bot.store import Store
     from bot.track.parsing import parse_document
     from bot.track.tracker import observe, release
@@ -126,8 +126,8 @@ def run_paperbot(cfg_path: Path) -> tuple[float, float, float, int]:
 
 def one_message(cfg_path: Path) -> tuple[bytes, object, str]:
     """The message paperbot sends to reader0, and the rendition that built it."""
+    from bot.channels import load_config
     from bot.channels.email.channel import EmailChannel
-    from bot.config import load_config
     from bot.store import Store
 
     os.environ["PAPERBOT_SECRET_KEY"] = SECRET

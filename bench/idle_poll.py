@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bot.config import load_config
+from bot.channels import load_config
 from bot.sources.poll import poll_source
 from bot.store import Store
 

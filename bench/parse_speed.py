@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.config import PublishSettings  # noqa: E402
+from bot.publish.replay import replay  # noqa: E402
 from bot.store import Store  # noqa: E402
 from bot.track.parse_digest import parse_digest  # noqa: E402
-from bot.track.replay import replay  # noqa: E402
 
 SHARED = Path(os.environ.get("PAPERBOT_SHARED", ROOT.parent / "shared"))
 

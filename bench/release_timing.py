@@ -34,9 +34,9 @@ from clock_support import UNTIL, new_york_history  # noqa: E402
 from conftest import build_corpus_repo  # noqa: E402
 
 from bot.config import PublishSettings  # noqa: E402
+from bot.publish.replay import replay  # noqa: E402
 from bot.store import Store, parse_time  # noqa: E402
 from bot.track.dates import end_of_day, key_bounds  # noqa: E402
-from bot.track.replay import replay  # noqa: E402
 from bot.track.tracker import source_rules  # noqa: E402
 
 SHARED = Path(os.environ.get("PAPERBOT_SHARED", ROOT.parent / "shared"))

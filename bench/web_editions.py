@@ -38,7 +38,7 @@ def free_port() -> int:
 
 def setup(tmp: Path, port: int, papers: int) -> Path:
     """A config and a database with one published week of `papers` papers."""
-    from bot.config import load_config
+    from bot.channels import load_config
     from bot.store import Store
     from bot.track.model import Link, Paper
 

@@ -27,8 +27,8 @@ from discord_server import DiscordServer, shown
 from publish_support import SECRET, Recorder, add_subscribers, smtp_server
 from x_server import XServer
 
+from bot.channels import load_config
 from bot.channels.email.mime import message_id
-from bot.config import load_config
 from bot.store import Store
 
 SOURCE = "dair"

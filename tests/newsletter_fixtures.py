@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from bot.channels import load_config
 from bot.channels.email.render import Edition
-from bot.config import Config, load_config
+from bot.config import Config
 from bot.store import Store
 from bot.track.model import Link, Paper
 

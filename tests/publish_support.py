@@ -17,8 +17,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from chaos_support import Faults
 
+from bot.channels import load_config
 from bot.channels.email import subscribers
-from bot.config import Config, load_config
+from bot.config import Config
 from bot.store import Store, WeekRow
 from bot.track.parsing import parse_document
 from bot.track.tracker import observe, release

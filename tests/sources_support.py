@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from bot.config import Config, load_config
+from bot.channels import load_config
+from bot.config import Config
 from bot.sources.fetch_http import HttpOptions
 from bot.sources.poll import PollOptions
 from bot.store import Store

@@ -24,7 +24,7 @@ from publish_support import SECRET, smtp_server, write_config
 from sources_support import FAST
 from webhook_support import Webhook
 
-from bot.config import load_config
+from bot.channels import load_config
 from bot.ops import alerts
 from bot.sources.poll import poll_source
 from bot.store import Store

@@ -32,8 +32,8 @@ from publish_support import (
 from sources_support import FAST, DocServer
 from webhook_support import Webhook
 
+from bot.channels import load_config
 from bot.channels.base import Unit
-from bot.config import load_config
 from bot.daemon import after_poll_hooks
 from bot.ops import alerts
 from bot.publish import ledger

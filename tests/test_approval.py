@@ -14,9 +14,9 @@ from newsletter_fixtures import sample_edition
 from publish_support import KEY, add_subscribers, parse, ready_week, smtp_server
 from test_render_email import _reference_mjml
 
+from bot.channels import load_config
 from bot.channels.email import render
 from bot.cli import cli
-from bot.config import load_config
 from bot.publish.pipeline import publish_ready
 from bot.store import Store
 

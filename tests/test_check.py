@@ -16,8 +16,8 @@ from conftest import commit_file, make_repo
 from publish_support import SECRET, smtp_server, write_config
 from sources_support import DocServer, fixture, snapshot
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import load_config
 from bot.sources.poll import poll_source
 from bot.store import Store
 

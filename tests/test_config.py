@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import DEFAULT_TOML, ConfigError, HealthSettings, load_config, parse_duration
+from bot.config import DEFAULT_TOML, ConfigError, HealthSettings, parse_duration
 
 
 @pytest.mark.parametrize("text,delta", [("30s", timedelta(seconds=30)), ("30m", timedelta(minutes=30)),

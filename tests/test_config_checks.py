@@ -20,9 +20,10 @@ from conftest import ROOT
 from newsletter_fixtures import sample_edition
 from publish_support import SECRET, add_subscribers, addresses, ready_week, smtp_server, write_config
 
+from bot.channels import load_config
 from bot.channels.email.render import render_newsletter
 from bot.cli import cli
-from bot.config import DEFAULT_TOML, load_config
+from bot.config import DEFAULT_TOML
 from bot.ops.config_checks import SUBJECT_FIELDS, live_send_problems
 from bot.store import Store
 

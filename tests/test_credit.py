@@ -1,4 +1,4 @@
-"""Issue #16: every edition credits the digest it republishes (bot/publish/credit.py) and links to the original,
+"""Issue #16: every edition credits the digest it republishes (bot/edition/credit.py) and links to the original,
 the README section's anchor where there is one; the `credit` setting of a source overrides both."""
 
 from __future__ import annotations
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import ConfigError, SourceConfig, load_config
-from bot.publish.credit import Credit, credit_for, github_anchor
+from bot.channels import load_config
+from bot.config import ConfigError, SourceConfig
+from bot.edition.credit import Credit, credit_for, github_anchor
 from bot.track.late import LateGroup
 from bot.track.model import Week
 

@@ -23,7 +23,7 @@ from conftest import commit_file, make_repo
 from publish_support import KEY, SECRET, Recorder, add_subscribers, addresses, free_port, ready_week
 from sources_support import fixture
 
-from bot.config import load_config
+from bot.channels import load_config
 from bot.store import Store
 
 N = 150

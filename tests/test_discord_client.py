@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from discord_server import NEWS, DiscordServer, shown
 
+from bot.channels import load_config
 from bot.channels.base import PermanentError, RateLimited, TransientError, Uncertain, Unit
 from bot.channels.discord.channel import DiscordChannel, outbox_dir
 from bot.channels.discord.edit import recorded
-from bot.config import load_config
 from bot.store import Store
 from bot.track.model import Link, Paper
 

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.channels.discord.compose import ComposeError, compose, escape, thread_name
-from bot.config import DiscordSettings
-from bot.publish.credit import Credit
-from bot.publish.edition import Edition
-from bot.publish.safetext import clean
+from bot.channels.discord.settings import DiscordSettings
+from bot.edition.credit import Credit
+from bot.edition.edition import Edition
+from bot.edition.safetext import clean
 from bot.track.late import LateGroup
 from bot.track.model import Link, Paper
 from bot.track.parsing import parse_document

@@ -29,7 +29,7 @@ from publish_support import SECRET, write_config
 from bot.channels.discord.channel import DiscordChannel, outbox_dir
 from bot.channels.discord.edit import recorded
 from bot.cli import cli
-from bot.cli.publish import history_json
+from bot.cli.history import history_json
 from bot.publish import ledger
 from bot.publish.pipeline import publish_ready
 from bot.store import Store

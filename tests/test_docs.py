@@ -7,6 +7,7 @@ import re
 import click
 from conftest import ROOT
 
+from bot import channels as registry
 from bot import config
 from bot.cli import cli
 
@@ -39,15 +40,12 @@ def test_every_option_of_every_command_is_documented():
 
 
 def test_every_config_key_is_documented():
-    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "email", "web", "fetch", "x", "discord",
-                                    "alerts", "health"}
+    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "web", "fetch", "alerts", "health"}
     keys |= {f"[publish] {k}" for k in config._PUBLISH_KEYS}
     keys |= {f"[[sources]] {k}" for k in config._SOURCE_KEYS}
-    keys |= {f"[email] {k}" for k in config._EMAIL_KEYS}
     keys |= {f"[web] {k}" for k in config._WEB_KEYS}
     keys |= {f"[fetch] {k}" for k in config._FETCH_KEYS}
-    keys |= {f"[x] {k}" for k in config._X_KEYS}
-    keys |= {f"[discord] {k}" for k in config._DISCORD_KEYS}
+    keys |= {f"[{name}] {k}" for name, settings in registry.SETTINGS.items() for k in settings.KEYS}  # #23
     keys |= {f"[alerts] {k}" for k in config._ALERTS_KEYS}
     keys |= {f"[health] {k}" for k in config._HEALTH_KEYS}  # issue #15
     keys |= {"[github] base_url"}
@@ -60,7 +58,7 @@ def test_default_config_file_keys_are_all_known():
     # `paperbot init` writes DEFAULT_TOML: every key in it, commented out or not, is one the loader accepts in
     # the table it stands in (issue #14: it now writes every section).
     allowed = {"": config._TOP_KEYS, "publish": config._PUBLISH_KEYS, "sources": config._SOURCE_KEYS,
-               "github": {"base_url"}, "fetch": config._FETCH_KEYS, "email": config._EMAIL_KEYS,
+               "github": {"base_url"}, "fetch": config._FETCH_KEYS, "email": registry.SETTINGS["email"].KEYS,
                "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS}
     table, seen = "", set()
     for line in config.DEFAULT_TOML.splitlines():

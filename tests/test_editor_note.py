@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from publish_support import KEY, SECRET, add_subscribers, parse, ready_week, smtp_server, write_config
 
 from bot.cli import cli
-from bot.publish.edition import edition_from_store
+from bot.edition.edition import edition_from_store
 from bot.store import Store
 
 

@@ -25,8 +25,8 @@ import pytest
 from sources_support import DocServer, fixture, write_config
 from test_daemon import _start, _stop
 
+from bot.channels import load_config
 from bot.channels.base import Unit
-from bot.config import load_config
 from bot.publish import ledger
 from bot.store import Store
 from bot.web.health import Heartbeat

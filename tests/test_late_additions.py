@@ -26,11 +26,12 @@ from click.testing import CliRunner
 from conftest import commit_file, git, make_repo
 from publish_support import SECRET, add_subscribers, addresses, parse, smtp_server, write_config
 
+from bot.channels import load_config
 from bot.channels.base import ChannelLimits, Unit
 from bot.cli import cli
-from bot.config import Config, load_config
+from bot.config import Config
+from bot.edition.edition import Edition, edition_from_store
 from bot.publish import ledger
-from bot.publish.edition import Edition, edition_from_store
 from bot.publish.pipeline import after_poll, late_round, publish_channel
 from bot.store import Store, WeekRow
 from bot.track.diff import norm_title

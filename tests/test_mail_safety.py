@@ -23,8 +23,8 @@ from publish_support import DIGEST, SECRET, add_subscribers, smtp_server, write_
 from bot.channels.email.headers import UnsafeHeader, check_block, unstructured
 from bot.channels.email.mime import build_template
 from bot.channels.email.render import UNSUBSCRIBE_PLACEHOLDER
+from bot.edition.safetext import clean
 from bot.publish.pipeline import publish_ready
-from bot.publish.safetext import clean
 from bot.store import Store
 from bot.track.parsing import parse_document
 from bot.track.tracker import observe, release
@@ -73,7 +73,7 @@ def _publish(tmp_path, data: bytes, fmt: str, *, subject: str = "{title}", sourc
         if subject != "{title}":
             text = cfg.path.read_text().replace('subject = "{title}"', f"subject = {subject!r}".replace("'", '"'))
             cfg.path.write_text(text)
-            from bot.config import load_config
+            from bot.channels import load_config
             cfg = load_config(cfg.path)
         store = Store.open(cfg.db_path)
         add_subscribers(store, tmp_path, ["a@example.net", "b@example.net", "c@example.net"])

@@ -25,8 +25,9 @@ from publish_support import add_subscribers, free_port, parse, smtp_server
 from publish_support import write_config as email_config
 from sources_support import FAST
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import ConfigError, load_config
+from bot.config import ConfigError
 from bot.ops import alerts
 from bot.ops.status import lines, status
 from bot.publish import approval

@@ -87,7 +87,7 @@ def test_placeholder_once_in_each_part_and_personalize(cfg):
 
 
 def test_subject_fills_known_fields_only_and_is_one_line(cfg, caplog):
-    with caplog.at_level(logging.WARNING, logger="bot.publish.safetext"):
+    with caplog.at_level(logging.WARNING, logger="bot.edition.safetext"):
         email = render_newsletter(replace(sample_edition(), title="Week\r\nBcc: victim@example.org"), cfg)
     assert email.subject == "Papers: Week Bcc: victim@example.org (10) {unknown} {title.__class__}"
     assert "unknown field {unknown}" in caplog.text

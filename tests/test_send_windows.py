@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from publish_support import KEY, add_subscribers, ready_week, smtp_server
 
-from bot.config import ConfigError, load_config
-from bot.publish.windows import last_window, may_send, next_window, parse_windows
+from bot.channels import load_config
+from bot.channels.windows import last_window, may_send, next_window, parse_windows
+from bot.config import ConfigError
 from bot.store import Store
 
 NY = ZoneInfo("America/New_York")

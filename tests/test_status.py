@@ -18,8 +18,8 @@ from publish_support import SECRET, add_subscribers, ready_week, smtp_server
 from sources_support import FAST, DocServer, fixture, write_config
 
 from bot import locks
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import load_config
 from bot.publish.pipeline import publish_week
 from bot.sources.poll import poll_source
 from bot.store import Store

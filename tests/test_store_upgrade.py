@@ -16,9 +16,9 @@ import pytest
 from click.testing import CliRunner
 from conftest import FIXTURES
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import load_config
-from bot.publish.edition import edition_from_store
+from bot.edition.edition import edition_from_store
 from bot.publish.ledger import LedgerWriter, possible_duplicates
 from bot.publish.pipeline import late_round
 from bot.store import Store, migrations
@@ -26,6 +26,9 @@ from bot.track.parsing import parse_document
 from bot.track.tracker import observe
 
 OLD = FIXTURES / "db" / "main-89dfc70.db"
+# main-89dfc70.db as today's main left it: opened once by main at 92301e6
+# (fixtures/db/upgrade_db.py), so it holds every migration that main applies.
+UPGRADED = FIXTURES / "db" / "main-af4f69c-upgraded.db"
 
 
 def _copy(tmp_path):
@@ -266,7 +269,7 @@ def test_channel_editions_get_the_shown_column_empty_after_the_upgrade(tmp_path)
     db = _copy(tmp_path)
     store = Store.open(db)
     try:
-        from bot.publish.pipeline import corrected
+        from bot.publish.corrections import corrected
 
         assert corrected(store, ["email", "x", "discord"]) == []
     finally:
@@ -405,3 +408,43 @@ def test_possible_duplicates_upgrade_marks_no_old_row_and_history_shows_none(tmp
                 ] == [(row_id, "may have gone out")]
     finally:
         store.close()
+
+
+def _migrations_applied(path) -> list[tuple[str, str]]:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute("SELECT name, applied_at FROM _sqlite_migrations ORDER BY rowid").fetchall()
+    finally:
+        con.close()
+
+
+def test_a_database_upgraded_by_the_previous_main_applies_nothing_again_23(tmp_path):
+    """#23: the layout moved every migration into bot/store/schema.py; each keeps its name and its place, so a
+    database today's main already upgraded opens with nothing re-applied and nothing lost."""
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "paperbot.db"
+    shutil.copy(UPGRADED, db)
+    before, applied = _snapshot(db), _migrations_applied(db)
+    today = [m.name for m in migrations._migrations]
+    assert [name for name, _ in applied] == today[:len(applied)]  # every name and its place kept
+    Store.open(db).close()
+    after = _migrations_applied(db)
+    assert after[:len(applied)] == applied  # nothing applied again, not even re-recorded
+    assert [name for name, _ in after] == today  # only migrations newer than that main, if any, ran
+    assert _snapshot(db) == before
+    (tmp_path / "paperbot.toml").write_text('state_dir = "state"\n', encoding="utf-8")
+    run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "weeks", "--json"], obj={})
+    assert run.exit_code == 0, run.output
+    assert {w["key"] for w in json.loads(run.stdout)} == {key for _, key, _, _ in before["weeks"]}
+
+
+def test_the_previous_main_and_today_apply_the_same_migrations_in_the_same_order_23(tmp_path):
+    """#23: the previous main's database, upgraded by today's code, records the migrations in the order the
+    previous main recorded them (then any newer ones after them)."""
+    db = _copy(tmp_path)
+    Store.open(db).close()
+    ours = [name for name, _ in _migrations_applied(db)]
+    theirs = [name for name, _ in _migrations_applied(UPGRADED)]
+    assert ours[:len(theirs)] == theirs
+    assert ours == [m.name for m in migrations._migrations]

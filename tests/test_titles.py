@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from newsletter_fixtures import write_config
 
 from bot.channels.discord.compose import compose as discord_compose
+from bot.channels.discord.settings import DiscordSettings
 from bot.channels.email.render import render_newsletter
 from bot.channels.x.compose import compose_thread
-from bot.config import DiscordSettings
-from bot.publish.edition import Edition
+from bot.edition.edition import Edition
 from bot.track.parse_digest import parse_digest
 from bot.track.titles import read_cell, split_number
 

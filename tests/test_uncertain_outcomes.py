@@ -27,7 +27,7 @@ from bot.channels.discord.transport import Credentials
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.channels.x import client as xc
 from bot.cli import cli
-from bot.cli.publish import history_json
+from bot.cli.history import history_json
 from bot.ops import alerts
 from bot.publish import ledger
 from bot.publish.pipeline import publish_ready

@@ -18,11 +18,11 @@ from datetime import UTC, datetime
 import pytest
 from newsletter_fixtures import sample_edition, store_edition, write_config
 
+from bot.channels import load_config
 from bot.channels.base import Unit
 from bot.channels.email import subscribers as subs
 from bot.channels.email.render import save_web_edition
 from bot.channels.email.tokens import unsubscribe_token
-from bot.config import load_config
 from bot.publish import ledger
 from bot.store import Store
 

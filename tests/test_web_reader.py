@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from newsletter_fixtures import sample_edition, store_edition
 from publish_support import free_port, smtp_server
 
+from bot.channels import load_config
 from bot.channels.email import subscribers as subs
 from bot.channels.email.tokens import legacy_unsubscribe_token, unsubscribe_token
 from bot.cli import cli
-from bot.config import load_config
 from bot.store import Store
 from bot.track.model import Link, Paper
 

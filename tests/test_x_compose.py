@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from publish_support import KEY, SECRET, ready_week, write_config
 from x_server import find_mentions
 
+from bot.channels import load_config
 from bot.channels.email.render import Edition
 from bot.channels.x.compose import (
     ComposeError,
@@ -30,7 +31,6 @@ from bot.channels.x.compose import (
 )
 from bot.channels.x.text import fits, inert, shorten, twitter_text
 from bot.cli import cli
-from bot.config import load_config
 from bot.store import Store
 from bot.track.late import LateGroup
 from bot.track.model import Link, Paper

@@ -16,10 +16,10 @@ from test_x_compose import CHUNKS, LATE, WEB, _earlier_2023_papers, _editions
 from test_x_thread import publish, x  # noqa: F401  (x: the local X server fixture)
 from x_entities_support import entities, hashtags, require_twitter_text, stray
 
+from bot.channels import load_config
 from bot.channels.email.render import Edition
 from bot.channels.x.compose import compose_thread
 from bot.channels.x.text import fits, inert
-from bot.config import load_config
 from bot.store import Store
 from bot.track.late import LateGroup
 from bot.track.model import Link, Paper

@@ -26,8 +26,9 @@ from click.testing import CliRunner
 from publish_support import write_config
 from x_server import XServer, find_mentions, twitter_text
 
+from bot.channels import load_config
 from bot.cli import cli
-from bot.config import Config, load_config
+from bot.config import Config
 from bot.publish import ledger
 from bot.publish.pipeline import late_round, publish_ready, publish_week
 from bot.store import Store

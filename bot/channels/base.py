@@ -57,6 +57,10 @@ class Uncertain(Exception):
         self.resend_if_missing = resend_if_missing
 
 
+class RenderError(RuntimeError):
+    """A template could not be rendered; the message names the template and the problem."""
+
+
 class StorageError(Exception):
     """A local write failed: the outbox, a web edition, the signing key or the state database (disk full,
     read-only, no permission). Not the remote side's fault, and retrying it within seconds helps nothing: the
@@ -168,3 +172,13 @@ class Channel(Protocol):
 
     def preview(self, store: Store, week: WeekRow, out: Path | None) -> list[str]:
         """Render the week without changing any state; write files under `out`; return lines to show."""
+
+
+class EditorCopy(Protocol):
+    """A channel that can send one test copy of a week to an address (the editor's, under `[publish] approve`):
+    email. Reached through the registry (`bot.channels.make`), so publishing never names a concrete channel."""
+
+    def send_copy(self, store: Store, week: WeekRow, address: str, *, approval: dict | None = None) -> str:
+        """Send one copy of `week` to `address`, recording nothing; return a line saying where it went. With
+        `approval` (the approve/skip commands), the editor's approval copy. Raises TransientError/PermanentError,
+        Uncertain, StorageError or RenderError."""

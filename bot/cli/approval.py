@@ -8,7 +8,7 @@ import click
 from bot import locks
 from bot.channels.base import StorageError
 from bot.cli.common import _load, clock
-from bot.cli.publish import _existing_store, refuse_unfit, resolve_week
+from bot.cli.publish import existing_store, refuse_unfit, resolve_week
 from bot.publish import approval
 from bot.publish.pipeline import lock_path, publish_week
 from bot.store import Store, WeekRow
@@ -45,7 +45,7 @@ def approve(ctx: click.Context, weeks: tuple[str, ...], held_source: str | None)
     refuse_unfit(cfg)
     now = clock()()
     reports = []
-    with _existing_store(cfg) as store:
+    with existing_store(cfg) as store:
         targets = _targets(store, weeks, held_source)
         for w in targets:  # every one checked before any is changed
             if w.state not in (approval.AWAITING, HELD, "ready"):
@@ -83,7 +83,7 @@ def skip(ctx: click.Context, weeks: tuple[str, ...], held_source: str | None) ->
     """Reject each WEEK (awaiting approval, held, ready or pending): it is never sent, on any channel; history
     says so."""
     cfg = _load(ctx)
-    with _existing_store(cfg) as store:
+    with existing_store(cfg) as store:
         targets = _targets(store, weeks, held_source)
         for w in targets:  # every one checked before any is changed
             if w.state not in (approval.AWAITING, HELD, "ready", "pending"):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import click
 
-from bot.config import Config, ConfigError, load_config
+from bot.channels import load_config
+from bot.config import Config, ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ import click
 
 from bot import channels as registry
 from bot.cli.common import _load, _read
-from bot.cli.publish import _existing_store, resolve_week
+from bot.cli.publish import existing_store, resolve_week
+from bot.edition.safetext import keep_lines
 from bot.publish import ledger
-from bot.publish.safetext import keep_lines
 
 MAX_NOTE = 2000  # characters: a note is a few sentences, not a second newsletter
 
@@ -44,7 +44,7 @@ def note(ctx: click.Context, week: str, text: str | None, path: str | None, clea
     if sum((text is not None, path is not None, clear)) > 1:
         raise click.UsageError("give the note as TEXT, or --file, or --clear: only one of them")
     cfg = _load(ctx)
-    with _existing_store(cfg) as store:
+    with existing_store(cfg) as store:
         w = resolve_week(store, week)
         label = f"{w.source}:{w.key}"
         if text is None and path is None and not clear:

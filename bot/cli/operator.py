@@ -1,6 +1,6 @@
 """`paperbot status` and `paperbot check`: what the operator asks before and while paperbot runs.
 
-`status` reads the state database (bot/status.py); `check` runs the config checks (bot/config_checks.py),
+`status` reads the state database (bot/ops/status.py); `check` runs the config checks (bot/ops/config_checks.py),
 tries each source without recording anything (bot/sources/probe.py) and each channel's own `check()` (email:
 the SMTP login, nothing sent). Both only read.
 """

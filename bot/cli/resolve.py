@@ -9,7 +9,7 @@ import click
 from bot import channels as registry
 from bot import locks
 from bot.cli.common import _load
-from bot.cli.publish import _existing_store, resolve_week
+from bot.cli.publish import existing_store, resolve_week
 from bot.publish import ledger
 from bot.publish.pipeline import lock_path
 
@@ -38,7 +38,7 @@ def resolve(ctx: click.Context, week: str, channel: str, number: int, posted: st
     except locks.LockBusy as e:
         raise click.ClickException(f"{e}; run resolve again when that publish run has ended") from e
     try:
-        with _existing_store(cfg) as store:
+        with existing_store(cfg) as store:
             w = resolve_week(store, week)
             try:
                 row = ledger.resolve(store, w.source, w.key, channel, number,

@@ -11,13 +11,13 @@ import click
 
 from bot.cli.common import _as_of, _load, _parse_time, _read
 from bot.config import DEFAULT_TOML, EXPECT_MAX, ConfigError, parse_zone
+from bot.publish.replay import replay as run_replay
 from bot.store import Store, iso
 from bot.track.diff import Known, diff_weeks, norm_title
 from bot.track.gitrepo import GitError
 from bot.track.late import LateEvent
 from bot.track.model import week_to_json
 from bot.track.parsing import FORMATS, parse_document
-from bot.track.replay import replay as run_replay
 from bot.track.tracker import Released, source_rules
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,7 @@ def _now() -> datetime:
 def serve(ctx: click.Context) -> None:
     """Run the web app (unsubscribe links, editions in the browser) on [web] listen."""
     from bot.channels.email.tokens import SecretKeyError
-    from bot.web.app import serve as run
+    from bot.web.server import serve as run
 
     cfg = _load(ctx)
     host, port = cfg.web.host_port

@@ -13,7 +13,7 @@ Control and format characters are already gone (`safetext.clean`).
 
 from __future__ import annotations
 
-from bot.publish.safetext import clean
+from bot.edition.safetext import clean
 
 DISCORD_MAX = 2000  # characters in one Discord message (counted as UTF-16 code units, the safe way)
 QUOTE_MAX = 1000  # characters of a quote kept anywhere

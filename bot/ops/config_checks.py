@@ -12,29 +12,15 @@ from __future__ import annotations
 
 import ipaddress
 import string
-from dataclasses import dataclass
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from bot.channels.email.render import SUBJECT_FIELDS
+from bot.config import CheckResult as CheckResult  # one line of `paperbot check`, defined low for sources/channels
 from bot.config import Config
 
 EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")  # RFC 2606: documentation, never a real sender
 RESERVED_TLDS = ("example", "invalid", "localhost")  # RFC 2606/6761 names that never reach anyone
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One line of `paperbot check`: what was checked, whether it passed, and what was found."""
-
-    what: str  # "config email.from", "source dair-ai", "email smtp"
-    ok: bool
-    detail: str
-    note: bool = False  # informative only: counts neither as passed nor as failed
-
-    def line(self) -> str:
-        mark = "note" if self.note else "ok" if self.ok else "FAIL"
-        return f"{mark:4s}  {self.what}: {self.detail}"
 
 
 def example_domain(host: str) -> str | None:

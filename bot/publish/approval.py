@@ -17,9 +17,7 @@ from datetime import datetime
 from email.utils import parseaddr
 
 from bot import channels as registry
-from bot.channels.base import PermanentError, StorageError, TransientError, Uncertain
-from bot.channels.email.channel import EmailChannel
-from bot.channels.email.render import RenderError
+from bot.channels.base import EditorCopy, PermanentError, RenderError, StorageError, TransientError, Uncertain
 from bot.config import Config
 from bot.publish import ledger
 from bot.store import Store, WeekRow, iso
@@ -58,7 +56,8 @@ def hold(cfg: Config, store: Store, now: datetime) -> list[WeekRow]:
         held.append(week)
         to = editor_address(cfg)
         try:
-            line = EmailChannel(cfg).send_copy(store, week, to, approval=commands(week))
+            copier: EditorCopy = registry.make(cfg, "email")  # type: ignore[assignment]
+            line = copier.send_copy(store, week, to, approval=commands(week))
         except (TransientError, PermanentError, Uncertain, StorageError, RenderError) as e:
             log.warning("%s:%s awaits approval; the editor's copy to %s was not sent: %s", week.source, week.key,
                         to, e)

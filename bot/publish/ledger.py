@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bot.channels.base import StorageError, Unit, storage_error
+from bot.edition.holdings import went_out_at as went_out_at  # the one definition of "went out", read by editions too
 from bot.store import Store, iso, parse_time
 
 STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped", "trial", "uncertain", "refused")
@@ -172,14 +173,6 @@ def finish(store: Store, source: str, key: str, channel: str, now: datetime) -> 
                          "WHERE source = ? AND week_key = ? AND channel = ? AND trial = 0 AND state = 'sending'",
                          [iso(now), source, key, channel])
     return True
-
-
-def went_out_at(store: Store, source: str, key: str, channel: str) -> datetime | None:
-    """When the week went out on the channel: its first delivery there in state `sent`; None if none is. The one
-    definition of "went out" that late additions count from (a trial to the outbox is never `sent`)."""
-    row = store.db.execute("SELECT min(sent_at) FROM deliveries WHERE source = ? AND week_key = ? AND channel = ? "
-                           "AND state = 'sent'", [source, key, channel]).fetchone()
-    return parse_time(row[0]) if row and row[0] else None
 
 
 def channel_until(store: Store, channel: str, now: datetime | None = None) -> tuple[datetime, str] | None:

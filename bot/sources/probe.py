@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from bot.config import Config, SourceConfig
-from bot.ops.config_checks import CheckResult
+from bot.config import CheckResult, Config, SourceConfig
 from bot.sources.check_http import ACCEPT_FEED, ACCEPT_TEXT, source_urls
 from bot.sources.fetch_git import GitFetchError, ls_remote
 from bot.sources.fetch_http import FetchError, HttpOptions, conditional_get, public_url, redact

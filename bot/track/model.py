@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from functools import cached_property
 
+FORMATS = ("auto", "digest", "notes", "feed")  # how a source's document is read (bot/track/parsing.py)
+
 
 @dataclass(frozen=True)
 class Link:

@@ -6,12 +6,11 @@ import re
 from datetime import date
 
 from bot.track.lines import decode
-from bot.track.model import Document
+from bot.track.model import FORMATS, Document
 from bot.track.parse_digest import parse_digest
 from bot.track.parse_feed import parse_feed
 from bot.track.parse_notes import parse_notes
 
-FORMATS = ("auto", "digest", "notes", "feed")
 _XML_START = re.compile(rb"^\s*(?:\xef\xbb\xbf)?\s*<(?:\?xml|rss|feed|rdf:RDF|!--)", re.IGNORECASE)
 _H3 = re.compile(r"^\s{0,3}###\s+\S", re.MULTILINE)
 

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 
 from bot.channels.email.render import _paper_view, edition_from_store, edition_url, templates_path
 from bot.config import Config
-from bot.publish.safetext import clean, date_range
+from bot.edition.safetext import clean, date_range
 from bot.store import Store
 
 PUBLISHED = "w.state = 'published'"  # the weeks the feed and the home page show (SQL on `weeks w`)

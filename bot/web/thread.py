@@ -1,4 +1,4 @@
-"""The web app (bot/web/app.py) on its own thread and event loop beside the daemon.
+"""The web app (bot/web/app.py, served by bot/web/server.py) on its own thread and event loop beside the daemon.
 
 `paperbot run` mails unsubscribe links, so it must also answer them: it starts the app here for as long as
 it runs. A web app that cannot start (the port is taken, say) is logged as an error and the daemon goes on
@@ -35,7 +35,7 @@ class WebThread:
         return True
 
     def _run(self) -> None:
-        from bot.web.app import start_web
+        from bot.web.server import start_web
 
         asyncio.set_event_loop(self.loop)
         try:

@@ -35,10 +35,9 @@ from bot.channels.discord.compose import ComposeError, compose, embed_length
 from bot.channels.discord.edit import Edit, edit_week
 from bot.channels.discord.transport import TOKEN_ENV, WEBHOOK_ENV, Credentials, CredentialsError, credentials_from_env
 from bot.channels.email.render import RenderError, edition_url
-from bot.config import Config
-from bot.ops.config_checks import CheckResult
-from bot.publish.credit import edition_credit
-from bot.publish.edition import Edition, edition_from_store
+from bot.config import CheckResult, Config
+from bot.edition.credit import edition_credit
+from bot.edition.edition import Edition, edition_from_store
 from bot.store import Store, WeekRow
 
 log = logging.getLogger(__name__)

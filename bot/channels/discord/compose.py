@@ -27,12 +27,12 @@ from urllib.parse import urlsplit
 import discord
 import jinja2
 
+from bot.channels.discord.settings import DiscordSettings
 from bot.channels.email.render import templates_path
-from bot.config import DiscordSettings
-from bot.publish.credit import Credit
-from bot.publish.edition import Edition
-from bot.publish.excerpt import week_heading
-from bot.publish.safetext import clean, date_range, keep_lines, safe_url
+from bot.edition.credit import Credit
+from bot.edition.edition import Edition
+from bot.edition.excerpt import week_heading
+from bot.edition.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.late import TITLE as LATE_TITLE
 from bot.track.model import Paper
 

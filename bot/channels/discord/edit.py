@@ -19,9 +19,9 @@ from datetime import datetime
 
 from bot.channels.discord.client import DiscordClient
 from bot.channels.discord.compose import ComposeError, compose
-from bot.config import DiscordSettings
-from bot.publish.credit import Credit
-from bot.publish.edition import Edition
+from bot.channels.discord.settings import DiscordSettings
+from bot.edition.credit import Credit
+from bot.edition.edition import Edition
 from bot.store import Store, iso
 
 log = logging.getLogger(__name__)

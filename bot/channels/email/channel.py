@@ -39,8 +39,7 @@ from bot.channels.email.render import (
 )
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.channels.email.tokens import ENV_KEY, KEY_FILE, load_secret_key, unsubscribe_token, unsubscribe_url
-from bot.config import Config
-from bot.ops.config_checks import CheckResult
+from bot.config import CheckResult, Config
 from bot.store import Store, WeekRow
 
 log = logging.getLogger(__name__)

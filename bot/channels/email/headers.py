@@ -17,7 +17,7 @@ import re
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
-from bot.publish.safetext import clean
+from bot.edition.safetext import clean
 
 CRLF = b"\r\n"
 _LINE = 78  # RFC 5322's recommended line length; folded lines stay within it

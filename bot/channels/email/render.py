@@ -21,12 +21,13 @@ from urllib.parse import quote
 import jinja2
 import mjml
 
+from bot.channels.base import RenderError
 from bot.channels.email import view
 from bot.channels.email.view import paper_view
 from bot.config import Config
-from bot.publish.edition import Edition
-from bot.publish.edition import edition_from_store as edition_from_store  # where the channels have found it
-from bot.publish.safetext import clean, format_subject, keep_lines
+from bot.edition.edition import Edition
+from bot.edition.edition import edition_from_store as edition_from_store  # where the channels have found it
+from bot.edition.safetext import clean, format_subject, keep_lines
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,6 @@ HTML_TEMPLATE = "newsletter.mjml"
 TEXT_TEMPLATE = "newsletter.txt"
 SIZE_LIMIT = 100 * 1024  # Gmail clips messages whose HTML is over ~102 KB
 SUBJECT_EDGE = " :·-–—|,;"
-
-
-class RenderError(RuntimeError):
-    """A template could not be rendered; the message names the template and the problem."""
 
 
 @dataclass(frozen=True)

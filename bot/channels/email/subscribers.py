@@ -1,9 +1,10 @@
-"""Newsletter subscribers in SQLite: validation, states, CSV import and export.
+"""Newsletter subscribers in SQLite: states, the unsubscribe journal, confirmations, CSV import and export.
 
 An address is stored normalised (surrounding space stripped, domain lower-cased; the local part keeps its
 case, as RFC 5321 lets the receiving server decide). States: `pending`, `active`, `unsubscribed`, `bounced`.
 Unsubscribed and bounced rows are kept rather than deleted, so a later CSV import (INSERT OR IGNORE) cannot
-put them back on the list; only an explicit `add` by the operator reactivates an address.
+put them back on the list; only an explicit `add` by the operator reactivates an address. What makes an address
+valid is bot/channels/email/addresses.py.
 """
 
 from __future__ import annotations
@@ -13,31 +14,19 @@ import fcntl
 import json
 import logging
 import os
-import re
-import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from email.utils import parseaddr
 from pathlib import Path
 from typing import TextIO
 
+from bot.channels.email.addresses import InvalidAddress as InvalidAddress
+from bot.channels.email.addresses import clean_name, display_name, normalize_address
 from bot.store import Store, iso
 
 log = logging.getLogger(__name__)
 
 STATES = ("pending", "active", "unsubscribed", "bounced")
-MAX_ADDRESS = 254  # RFC 5321 path limit less the angle brackets
-MAX_LOCAL = 64
-_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
-_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
-_TLD = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
-_NAMED = re.compile(r"[^<>]*<([^<>]*)>")  # fullmatch: `$` would allow a "\n"
-
-
-class InvalidAddress(ValueError):
-    """An address paperbot will not store; the message says what is wrong with it."""
 
 
 class CsvFormatError(ValueError):
@@ -49,71 +38,6 @@ class ImportReport:
     added: int = 0
     already: int = 0  # in the database already, or repeated in the file
     rejected: list[tuple[int, str]] = field(default_factory=list)  # (line in the file, reason)
-
-
-def _has_control(s: str) -> bool:
-    if s.isascii():  # the common case, checked in C
-        return not s.isprintable()
-    return any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in s)
-
-
-def normalize_address(s: str) -> str:
-    """The stored form of `s` (`addr` or `Name <addr>`), or InvalidAddress saying why not."""
-    if not isinstance(s, str):
-        raise InvalidAddress("not a string")
-    raw = s.strip()
-    if not raw:
-        raise InvalidAddress("empty address")
-    if len(raw) > 1000:
-        raise InvalidAddress("too long")
-    if _has_control(raw):
-        raise InvalidAddress("contains control characters")
-    m = _NAMED.fullmatch(raw)
-    if m is None:
-        return _check(raw)
-    addr = m.group(1).strip()
-    if parseaddr(raw)[1] != addr:
-        raise InvalidAddress(f"{raw!r}: cannot read the name and <address> form")
-    return _check(addr)
-
-
-MAX_NAME = 200
-
-
-def display_name(s: str) -> str | None:
-    """The name in `Name <addr>` (quotes taken off), or None for a bare address. Call after normalize_address
-    has accepted `s`, so it holds no control character."""
-    if not isinstance(s, str) or _NAMED.fullmatch(s.strip()) is None:
-        return None
-    name = " ".join(parseaddr(s.strip())[0].split())
-    return name[:MAX_NAME] or None
-
-
-def _check(addr: str) -> str:
-    if addr.count("@") != 1:
-        raise InvalidAddress(f"{addr!r}: " + ("no @" if "@" not in addr else "more than one @"))
-    local, domain = addr.split("@")
-    if not local:
-        raise InvalidAddress(f"{addr!r}: nothing before the @")
-    if len(local) > MAX_LOCAL:
-        raise InvalidAddress(f"{addr!r}: the part before @ is longer than {MAX_LOCAL} characters")
-    if not _LOCAL.fullmatch(local):
-        raise InvalidAddress(f"{addr!r}: the part before @ has spaces, two dots in a row or a character "
-                             "not allowed")
-    try:
-        domain = domain.rstrip(".")
-        domain = domain.lower() if domain.isascii() else domain.encode("idna").decode("ascii").lower()
-    except UnicodeError as e:
-        raise InvalidAddress(f"{addr!r}: the domain is not a valid name") from e
-    labels = domain.split(".")
-    if len(labels) < 2:
-        raise InvalidAddress(f"{addr!r}: the domain needs a dot (e.g. example.org)")
-    if not all(_LABEL.fullmatch(lb) for lb in labels) or not _TLD.fullmatch(labels[-1]):
-        raise InvalidAddress(f"{addr!r}: the domain is not a valid name")
-    out = f"{local}@{domain}"
-    if len(out) > MAX_ADDRESS:
-        raise InvalidAddress(f"{addr!r}: longer than {MAX_ADDRESS} characters")
-    return out
 
 
 def _row(store: Store, address: str) -> dict | None:
@@ -130,7 +54,7 @@ def add(store: Store, address: str, *, origin: str, now: datetime, state: str = 
     """
     if state not in STATES:
         raise ValueError(f"state {state!r} must be one of {', '.join(STATES)}")
-    name = _clean_name(name) if name is not None else display_name(address)
+    name = clean_name(name) if name is not None else display_name(address)
     address = normalize_address(address)
     with store.atomic():
         row = _row(store, address)
@@ -145,13 +69,6 @@ def add(store: Store, address: str, *, origin: str, now: datetime, state: str = 
             store.db["subscribers"].update(row["id"], {"state": state, "updated_at": iso(now),
                                                        "reason": f"added again via {origin}"})
         return row["id"]
-
-
-def _clean_name(name: str) -> str | None:
-    """A name from a CSV cell or an option: one line, spaces collapsed, at most MAX_NAME characters."""
-    if _has_control(name):
-        raise InvalidAddress(f"the name {name[:40]!r} contains control characters")
-    return " ".join(name.split())[:MAX_NAME] or None
 
 
 def remove(store: Store, address: str) -> bool:
@@ -374,7 +291,7 @@ def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport
             try:
                 raw = rec.get("email") or ""
                 address = normalize_address(raw)
-                name = _clean_name(rec["name"]) if rec.get("name") else display_name(raw)
+                name = clean_name(rec["name"]) if rec.get("name") else display_name(raw)
             except InvalidAddress as e:
                 rejected.append((line, str(e)))
                 continue

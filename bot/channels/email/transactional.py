@@ -29,7 +29,7 @@ from bot.channels.email.render import (
 )
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.config import Config
-from bot.publish.safetext import clean
+from bot.edition.safetext import clean
 
 log = logging.getLogger(__name__)
 

@@ -18,10 +18,10 @@ from urllib.parse import urlsplit
 
 from bot.channels.email.subscribers import InvalidAddress, normalize_address
 from bot.config import Config
-from bot.publish.credit import edition_credit
-from bot.publish.edition import Edition
-from bot.publish.excerpt import summary_excerpt, week_heading
-from bot.publish.safetext import clean, date_range, safe_url
+from bot.edition.credit import edition_credit
+from bot.edition.edition import Edition
+from bot.edition.excerpt import summary_excerpt, week_heading
+from bot.edition.safetext import clean, date_range, safe_url
 from bot.track.late import TITLE as LATE_TITLE
 from bot.track.late import paper_keys
 from bot.track.model import Paper

@@ -35,10 +35,9 @@ from bot.channels.email.render import RenderError, edition_url
 from bot.channels.x import client as xc
 from bot.channels.x.compose import ComposeError, Post, compose_thread
 from bot.channels.x.text import MAX_WEIGHT
-from bot.config import Config
-from bot.ops.config_checks import CheckResult
-from bot.publish.credit import edition_credit
-from bot.publish.edition import edition_from_store
+from bot.config import CheckResult, Config
+from bot.edition.credit import edition_credit
+from bot.edition.edition import edition_from_store
 from bot.store import Store, WeekRow
 
 log = logging.getLogger(__name__)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from bot.channels.email.render import Edition, templates_path
+from bot.channels.x.settings import normalize_hashtags
 from bot.channels.x.text import (
     MAX_CHARS,
     MAX_WEIGHT,
@@ -36,9 +37,8 @@ from bot.channels.x.text import (
     upper_weight,
     weighted_length,
 )
-from bot.config import normalize_hashtags
-from bot.publish.excerpt import week_heading
-from bot.publish.safetext import clean, date_range, keep_lines, safe_url
+from bot.edition.excerpt import week_heading
+from bot.edition.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.model import Paper
 
 log = logging.getLogger(__name__)

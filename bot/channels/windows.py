@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.config import ConfigError
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _WINDOW = re.compile(r"\s*(?P<day>[a-z]{3,9})\s+(?P<h>\d{1,2}):(?P<m>\d{2})\s*", re.IGNORECASE)
@@ -83,3 +85,11 @@ def may_send(windows: Sequence[Window], tz: ZoneInfo, ready_at: datetime | None,
         return True
     last = last_window(windows, tz, now)
     return last is not None and (ready_at is None or last >= ready_at)
+
+
+def parse_send_at(value: object, where: str) -> tuple[Window, ...]:
+    """A channel's `send_at` key, as its settings read it: ConfigError naming `where` if it is not windows."""
+    try:
+        return parse_windows(value, where)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.publish.safetext import clean
+from bot.edition.safetext import clean
 from bot.track.dates import range_span
 
 _ISO_WEEK = re.compile(r",?\s*\bweek\s+\d{4}-W\d{2}\s*$", re.IGNORECASE)  # "Lab blog, week 2026-W47"

@@ -5,7 +5,7 @@ times printed are the times a live daemon polling continuously would have releas
 a store lets a replay stop (`stop_after`) and continue later with exactly the same output.
 
 Every week is taken to go out the moment it is released (on one channel, "replay"), so a paper added to a week
-after its release is a late addition (bot/track/late.py): the next release of the source carries it, or, if
+after its release is a late addition (bot/publish/late.py): the next release of the source carries it, or, if
 none comes within `late_max_wait`, an edition of late papers alone at that deadline. Each is reported
 (`emit_late`), so a backtest shows when every paper would have reached readers.
 """
@@ -19,10 +19,11 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 from bot.config import PublishSettings, SourceConfig
+from bot.edition import holdings
+from bot.publish import late
 from bot.store import Store, iso, parse_time
-from bot.track import late
 from bot.track.gitrepo import file_history, read_blobs
-from bot.track.late import LateEvent
+from bot.track.late import LateEvent, deadline
 from bot.track.parsing import parse_document
 from bot.track.tracker import Released, next_gate, observe, release
 
@@ -59,12 +60,12 @@ class _Out:
 
     def alone(self, store: Store, source: str, at: datetime) -> None:
         """No release came in time: the late papers waiting go out on their own."""
-        key, _ = late.standalone_key(store, source, late.claimable(store, source, CHANNEL))
+        key, _ = late.standalone_key(store, source, holdings.claimable(store, source, CHANNEL))
         self._carry(store, source, key, at)
 
     def _carry(self, store: Store, source: str, key: str, at: datetime) -> None:
-        rows = late.claimable(store, source, CHANNEL, exclude=key)
-        late.claim(store, rows, key)
+        rows = holdings.claimable(store, source, CHANNEL, exclude=key)
+        late.carry(store, rows, key)
         late.mark_went_out(store, source, key, CHANNEL, at)
         for e in late.events(store, source, rows, key, at):
             self.emit_late(e)
@@ -81,7 +82,7 @@ def _advance(store: Store, settings: PublishSettings, source: str, target: datet
     alone when their wait for a release runs out first."""
     while True:
         g = next_gate(store, settings, source, configs)
-        d = late.deadline(late.claimable(store, source, CHANNEL), settings.late_max_wait)
+        d = deadline(holdings.claimable(store, source, CHANNEL), settings.late_max_wait)
         if d is not None and d <= target and (g is None or d < g):
             out.alone(store, source, d)
         elif g is not None and g <= target:

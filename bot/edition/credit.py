@@ -19,8 +19,8 @@ from typing import Protocol
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from bot.config import SourceConfig
-from bot.publish.edition import Edition
-from bot.publish.safetext import clean, safe_url
+from bot.edition.edition import Edition
+from bot.edition.safetext import clean, safe_url
 
 _DATE_KEY = re.compile(r"\d{4}-\d{2}-\d{2}\.\.\d{4}-\d{2}-\d{2}")  # a digest week, from a dated heading
 _ISO_KEY = re.compile(r"\d{4}-W\d{2}")  # a feed's or notes page's week
