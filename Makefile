@@ -4,14 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev,bench]'
+	$(BIN)/pip install --quiet -e '.[test,dev,bench,docs]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -39,3 +39,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# The documentation site from docs/ (Sphinx, MyST, Furo, sphinx-click); warnings are errors, as in the tests.
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html
