@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import click
 
 from bot.channels import load_config
+from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, ConfigError
+from bot.ops import logs
 
 log = logging.getLogger(__name__)
 
@@ -67,3 +70,17 @@ def _parse_time(value: str, option: str) -> datetime:
     except ValueError as e:
         raise click.BadParameter(f"{value!r} is not an ISO date or datetime", param_hint=option) from e
     return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+@contextlib.contextmanager
+def trial_marks(cfg: Config) -> Iterator[bool]:
+    """In a local trial (issue #25: mail server and web app on this machine), say so once, and mark every log
+    line about sending with it while inside; otherwise nothing. Yields whether it is one."""
+    if not local_trial(cfg):
+        yield False
+        return
+    with logs.marked(LOCAL_TRIAL):
+        logging.getLogger("bot.publish").warning(
+            "mail goes to the server on this machine (%s), links point at %s: nothing reaches anyone else",
+            cfg.email.smtp_url, cfg.web.base_url)
+        yield True

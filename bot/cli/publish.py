@@ -18,9 +18,9 @@ from bot.channels.email import subscribers
 from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
-from bot.cli.common import _load, clock
+from bot.cli.common import _load, clock, trial_marks
 from bot.config import Config
-from bot.ops.config_checks import live_send_problems
+from bot.ops.config_checks import unfit_problems
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
 from bot.publish.pipeline import late_round, lock_path, publish_week, ready_weeks
@@ -158,6 +158,11 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
         _send_copies(cfg, weeks, channel, dry_run, to)
         return
     chosen = [channel] if channel else None
+    with trial_marks(cfg) as local:
+        _publish(cfg, weeks, chosen, dry_run, now, "local trial: " if local else "")
+
+
+def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_run: bool, now, mark: str) -> None:
     with _storage_errors(cfg), existing_store(cfg) as store:
         if not weeks and not dry_run:  # papers added to weeks already out: found, and sent alone if they waited
             with _publish_lock(cfg):
@@ -195,24 +200,25 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
             if bar:
                 bar.close()
     for r in reports:
-        click.echo(_summary(r))
+        click.echo((mark if r.channel == "email" else "") + _summary(r))
     if not dry_run and not all(r.done for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
 
 
 def refuse_unfit(cfg: Config, *, dry_run: bool = False) -> None:
-    """Stop before a live send while the config holds an example value (issue #14): one line per problem,
-    naming the key. A dry run only warns; without smtp_url (the outbox trial) there is nothing to stop."""
-    problems = live_send_problems(cfg)
+    """Stop before a live send while the config holds an example value (issue #14), or before anything at all
+    when it could publish nothing (a signing key too short, issue #25): one line per problem, naming the key.
+    A dry run only warns; without smtp_url (the outbox trial) example values do not stop it."""
+    problems = unfit_problems(cfg)
     if not problems:
         return
     if dry_run:
         for p in problems:
             click.echo(f"warning: {p}", err=True)
         return
-    raise click.ClickException("not sending: the config is not ready to send mail for real (`paperbot check` "
-                               "lists it):\n  " + "\n  ".join(problems))
+    raise click.ClickException("not sending: the config is not ready to publish (`paperbot check` lists it):\n  "
+                               + "\n  ".join(problems))
 
 
 def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_run: bool, to: str) -> None:

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import click
 
-from bot.cli.common import _load, _parse_time, clock
+from bot.cli.common import _load, _parse_time, clock, trial_marks
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
 from bot.daemon import Daemon
@@ -80,7 +80,8 @@ def run(ctx: click.Context) -> None:
         root.setLevel(logging.INFO)
     log.info("config: %s", cfg.path or "built-in defaults")
     try:
-        clean = Daemon(cfg, clock=clock()).run()
+        with trial_marks(cfg):
+            clean = Daemon(cfg, clock=clock()).run()
     except LockBusy as e:
         raise click.ClickException(f"another paperbot is already running on {cfg.state_dir}: {e}") from e
     log.info("stopped")

@@ -13,7 +13,7 @@ import click
 
 from bot import locks
 from bot.channels.email import subscribers as subs
-from bot.cli.common import _load
+from bot.cli.common import _load, trial_marks
 from bot.store import Store
 
 
@@ -49,7 +49,8 @@ def serve(ctx: click.Context) -> None:
                    "(see its log); serving it here", err=True)
     click.echo(f"serving on http://{host}:{port} (public address {cfg.web.base_url}); Ctrl-C stops", err=True)
     try:
-        run(cfg)
+        with trial_marks(cfg):
+            run(cfg)
     except SecretKeyError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -81,3 +83,26 @@ def configure(level: int, fmt: str = "text") -> None:
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else _Scrubbing(TEXT_FORMAT, secrets))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+SENDING_LOGGERS = ("bot.publish", "bot.channels", "bot.daemon", "bot.web")  # whose lines are about sending
+
+
+@contextmanager
+def marked(prefix: str, loggers: tuple[str, ...] = SENDING_LOGGERS) -> Iterator[None]:
+    """While inside, every record of `loggers` (and their children) starts with `prefix: ` (issue #25: each line
+    about sending in a local trial says so). A record factory, so modules imported later are marked too, and
+    every handler (text, JSON, a test's capture) sees the same words; restored on the way out."""
+    before = logging.getLogRecordFactory()
+
+    def factory(name: str, *args: object, **kwargs: object) -> logging.LogRecord:
+        record = before(name, *args, **kwargs)
+        if name.startswith(loggers):
+            record.msg = f"{prefix}: {record.msg}"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(before)

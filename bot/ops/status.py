@@ -13,6 +13,7 @@ import textwrap
 from datetime import datetime, timedelta
 
 from bot import locks
+from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, PublishSettings, SourceConfig
 from bot.store import Store, WeekRow, iso, parse_time
 from bot.track.dates import end_of_day
@@ -114,7 +115,9 @@ def _channel(store: Store, cfg: Config, name: str, now: datetime) -> dict:
             until, reason = iso(parse_time(r[0])), r[1]
     weeks = store.db.execute("SELECT count(*) FROM publications WHERE channel = ? AND state = 'sending'",
                              [name]).fetchone()[0]
-    return {"live": live, "weeks_sending": weeks,
+    local = live and name == "email" and local_trial(cfg)
+    return {"live": live, "mode": LOCAL_TRIAL if local else "live" if live else "trial" if live is False else None,
+            "weeks_sending": weeks,
             "in_progress": sum(counts.get(s, 0) for s in OPEN_STATES), "failed": counts.get("failed", 0),
             "uncertain": counts.get("uncertain", 0), "rate_limited_until": until, "rate_limited_reason": reason}
 
@@ -226,7 +229,9 @@ def lines(st: dict) -> list[str]:
         out.append(f"  published {p['source']}:{p['key']} at {_short(p['published_at'])}")
     out.append("channels:")
     for name, c in st["channels"].items():
-        mode = "live" if c["live"] else "trial (outbox)" if c["live"] is False else "not set up"
+        mode = ("local trial (a mail server on this machine; nothing reaches anyone else)"
+                if c.get("mode") == LOCAL_TRIAL else "live" if c["live"]
+                else "trial (outbox)" if c["live"] is False else "not set up")
         line = (f"  {name}: {mode}; {c['in_progress']} in progress, {c['failed']} failed, "
                 f"{c['uncertain']} uncertain")
         out.append(line)

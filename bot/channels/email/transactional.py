@@ -27,7 +27,9 @@ from bot.channels.email.render import (
     render_newsletter,
     templates_path,
 )
+from bot.channels.email.settings import local_trial
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.channels.email.view import LOCAL_TRIAL_FOOTER
 from bot.config import Config
 from bot.edition.safetext import clean
 
@@ -51,7 +53,8 @@ class Mail:
 
 def _ctx(cfg: Config, **extra: object) -> dict:
     return {"title": clean(cfg.web.title), "description": clean(cfg.web.description),
-            "contact": clean(cfg.email.contact), "base_url": cfg.web.base_url, **extra}
+            "contact": clean(cfg.email.contact), "base_url": cfg.web.base_url,
+            "local_trial": LOCAL_TRIAL_FOOTER if local_trial(cfg) else "", **extra}
 
 
 def _message_id(cfg: Config) -> str:
