@@ -78,6 +78,15 @@ def _header(message: EmailMessage, name: str) -> str:
     return html.escape(str(message.get(name, "")))
 
 
+def _with_bar(body: str, message: EmailMessage) -> str:
+    """The message's HTML with a bar on top: the way back to the list, and who sent what to whom (escaped)."""
+    bar = ('<div style="font:14px/1.5 system-ui,sans-serif;background:#fff8dc;color:#222;padding:.5rem 1rem;'
+           'border-bottom:1px solid #ccc"><a href="/" style="color:#0645ad">&larr; all mail</a> &middot; '
+           + " &middot; ".join(f"<b>{h}:</b> {_header(message, h)}" for h in ("From", "To", "Subject")) + "</div>")
+    at = re.search(r"<body[^>]*>", body, re.IGNORECASE)
+    return body[:at.end()] + bar + body[at.end():] if at else bar + body
+
+
 def _page(title: str, body: str, refresh: bool = False) -> web.Response:
     meta = '<meta http-equiv="refresh" content="3">' if refresh else ""
     text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">{meta}<title>{html.escape(title)}</title>'
@@ -113,7 +122,7 @@ def make_app(mailbox: Mailbox) -> web.Application:
             return web.Response(body=m.as_bytes(), content_type="text/plain", charset="utf-8")
         part = m.get_body(preferencelist=("html", "plain"))
         if part is not None and part.get_content_type() == "text/html":
-            return web.Response(text=part.get_content(), content_type="text/html",
+            return web.Response(text=_with_bar(part.get_content(), m), content_type="text/html",
                                 headers={"Content-Security-Policy": MESSAGE_CSP})
         text = part.get_content() if part is not None else ""
         head = "".join(f"<div><b>{h}:</b> {_header(m, h)}</div>" for h in ("From", "To", "Subject", "Date"))
