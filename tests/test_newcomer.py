@@ -52,3 +52,53 @@ def test_run_refuses_to_start_with_a_short_secret_key_25_1(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "PAPERBOT_SECRET_KEY" in proc.stderr and "secrets.token_urlsafe(32)" in proc.stderr
     assert not cfg.db_path.exists()  # refused before the first poll
+
+
+# -- finding 2: one template for the config ------------------------------------------------------------------
+
+def _keys_in(text: str) -> dict[str, set[str]]:
+    """Every key written in each table, set or commented out (`# key =`, `#   key =`)."""
+    import re
+
+    table, out = "", {"": set()}
+    for line in text.splitlines():
+        if m := re.match(r"^\[+(\w+)\]+", line):
+            table = m.group(1)
+            out.setdefault(table, set())
+        elif m := re.match(r"^#?\s*(\w+)\s*=", line):
+            out[table].add(m.group(1))
+    return out
+
+
+def test_init_writes_the_one_template_which_deploy_s_example_repeats_with_server_values_25_2(tmp_path):
+    """#25 (2): `init` wrote `subject = "{title}"`, 5 of the 8 subject fields and no [x], [discord] or [health];
+    deploy/config.example.toml was current: two copies drifted."""
+    import difflib
+
+    from bot import channels as registry
+    from bot import config
+    from bot.channels.email.render import SUBJECT_FIELDS
+    from bot.channels.email.settings import EmailSettings
+
+    target = tmp_path / "paperbot.toml"
+    result = CliRunner().invoke(cli, ["init", str(target)], obj={})
+    assert result.exit_code == 0 and "paperbot" in result.output and "check" in result.output
+    laptop = target.read_text(encoding="utf-8")
+    server = (ROOT / "deploy" / "config.example.toml").read_text(encoding="utf-8")
+    changed = [line for line in difflib.unified_diff(laptop.splitlines(), server.splitlines(), n=0, lineterm="")
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert sorted(line[1:].split("=")[0].strip() for line in changed) == sorted(["state_dir", "base_url", "listen"] * 2)
+    assert 'state_dir = "./state"' in laptop and 'listen = "127.0.0.1:8080"' in laptop
+    assert 'base_url = "http://127.0.0.1:8080"' in laptop  # with a local mail server: a local trial as written
+    cfg = registry.load_config(target)
+    assert str(cfg.state_dir) == str(tmp_path / "state") and cfg.web.listen == "127.0.0.1:8080"
+    assert cfg.email.subject == EmailSettings().subject == "{dates}: {headline}"
+    assert all(f"{{{f}}}" in laptop for f in SUBJECT_FIELDS)  # every subject field listed
+    keys = _keys_in(laptop)
+    known = {"publish": config._PUBLISH_KEYS, "sources": config._SOURCE_KEYS, "github": {"base_url"},
+             "fetch": config._FETCH_KEYS, "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS,
+             "health": config._HEALTH_KEYS, **{n: registry.SETTINGS[n].KEYS for n in registry.NAMES}}
+    missing = [f"[{t}] {k}" for t, ks in known.items() for k in ks if k not in keys.get(t, set())]
+    missing += [k for k in ("state_dir", "timezone") if k not in keys[""]]
+    assert not missing, missing
+    assert "credit" in keys["sources"] and "# credit = " in laptop  # shown, with its default said

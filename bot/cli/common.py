@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from bot.channels import load_config
+from bot.channels import NAMES, load_config
 from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, ConfigError
 from bot.ops import logs
@@ -79,7 +79,7 @@ def trial_marks(cfg: Config) -> Iterator[bool]:
     if not local_trial(cfg):
         yield False
         return
-    with logs.marked(LOCAL_TRIAL):
+    with logs.marked(LOCAL_TRIAL, others=tuple(n for n in NAMES if n != "email")):
         logging.getLogger("bot.publish").warning(
             "mail goes to the server on this machine (%s), links point at %s: nothing reaches anyone else",
             cfg.email.smtp_url, cfg.web.base_url)

@@ -201,7 +201,7 @@ def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_
                 bar.close()
     for r in reports:
         click.echo((mark if r.channel == "email" else "") + _summary(r))
-    if not dry_run and not all(r.done for r in reports):
+    if not dry_run and not all(r.done or r.waits for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
 

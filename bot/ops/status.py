@@ -1,7 +1,7 @@
 """`paperbot status`: what paperbot is doing, from the state database and the config, at one glance.
 
 `status(cfg, store, now)` reads (never writes) and returns the JSON form documented in the README; `lines`
-turns it into the human form, every line within 80 columns. Per source: the last poll, the last change, the
+turns it into the human form, every line wrapped within 80 columns. Per source: the last poll, the last change, the
 errors in a row, its clock and usual size, the next poll; the weeks pending (and what each waits for), ready
 and published; per channel the deliveries in progress, failed and uncertain, and a rate limit in force
 (read from `channel_state` when the database has that table); the subscribers; the next poll and release.
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from bot import locks
 from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, PublishSettings, SourceConfig
+from bot.publish.first import CHANNEL, WAITING, is_waiting
 from bot.store import Store, WeekRow, iso, parse_time
 from bot.track.dates import end_of_day
 from bot.track.gate import is_short
@@ -144,7 +145,8 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
         if w.state == "ready":
             ready.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
                           "ready_at": iso(w.ready_at) if w.ready_at else None, "flagged": w.flagged,
-                          "channels": _publication_states(store, w.source, w.key),
+                          "channels": {**({CHANNEL: WAITING} if is_waiting(store, w.source, w.key) else {}),
+                                       **_publication_states(store, w.source, w.key)},
                           "waits_for_cap": {c: iso(t) for c, t in capped.get((w.source, w.key), {}).items()}})
             continue
         if w.source not in rules:
@@ -182,12 +184,17 @@ def _capped(cfg: Config, store: Store, weeks: list[WeekRow], now: datetime) -> d
     return cap.waiting(cfg, store, ready, now) if ready else {}
 
 
-def _fit(text: str, width: int = WIDTH) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+def _wrap(text: str, width: int = WIDTH) -> list[str]:
+    """A line longer than `width` wrapped under its own indent (issue #25: cutting it lost the useful end, an
+    error's cause or a time); a word longer than the width (a URL) keeps its own line whole."""
+    if len(text) <= width:
+        return [text]
+    indent = " " * (len(text) - len(text.lstrip(" ")) + 4)
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def lines(st: dict) -> list[str]:
-    """The human form: one screen, every line at most 80 columns."""
+    """The human form: one screen, lines wrapped at 80 columns (a single word longer than that, a URL, whole)."""
     d = st["daemon"]
     daemon = (f"running (pid {d['pid']})" if d["pid"] else "running") if d["running"] \
         else "not running (`paperbot run` starts it)"
@@ -214,8 +221,10 @@ def lines(st: dict) -> list[str]:
         out.append(f"  pending {p['source']}:{p['key']}: waits for {p['waiting_for']}")
         out.append(f"    {p['detail']}")
     for r in w["ready"]:
-        tried = ", ".join(f"{c} {s}" for c, s in sorted(r["channels"].items())) or "not sent yet"
+        tried = ", ".join(f"{c} {s}" for c, s in sorted(r["channels"].items()) if s != WAITING) or "not sent yet"
         out.append(f"  ready {r['source']}:{r['key']} since {_short(r['ready_at'])}; {tried}")
+        if r["channels"].get(CHANNEL) == WAITING:
+            out.append(f"    {CHANNEL}: {WAITING} (the welcome email carries the newest waiting week)")
         for c, until in sorted(r.get("waits_for_cap", {}).items()):
             out.append(f"    {c}: waits for the daily cap (max_per_day) until {_short(until)}")
     for h in w.get("held", [])[:HELD_SHOWN]:
@@ -229,7 +238,7 @@ def lines(st: dict) -> list[str]:
         out.append(f"  published {p['source']}:{p['key']} at {_short(p['published_at'])}")
     out.append("channels:")
     for name, c in st["channels"].items():
-        mode = ("local trial (a mail server on this machine; nothing reaches anyone else)"
+        mode = ("local trial (mail to a server on this machine only)"
                 if c.get("mode") == LOCAL_TRIAL else "live" if c["live"]
                 else "trial (outbox)" if c["live"] is False else "not set up")
         line = (f"  {name}: {mode}; {c['in_progress']} in progress, {c['failed']} failed, "
@@ -247,4 +256,4 @@ def lines(st: dict) -> list[str]:
     if nxt["release"]:
         out.append(f"next release: {nxt['release']['source']}:{nxt['release']['key']} at "
                    f"{_short(nxt['release']['at'])}")
-    return [_fit(line) for line in out]
+    return [part for line in out for part in _wrap(line)]

@@ -30,7 +30,7 @@ from bot.channels.base import (
     storage_error,
 )
 from bot.config import Config
-from bot.publish import approval, cap, late, ledger
+from bot.publish import approval, cap, first, late, ledger
 from bot.publish.corrections import corrected, correction_round, mark_shown
 from bot.publish.report import ChannelReport, Progress, describe, open_units, when
 from bot.publish.sending import may_send, send_units, unit_of
@@ -72,6 +72,11 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
             until := cap.wait(cfg, store, week, channel.name, now)):
         rep.note = cap.note(cfg, week.source, channel.name, until)  # issue #21: never a flood, whatever is ready
         log.info("%s: %s", rep.label, rep.note)  # every round while it waits; the alert says it once
+        return rep
+    if not dry_run and channel.live and (pub is None or pub.trial) and (
+            held := first.before_plan(cfg, store, week, channel, now)):
+        rep.note, rep.done = held  # issue #25: nobody to send to yet, or an older week the first subscriber skips
+        rep.skipped, rep.waits = rep.done, not rep.done
         return rep
     replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
     if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox

@@ -33,6 +33,7 @@ class ChannelReport:
     trial: bool = False  # the channel is not live: units went (or would go) to the outbox only
     skipped: bool = False  # given up on this channel; `note` says why
     done: bool = False  # nothing is left to do on this channel: published, skipped, or its trial finished
+    waits: bool = False  # not sent yet, and rightly so: nobody subscribed yet (issue #25), nothing failed
     note: str | None = None
 
     @property

@@ -333,3 +333,30 @@ def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
     a connection dropped after an email's data, a run killed mid-send) and it was sent again without reading the
     channel back (a Discord webhook alone, SMTP). `paperbot publish` and `history` show it; an alert names it."""
     db["deliveries"].add_column("possible_duplicate", str)
+
+
+@migrations()
+def m018_newcomer(db: sqlite_utils.Database) -> None:
+    """The first subscriber (issue #25, bot/publish/first.py): a week ready on a live email channel with no active
+    subscribers waits instead of going to nobody; `audience_waits` remembers each such week (`since`), and how its
+    wait ended (`ended_at`, `outcome`: sent to the first subscriber's welcome, planned, or skipped for a newer
+    waiting week), so the first subscriber gets the newest one and never a burst of the older ones. `clock`
+    (issue #25): a state folder written under a shifted clock ($PAPERBOT_NOW or --now) is marked, so its times
+    are never taken as real."""
+    db.execute("""
+        CREATE TABLE audience_waits (
+            source TEXT NOT NULL,
+            week_key TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            since TEXT NOT NULL,
+            ended_at TEXT,
+            outcome TEXT,
+            PRIMARY KEY (source, week_key, channel)
+        )""")
+    db.execute("""
+        CREATE TABLE shifted_clock (
+            id INTEGER PRIMARY KEY,
+            real_at TEXT NOT NULL,
+            shifted_to TEXT NOT NULL,
+            command TEXT NOT NULL
+        )""")

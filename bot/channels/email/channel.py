@@ -108,6 +108,7 @@ class _OutboxSender:
 class EmailChannel:
     name = "email"
     audience = "active subscribers"
+    waits_for_audience = True  # issue #25: live, with nobody subscribed, a week waits for the first subscriber
     ordered = False  # one unit per subscriber, in parallel
 
     def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
