@@ -51,11 +51,14 @@ class Mailbox:
         os.replace(tmp, self.folder / f"{number:04d}.eml")
         return number
 
-    def read(self, number: int) -> EmailMessage | None:
+    def raw(self, number: int) -> bytes | None:
+        """Message `number` as it came, or None."""
         path = self.folder / f"{number:04d}.eml"
-        if not path.is_file():
-            return None
-        return BytesParser(policy=policy.default).parsebytes(path.read_bytes())  # type: ignore[return-value]
+        return path.read_bytes() if path.is_file() else None
+
+    def read(self, number: int) -> EmailMessage | None:
+        data = self.raw(number)
+        return None if data is None else BytesParser(policy=policy.default).parsebytes(data)  # type: ignore[return-value]
 
 
 class Catcher:
@@ -119,7 +122,8 @@ def make_app(mailbox: Mailbox) -> web.Application:
         if m is None:
             raise web.HTTPNotFound(text=f"no message {number}")
         if raw:
-            return web.Response(body=m.as_bytes(), content_type="text/plain", charset="utf-8")
+            return web.Response(body=mailbox.raw(number), content_type="text/plain", charset="utf-8",
+                                headers={"Content-Security-Policy": PAGE_CSP})
         part = m.get_body(preferencelist=("html", "plain"))
         if part is not None and part.get_content_type() == "text/html":
             return web.Response(text=_with_bar(part.get_content(), m), content_type="text/html",
