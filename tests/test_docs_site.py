@@ -39,6 +39,7 @@ def test_the_site_builds_with_warnings_as_errors_and_shows_every_command(tmp_pat
                  "channels/discord", "web", "operations", "scaling", "deploy", "faq", "architecture"):
         assert (out / f"{page}.html").is_file(), page
     cli_html = (out / "cli.html").read_text(encoding="utf-8")
+    assert ".. option::" not in cli_html and ".. program::" not in cli_html, "sphinx-click's output shown as text"
     for name, cmd in _all_commands(cli):  # the generated part: every command with its options
         assert f'id="{name.replace(" ", "-")}"' in cli_html, name
         for p in cmd.params:
