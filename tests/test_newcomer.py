@@ -102,3 +102,55 @@ def test_init_writes_the_one_template_which_deploy_s_example_repeats_with_server
     missing += [k for k in ("state_dir", "timezone") if k not in keys[""]]
     assert not missing, missing
     assert "credit" in keys["sources"] and "# credit = " in laptop  # shown, with its default said
+
+
+# -- finding 8: a git source's clock, learned at its first poll ----------------------------------------------
+
+def test_a_git_source_s_clock_is_learned_at_its_first_poll_from_the_year_before_25_8(tmp_path):
+    """#25 (8): a digest whose commits all say -06:00 showed "UTC (default)" until 3 new commits arrived."""
+    from datetime import UTC, datetime
+
+    from conftest import commit_file, make_repo
+    from sources_support import FAST, fixture
+    from sources_support import write_config as sources_config
+
+    from bot.sources.poll import poll_source
+    from bot.store import Store
+    from bot.track.tracker import source_rules
+
+    repo = make_repo(tmp_path / "digest")
+    for i, day in enumerate(("2023-11-06", "2023-11-20", "2023-12-04", "2023-12-18", "2024-01-08")):
+        commit_file(repo, "README.md", fixture("digest_v1.md") + b"\n" * i, f"{day}T21:00:00-06:00")
+    commit_file(repo, "notes.txt", "not watched", "2022-01-01T09:00:00+09:00")  # other files teach nothing
+    cfg = sources_config(tmp_path, [{"name": "lab", "git": str(repo)}])
+    store = Store.open(cfg.db_path)
+    r = poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 9, tzinfo=UTC), options=FAST)
+    assert r.error is None and r.versions == 1
+    clock = source_rules(store, "lab", cfg.publish, cfg.source("lab")).clock
+    assert (clock.name, clock.describe_origin()) == ("UTC-06:00", "learned from 5 commits")
+    store.close()
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "status"], obj={}).output
+    assert "UTC-06:00 (learned from 5 commits)" in out, out
+
+
+# -- finding 9: the credit of a local clone ------------------------------------------------------------------
+
+def test_a_local_clone_is_credited_as_its_github_repository_25_9(tmp_path):
+    """#25 (9): "Curated by digest": the credit line used the local folder's name."""
+    from conftest import git, make_repo
+
+    from bot.channels import load_config
+    from bot.edition.credit import credit_for
+    from bot.track.model import Week
+
+    repo = make_repo(tmp_path / "digest")
+    git(repo, "remote", "add", "origin", "https://github.com/dair-ai/ML-Papers-of-the-Week.git")
+    plain = make_repo(tmp_path / "notes")  # no remote: its folder's name is all there is
+    path = tmp_path / "paperbot.toml"
+    path.write_text(f'[[sources]]\nname = "lab"\ngit = "{repo}"\n[[sources]]\nname = "n"\ngit = "{plain}"\n')
+    cfg = load_config(path)
+    week = Week(key="2024-01-08..2024-01-14", title="Top ML Papers of the Week (Jan 8 - Jan 14)", papers=())
+    credit = credit_for(cfg.source("lab"), week)
+    assert credit.name == "dair-ai/ML-Papers-of-the-Week"
+    assert credit.url == "https://github.com/dair-ai/ML-Papers-of-the-Week#top-ml-papers-of-the-week-jan-8---jan-14"
+    assert credit_for(cfg.source("n"), week).name == "notes"
