@@ -154,3 +154,92 @@ def test_a_local_clone_is_credited_as_its_github_repository_25_9(tmp_path):
     assert credit.name == "dair-ai/ML-Papers-of-the-Week"
     assert credit.url == "https://github.com/dair-ai/ML-Papers-of-the-Week#top-ml-papers-of-the-week-jan-8---jan-14"
     assert credit_for(cfg.source("n"), week).name == "notes"
+
+
+# -- finding 5: approval and send windows, visible -----------------------------------------------------------
+
+def _ready(tmp_path, port, extra_email: str = ""):
+    from publish_support import add_subscribers, ready_week
+
+    from bot.channels import load_config
+    from bot.store import Store
+
+    cfg = write_config(tmp_path, port)
+    if extra_email:
+        cfg.path.write_text(cfg.path.read_text().replace("[web]\n", extra_email + "\n[web]\n"))
+        cfg = load_config(cfg.path)
+    store = Store.open(cfg.db_path)
+    week = ready_week(store, cfg)
+    add_subscribers(store, tmp_path, ["a@example.net"])
+    return cfg, store, week
+
+
+def test_status_names_awaiting_weeks_with_their_commands_and_the_next_send_window_25_5(tmp_path):
+    """#25 (5): `status` showed "1 awaiting-approval" without the week or the command; with `send_at =
+    "tue 09:00"` neither `status` nor `history` said email was waiting."""
+    cfg, store, week = _ready(tmp_path, 2525, 'send_at = "tue 09:00"')
+    other = f"{week.source}:{week.key}"
+    now = "2023-03-13T12:00:00+00:00"  # a Monday: the window is tomorrow at 09:00 UTC
+    out = run_cli(cfg, "status", "--now", now).output
+    flat = " ".join(line.strip() for line in out.splitlines())
+    assert f"ready {other} since" in out
+    assert "email: waits for its send window, next 2023-03-14 09:00 UTC" in flat, out
+    assert "sends only in its windows (tue 09:00): next 2023-03-14 09:00 UTC" in flat, out
+    hist = run_cli(cfg, "history", env={"PAPERBOT_NOW": now}).output
+    assert "email: waits for its send window, next 2023-03-14 09:00:00 UTC" in hist, hist
+    store.upsert_week(week.source, week.key, state="awaiting-approval")
+    store.close()
+    out = run_cli(cfg, "status", "--now", now).output
+    flat = " ".join(line.strip() for line in out.splitlines())
+    assert f"AWAITING APPROVAL {other}: paperbot approve {other} (or paperbot skip {other})" in flat, out
+
+
+# -- 13 (b), (c): history's times and trials -----------------------------------------------------------------
+
+def test_history_shows_times_to_the_second_and_a_trial_once_25_13b_13c(tmp_path, caplog):
+    """#25 (13b): `history` showed `published` at the planning time, with microseconds; (13c) "trial (trial:
+    outbox only)", and the progress log said "11 sent" for a trial."""
+    import logging
+    import re
+
+    from publish_support import smtp_server
+
+    with smtp_server() as (rec, port):
+        cfg, store, week = _ready(tmp_path, port)
+        store.close()
+        assert run_cli(cfg, "publish").exit_code == 0 and rec.count() == 1
+    hist = run_cli(cfg, "history").output
+    assert re.search(r"planned \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, published \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+                     hist), hist
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", hist), hist  # no microseconds
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    cfg, store, week = _ready(trial_dir, None)
+    store.close()
+    with caplog.at_level(logging.INFO):
+        assert run_cli(cfg, "publish").exit_code == 0
+    hist = run_cli(cfg, "history").output
+    assert "email: trial (outbox only);" in hist and "(trial: outbox only)" not in hist, hist
+    progress = [r.getMessage() for r in caplog.records if " done (" in r.getMessage()]
+    assert progress and all("written to the outbox" in m and " sent," not in m for m in progress), progress
+
+
+# -- finding 7: another folder, another database ----------------------------------------------------------
+
+def test_a_writing_command_without_a_config_starts_no_state_folder_and_says_which_it_uses_25_7(tmp_path,
+                                                                                                monkeypatch):
+    """#25 (7): run from another directory, `subscribers count` printed 0 and created ./state/; a `subscribers
+    add` there would have gone into a throwaway database."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("PAPERBOT_CONFIG", raising=False)
+    for args in (["subscribers", "count"], ["subscribers", "add", "a@example.net"], ["poll"]):
+        result = CliRunner().invoke(cli, args, obj={})
+        assert result.exit_code == 1, (args, result.output)
+        assert "no config file here" in result.output and "paperbot init" in result.output
+    assert list(elsewhere.iterdir()) == []  # no ./state
+    cfg = write_config(tmp_path, None)
+    added = run_cli(cfg, "subscribers", "add", "a@example.net")
+    assert added.exit_code == 0 and f"(state folder {cfg.state_dir})" in added.output
+    assert f"starting a new state folder at {cfg.state_dir}" in added.output

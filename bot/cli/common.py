@@ -15,6 +15,7 @@ from bot.channels import NAMES, load_config
 from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, ConfigError
 from bot.ops import logs
+from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +85,23 @@ def trial_marks(cfg: Config) -> Iterator[bool]:
             "mail goes to the server on this machine (%s), links point at %s: nothing reaches anyone else",
             cfg.email.smtp_url, cfg.web.base_url)
         yield True
+
+
+def check_state_folder(cfg: Config) -> None:
+    """Before a command writes (issue #25, finding 7): with no config file found and no state database, refuse
+    rather than start a throwaway state folder in whatever directory this is; with a config, say so when a new
+    state folder is started."""
+    if cfg.db_path.exists():
+        return
+    if cfg.path is None:
+        raise click.ClickException(
+            f"no config file here (./paperbot.toml, $PAPERBOT_CONFIG or --config) and no state database at "
+            f"{cfg.db_path}: not starting a new state folder in {Path.cwd()}; run this where your paperbot.toml "
+            "is, pass --config FILE, or write one with `paperbot init`")
+    click.echo(f"note: starting a new state folder at {cfg.state_dir} (from {cfg.path})", err=True)
+
+
+def writing_store(cfg: Config) -> Store:
+    """The state database for a command that writes, after `check_state_folder`."""
+    check_state_folder(cfg)
+    return Store.open(cfg.db_path)

@@ -13,13 +13,12 @@ from datetime import UTC, datetime
 
 import click
 
-from bot.cli.common import _load, _parse_time, clock, trial_marks
+from bot.cli.common import _load, _parse_time, check_state_folder, clock, trial_marks, writing_store
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
 from bot.daemon import Daemon
 from bot.locks import LockBusy
 from bot.sources.poll import PollResult, poll_source
-from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +52,7 @@ def poll(ctx: click.Context, name: str | None, now_text: str | None, as_json: bo
     if not sources:
         raise click.ClickException(f"{cfg.path or 'built-in config'}: no [[sources]] to poll")
     now = _parse_time(now_text, "--now") if now_text else datetime.now(UTC)
-    store = Store.open(cfg.db_path)
+    store = writing_store(cfg)
     try:
         results = [poll_source(store, cfg, s, now) for s in sources]
     finally:
@@ -75,6 +74,7 @@ def run(ctx: click.Context) -> None:
     if not cfg.sources:
         raise click.ClickException(f"{cfg.path or 'built-in config'}: no [[sources]] to watch")
     refuse_unfit(cfg)  # the daemon publishes after each poll: not with an example `from` or base_url
+    check_state_folder(cfg)
     root = logging.getLogger()
     if root.level > logging.INFO:  # a daemon says what it does unless asked for more
         root.setLevel(logging.INFO)

@@ -13,13 +13,13 @@ import click
 
 from bot import locks
 from bot.channels.email import subscribers as subs
-from bot.cli.common import _load, trial_marks
+from bot.cli.common import _load, trial_marks, writing_store
 from bot.store import Store
 
 
 @contextmanager
 def _store(ctx: click.Context) -> Iterator[Store]:
-    store = Store.open(_load(ctx).db_path)
+    store = writing_store(_load(ctx))  # issue #25: never a throwaway ./state in another folder
     try:
         yield store
     finally:
@@ -93,7 +93,8 @@ def add_cmd(ctx: click.Context, address: str) -> None:
         name = store.db.execute("SELECT name FROM subscribers WHERE id = ?", [sid]).fetchone()[0]
     note = "" if not before else " (already active)" if before[0] == "active" else f" (was {before[0]})"
     shown = subs.normalize_address(address)
-    click.echo(f"subscriber {sid}: {f'{name} <{shown}>' if name else shown} active{note}")
+    where = _load(ctx).state_dir
+    click.echo(f"subscriber {sid}: {f'{name} <{shown}>' if name else shown} active{note} (state folder {where})")
 
 
 @subscribers.command("remove")
@@ -123,7 +124,8 @@ def import_cmd(ctx: click.Context, csv_file: str) -> None:
             raise click.ClickException(f"{csv_file}: {e}") from e
     for line, reason in report.rejected:
         click.echo(f"{csv_file}:{line}: rejected: {reason}", err=True)
-    click.echo(f"added {report.added}, already there {report.already}, rejected {len(report.rejected)}")
+    click.echo(f"added {report.added}, already there {report.already}, "
+               f"rejected {len(report.rejected)} (state folder {_load(ctx).state_dir})")
 
 
 @subscribers.command("export")
