@@ -243,3 +243,48 @@ def test_a_writing_command_without_a_config_starts_no_state_folder_and_says_whic
     added = run_cli(cfg, "subscribers", "add", "a@example.net")
     assert added.exit_code == 0 and f"(state folder {cfg.state_dir})" in added.output
     assert f"starting a new state folder at {cfg.state_dir}" in added.output
+
+
+# -- finding 11: ports ---------------------------------------------------------------------------------------
+
+def test_a_taken_port_names_the_process_holding_it_and_listen_0_logs_the_real_port_25_11(tmp_path):
+    """#25 (11): a daemon on a taken port was told to "run paperbot serve beside the daemon", which cannot work;
+    `listen = "127.0.0.1:0"` logged port 0."""
+    import re
+    import signal
+    import time
+
+    from publish_support import free_port
+
+    port = free_port()
+    squatter = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); "
+                                 f"s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True); "
+                                 "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "up"
+        cfg = write_config(tmp_path, None)
+        cfg.path.write_text(cfg.path.read_text().replace("[web]\n", f'[web]\nlisten = "127.0.0.1:{port}"\n'))
+        env = {**os.environ, "PAPERBOT_SECRET_KEY": SECRET}
+        serve = subprocess.run([sys.executable, "-m", "bot", "--config", str(cfg.path), "serve"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert serve.returncode == 1
+        assert f"port {port}" in serve.stderr and f"(pid {squatter.pid})" in serve.stderr, serve.stderr
+        assert "python" in serve.stderr and "beside the daemon" not in serve.stderr
+    finally:
+        squatter.kill()
+        squatter.wait()
+    cfg.path.write_text(cfg.path.read_text().replace(f"127.0.0.1:{port}", "127.0.0.1:0")
+                        + '[[sources]]\nname = "lab"\nurl = "http://127.0.0.1:9/digest.md"\nevery = "1h"\n')
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "run"], cwd=tmp_path,
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "paperbot running" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    m = re.search(r"web app listening on http://127\.0\.0\.1:(\d+)", log.read_text())
+    assert m and int(m.group(1)) > 0, log.read_text()

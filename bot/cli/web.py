@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from bot import locks
 from bot.channels.email import subscribers as subs
 from bot.cli.common import _load, trial_marks, writing_store
 from bot.store import Store
+from bot.web.ports import in_use, taken_message
 
 
 @contextmanager
@@ -47,13 +49,20 @@ def serve(ctx: click.Context) -> None:
                                        f"{cfg.web.listen}: `paperbot serve` is only needed without it")
         click.echo(f"note: {who} is running on {cfg.state_dir} but its web app is not on {cfg.web.listen} "
                    "(see its log); serving it here", err=True)
-    click.echo(f"serving on http://{host}:{port} (public address {cfg.web.base_url}); Ctrl-C stops", err=True)
+    if port:
+        click.echo(f"serving on http://{host}:{port} (public address {cfg.web.base_url}); Ctrl-C stops", err=True)
+    else:  # listen ":0": the log line says which port was picked
+        click.echo(f"serving on a free port of {host} (the next line says which); Ctrl-C stops", err=True)
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
     try:
         with trial_marks(cfg):
             run(cfg)
     except SecretKeyError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
+        if in_use(e):  # issue #25: name the process in the way
+            raise click.ClickException(taken_message(cfg.web.listen, port)) from e
         raise click.ClickException(f"cannot listen on {cfg.web.listen}: {e.strerror or e}") from e
 
 
