@@ -288,3 +288,42 @@ def test_a_taken_port_names_the_process_holding_it_and_listen_0_logs_the_real_po
         proc.wait(timeout=30)
     m = re.search(r"web app listening on http://127\.0\.0\.1:(\d+)", log.read_text())
     assert m and int(m.group(1)) > 0, log.read_text()
+
+
+SOURCE = '[[sources]]\nname = "lab"\nurl = "http://127.0.0.1:9/digest.md"\n'
+
+
+# -- finding 12: a shifted clock never writes into a real state folder -----------------------------------------
+
+def test_a_shifted_clock_is_refused_on_a_state_folder_holding_real_sends_25_12(tmp_path):
+    """#25 (12): `PAPERBOT_NOW` (from the FAQ) wrote future times into the real database for good."""
+    import sqlite3
+
+    from publish_support import smtp_server
+
+    with smtp_server() as (rec, port):
+        cfg, store, week = _ready(tmp_path, port)
+        store.close()
+        with cfg.path.open("a") as f:
+            f.write(SOURCE)
+        assert run_cli(cfg, "publish").exit_code == 0 and rec.count() == 1
+        before = sqlite3.connect(cfg.db_path).execute("SELECT count(*) FROM shifted_clock").fetchone()[0]
+        for args, env in ((("publish",), {"PAPERBOT_NOW": "2030-01-01T00:00:00"}),
+                          (("approve", f"{week.source}:{week.key}"), {"PAPERBOT_NOW": "2030-01-01T00:00:00"}),
+                          (("poll", "--now", "2030-01-01T00:00:00"), None)):
+            result = run_cli(cfg, *args, env=env)
+            assert result.exit_code == 1, (args, result.output)
+            assert "holds real sends (1 sent)" in result.output and "throwaway state folder" in result.output
+        assert sqlite3.connect(cfg.db_path).execute("SELECT count(*) FROM shifted_clock").fetchone()[0] == before
+        assert rec.count() == 1
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    cfg = write_config(trial, None)  # a throwaway state folder for a trial under a shifted clock: fine
+    with cfg.path.open("a") as f:
+        f.write(SOURCE)
+    shifted = run_cli(cfg, "poll", "--now", "2030-01-01T00:00:00")  # the source is down: exit 1, but it polled
+    assert "lab: error" in shifted.output and "real sends" not in shifted.output, shifted.output
+    with smtp_server() as (rec, port):
+        live = write_config(trial, port)  # the same folder, now sending for real under the real clock: refused
+        result = run_cli(live, "publish")
+        assert result.exit_code == 1 and "written under a shifted clock" in result.output, result.output

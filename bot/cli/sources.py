@@ -13,7 +13,15 @@ from datetime import UTC, datetime
 
 import click
 
-from bot.cli.common import _load, _parse_time, check_state_folder, clock, trial_marks, writing_store
+from bot.cli.common import (
+    _load,
+    _parse_time,
+    check_state_folder,
+    clock,
+    guard_shifted_clock,
+    trial_marks,
+    writing_store,
+)
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
 from bot.daemon import Daemon
@@ -52,6 +60,8 @@ def poll(ctx: click.Context, name: str | None, now_text: str | None, as_json: bo
     if not sources:
         raise click.ClickException(f"{cfg.path or 'built-in config'}: no [[sources]] to poll")
     now = _parse_time(now_text, "--now") if now_text else datetime.now(UTC)
+    if now_text:  # issue #25: never a shifted clock on a state folder holding real sends
+        guard_shifted_clock(cfg, "--now", now)
     store = writing_store(cfg)
     try:
         results = [poll_source(store, cfg, s, now) for s in sources]
@@ -81,7 +91,7 @@ def run(ctx: click.Context) -> None:
     log.info("config: %s", cfg.path or "built-in defaults")
     try:
         with trial_marks(cfg):
-            clean = Daemon(cfg, clock=clock()).run()
+            clean = Daemon(cfg, clock=clock(cfg)).run()
     except LockBusy as e:
         raise click.ClickException(f"another paperbot is already running on {cfg.state_dir}: {e}") from e
     log.info("stopped")
