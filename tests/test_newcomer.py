@@ -102,3 +102,228 @@ def test_init_writes_the_one_template_which_deploy_s_example_repeats_with_server
     missing += [k for k in ("state_dir", "timezone") if k not in keys[""]]
     assert not missing, missing
     assert "credit" in keys["sources"] and "# credit = " in laptop  # shown, with its default said
+
+
+# -- finding 8: a git source's clock, learned at its first poll ----------------------------------------------
+
+def test_a_git_source_s_clock_is_learned_at_its_first_poll_from_the_year_before_25_8(tmp_path):
+    """#25 (8): a digest whose commits all say -06:00 showed "UTC (default)" until 3 new commits arrived."""
+    from datetime import UTC, datetime
+
+    from conftest import commit_file, make_repo
+    from sources_support import FAST, fixture
+    from sources_support import write_config as sources_config
+
+    from bot.sources.poll import poll_source
+    from bot.store import Store
+    from bot.track.tracker import source_rules
+
+    repo = make_repo(tmp_path / "digest")
+    for i, day in enumerate(("2023-11-06", "2023-11-20", "2023-12-04", "2023-12-18", "2024-01-08")):
+        commit_file(repo, "README.md", fixture("digest_v1.md") + b"\n" * i, f"{day}T21:00:00-06:00")
+    commit_file(repo, "notes.txt", "not watched", "2022-01-01T09:00:00+09:00")  # other files teach nothing
+    cfg = sources_config(tmp_path, [{"name": "lab", "git": str(repo)}])
+    store = Store.open(cfg.db_path)
+    r = poll_source(store, cfg, cfg.source("lab"), datetime(2024, 1, 9, tzinfo=UTC), options=FAST)
+    assert r.error is None and r.versions == 1
+    clock = source_rules(store, "lab", cfg.publish, cfg.source("lab")).clock
+    assert (clock.name, clock.describe_origin()) == ("UTC-06:00", "learned from 5 commits")
+    store.close()
+    out = CliRunner().invoke(cli, ["--config", str(cfg.path), "status"], obj={}).output
+    assert "UTC-06:00 (learned from 5 commits)" in out, out
+
+
+# -- finding 9: the credit of a local clone ------------------------------------------------------------------
+
+def test_a_local_clone_is_credited_as_its_github_repository_25_9(tmp_path):
+    """#25 (9): "Curated by digest": the credit line used the local folder's name."""
+    from conftest import git, make_repo
+
+    from bot.channels import load_config
+    from bot.edition.credit import credit_for
+    from bot.track.model import Week
+
+    repo = make_repo(tmp_path / "digest")
+    git(repo, "remote", "add", "origin", "https://github.com/dair-ai/ML-Papers-of-the-Week.git")
+    plain = make_repo(tmp_path / "notes")  # no remote: its folder's name is all there is
+    path = tmp_path / "paperbot.toml"
+    path.write_text(f'[[sources]]\nname = "lab"\ngit = "{repo}"\n[[sources]]\nname = "n"\ngit = "{plain}"\n')
+    cfg = load_config(path)
+    week = Week(key="2024-01-08..2024-01-14", title="Top ML Papers of the Week (Jan 8 - Jan 14)", papers=())
+    credit = credit_for(cfg.source("lab"), week)
+    assert credit.name == "dair-ai/ML-Papers-of-the-Week"
+    assert credit.url == "https://github.com/dair-ai/ML-Papers-of-the-Week#top-ml-papers-of-the-week-jan-8---jan-14"
+    assert credit_for(cfg.source("n"), week).name == "notes"
+
+
+# -- finding 5: approval and send windows, visible -----------------------------------------------------------
+
+def _ready(tmp_path, port, extra_email: str = ""):
+    from publish_support import add_subscribers, ready_week
+
+    from bot.channels import load_config
+    from bot.store import Store
+
+    cfg = write_config(tmp_path, port)
+    if extra_email:
+        cfg.path.write_text(cfg.path.read_text().replace("[web]\n", extra_email + "\n[web]\n"))
+        cfg = load_config(cfg.path)
+    store = Store.open(cfg.db_path)
+    week = ready_week(store, cfg)
+    add_subscribers(store, tmp_path, ["a@example.net"])
+    return cfg, store, week
+
+
+def test_status_names_awaiting_weeks_with_their_commands_and_the_next_send_window_25_5(tmp_path):
+    """#25 (5): `status` showed "1 awaiting-approval" without the week or the command; with `send_at =
+    "tue 09:00"` neither `status` nor `history` said email was waiting."""
+    cfg, store, week = _ready(tmp_path, 2525, 'send_at = "tue 09:00"')
+    other = f"{week.source}:{week.key}"
+    now = "2023-03-13T12:00:00+00:00"  # a Monday: the window is tomorrow at 09:00 UTC
+    out = run_cli(cfg, "status", "--now", now).output
+    flat = " ".join(line.strip() for line in out.splitlines())
+    assert f"ready {other} since" in out
+    assert "email: waits for its send window, next 2023-03-14 09:00 UTC" in flat, out
+    assert "sends only in its windows (tue 09:00): next 2023-03-14 09:00 UTC" in flat, out
+    hist = run_cli(cfg, "history", env={"PAPERBOT_NOW": now}).output
+    assert "email: waits for its send window, next 2023-03-14 09:00:00 UTC" in hist, hist
+    store.upsert_week(week.source, week.key, state="awaiting-approval")
+    store.close()
+    out = run_cli(cfg, "status", "--now", now).output
+    flat = " ".join(line.strip() for line in out.splitlines())
+    assert f"AWAITING APPROVAL {other}: paperbot approve {other} (or paperbot skip {other})" in flat, out
+
+
+# -- 13 (b), (c): history's times and trials -----------------------------------------------------------------
+
+def test_history_shows_times_to_the_second_and_a_trial_once_25_13b_13c(tmp_path, caplog):
+    """#25 (13b): `history` showed `published` at the planning time, with microseconds; (13c) "trial (trial:
+    outbox only)", and the progress log said "11 sent" for a trial."""
+    import logging
+    import re
+
+    from publish_support import smtp_server
+
+    with smtp_server() as (rec, port):
+        cfg, store, week = _ready(tmp_path, port)
+        store.close()
+        assert run_cli(cfg, "publish").exit_code == 0 and rec.count() == 1
+    hist = run_cli(cfg, "history").output
+    assert re.search(r"planned \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, published \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+                     hist), hist
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d", hist), hist  # no microseconds
+    trial_dir = tmp_path / "trial"
+    trial_dir.mkdir()
+    cfg, store, week = _ready(trial_dir, None)
+    store.close()
+    with caplog.at_level(logging.INFO):
+        assert run_cli(cfg, "publish").exit_code == 0
+    hist = run_cli(cfg, "history").output
+    assert "email: trial (outbox only);" in hist and "(trial: outbox only)" not in hist, hist
+    progress = [r.getMessage() for r in caplog.records if " done (" in r.getMessage()]
+    assert progress and all("written to the outbox" in m and " sent," not in m for m in progress), progress
+
+
+# -- finding 7: another folder, another database ----------------------------------------------------------
+
+def test_a_writing_command_without_a_config_starts_no_state_folder_and_says_which_it_uses_25_7(tmp_path,
+                                                                                                monkeypatch):
+    """#25 (7): run from another directory, `subscribers count` printed 0 and created ./state/; a `subscribers
+    add` there would have gone into a throwaway database."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("PAPERBOT_CONFIG", raising=False)
+    for args in (["subscribers", "count"], ["subscribers", "add", "a@example.net"], ["poll"]):
+        result = CliRunner().invoke(cli, args, obj={})
+        assert result.exit_code == 1, (args, result.output)
+        assert "no config file here" in result.output and "paperbot init" in result.output
+    assert list(elsewhere.iterdir()) == []  # no ./state
+    cfg = write_config(tmp_path, None)
+    added = run_cli(cfg, "subscribers", "add", "a@example.net")
+    assert added.exit_code == 0 and f"(state folder {cfg.state_dir})" in added.output
+    assert f"starting a new state folder at {cfg.state_dir}" in added.output
+
+
+# -- finding 11: ports ---------------------------------------------------------------------------------------
+
+def test_a_taken_port_names_the_process_holding_it_and_listen_0_logs_the_real_port_25_11(tmp_path):
+    """#25 (11): a daemon on a taken port was told to "run paperbot serve beside the daemon", which cannot work;
+    `listen = "127.0.0.1:0"` logged port 0."""
+    import re
+    import signal
+    import time
+
+    from publish_support import free_port
+
+    port = free_port()
+    squatter = subprocess.Popen([sys.executable, "-c", "import socket, time; s = socket.socket(); "
+                                 f"s.bind(('127.0.0.1', {port})); s.listen(); print('up', flush=True); "
+                                 "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline().strip() == "up"
+        cfg = write_config(tmp_path, None)
+        cfg.path.write_text(cfg.path.read_text().replace("[web]\n", f'[web]\nlisten = "127.0.0.1:{port}"\n'))
+        env = {**os.environ, "PAPERBOT_SECRET_KEY": SECRET}
+        serve = subprocess.run([sys.executable, "-m", "bot", "--config", str(cfg.path), "serve"], cwd=tmp_path,
+                               env=env, capture_output=True, text=True, timeout=60)
+        assert serve.returncode == 1
+        assert f"port {port}" in serve.stderr and f"(pid {squatter.pid})" in serve.stderr, serve.stderr
+        assert "python" in serve.stderr and "beside the daemon" not in serve.stderr
+    finally:
+        squatter.kill()
+        squatter.wait()
+    cfg.path.write_text(cfg.path.read_text().replace(f"127.0.0.1:{port}", "127.0.0.1:0")
+                        + '[[sources]]\nname = "lab"\nurl = "http://127.0.0.1:9/digest.md"\nevery = "1h"\n')
+    log = tmp_path / "run.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "run"], cwd=tmp_path,
+                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "paperbot running" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    m = re.search(r"web app listening on http://127\.0\.0\.1:(\d+)", log.read_text())
+    assert m and int(m.group(1)) > 0, log.read_text()
+
+
+SOURCE = '[[sources]]\nname = "lab"\nurl = "http://127.0.0.1:9/digest.md"\n'
+
+
+# -- finding 12: a shifted clock never writes into a real state folder -----------------------------------------
+
+def test_a_shifted_clock_is_refused_on_a_state_folder_holding_real_sends_25_12(tmp_path):
+    """#25 (12): `PAPERBOT_NOW` (from the FAQ) wrote future times into the real database for good."""
+    import sqlite3
+
+    from publish_support import smtp_server
+
+    with smtp_server() as (rec, port):
+        cfg, store, week = _ready(tmp_path, port)
+        store.close()
+        with cfg.path.open("a") as f:
+            f.write(SOURCE)
+        assert run_cli(cfg, "publish").exit_code == 0 and rec.count() == 1
+        before = sqlite3.connect(cfg.db_path).execute("SELECT count(*) FROM shifted_clock").fetchone()[0]
+        for args, env in ((("publish",), {"PAPERBOT_NOW": "2030-01-01T00:00:00"}),
+                          (("approve", f"{week.source}:{week.key}"), {"PAPERBOT_NOW": "2030-01-01T00:00:00"}),
+                          (("poll", "--now", "2030-01-01T00:00:00"), None)):
+            result = run_cli(cfg, *args, env=env)
+            assert result.exit_code == 1, (args, result.output)
+            assert "holds real sends (1 sent)" in result.output and "throwaway state folder" in result.output
+        assert sqlite3.connect(cfg.db_path).execute("SELECT count(*) FROM shifted_clock").fetchone()[0] == before
+        assert rec.count() == 1
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    cfg = write_config(trial, None)  # a throwaway state folder for a trial under a shifted clock: fine
+    with cfg.path.open("a") as f:
+        f.write(SOURCE)
+    shifted = run_cli(cfg, "poll", "--now", "2030-01-01T00:00:00")  # the source is down: exit 1, but it polled
+    assert "lab: error" in shifted.output and "real sends" not in shifted.output, shifted.output
+    with smtp_server() as (rec, port):
+        live = write_config(trial, port)  # the same folder, now sending for real under the real clock: refused
+        result = run_cli(live, "publish")
+        assert result.exit_code == 1 and "written under a shifted clock" in result.output, result.output

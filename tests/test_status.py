@@ -122,7 +122,8 @@ def test_status_reports_sources_weeks_channels_and_what_comes_next(world):
         "2024-01-01..2024-01-07", "2024-01-09T00:00:00+00:00", {})
     (pub,) = st["weeks"]["published"]
     assert (pub["source"], pub["published_at"]) == ("dair", "2024-01-10T11:30:00+00:00")
-    assert st["channels"]["email"] == {"live": True, "mode": "live", "weeks_sending": 0, "in_progress": 0, "failed": 0,
+    assert st["channels"]["email"] == {"live": True, "mode": "live", "weeks_sending": 0, "send_at": [],
+                                       "next_window": None, "in_progress": 0, "failed": 0,
                                        "uncertain": 0, "rate_limited_until": None, "rate_limited_reason": None}
     assert st["subscribers"] == {"active": 1}
     assert st["next"] == {"poll": {"at": "2024-01-10T09:30:00+00:00", "source": "web"},

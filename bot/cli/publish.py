@@ -153,7 +153,7 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     """
     cfg = _load(ctx)
     refuse_unfit(cfg, dry_run=dry_run)
-    now = clock()
+    now = clock(cfg)
     if to is not None:
         _send_copies(cfg, weeks, channel, dry_run, to)
         return

@@ -10,9 +10,10 @@ and published; per channel the deliveries in progress, failed and uncertain, and
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot import locks
+from bot.channels import windows
 from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, PublishSettings, SourceConfig
 from bot.publish.first import CHANNEL, WAITING, is_waiting
@@ -116,9 +117,12 @@ def _channel(store: Store, cfg: Config, name: str, now: datetime) -> dict:
             until, reason = iso(parse_time(r[0])), r[1]
     weeks = store.db.execute("SELECT count(*) FROM publications WHERE channel = ? AND state = 'sending'",
                              [name]).fetchone()[0]
+    found = getattr(getattr(cfg, name, None), "send_at", ())  # issue #25: when it may send next
+    at = windows.next_window(found, cfg.publish.timezone, now) if found else None
     local = live and name == "email" and local_trial(cfg)
     return {"live": live, "mode": LOCAL_TRIAL if local else "live" if live else "trial" if live is False else None,
-            "weeks_sending": weeks,
+            "weeks_sending": weeks, "send_at": [str(x) for x in found],
+            "next_window": iso(at.astimezone(UTC)) if at else None,
             "in_progress": sum(counts.get(s, 0) for s in OPEN_STATES), "failed": counts.get("failed", 0),
             "uncertain": counts.get("uncertain", 0), "rate_limited_until": until, "rate_limited_reason": reason}
 
@@ -132,13 +136,18 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
     names = [s.name for s in cfg.sources] + sorted(n for n in rows if n not in configs)
     sources = [_source(store, cfg, n, configs.get(n), rows.get(n), now) for n in names]
     counts = dict(store.db.execute("SELECT state, count(*) FROM weeks GROUP BY state").fetchall())
-    pending, ready, held, rules = [], [], [], {}
+    pending, ready, held, awaiting, rules = [], [], [], [], {}
     everyone = store.weeks()
     capped = _capped(cfg, store, everyone, now)
     for w in everyone:
         if w.state == "held":
             held.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
                          "held_at": iso(w.ready_at) if w.ready_at else None, "why": w.held})
+            continue
+        if w.state == "awaiting-approval":  # issue #25: named, with the commands that answer it
+            name = f"{w.source}:{w.key}"
+            awaiting.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
+                             "approve": f"paperbot approve {name}", "skip": f"paperbot skip {name}"})
             continue
         if w.state not in ("pending", "ready"):
             continue
@@ -147,7 +156,8 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
                           "ready_at": iso(w.ready_at) if w.ready_at else None, "flagged": w.flagged,
                           "channels": {**({CHANNEL: WAITING} if is_waiting(store, w.source, w.key) else {}),
                                        **_publication_states(store, w.source, w.key)},
-                          "waits_for_cap": {c: iso(t) for c, t in capped.get((w.source, w.key), {}).items()}})
+                          "waits_for_cap": {c: iso(t) for c, t in capped.get((w.source, w.key), {}).items()},
+                          "waits_for_window": window_waits(cfg, store, w, now)})
             continue
         if w.source not in rules:
             rules[w.source] = source_rules(store, w.source, cfg.publish, configs.get(w.source))
@@ -167,12 +177,29 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
         "now": iso(now),
         "daemon": {"running": pid is not None, "pid": pid or None},
         "sources": sources,
-        "weeks": {"counts": counts, "pending": pending, "ready": ready, "held": held, "published": published},
+        "weeks": {"counts": counts, "pending": pending, "ready": ready, "held": held, "awaiting_approval": awaiting,
+                  "published": published},
         "channels": {name: _channel(store, cfg, name, now) for name in registry.NAMES},
         "subscribers": subscribers,
         "next": {"poll": dict(zip(("at", "source"), min(polls), strict=True)) if polls else None,
                  "release": dict(zip(("at", "source", "key"), min(releases), strict=True)) if releases else None},
     }
+
+
+def window_waits(cfg: Config, store: Store, w: WeekRow, now: datetime) -> dict[str, str]:
+    """Per channel not yet started on a ready week, when its next send window opens, if it must wait for one
+    (issue #25: a week waiting for `send_at` was shown as if nothing held it)."""
+    from bot import channels as registry
+
+    started = _publication_states(store, w.source, w.key)
+    out = {}
+    for name in registry.NAMES:
+        found = getattr(getattr(cfg, name, None), "send_at", ())
+        if found and started.get(name) in (None, "trial") and not windows.may_send(
+                found, cfg.publish.timezone, w.ready_at, now) and (at := windows.next_window(
+                    found, cfg.publish.timezone, now)):
+            out[name] = iso(at.astimezone(UTC))
+    return out
 
 
 def _capped(cfg: Config, store: Store, weeks: list[WeekRow], now: datetime) -> dict:
@@ -225,6 +252,8 @@ def lines(st: dict) -> list[str]:
         out.append(f"  ready {r['source']}:{r['key']} since {_short(r['ready_at'])}; {tried}")
         if r["channels"].get(CHANNEL) == WAITING:
             out.append(f"    {CHANNEL}: {WAITING} (the welcome email carries the newest waiting week)")
+        for c, at in sorted(r.get("waits_for_window", {}).items()):
+            out.append(f"    {c}: waits for its send window, next {_short(at)}")
         for c, until in sorted(r.get("waits_for_cap", {}).items()):
             out.append(f"    {c}: waits for the daily cap (max_per_day) until {_short(until)}")
     for h in w.get("held", [])[:HELD_SHOWN]:
@@ -234,6 +263,8 @@ def lines(st: dict) -> list[str]:
         names = sorted({h["source"] for h in w["held"]})
         out.append(f"  … and {len(w['held']) - HELD_SHOWN} more held: `paperbot approve --held SOURCE` or "
                    f"`paperbot skip --held SOURCE` ({', '.join(names)})")
+    for a in w.get("awaiting_approval", []):
+        out.append(f"  AWAITING APPROVAL {a['source']}:{a['key']}: {a['approve']} (or {a['skip']})")
     for p in w["published"]:
         out.append(f"  published {p['source']}:{p['key']} at {_short(p['published_at'])}")
     out.append("channels:")
@@ -244,6 +275,9 @@ def lines(st: dict) -> list[str]:
         line = (f"  {name}: {mode}; {c['in_progress']} in progress, {c['failed']} failed, "
                 f"{c['uncertain']} uncertain")
         out.append(line)
+        if c.get("next_window"):
+            out.append(f"    sends only in its windows ({', '.join(c['send_at'])}): next "
+                       f"{_short(c['next_window'])}")
         if c["rate_limited_until"]:
             out.append(f"    rate-limited until {_short(c['rate_limited_until'])}: {c['rate_limited_reason'] or '-'}")
     subs = st["subscribers"]

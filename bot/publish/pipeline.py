@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import channels as registry
@@ -57,6 +58,7 @@ def ready_weeks(store: Store) -> list[WeekRow]:
 def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, *, now: datetime,
                     dry_run: bool = False, progress: Progress | None = None) -> ChannelReport:
     """Plan (once) and send (what is open) one week on one channel; on a channel that is not live, a trial."""
+    started = time.monotonic()
     rep = ChannelReport(week.source, week.key, channel.name, dry_run=dry_run, trial=not channel.live)
     pub = ledger.publication(store, week.source, week.key, channel.name)
     if pub is not None and (pub.state in ("published", "skipped") or pub.state == "trial" and not channel.live):
@@ -126,7 +128,8 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
                 rendition = channel.render(store, week)
             channel.prepare(rendition)
             send_units(store, week, channel, rendition, rep, wanted, progress, now, budget=budget)
-    rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
+    finished = now + timedelta(seconds=int(time.monotonic() - started))  # issue #25 (13b): when the send ended
+    rep.done = ledger.finish(store, week.source, week.key, channel.name, finished)
     rep.published = rep.done and channel.live
     late.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)

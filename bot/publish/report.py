@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 
 
 Progress = Callable[[str, RunStats], None]
+TRIAL_MARK = " (trial: outbox)"  # ends the progress label of a trial
 
 
 @dataclass
@@ -59,8 +60,9 @@ class LogProgress:
             return
         self.last[label] = -1 if finished else now
         pace = f", {s.done / (now - start):.1f} a second" if s.done and now - start >= 1 else ""
-        log.info("%s: %d of %d done (%d sent, %d failed, %d bounced, %d skipped)%s", label, s.done,
-                 s.total, s.sent, s.failed, s.bounced, s.skipped, pace)
+        said = "written to the outbox" if label.endswith(TRIAL_MARK) else "sent"  # issue #25 (13c): a trial sends
+        log.info("%s: %d of %d done (%d %s, %d failed, %d bounced, %d skipped)%s", label, s.done,  # nothing
+                 s.total, s.sent, said, s.failed, s.bounced, s.skipped, pace)
 
 
 def describe(counts: dict[str, int]) -> str:

@@ -340,9 +340,10 @@ def m018_newcomer(db: sqlite_utils.Database) -> None:
     """The first subscriber (issue #25, bot/publish/first.py): a week ready on a live email channel with no active
     subscribers waits instead of going to nobody; `audience_waits` remembers each such week (`since`), and how its
     wait ended (`ended_at`, `outcome`: sent to the first subscriber's welcome, planned, or skipped for a newer
-    waiting week), so the first subscriber gets the newest one and never a burst of the older ones. `clock`
-    (issue #25): a state folder written under a shifted clock ($PAPERBOT_NOW or --now) is marked, so its times
-    are never taken as real."""
+    waiting week), so the first subscriber gets the newest one and never a burst of the older ones.
+    `shifted_clock`: each command that wrote under a shifted clock ($PAPERBOT_NOW or --now), so those times are
+    never taken as real. `source_commits`: the commit dates (and their UTC offsets) of a git source's year before
+    its first poll, which teach its clock from the start (`versions.utc_offset` has only the commits polled)."""
     db.execute("""
         CREATE TABLE audience_waits (
             source TEXT NOT NULL,
@@ -359,4 +360,12 @@ def m018_newcomer(db: sqlite_utils.Database) -> None:
             real_at TEXT NOT NULL,
             shifted_to TEXT NOT NULL,
             command TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE source_commits (
+            source TEXT NOT NULL,
+            committed_at TEXT NOT NULL,
+            utc_offset INTEGER NOT NULL,
+            sha TEXT NOT NULL,
+            PRIMARY KEY (source, sha)
         )""")

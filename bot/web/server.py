@@ -60,7 +60,9 @@ async def start_web(cfg: Config, store_path: str | Path | None = None) -> web.Ap
     await runner.setup()
     host, port = _host(cfg)
     await web.TCPSite(runner, host, port).start()
-    log.info("web app listening on http://%s:%d (public address %s)", host, port, cfg.web.base_url)
+    real = runner.addresses[0][1] if runner.addresses else port  # issue #25: listen ":0" picks a free port
+    shown = f"[{host}]" if ":" in host else host
+    log.info("web app listening on http://%s:%d (public address %s)", shown, real, cfg.web.base_url)
     return runner
 
 
