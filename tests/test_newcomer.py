@@ -327,3 +327,50 @@ def test_a_shifted_clock_is_refused_on_a_state_folder_holding_real_sends_25_12(t
         live = write_config(trial, port)  # the same folder, now sending for real under the real clock: refused
         result = run_cli(live, "publish")
         assert result.exit_code == 1 and "written under a shifted clock" in result.output, result.output
+
+
+# -- finding 10: Ctrl-C in publish --------------------------------------------------------------------------
+
+def test_ctrl_c_in_publish_says_what_was_sent_and_what_is_left_25_10(tmp_path):
+    """#25 (10): Ctrl-C in `publish` printed only "Aborted!", not "74 sent, 126 left: run publish again"."""
+    import asyncio
+    import re
+    import signal
+    import time
+
+    from aiosmtpd.controller import Controller
+    from publish_support import Recorder, add_subscribers, addresses, free_port, ready_week
+
+    from bot.store import Store
+
+    class Slow(Recorder):
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            await asyncio.sleep(0.15)
+            return await super().handle_DATA(server, session, envelope)
+
+    rec, port = Slow(), free_port()
+    ctl = Controller(rec, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        cfg = write_config(tmp_path, port, connections=1)
+        store = Store.open(cfg.db_path)
+        ready_week(store, cfg)
+        add_subscribers(store, tmp_path, addresses(40))
+        store.close()
+        env = {**os.environ, "PAPERBOT_SECRET_KEY": SECRET}
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "publish"], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while rec.count() < 3:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        ctl.stop()
+    assert proc.returncode == 1, (out, err)
+    m = re.search(r"stopped by Ctrl-C: email dair:\S+: (\d+) sent, (\d+) left\. Run `paperbot publish` again", err)
+    assert m, err
+    sent, left = int(m.group(1)), int(m.group(2))
+    assert 0 < sent < 40 and 0 < left and sent + left <= 40 and sent <= rec.count(), (sent, left, rec.count())
+    assert "Aborted!" not in err

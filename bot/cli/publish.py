@@ -196,6 +196,11 @@ def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_
                 for w in targets:
                     reports += publish_week(cfg, store, w, channels=chosen, now=now(),
                                             dry_run=dry_run, progress=bar)
+        except KeyboardInterrupt:  # issue #25: not just "Aborted!"
+            if bar:
+                bar.close()
+                bar = None
+            raise click.ClickException(interrupted(store, targets)) from None
         finally:
             if bar:
                 bar.close()
@@ -204,6 +209,22 @@ def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_
     if not dry_run and not all(r.done or r.waits for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
+
+
+def interrupted(store: Store, targets: list[WeekRow]) -> str:
+    """What Ctrl-C left: per week and channel, what went out and what is still to send (from the ledger)."""
+    parts = []
+    for w in targets:
+        for p in ledger.publications(store, w.source, w.key):
+            counts = ledger.counts(store, w.source, w.key, p.channel)
+            left = _open(counts)
+            done = counts.get("sent", 0) + counts.get("trial", 0)
+            if left or p.state == "sending":
+                said = "written to the outbox" if p.trial else "sent"
+                parts.append(f"{p.channel} {w.source}:{w.key}: {done} {said}, {left} left")
+    what = "; ".join(parts) or "nothing was planned yet"
+    return (f"stopped by Ctrl-C: {what}. Run `paperbot publish` again to send the rest: what is recorded as "
+            "sent is never sent again (a message in flight at the stop may go out twice, and says so)")
 
 
 def refuse_unfit(cfg: Config, *, dry_run: bool = False) -> None:
