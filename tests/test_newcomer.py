@@ -374,3 +374,43 @@ def test_ctrl_c_in_publish_says_what_was_sent_and_what_is_left_25_10(tmp_path):
     sent, left = int(m.group(1)), int(m.group(2))
     assert 0 < sent < 40 and 0 < left and sent + left <= 40 and sent <= rec.count(), (sent, left, rec.count())
     assert "Aborted!" not in err
+
+
+# -- 13 (e), (f), (h) -------------------------------------------------------------------------------------------
+
+def test_a_date_inside_a_week_names_it_25_13h(tmp_path):
+    """#25 (13h): week keys had to be typed in full; a date inside the week was refused."""
+    cfg, store, week = _ready(tmp_path, None)
+    store.close()
+    out = run_cli(cfg, "preview", "2023-02-22", "--channel", "email")
+    assert out.exit_code == 0, out.output
+    assert run_cli(cfg, "history", "dair:2023-02-22").exit_code == 0
+    assert "no week '2023-03-22'" in run_cli(cfg, "history", "2023-03-22").output
+
+
+def test_the_404_page_leads_back_and_edition_pages_have_the_site_header_25_13e_13f(tmp_path):
+    """#25 (13e): the 404 page had no way back; (13f) edition pages lacked the site header."""
+    import urllib.error
+    import urllib.request
+
+    from publish_support import smtp_server
+    from test_web_reader import start, stop
+
+    with smtp_server() as (rec, smtp_port):
+        proc, base, cfg = start(tmp_path, smtp_port)
+        try:
+            try:
+                urllib.request.urlopen(base + "/no/such/page", timeout=10)
+                raise AssertionError("no 404")
+            except urllib.error.HTTPError as e:
+                assert e.code == 404
+                page = e.read().decode()
+            assert '<a href="/">Back to the home page</a>' in page
+            with urllib.request.urlopen(f"{base}/editions/digest/2024-03-04..2024-03-10", timeout=10) as r:
+                edition = r.read().decode()
+        finally:
+            stop(proc)
+    assert '<header class="site">' in edition and '<a class="brand" href="/">' in edition
+    import re
+
+    assert re.search(r'<body[^>]*>\s*<header class="site">', edition), edition[:2000]  # first in the page

@@ -7,6 +7,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import click
@@ -39,12 +40,23 @@ def existing_store(cfg: Config) -> Iterator[Store]:
         store.close()
 
 
+def _a_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()) if len(text.strip()) == 10 else None
+    except ValueError:
+        return None
+
+
 def resolve_week(store: Store, spec: str) -> WeekRow:
-    """`KEY` or `SOURCE:KEY` (an alias works too); a KEY found in several sources must name its source."""
+    """`KEY` or `SOURCE:KEY` (an alias works too), or a date inside the week (`2024-03-06`); a KEY found in several
+    sources must name its source."""
     source, sep, key = spec.partition(":")
     if not sep:
         source, key = "", spec
     found = [w for w in store.find_weeks(key) if not source or w.source == source]
+    if not found and (day := _a_date(key)):  # issue #25 (13h): any date inside the week names it
+        found = [w for w in store.weeks(source or None) if w.first_day and w.last_day
+                 and w.first_day <= day <= w.last_day and not w.late_of]
     if not found:
         raise click.ClickException(f"no week {spec!r} in the state database (see `paperbot weeks`)")
     if len(found) > 1:
