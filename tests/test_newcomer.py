@@ -414,3 +414,38 @@ def test_the_404_page_leads_back_and_edition_pages_have_the_site_header_25_13e_1
     import re
 
     assert re.search(r'<body[^>]*>\s*<header class="site">', edition), edition[:2000]  # first in the page
+
+
+# -- 13 (d), (g) --------------------------------------------------------------------------------------------------
+
+def test_make_keeps_pip_s_build_notes_in_a_log_25_13d():
+    """#25 (13d): `make run` printed ~40 lines of setuptools warnings. What `make` would run (`make -n`): the
+    editable install's output goes to a log, shown only when it fails."""
+    out = subprocess.run(["make", "-n", "-B", ".venv/.installed"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60).stdout
+    install = [line for line in out.splitlines() if "pip install" in line and "-e " in line]
+    assert install and all("> .venv/install.log 2>&1" in line for line in install), out
+
+
+def test_the_sender_s_name_is_the_web_title_unless_from_names_one_25_13g(tmp_path):
+    """#25 (13g): the sender's name and `[web] title` were two settings that drifted; `from` now needs only the
+    address, and the newsletter's name is `[web] title` in the From header and the footer alike."""
+    from publish_support import add_subscribers, parse, ready_week, smtp_server
+
+    from bot.channels import load_config
+    from bot.store import Store
+
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port)
+        text = cfg.path.read_text().replace('from = "Papers Weekly <papers@weekly.test>"',
+                                            'from = "papers@weekly.test"')
+        cfg.path.write_text(text.replace("[web]\n", '[web]\ntitle = "Lab Papers"\n'))
+        cfg = load_config(cfg.path)
+        store = Store.open(cfg.db_path)
+        ready_week(store, cfg)
+        add_subscribers(store, tmp_path, ["a@example.net"])
+        store.close()
+        assert run_cli(cfg, "publish").exit_code == 0
+    msg = parse(rec.messages[0][1])
+    assert msg["From"] == "Lab Papers <papers@weekly.test>"
+    assert "Lab Papers ·" in msg.get_body(("plain",)).get_content()
