@@ -449,3 +449,23 @@ def test_the_sender_s_name_is_the_web_title_unless_from_names_one_25_13g(tmp_pat
     msg = parse(rec.messages[0][1])
     assert msg["From"] == "Lab Papers <papers@weekly.test>"
     assert "Lab Papers ·" in msg.get_body(("plain",)).get_content()
+
+
+# -- 13 (i) ----------------------------------------------------------------------------------------------------
+
+def test_status_says_when_a_week_a_manual_poll_released_goes_out_25_13i(tmp_path):
+    """#25 (13i): a week made ready by a manual `poll` waits for the daemon's next poll; `status` gave no time."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import iso
+
+    cfg, store, week = _ready(tmp_path, 2525)
+    store.ensure_source("dair", now=datetime(2023, 3, 10, tzinfo=UTC))
+    store.record_poll("dair", "v1", datetime(2023, 3, 10, tzinfo=UTC), validators={})
+    store.close()
+    with cfg.path.open("a") as f:
+        f.write('[[sources]]\nname = "dair"\nurl = "http://127.0.0.1:9/digest.md"\nevery = "1h"\n')
+    out = run_cli(cfg, "status", "--now", "2023-03-10T00:30:00").output
+    flat = " ".join(line.strip() for line in out.splitlines())
+    nxt = iso(datetime(2023, 3, 10, tzinfo=UTC) + timedelta(hours=1))[:16].replace("T", " ")
+    assert f"goes out after the daemon's next poll of dair, at {nxt} UTC, or now with `paperbot publish`" in flat, out
