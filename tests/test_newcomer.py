@@ -327,3 +327,145 @@ def test_a_shifted_clock_is_refused_on_a_state_folder_holding_real_sends_25_12(t
         live = write_config(trial, port)  # the same folder, now sending for real under the real clock: refused
         result = run_cli(live, "publish")
         assert result.exit_code == 1 and "written under a shifted clock" in result.output, result.output
+
+
+# -- finding 10: Ctrl-C in publish --------------------------------------------------------------------------
+
+def test_ctrl_c_in_publish_says_what_was_sent_and_what_is_left_25_10(tmp_path):
+    """#25 (10): Ctrl-C in `publish` printed only "Aborted!", not "74 sent, 126 left: run publish again"."""
+    import asyncio
+    import re
+    import signal
+    import time
+
+    from aiosmtpd.controller import Controller
+    from publish_support import Recorder, add_subscribers, addresses, free_port, ready_week
+
+    from bot.store import Store
+
+    class Slow(Recorder):
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802
+            await asyncio.sleep(0.15)
+            return await super().handle_DATA(server, session, envelope)
+
+    rec, port = Slow(), free_port()
+    ctl = Controller(rec, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        cfg = write_config(tmp_path, port, connections=1)
+        store = Store.open(cfg.db_path)
+        ready_week(store, cfg)
+        add_subscribers(store, tmp_path, addresses(40))
+        store.close()
+        env = {**os.environ, "PAPERBOT_SECRET_KEY": SECRET}
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "publish"], cwd=tmp_path,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while rec.count() < 3:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        ctl.stop()
+    assert proc.returncode == 1, (out, err)
+    m = re.search(r"stopped by Ctrl-C: email dair:\S+: (\d+) sent, (\d+) left\. Run `paperbot publish` again", err)
+    assert m, err
+    sent, left = int(m.group(1)), int(m.group(2))
+    assert 0 < sent < 40 and 0 < left and sent + left <= 40 and sent <= rec.count(), (sent, left, rec.count())
+    assert "Aborted!" not in err
+
+
+# -- 13 (e), (f), (h) -------------------------------------------------------------------------------------------
+
+def test_a_date_inside_a_week_names_it_25_13h(tmp_path):
+    """#25 (13h): week keys had to be typed in full; a date inside the week was refused."""
+    cfg, store, week = _ready(tmp_path, None)
+    store.close()
+    out = run_cli(cfg, "preview", "2023-02-22", "--channel", "email")
+    assert out.exit_code == 0, out.output
+    assert run_cli(cfg, "history", "dair:2023-02-22").exit_code == 0
+    assert "no week '2023-03-22'" in run_cli(cfg, "history", "2023-03-22").output
+
+
+def test_the_404_page_leads_back_and_edition_pages_have_the_site_header_25_13e_13f(tmp_path):
+    """#25 (13e): the 404 page had no way back; (13f) edition pages lacked the site header."""
+    import urllib.error
+    import urllib.request
+
+    from publish_support import smtp_server
+    from test_web_reader import start, stop
+
+    with smtp_server() as (rec, smtp_port):
+        proc, base, cfg = start(tmp_path, smtp_port)
+        try:
+            try:
+                urllib.request.urlopen(base + "/no/such/page", timeout=10)
+                raise AssertionError("no 404")
+            except urllib.error.HTTPError as e:
+                assert e.code == 404
+                page = e.read().decode()
+            assert '<a href="/">Back to the home page</a>' in page
+            with urllib.request.urlopen(f"{base}/editions/digest/2024-03-04..2024-03-10", timeout=10) as r:
+                edition = r.read().decode()
+        finally:
+            stop(proc)
+    assert '<header class="site">' in edition and '<a class="brand" href="/">' in edition
+    import re
+
+    assert re.search(r'<body[^>]*>\s*<header class="site">', edition), edition[:2000]  # first in the page
+
+
+# -- 13 (d), (g) --------------------------------------------------------------------------------------------------
+
+def test_make_keeps_pip_s_build_notes_in_a_log_25_13d():
+    """#25 (13d): `make run` printed ~40 lines of setuptools warnings. What `make` would run (`make -n`): the
+    editable install's output goes to a log, shown only when it fails."""
+    out = subprocess.run(["make", "-n", "-B", ".venv/.installed"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=60).stdout
+    install = [line for line in out.splitlines() if "pip install" in line and "-e " in line]
+    assert install and all("> .venv/install.log 2>&1" in line for line in install), out
+
+
+def test_the_sender_s_name_is_the_web_title_unless_from_names_one_25_13g(tmp_path):
+    """#25 (13g): the sender's name and `[web] title` were two settings that drifted; `from` now needs only the
+    address, and the newsletter's name is `[web] title` in the From header and the footer alike."""
+    from publish_support import add_subscribers, parse, ready_week, smtp_server
+
+    from bot.channels import load_config
+    from bot.store import Store
+
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port)
+        text = cfg.path.read_text().replace('from = "Papers Weekly <papers@weekly.test>"',
+                                            'from = "papers@weekly.test"')
+        cfg.path.write_text(text.replace("[web]\n", '[web]\ntitle = "Lab Papers"\n'))
+        cfg = load_config(cfg.path)
+        store = Store.open(cfg.db_path)
+        ready_week(store, cfg)
+        add_subscribers(store, tmp_path, ["a@example.net"])
+        store.close()
+        assert run_cli(cfg, "publish").exit_code == 0
+    msg = parse(rec.messages[0][1])
+    assert msg["From"] == "Lab Papers <papers@weekly.test>"
+    assert "Lab Papers ·" in msg.get_body(("plain",)).get_content()
+
+
+# -- 13 (i) ----------------------------------------------------------------------------------------------------
+
+def test_status_says_when_a_week_a_manual_poll_released_goes_out_25_13i(tmp_path):
+    """#25 (13i): a week made ready by a manual `poll` waits for the daemon's next poll; `status` gave no time."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store import iso
+
+    cfg, store, week = _ready(tmp_path, 2525)
+    store.ensure_source("dair", now=datetime(2023, 3, 10, tzinfo=UTC))
+    store.record_poll("dair", "v1", datetime(2023, 3, 10, tzinfo=UTC), validators={})
+    store.close()
+    with cfg.path.open("a") as f:
+        f.write('[[sources]]\nname = "dair"\nurl = "http://127.0.0.1:9/digest.md"\nevery = "1h"\n')
+    out = run_cli(cfg, "status", "--now", "2023-03-10T00:30:00").output
+    flat = " ".join(line.strip() for line in out.splitlines())
+    nxt = iso(datetime(2023, 3, 10, tzinfo=UTC) + timedelta(hours=1))[:16].replace("T", " ")
+    assert f"goes out after the daemon's next poll of dair, at {nxt} UTC, or now with `paperbot publish`" in flat, out

@@ -7,6 +7,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import click
@@ -39,12 +40,23 @@ def existing_store(cfg: Config) -> Iterator[Store]:
         store.close()
 
 
+def _a_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()) if len(text.strip()) == 10 else None
+    except ValueError:
+        return None
+
+
 def resolve_week(store: Store, spec: str) -> WeekRow:
-    """`KEY` or `SOURCE:KEY` (an alias works too); a KEY found in several sources must name its source."""
+    """`KEY` or `SOURCE:KEY` (an alias works too), or a date inside the week (`2024-03-06`); a KEY found in several
+    sources must name its source."""
     source, sep, key = spec.partition(":")
     if not sep:
         source, key = "", spec
     found = [w for w in store.find_weeks(key) if not source or w.source == source]
+    if not found and (day := _a_date(key)):  # issue #25 (13h): any date inside the week names it
+        found = [w for w in store.weeks(source or None) if w.first_day and w.last_day
+                 and w.first_day <= day <= w.last_day and not w.late_of]
     if not found:
         raise click.ClickException(f"no week {spec!r} in the state database (see `paperbot weeks`)")
     if len(found) > 1:
@@ -196,6 +208,11 @@ def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_
                 for w in targets:
                     reports += publish_week(cfg, store, w, channels=chosen, now=now(),
                                             dry_run=dry_run, progress=bar)
+        except KeyboardInterrupt:  # issue #25: not just "Aborted!"
+            if bar:
+                bar.close()
+                bar = None
+            raise click.ClickException(interrupted(store, targets)) from None
         finally:
             if bar:
                 bar.close()
@@ -204,6 +221,22 @@ def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_
     if not dry_run and not all(r.done or r.waits for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
+
+
+def interrupted(store: Store, targets: list[WeekRow]) -> str:
+    """What Ctrl-C left: per week and channel, what went out and what is still to send (from the ledger)."""
+    parts = []
+    for w in targets:
+        for p in ledger.publications(store, w.source, w.key):
+            counts = ledger.counts(store, w.source, w.key, p.channel)
+            left = _open(counts)
+            done = counts.get("sent", 0) + counts.get("trial", 0)
+            if left or p.state == "sending":
+                said = "written to the outbox" if p.trial else "sent"
+                parts.append(f"{p.channel} {w.source}:{w.key}: {done} {said}, {left} left")
+    what = "; ".join(parts) or "nothing was planned yet"
+    return (f"stopped by Ctrl-C: {what}. Run `paperbot publish` again to send the rest: what is recorded as "
+            "sent is never sent again (a message in flight at the stop may go out twice, and says so)")
 
 
 def refuse_unfit(cfg: Config, *, dry_run: bool = False) -> None:

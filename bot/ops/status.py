@@ -241,6 +241,7 @@ def lines(st: dict) -> list[str]:
         out.append(f"    {s['timezone']} ({s['timezone_from']}); {usual}{nxt}")
         if s["last_error"]:
             out.append(f"    error: {s['last_error']}")
+    next_polls = {s["name"]: s["next_poll"] for s in st["sources"] if s["next_poll"]}
     w = st["weeks"]
     counts = ", ".join(f"{n} {state}" for state, n in sorted(w["counts"].items())) or "none yet"
     out.append(f"weeks: {counts}")
@@ -250,6 +251,10 @@ def lines(st: dict) -> list[str]:
     for r in w["ready"]:
         tried = ", ".join(f"{c} {s}" for c, s in sorted(r["channels"].items()) if s != WAITING) or "not sent yet"
         out.append(f"  ready {r['source']}:{r['key']} since {_short(r['ready_at'])}; {tried}")
+        if not r["channels"] and not r.get("waits_for_window") and not r.get("waits_for_cap"):
+            at = next_polls.get(r["source"])  # issue #25 (13i): a week a manual poll released waits for this
+            out.append(f"    goes out after the daemon's next poll of {r['source']}"
+                       + (f", at {_short(at)}" if at else "") + ", or now with `paperbot publish`")
         if r["channels"].get(CHANNEL) == WAITING:
             out.append(f"    {CHANNEL}: {WAITING} (the welcome email carries the newest waiting week)")
         for c, at in sorted(r.get("waits_for_window", {}).items()):

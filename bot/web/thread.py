@@ -41,7 +41,7 @@ class WebThread:
         return True
 
     def _run(self) -> None:
-        from bot.web.server import start_web
+        from bot.web.server import finish_tasks, start_web  # aiohttp: loaded only when the thread runs
 
         asyncio.set_event_loop(self.loop)
         try:
@@ -56,6 +56,7 @@ class WebThread:
             self.loop.run_forever()
         finally:
             self.loop.run_until_complete(runner.cleanup())
+            finish_tasks(self.loop)
             self.loop.close()
 
     def stop(self, timeout: float = 5.0) -> None:

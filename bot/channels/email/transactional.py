@@ -29,7 +29,7 @@ from bot.channels.email.render import (
 )
 from bot.channels.email.settings import local_trial
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
-from bot.channels.email.view import LOCAL_TRIAL_FOOTER
+from bot.channels.email.view import LOCAL_TRIAL_FOOTER, from_header
 from bot.config import Config
 from bot.edition.safetext import clean
 
@@ -69,7 +69,7 @@ def confirmation(cfg: Config, to: str, url: str, now: datetime, templates_dir: P
     subject = clean(_render(CONFIRM_SUBJECT, ctx, dirs, autoescape=False), max_len=200)
     text = _render(CONFIRM_TEXT, ctx, dirs, autoescape=False)
     html_body = _render(CONFIRM_HTML, ctx, dirs, autoescape=True)
-    display, sender = parseaddr(cfg.email.sender)
+    display, sender = parseaddr(from_header(cfg))
     subject_line, subject_text = unstructured("Subject", subject, max_len=0)
     boundary = f"=_paperbot_{secrets.token_hex(12)}"
     head = b"".join([mailbox("From", display, sender), simple("To", to), subject_line,
@@ -107,9 +107,9 @@ def welcome(cfg: Config, to: str, edition: Edition | None, unsubscribe_url: str,
         text, html_body = intro_text, f"<!doctype html><html><body>{intro_html}</body></html>"
     e = cfg.email
     try:
-        template = build_template(sender=e.sender, subject=subject, date=now, list_id=e.list_id, contact=e.contact,
-                                  text=text, html_body=html_body, placeholder=UNSUBSCRIBE_PLACEHOLDER,
-                                  label="welcome")
+        template = build_template(sender=from_header(cfg), subject=subject, date=now, list_id=e.list_id,
+                                  contact=e.contact, text=text, html_body=html_body,
+                                  placeholder=UNSUBSCRIBE_PLACEHOLDER, label="welcome")
     except UnsafeHeader as err:
         raise RenderError(str(err)) from err
     return Mail(to, "welcome", template.render(to, _message_id(cfg), unsubscribe_url))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import date
-from email.utils import parseaddr
+from email.utils import formataddr, parseaddr
 from urllib.parse import urlsplit
 
 from bot.channels.email.settings import local_trial
@@ -98,6 +98,13 @@ def _contact(contact: str) -> dict:
 
 LOCAL_TRIAL_FOOTER = ("Local trial: paperbot sent this to the mail server on this machine; it reached no one else, "
                       "and its links work on this machine only.")
+
+
+def from_header(cfg: Config) -> str:
+    """`[email] from` as the From header: its own name, else `[web] title` (issue #25 (13g): one setting names the
+    newsletter; `from` needs only the address)."""
+    name, address = parseaddr(cfg.email.sender)
+    return formataddr((clean(name) or clean(cfg.web.title) or "paperbot", address)) if address else cfg.email.sender
 
 
 def list_name(cfg: Config) -> str:
