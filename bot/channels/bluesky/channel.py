@@ -235,9 +235,16 @@ class BlueskyChannel:
         if not self.live:
             return _OutboxSender(rendition, outbox_dir(self.cfg, rendition.source, rendition.key), self.now)
         try:
-            return _BlueskySender(rendition, self._account(), self.now)
+            account = self._account()
         except bc.CredentialsError as e:
             raise ChannelDown(str(e)) from e
+        try:
+            account.login()  # once, before the chain: a refused login is never retried post after post
+        except bc.BskyError as e:
+            account.xrpc.close()
+            err = _error(e)
+            raise err if isinstance(err, TransientError) else ChannelDown(str(err)) from e
+        return _BlueskySender(rendition, account, self.now)
 
     def check(self) -> list[CheckResult]:
         """`paperbot check`: log in (or reuse the saved session) and read the account's profile; nothing posted."""
