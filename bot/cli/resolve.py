@@ -34,7 +34,7 @@ def resolve(ctx: click.Context, week: str, channel: str, number: int, posted: st
         raise click.UsageError(f"--posted {posted!r}: a post id on X is a number, as in x.com/<user>/status/<ID>")
     if posted is not None and channel == "bluesky" and not posted.strip().startswith("at://"):
         raise click.UsageError(f"--posted {posted!r}: a post on Bluesky is named by its at:// URI, as in "
-                               "at://did:plc:.../app.bsky.feed.post/<record key> (`paperbot history` shows them)")
+                               "at://did:plc:.../app.bsky.feed.post/<record key> (the key ends its bsky.app link)")
     cfg = _load(ctx)
     try:
         fd = locks.acquire(lock_path(cfg))
