@@ -306,3 +306,28 @@ def test_without_credentials_the_thread_goes_to_the_outbox_as_a_trial(tmp_path, 
     check = make(cfg, "bluesky").check()
     assert check[0].ok and "outbox" in check[0].detail
     store.close()
+
+
+# -- 7. the operator's commands know the channel ----------------------------------------------------------------
+
+def test_preview_status_and_resolve_know_bluesky(bsky, week):
+    """issue #30: `paperbot preview --channel bluesky` shows each post with its counts and links and writes the
+    request bodies; `status` shows the channel held by a 429; `resolve --posted` wants an at:// URI."""
+    cfg, store = week
+    out = cfg.path.parent / "preview"
+    result = CliRunner().invoke(cli, ["--config", str(cfg.path), "preview", KEY, "--channel", "bluesky", "--out",
+                                      str(out)], obj={}, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "11 posts, a thread" in result.output and "/300 graphemes" in result.output
+    assert f"[link] {WEB}" in result.output and not bsky.requests and not rows(store)
+    body = json.loads((out / "bluesky" / SOURCE / KEY / "01.json").read_text())
+    assert body["record"]["reply"]["root"]["uri"] == "outbox-0" and is_tid(body["rkey"])
+
+    bsky.fail_next(CREATE, "status", status=429, after=1, body={"error": "RateLimitExceeded", "message": "slow"},
+                   headers={"ratelimit-reset": str(int(time.time()) + 600)})
+    publish(cfg, store)
+    status = CliRunner().invoke(cli, ["--config", str(cfg.path), "status"], obj={}, catch_exceptions=False)
+    assert "bluesky: live" in status.output and "rate-limited until" in status.output
+    bad = CliRunner().invoke(cli, ["--config", str(cfg.path), "resolve", KEY, "--channel", "bluesky", "--unit",
+                                   "2", "--posted", "12345"], obj={})
+    assert bad.exit_code != 0 and "at:// URI" in bad.output
