@@ -135,6 +135,11 @@ class _BlueskySender:
         rkey = unit_rkey(unit)
         try:
             refs = [self._ref(unit.prior[0]), self._ref(unit.prior[-1])] if unit.prior else []
+        except bc.BskyError as e:  # a read before the create: nothing was sent
+            if e.kind == bc.RATE_LIMITED:
+                raise RateLimited(f"Bluesky rate limit while reading the thread: {e}", e.until or self.now()) from e
+            raise TransientError(f"cannot read the posts this one replies to: {e}") from e
+        try:
             uri, cid = self.account.create_record(bc.POST, rkey, self.r.record(unit, self.now(), refs))
         except bc.BskyError as e:
             raise _error(e) from e
