@@ -126,7 +126,7 @@ def reads_back(name: str, value: str, address: str) -> None:
     try:
         got = [a.addr_spec for a in _REGISTRY(name, value).addresses]
     except (ValueError, TypeError, IndexError) as e:  # the parser's own errors on a malformed value
-        raise UnsafeHeader(f"{name}: {value[:80]!r} cannot be read back ({e})") from e
+        raise UnsafeHeader(f"{name}: {value[:80]!r} reads back as no address ({e})") from e
     if got != [address]:
         raise UnsafeHeader(f"{name}: reads back as {got!r}, not {address!r}")
 
@@ -153,6 +153,9 @@ def check_block(block: bytes, expected: list[str], *, subject: str | None = None
             continue
         if name not in written:
             raise UnsafeHeader(f"{name}: an address header paperbot did not write")
-        got_addresses = [a.addr_spec for a in parsed[name].addresses]
+        try:
+            got_addresses = [a.addr_spec for a in parsed[name].addresses]
+        except (ValueError, TypeError, IndexError) as e:  # it decodes to a CR or LF, or to nothing readable
+            raise UnsafeHeader(f"{name}: reads back as no address ({e})") from e
         if got_addresses != [written[name]]:
             raise UnsafeHeader(f"{name}: reads back as {got_addresses!r}, not {written[name]!r}")
