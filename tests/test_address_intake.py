@@ -106,3 +106,31 @@ def test_the_block_check_parses_every_address_header_back():
         check_block(decoded, expected, addresses={"From": "papers@weekly.test", "To": EVIL})
     with pytest.raises(UnsafeHeader, match="did not write"):
         check_block(good, expected, addresses={"From": "papers@weekly.test"})
+
+
+def test_a_week_goes_to_everyone_else_when_one_stored_address_holds_an_encoded_word(tmp_path, monkeypatch):
+    """issue #24: an address an earlier version stored raw is refused for good, that reader alone: the real SMTP
+    server gets nothing for it and the week's email for everyone else (main wrote it raw into To:)."""
+    from publish_support import SECRET, ready_week, smtp_server, write_config
+
+    from bot.publish import ledger
+    from bot.publish.pipeline import publish_week
+
+    monkeypatch.setenv("PAPERBOT_SECRET_KEY", SECRET)
+    with smtp_server() as (rec, port):
+        cfg = write_config(tmp_path, port)
+        store = Store.open(cfg.db_path)
+        try:
+            subs.add(store, "reader@example.net", origin="test", now=NOW)
+            store.db.execute("INSERT INTO subscribers (address, state, created_at, updated_at, origin) "
+                             "VALUES (?, 'active', ?, ?, 'old version')", [EVIL, NOW.isoformat(), NOW.isoformat()])
+            store.db.conn.commit()
+            week = ready_week(store, cfg)
+            reports = publish_week(cfg, store, week, channels=["email"], now=datetime(2023, 3, 10, tzinfo=UTC))
+            assert reports[0].done
+            assert dict(rec.recipients()) == {"reader@example.net": 1}
+            states = {r["unit"]: r["state"] for r in ledger.rows_in(store, week.source, week.key, "email",
+                                                                     ("bounced", "sent"))}
+            assert states == {"reader@example.net": "sent", EVIL: "bounced"}
+        finally:
+            store.close()
