@@ -95,12 +95,30 @@ def test_a_file_it_cannot_tighten_is_a_warning_naming_it_never_a_crash(tmp_path)
     write_config(tmp_path, None)
     state = tmp_path / "state"
     assert _run(tmp_path, "subscribers", "add", "reader@example.net").returncode == 0
-    foreign = state / "someone-elses.txt"
-    foreign.write_text("not ours\n")
+    foreign = state / "outbox" / "email" / "000001-reader@example.net.eml"  # copied in by another user
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b"To: reader@example.net\r\n")
     os.chown(foreign, 65534, 65534)
     for p in [state, *state.rglob("*")]:
         p.chmod(0o755 if p.is_dir() else 0o644)
     run = _run(tmp_path, "status", prefix=("setpriv", "--inh-caps=-fowner", "--bounding-set=-fowner"))
     assert run.returncode == 0, run.stderr
     assert f"{foreign}: cannot make it private" in run.stderr
-    assert _loose(state) == [f"state/{foreign.name} 644"]
+    assert _loose(state) == [f"state/outbox/email/{foreign.name} 644"]
+
+
+def test_only_what_paperbot_keeps_in_a_shared_state_folder_is_changed(tmp_path):
+    """issue #24: with `state_dir = "."` the folder also holds the operator's own files: those keep their modes."""
+    (tmp_path / "paperbot.toml").write_text('state_dir = "."\n', encoding="utf-8")
+    mine = tmp_path / "notes.txt"
+    mine.write_text("mine\n")
+    mine.chmod(0o644)
+    assert _run(tmp_path, "subscribers", "add", "reader@example.net").returncode == 0
+    (tmp_path / "outbox").mkdir(mode=0o755)
+    (tmp_path / "outbox" / "a.eml").write_bytes(b"To: reader@example.net\r\n")
+    (tmp_path / "outbox" / "a.eml").chmod(0o644)
+    (tmp_path / "paperbot.db").chmod(0o644)
+    assert _run(tmp_path, "status").returncode == 0
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "paperbot.db").stat().st_mode) == 0o600
+    assert _loose(tmp_path / "outbox") == []

@@ -39,7 +39,7 @@ class Store(SourceQueries, WeekQueries, PaperQueries):
         else:
             path = Path(path)
             path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
-            files.tighten(path.parent)  # issue #24: a state folder made before is made private, once
+            files.tighten(path.parent, db_name=path.name)  # issue #24: an older state folder made private, once
             db = sqlite_utils.Database(path)
             db.execute("PRAGMA busy_timeout = 10000")
             # Two processes opening a new database at once must not both create its tables.

@@ -22,6 +22,10 @@ UMASK = 0o077
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 _tightened: set[Path] = set()
+# What paperbot writes into a state folder (besides the database and its companions): only these are walked,
+# so a state_dir shared with other files (state_dir = ".") never has someone else's files changed.
+OURS = frozenset({"git", "http", "locks", "outbox", "editions", "secret.key", "unsubscribe-queue.jsonl",
+                  "paperbot.lock"})
 
 
 def private_umask() -> None:
@@ -46,10 +50,10 @@ def _tighten_one(path: Path, failed: list[str]) -> bool:
     return True
 
 
-def tighten(folder: Path, *, again: bool = False) -> list[str]:
-    """Take group and other permissions off `folder` and everything in it (symlinks left alone); returns the
-    paths it could not change, each already logged as a warning. Done once per process and folder unless
-    `again`."""
+def tighten(folder: Path, *, db_name: str | None = None, again: bool = False) -> list[str]:
+    """Take group and other permissions off `folder` and what paperbot keeps in it (with `db_name`: the
+    database, its companions and `OURS`, recursively; without: everything), symlinks left alone. Returns the
+    paths it could not change, each already logged as a warning. Once per process and folder unless `again`."""
     folder = Path(folder)
     key = folder.resolve()
     if key in _tightened and not again:
@@ -58,6 +62,9 @@ def tighten(folder: Path, *, again: bool = False) -> list[str]:
     failed: list[str] = []
     changed = int(_tighten_one(folder, failed))
     for root, dirs, names in os.walk(folder):
+        if db_name is not None and Path(root) == folder:
+            dirs[:] = [d for d in dirs if d in OURS]
+            names = [n for n in names if n in OURS or n.startswith(db_name)]
         for name in dirs + names:
             changed += _tighten_one(Path(root) / name, failed)
     if changed:
