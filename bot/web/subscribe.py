@@ -4,8 +4,8 @@ with the latest edition. The answer is the same whatever the address's state, an
 nothing shows who is subscribed: an active mailbox gets a "you are subscribed already" email instead of a
 confirmation (issue #24), so every answer costs one write and one email; confirmation emails are limited per
 mailbox, +tags counted together (`confirm_per_day`); attempts per client (`subscribe_limit`, an IPv6 client by
-its `ipv6_prefix`). Emails are
-built and sent on a thread of their own, after the answer, so its timing does not depend on the address either.
+its `ipv6_prefix`). Emails are built and sent on a thread of their own, after the answer, so its timing does not
+depend on the address either.
 """
 
 from __future__ import annotations
