@@ -43,12 +43,21 @@ STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (t
 WAKE_JOB = "publish-wake"
 
 
+def housekeeping(cfg: Config, store: Store, now: datetime) -> None:
+    """Issue #24: pending subscribers whose last confirmation link expired over `[web] pending_ttl` ago go,
+    with their confirmations (addresses typed into the form by others do not pile up)."""
+    from bot.channels.email import subscribers
+
+    subscribers.purge_pending(store, now=now, keep=timedelta(seconds=cfg.web.pending_ttl))
+
+
 def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
-    """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
+    """What runs after every poll, with the poll's store and clock: publishing each week that became ready,
+    alerts, then housekeeping."""
     from bot.ops.alerts import after_poll as alerts
     from bot.publish.pipeline import after_poll
 
-    return [after_poll, alerts]  # alerts after publishing, so they see what this round sent
+    return [after_poll, alerts, housekeeping]  # alerts after publishing, so they see what this round sent
 
 
 def jitter(every_seconds: float) -> float:

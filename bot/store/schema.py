@@ -12,6 +12,8 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from bot.store import mailboxes
+
 migrations = Migrations("paperbot")
 
 
@@ -333,3 +335,14 @@ def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
     a connection dropped after an email's data, a run killed mid-send) and it was sent again without reading the
     channel back (a Discord webhook alone, SMTP). `paperbot publish` and `history` show it; an alert names it."""
     db["deliveries"].add_column("possible_duplicate", str)
+
+
+
+@migrations()
+def m017_mailbox_key(db: sqlite_utils.Database) -> None:
+    """One mailbox, one subscription (issue #24): spellings of one address that differ only in case are merged
+    into one subscriber (bot/store/mailboxes.py: the strongest state wins, unsubscribed first; each merged row
+    kept whole in `subscriber_merges`, its deliveries as they were), `lower(address)` (the mailbox key) is
+    unique from now on, and `confirmations.mailbox` holds the cap key (no `+tag`) that `confirm_per_day`
+    counts. Logs how many rows it merged."""
+    mailboxes.merge_spellings(db)
