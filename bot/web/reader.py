@@ -194,7 +194,8 @@ def feed(store: Store, cfg: Config, templates: Templates) -> bytes:
            f"<author><name>{xml_escape(title)}</name></author>"]
     for r in rows:
         edition = edition_from_store(store, r.source, r.key)
-        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p) for p in edition.papers]})
+        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p, record=edition.record(p))
+                                                                     for p in edition.papers]})
         out += ["<entry>", f"<title>{xml_escape(r.title)}</title>", f"<id>{xml_escape(r.url)}</id>",
                 f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(r.url)}/>",
                 f"<updated>{xml_escape(_atom_time(r.updated) or now)}</updated>",
