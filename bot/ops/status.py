@@ -242,8 +242,8 @@ def lines(st: dict) -> list[str]:
             out.append(f"    rate-limited until {_short(c['rate_limited_until'])}: {c['rate_limited_reason'] or '-'}")
     ax = st["arxiv"]
     if ax["enabled"] or ax["enriched"]:
-        answered = f"last answered {_short(ax['last_answer_at'])}" if ax["last_answer_at"] else "never asked yet"
-        out.append(f"arXiv: {ax['enriched']} of {ax['papers']} papers that link arXiv enriched; {answered}"
+        answered = f"last answer {_short(ax['last_answer_at'])}" if ax["last_answer_at"] else "never asked yet"
+        out.append(f"arXiv: {ax['enriched']} of {ax['papers']} linked papers enriched; {answered}"
                    + ("" if ax["enabled"] else " (disabled)"))
         if ax["last_error"] and (not ax["last_answer_at"] or ax["last_error_at"] > ax["last_answer_at"]):
             out.append(f"    last error {_short(ax['last_error_at'])}: {ax['last_error']}")
