@@ -343,3 +343,28 @@ def test_authors_are_the_row_s_else_arxiv_s_cut_after_eight():
     assert author_line(Paper("t", authors="The Curators"), REC) == "The Curators"
     assert author_line(Paper("t"), REC) == ", ".join(f"Author {i}" for i in range(8)) + " and 4 more"
     assert user_agent("") .startswith("paperbot/")
+
+
+def test_on_x_arxiv_s_authors_go_in_only_when_the_post_fits_whole_with_them():
+    """#32: "on X only if it fits": a short post gains a byline (its @ made inert, so no mention), a post the
+    summary already fills keeps every word of the summary and has no byline."""
+    from bot.channels.x.compose import compose_thread
+    from bot.channels.x.text import fits
+    from bot.edition.edition import Edition
+
+    short = Paper("Sparse Lanterns", "Routes tokens.", (Link("Paper", "https://arxiv.org/abs/2302.00001"),))
+    from bot.channels.x.compose import paper_post
+    link = (Link("Paper", "https://arxiv.org/abs/2302.00002"),)
+    # A summary that leaves the post a few characters short of X's 280: room for no byline.
+    summary = next(s for n in range(100, 260) if 274 <= paper_post(
+        Paper("Quiet Gradients", s := "Small steps, flat minima. " * (n // 26) + "x" * (n % 26), link), 2, 2).weight)
+    long = Paper("Quiet Gradients", summary, link)
+    records = (ArxivRecord("2302.00001", "Sparse Lanterns", ("Ada Lovelace", "@elonmusk Turing", "Grace Hopper",
+                                                               "Emmy Noether")),
+               ArxivRecord("2302.00002", "Quiet Gradients", ("Kurt Gödel",)))
+    edition = Edition("dair", KEY, "Top ML Papers of the Week", None, None, (short, long), arxiv=records)
+    head, first, second = compose_thread(edition, web_url="https://papers.weekly.test/e")
+    assert "Ada Lovelace, " in first.text and "Grace Hopper and 1 more" in first.text
+    assert "@elonmusk" not in first.text  # inert: never a mention
+    assert "Kurt Gödel" not in second.text and summary in second.text
+    assert all(fits(p.text) for p in (head, first, second))
