@@ -6,7 +6,20 @@ import logging
 
 import click
 
-from bot.cli import approval, deploy, history, note, operator, publish, resolve, search, sources, tracker, web
+from bot.cli import (
+    approval,
+    deploy,
+    enrich,
+    history,
+    note,
+    operator,
+    publish,
+    resolve,
+    search,
+    sources,
+    tracker,
+    web,
+)
 from bot.ops import logs
 from bot.store.files import private_umask
 
@@ -27,7 +40,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, log_format: s
     ctx.obj["config_path"] = config_path
 
 
-for _module in (tracker, sources, publish, history, resolve, approval, note, web, search, operator, deploy):
+for _module in (tracker, sources, publish, history, resolve, approval, note, web, search, enrich, operator, deploy):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -3,7 +3,7 @@
 `Store.open` applies the schema's migrations (schema.py, in order) and runs the database in WAL mode so
 `paperbot weeks` can read while the daemon writes. Every change a poll makes happens inside `store.atomic()`, so
 a crash leaves either the whole version recorded or none of it. The queries are grouped by what they serve:
-sources.py, weeks.py, papers.py; rows.py turns stored values into Python ones.
+sources.py, weeks.py, papers.py, arxiv.py (#32: arXiv's records); rows.py turns stored values into Python ones.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlite_utils
 
 from bot.store import files
+from bot.store.arxiv import ArxivQueries
 from bot.store.papers import PaperQueries
 from bot.store.rows import WeekRow, iso, parse_time  # noqa: F401 (imported from bot.store everywhere)
 from bot.store.schema import migrations
@@ -24,7 +25,7 @@ from bot.store.sources import SourceQueries
 from bot.store.weeks import WeekQueries
 
 
-class Store(SourceQueries, WeekQueries, PaperQueries):
+class Store(SourceQueries, WeekQueries, PaperQueries, ArxivQueries):
     """The database, migrated on open, and every query on it (grouped by what they serve in sources.py, weeks.py
     and papers.py; the ledger, subscribers and late additions keep their own SQL beside their logic)."""
 

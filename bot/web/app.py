@@ -57,7 +57,7 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
     app[CONFIG] = cfg
     app[KEY] = key = load_secret_key(cfg.state_dir)
     app[SITE] = {"title": clean(cfg.web.title), "description": clean(cfg.web.description),
-                 "contact": clean(cfg.email.contact)}
+                 "contact": clean(cfg.email.contact), "arxiv": cfg.arxiv.enabled}
     app[LIMITER] = ClientLimiter(*cfg.web.subscribe_limit)
     app[TASKS] = set()
     app.on_response_prepare.append(security_headers)
