@@ -470,7 +470,9 @@ def test_the_arxiv_upgrade_knows_every_stored_paper_by_its_arxiv_id_and_starts_a
     assert store.arxiv_counts().papers == len({aid for _, _, aid, _ in rows}) and store.arxiv_counts().enriched == 0
     assert all(p.title_marked for _, p in store.papers("dair"))  # unknown: as written, never replaced
     store.close()
-    assert _snapshot(db) == before
+    after = _snapshot(db)
+    after.pop("subscribers"), before.pop("subscribers")  # #24's upgrade merges one mailbox's spellings
+    assert after == before
     (tmp_path / "paperbot.toml").write_text('state_dir = "state"\n[arxiv]\nenabled = false\n', encoding="utf-8")
     run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "status", "--json"], obj={})
     assert run.exit_code == 0, run.output
