@@ -27,11 +27,13 @@ from bot.channels import windows
 from bot.channels.base import (
     Channel,
     StorageError,
+    Unit,
     storage_error,
 )
 from bot.config import Config
 from bot.publish import approval, cap, late, ledger
 from bot.publish.corrections import corrected, correction_round, mark_shown
+from bot.publish.dispatch import Wanted
 from bot.publish.report import ChannelReport, Progress, describe, open_units, when
 from bot.publish.sending import may_send, send_units, unit_of
 from bot.publish.trials import old_trials, settle, skip_old_trials
@@ -108,9 +110,11 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         (log.info if rep.planned or week.late_of else log.warning)(
             "%s: planned %d%s%s", rep.label, rep.planned, "" if channel.live else " (trial: to the outbox)",
             f"; carries {carried} paper(s) added to earlier weeks" if carried else "")
-    wanted = {u.key for u in units}
-    for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
-        if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
+    wanted = still_wanted(units)
+    bounced = ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",))
+    keep = wanted([row["unit"] for row in bounced]) if bounced else set()
+    for row in bounced:
+        if row["unit"] in keep:  # a run died between the ledger's bounce and the subscriber's
             channel.on_permanent(store, unit_of(row), row["last_error"] or "bounced", now)
     ordered = getattr(channel, "ordered", False)
     counts = ledger.counts(store, week.source, week.key, channel.name)
@@ -130,6 +134,15 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
              else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
                   f"{channel.name} is live")
     return rep
+
+
+def still_wanted(units: Sequence[Unit]) -> Wanted:
+    """Which unit keys are still wanted, asked while sending: the channel's own answer when its plan has one (the
+    email roster asks the database, issue #27), else the keys planned now."""
+    if callable(ask := getattr(units, "wanted", None)):
+        return ask
+    keys = {u.key for u in units}
+    return lambda _: keys
 
 
 def send_windows(cfg: Config, name: str) -> tuple:
