@@ -43,12 +43,14 @@ STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (t
 WAKE_JOB = "publish-wake"
 
 
-def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
-    """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
+def after_poll_hooks(cfg: Config, stop: threading.Event | None = None) -> list[AfterPoll]:
+    """What runs after every poll, with the poll's store and clock: publishing each week that became ready
+    (ending its sending once `stop` is set), then the alerts."""
     from bot.ops.alerts import after_poll as alerts
-    from bot.publish.pipeline import after_poll
+    from bot.publish.pipeline import after_poll, after_poll_until
 
-    return [after_poll, alerts]  # alerts after publishing, so they see what this round sent
+    publish = after_poll if stop is None else after_poll_until(stop)
+    return [publish, alerts]  # alerts after publishing, so they see what this round sent
 
 
 def jitter(every_seconds: float) -> float:
@@ -61,9 +63,9 @@ class Daemon:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
         self.options = options or PollOptions.from_config(cfg)
-        self.hooks = after_poll_hooks(cfg) if hooks is None else hooks
-        self.clock = clock
         self.stop = threading.Event()
+        self.hooks = after_poll_hooks(cfg, self.stop) if hooks is None else hooks
+        self.clock = clock
         self._running = 0
         self._idle = threading.Condition()
         # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions
