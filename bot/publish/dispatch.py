@@ -45,7 +45,7 @@ from bot.store import iso
 
 log = logging.getLogger(__name__)
 PAGE = 500
-Wanted = Callable[[list[str]], Container[str]]  # of these unit keys, those still wanted now (asked per page)
+Wanted = Callable[[list[str]], Container[str]]  # of these unit keys, those still wanted now (asked per batch)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,6 @@ class _Item:
     unit: Unit
     tries: int  # this run's earlier tries
     before: str  # the row's state before this run marked it `sending`: what it goes back to if never tried
-    wanted: bool  # False: no longer wanted (an unsubscribed reader), skipped instead of sent
 
 
 @dataclass
@@ -79,11 +78,10 @@ class RunStats:
 
 
 class _Feed:
-    """Hands out batches of units: due retries first, then the ledger's open rows page by page, in id order. A
-    page's units no longer wanted (`wanted`, asked once per page) come out marked, to be skipped."""
+    """Hands out batches of units: due retries first, then the ledger's open rows page by page, in id order."""
 
-    def __init__(self, writer: LedgerWriter, wanted: Wanted | None):
-        self._writer, self._wanted = writer, wanted
+    def __init__(self, writer: LedgerWriter):
+        self._writer = writer
         self._cond = threading.Condition()
         self._page: deque[_Item] = deque()
         self._after = 0
@@ -98,9 +96,8 @@ class _Feed:
         self._exhausted = not rows
         if rows:
             self._after = rows[-1][0]
-            keep = self._wanted([u for _, u, _, _ in rows]) if self._wanted is not None else None
-            self._page.extend(_Item(Unit(key=u, ref=r, row_id=i), 0, "failed" if st == "failed" else "planned",
-                                    keep is None or u in keep) for i, u, r, st in rows)
+            self._page.extend(_Item(Unit(key=u, ref=r, row_id=i), 0, "failed" if st == "failed" else "planned")
+                              for i, u, r, st in rows)
 
     def take(self, most: int) -> list[_Item] | None:
         """Up to `most` units for one worker; None when nothing is left (or the run stopped)."""
@@ -112,7 +109,7 @@ class _Feed:
                 out: list[_Item] = []
                 while self._retries and self._retries[0][0] <= now and len(out) < most:
                     _, _, unit, tries = heapq.heappop(self._retries)
-                    out.append(_Item(unit, tries, "failed", True))
+                    out.append(_Item(unit, tries, "failed"))
                 while len(out) < most:
                     if not self._page and not self._exhausted:
                         self._fill()
@@ -147,9 +144,9 @@ class _Feed:
 class _Run:
     def __init__(self, channel: Channel, rendition: Any, writer: LedgerWriter, wanted: Wanted | None,
                  limits: ChannelLimits, stats: RunStats):
-        self.channel, self.rendition, self.writer = channel, rendition, writer
+        self.channel, self.rendition, self.writer, self.wanted = channel, rendition, writer, wanted
         self.limits, self.stats = limits, stats
-        self.feed = _Feed(writer, wanted)
+        self.feed = _Feed(writer)
         self.bucket = TokenBucket(limits.rate)
         self.down = 0  # consecutive ChannelDown errors, all workers together
         self.crash: BaseException | None = None
@@ -191,11 +188,14 @@ class _Run:
         """Mark the batch `sending` in one commit, send its units one by one, then mark those delivered `sent`
         in one commit. A kill in between leaves the batch `sending`: at most one batch per connection is sent
         again (issue #27). When the run stops mid-batch, the units not yet tried go back to what they were."""
+        keep = self.wanted([item.unit.key for item in items]) if self.wanted is not None else None
+        todo = []
         for item in items:
-            if not item.wanted:
+            if keep is None or item.unit.key in keep:
+                todo.append(item)
+            else:  # unsubscribed since it was planned, even during this run
                 self.writer.ended(item.unit.row_id, "skipped", "no longer on the list when its turn came")
                 self.stats.add("skipped")
-        todo = [item for item in items if item.wanted]
         if not todo:
             return
         self.writer.sending_batch([item.unit.row_id for item in todo])

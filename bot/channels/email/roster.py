@@ -2,8 +2,8 @@
 
 A million subscribers held as `Unit`s and a set of their addresses cost the publishing process half a gigabyte;
 a `Roster` holds none of them. Planning streams it into the ledger a page at a time, its length is a count,
-and while sending the workers ask once per page of the ledger which of its addresses are still active
-(`wanted`), on a connection of their own: an unsubscribe that lands mid-run is honoured before its turn.
+and while sending each worker asks, once per batch, which of its addresses are still active (`wanted`), on a
+connection of its own: an unsubscribe that lands mid-run is honoured when its batch comes.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Roster:
 
     def wanted(self, keys: list[str]) -> set[str]:
         """Those of `keys` (addresses) still active now. Any thread: a connection of its own, per call (once per
-        page of the ledger, so its cost is nothing beside the page's messages)."""
+        batch, so its cost is nothing beside the batch's messages)."""
         if not keys:
             return set()
         conn = sqlite3.connect(str(self.path), timeout=30)

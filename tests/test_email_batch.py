@@ -1,0 +1,143 @@
+"""Issue #27: email at the client's ceiling. The ledger marks a batch of messages `sending` in one commit before
+any of its data goes out and `sent` in the next; the message goes out in SMTP's wire form, dot-stuffed once per
+week exactly as smtplib would stuff each copy; the subscribers are read as needed (an unsubscribe that lands
+mid-run is honoured when its batch comes). Real aiosmtpd, real SQLite files, the real pipeline."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from publish_support import KEY, SECRET, Recorder, add_subscribers, addresses, free_port, ready_week, write_config
+
+from bot.channels.email import subscribers
+from bot.channels.email.mime import build_template
+from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.publish import ledger
+from bot.publish.pipeline import publish_week
+from bot.store import Store
+
+NOW = datetime(2023, 3, 10, 12, tzinfo=UTC)
+P = "https://unsubscribe.paperbot.invalid/__TOKEN__"
+URLS = ["https://papers.example.org/unsubscribe/tok",
+        "https://papers.example.org/u/" + "a" * 44 + "." * 40 + "/b",  # wraps onto a line that starts with '.'
+        "https://papers.example.org/" + "x." * 60]
+piece = st.text(alphabet=st.sampled_from(list("ab .\n=é")), max_size=200)
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch):
+    monkeypatch.setenv("PAPERBOT_SECRET_KEY", SECRET)
+    monkeypatch.delenv("PAPERBOT_SMTP_PASSWORD", raising=False)
+
+
+def _smtplib_stuffed(message: bytes) -> bytes:
+    """What smtplib's `data()` sends for a CRLF-only bytes message: its `_quote_periods`, then CRLF.CRLF."""
+    q = re.sub(rb"(?m)^\.", b"..", message)
+    return q + (b"" if q.endswith(b"\r\n") else b"\r\n") + b".\r\n"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(piece, min_size=1, max_size=4), st.lists(piece, min_size=1, max_size=3), st.sampled_from(URLS))
+def test_the_wire_form_is_exactly_what_smtplib_would_send_issue_27(text_pieces, html_pieces, url):
+    """#27: stuffed once per week, each copy's DATA is byte for byte smtplib's stuffing of that copy."""
+    t = build_template(sender="Papers Weekly <papers@example.org>", subject="Top ML Papers", date=NOW,
+                       list_id="papers.example.org", contact="", text=P.join(text_pieces),
+                       html_body=P.join(html_pieces), placeholder=P)
+    message = t.render("reader0@example.net", "<id@papers.example.org>", url)
+    assert t.wire().render("reader0@example.net", "<id@papers.example.org>", url) == _smtplib_stuffed(message)
+
+
+def test_a_message_with_dot_lines_arrives_as_rendered_issue_27():
+    """#27: over a real server, the wire form's stuffing is undone to exactly the message rendered."""
+    text = ".\n..\n.starts with a dot\n" + P + "\n."
+    t = build_template(sender="Papers Weekly <papers@example.org>", subject="Dots", date=NOW,
+                       list_id="papers.example.org", contact="", text=text, html_body="<p>.</p>\n." + P,
+                       placeholder=P)
+    rec, port = Recorder(), free_port()
+    from aiosmtpd.controller import Controller
+
+    ctl = Controller(rec, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        conn = SmtpConnection(SmtpTarget.from_url(f"smtp://127.0.0.1:{port}", False), "papers@example.org")
+        try:
+            for url in URLS:
+                conn.send("reader0@example.net", t.wire().render("reader0@example.net", "<i@x.org>", url), wire=True)
+        finally:
+            conn.close()
+    finally:
+        ctl.stop()
+    assert [raw for _, raw in rec.messages] == [t.render("reader0@example.net", "<i@x.org>", u) for u in URLS]
+
+
+class Watcher(Recorder):
+    """At each DATA, reads the ledger as it stands: the recipient's row, and how many rows are `sending`. On
+    `unsubscribe_at`'s DATA, unsubscribes `unsubscribe` (a reader leaving mid-run, through the web app)."""
+
+    def __init__(self, db, unsubscribe_at: str = "", unsubscribe: str = ""):
+        super().__init__()
+        self.db, self.unsubscribe_at, self.unsubscribe = db, unsubscribe_at, unsubscribe
+        self.seen: list[tuple[str, str, int]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        rcpt = envelope.rcpt_tos[0]
+        conn = sqlite3.connect(self.db, timeout=30)
+        try:
+            (state,) = conn.execute("SELECT state FROM deliveries WHERE unit = ?", [rcpt]).fetchone()
+            (sending,) = conn.execute("SELECT count(*) FROM deliveries WHERE state = 'sending'").fetchone()
+        finally:
+            conn.close()
+        self.seen.append((rcpt, state, sending))
+        if rcpt == self.unsubscribe_at:
+            store = Store.open(self.db)
+            try:
+                subscribers.unsubscribe(store, self.unsubscribe, now=NOW, origin="test")
+            finally:
+                store.close()
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _publish(tmp_path, n: int, *, connections: int, batch: int, **watch):
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    cfg = write_config(tmp_path, port, connections=connections, batch=batch)
+    store = Store.open(cfg.db_path)
+    week = ready_week(store, cfg)
+    add_subscribers(store, tmp_path, addresses(n))
+    rec = Watcher(cfg.db_path, **watch)
+    ctl = Controller(rec, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        (rep,) = publish_week(cfg, store, week, now=NOW)
+    finally:
+        ctl.stop()
+    counts = ledger.counts(store, "dair", KEY, "email")
+    store.close()
+    return rep, rec, counts
+
+
+def test_every_row_is_sending_before_its_data_and_at_most_a_batch_per_connection_issue_27(tmp_path):
+    """#27: each message's row is `sending` in the database when the server gets its DATA (so a kill can only
+    send again what was marked), never more than `batch` rows per connection at once, and all end `sent`."""
+    rep, rec, counts = _publish(tmp_path, 60, connections=2, batch=7)
+    assert rep.done and counts["sent"] == 60
+    assert len(rec.seen) == 60 and {state for _, state, _ in rec.seen} == {"sending"}
+    assert max(sending for _, _, sending in rec.seen) <= 2 * 7
+    assert max(sending for _, _, sending in rec.seen) > 2, "the rows were marked a batch at a time"
+
+
+def test_an_unsubscribe_during_the_run_is_honoured_when_its_batch_comes_issue_27(tmp_path):
+    """#27: the subscribers are never all held in memory; who is still active is asked per batch, so a reader
+    who leaves while the week goes out to others is skipped, not sent to."""
+    rep, rec, counts = _publish(tmp_path, 40, connections=1, batch=5, unsubscribe_at="reader0@example.net",
+                                unsubscribe="reader33@example.net")
+    got = rec.recipients()
+    assert "reader33@example.net" not in got and len(got) == 39
+    assert rep.done and counts["sent"] == 39 and counts["skipped"] == 1
+
