@@ -45,7 +45,7 @@ from bot.store import iso
 
 log = logging.getLogger(__name__)
 PAGE = 500
-Wanted = Callable[[list[str]], Container[str]]  # of these unit keys, those still wanted now (asked per batch)
+Wanted = Callable[[list[str]], Container[str]]  # of these unit keys, those still wanted (asked per batch)
 
 
 @dataclass(frozen=True)
@@ -193,7 +193,7 @@ class _Run:
         for item in items:
             if keep is None or item.unit.key in keep:
                 todo.append(item)
-            else:  # unsubscribed since it was planned, even during this run
+            else:  # no longer on the list (unsubscribed, bounced, removed) since it was planned
                 self.writer.ended(item.unit.row_id, "skipped", "no longer on the list when its turn came")
                 self.stats.add("skipped")
         if not todo:

@@ -142,7 +142,7 @@ class EmailChannel:
             subscribers.apply_queued(store, self.cfg.state_dir / subscribers.JOURNAL)
         except sqlite3.OperationalError as e:
             log.warning("could not apply queued unsubscribes yet (%s); the web app applies them when it can", e)
-        units = Roster(store, self.cfg.db_path)  # read as needed: a million subscribers are never all in memory
+        units = Roster(store, self.cfg.db_path, week.source, week.key, self.name)  # never all in memory (#27)
         if not self.cfg.email.smtp_url and self.sender_address and not units:
             return [Unit(key=self.sender_address, ref=SAMPLE)]
         return units
