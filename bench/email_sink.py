@@ -17,8 +17,8 @@ import threading
 import time
 from pathlib import Path
 
-_RCPT = re.compile(rb"rcpt TO:<reader(\d+)@")
 _MESG = re.compile(rb"mesg=(\d+)")
+_EVENT = re.compile(rb"rcpt TO:<reader(\d+)@|smtp-sink: \.(?=[\r\n])")
 
 
 class SmtpSink:
@@ -50,17 +50,17 @@ class SmtpSink:
         assert self.proc.stdout is not None
         last, rest = -1, b""
         while chunk := self.proc.stdout.read1(1 << 16):
-            lines = (rest + chunk).replace(b"\r", b"\n").split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                if line.startswith(b"sess="):
-                    if not self.got and (m := _MESG.search(line)):
-                        self.count = int(m.group(1))
-                elif not self.got:
-                    continue
-                elif m := _RCPT.search(line):
+            data = rest + chunk
+            cut = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+            data, rest = data[:cut], data[cut:]
+            if not self.got:
+                if found := _MESG.findall(data):
+                    self.count = int(found[-1])
+                continue
+            for m in _EVENT.finditer(data):  # RCPT and end of DATA, in the order the one connection sent them
+                if m.group(1) is not None:
                     last = int(m.group(1))
-                elif line.endswith(b"smtp-sink: .") and last >= 0:
+                elif last >= 0:
                     if self.got[last] < 255:
                         self.got[last] += 1
                     self.count += 1
