@@ -154,3 +154,62 @@ def test_a_reader_who_left_after_planning_is_skipped_without_the_list_in_memory_
     store.close()
     assert set(rec.recipients()) == set(addresses(40)) - {"reader33@example.net", "reader7@example.net"}
     assert rep.done and counts["sent"] == 38 and counts["skipped"] == 2
+
+
+class Pipelining(Recorder):
+    """The test server as Postfix, Exim or a provider answer EHLO: offering PIPELINING (RFC 2920)."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # noqa: N802
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+def test_with_pipelining_every_outcome_is_read_as_without_issue_27(tmp_path):
+    """#27: MAIL, RCPT and DATA in one write when the server offers it, each reply read in order: a 550 to RCPT
+    bounces, a 451 to DATA and a connection closed at RCPT are retried, a message taken whose answer was lost is
+    sent again as a possible duplicate; everyone else gets exactly one copy."""
+    from aiosmtpd.controller import Controller
+
+    port = free_port()
+    cfg = write_config(tmp_path, port, connections=2, batch=5)
+    store = Store.open(cfg.db_path)
+    week = ready_week(store, cfg)
+    people = addresses(30)
+    add_subscribers(store, tmp_path, people)
+    rec = Pipelining()
+    rec.refuse = {"reader3@example.net"}
+    rec.defer = {"reader5@example.net": 1}
+    rec.drop_at_rcpt = {"reader8@example.net"}
+    rec.after_data = {"reader11@example.net": ("drop", 0.0)}
+    ctl = Controller(rec, hostname="127.0.0.1", port=port)
+    ctl.start()
+    try:
+        with smtplib_session(port) as features:
+            assert "pipelining" in features, "the test server offers PIPELINING"
+        (rep,) = publish_week(cfg, store, week, now=NOW)
+    finally:
+        ctl.stop()
+    counts = ledger.counts(store, "dair", KEY, "email")
+    dupes = {d["unit"] for d in ledger.possible_duplicates(store, "dair", KEY, "email")}
+    store.close()
+    got = rec.recipients()
+    assert set(got) == set(people) - {"reader3@example.net"}
+    assert {a for a, n in got.items() if n > 1} == {"reader11@example.net"} == dupes
+    assert rec.rcpt_attempts["reader8@example.net"] == 2 and rec.rcpt_attempts["reader5@example.net"] == 2
+    assert rep.done and counts["sent"] == 29 and counts["bounced"] == 1
+
+
+class smtplib_session:  # noqa: N801
+    """EHLO with smtplib, for the features the server offers."""
+
+    def __init__(self, port: int):
+        import smtplib
+
+        self.smtp = smtplib.SMTP("127.0.0.1", port)
+
+    def __enter__(self) -> dict:
+        self.smtp.ehlo()
+        return self.smtp.esmtp_features
+
+    def __exit__(self, *exc) -> None:
+        self.smtp.quit()
