@@ -194,10 +194,18 @@ def mime_cost(r, sender: str, reps: int = 2000) -> tuple[float, float]:
     return template, naive
 
 
+class _Lines(list):
+    """Lines of figures, each printed as it is measured (a long run shows its progress)."""
+
+    def append(self, line: str) -> None:
+        print(line, flush=True)
+        super().append(line)
+
+
 def ratios(a, port: int, sink, tmp: Path) -> list[str]:
     """Paperbot against raw smtplib at each number of connections, `a.repeat` times, side by side."""
     n = a.subscribers
-    lines, rss, data, rendition, sender = [], [], b"", None, ""
+    lines, rss, data, rendition, sender = _Lines(), [], b"", None, ""
     for c in a.connections:
         found = []
         for rep in range(a.repeat):
@@ -313,7 +321,6 @@ def main() -> None:
             tmp = Path(tmp_name)
             if not a.no_ratios:
                 out += ratios(a, port, sink, tmp)
-                print("\n".join(out), flush=True)
             rss_small = None
             if a.rss_at:
                 rss_small = rss_only(port, a.rss_at, tmp, a.batch)
