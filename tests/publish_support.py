@@ -155,11 +155,13 @@ def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
 
 
 def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "",
-                 x: str | None = None, discord: str | None = None, bluesky: str | None = None) -> Config:
+                 x: str | None = None, discord: str | None = None, bluesky: str | None = None,
+                 batch: int | None = None) -> Config:
     """A config that may send for real (issue #14: no example domain, a public base_url; `.test` is the
     domain reserved for tests, which the live-send checks allow). X is off unless `x` gives the `[x]` table's
     lines (tests/test_x_thread.py), and Discord unless `discord` gives the `[discord]` table's
-    (tests/test_discord_publish.py), and Bluesky unless `bluesky` gives the `[bluesky]` table's (issue #30)."""
+    (tests/test_discord_publish.py), and Bluesky unless `bluesky` gives the `[bluesky]` table's (issue #30).
+    `batch`: `[email] batch` (default: paperbot's)."""
     who = f"{user}@" if user else ""
     smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
     path = tmp / "paperbot.toml"
@@ -171,6 +173,7 @@ contact = "help@weekly.test"
 list_id = "papers.weekly.test"
 connections = {connections}
 rate = {rate}
+{"" if batch is None else f"batch = {batch}"}
 [web]
 base_url = "https://papers.weekly.test"
 [x]
