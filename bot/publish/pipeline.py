@@ -136,7 +136,7 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
                     rendition = channel.render(store, week)
                     channel.prepare(rendition)
                 first = rep.stats
-                send_units(store, week, channel, rendition, rep, {u.key for u in extra}, progress, now,
+                send_units(store, week, channel, rendition, rep, still_wanted(extra), progress, now,
                            budget=budget)
                 if first is not None and rep.stats is not None:  # one run's figures: both rounds together
                     for name in ("total", "sent", "failed", "bounced", "skipped", "retries", "duplicates"):
