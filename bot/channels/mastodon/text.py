@@ -18,6 +18,7 @@ as typed (a host on a domain that is no real TLD is not linked).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Sequence
@@ -39,6 +40,7 @@ def inert(text: str) -> str:
     return _URI.sub(r"\1[:]", text)
 
 
+@functools.lru_cache(maxsize=256)
 def linked(url: str) -> bool:
     """True when Mastodon makes `url` (one of paperbot's own, with its scheme) a link: then it counts as the
     instance's reserved length, whatever its own."""
