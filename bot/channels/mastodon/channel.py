@@ -121,15 +121,14 @@ class _MastodonSender:
         try:
             if self.account_id is None:
                 self.account_id = mc.me(self.api)["id"]
-            seen = mc.recent_statuses(self.api, self.account_id, RECENT)
+            text, reply_to = self.r.text(unit), self.r.reply_to(unit)
+            for status in mc.recent_statuses(self.api, self.account_id, RECENT):
+                if status.in_reply_to == reply_to and mc.same_status(text, status.text):
+                    return status.id
         except mc.MastodonFailure as e:
             if e.kind == mc.RATE_LIMITED:
                 raise RateLimited(f"Mastodon rate limit while reading the account's statuses: {e}", e.until) from e
             raise TransientError(f"cannot read the account's recent statuses: {e}") from e
-        text, reply_to = self.r.text(unit), self.r.reply_to(unit)
-        for status in seen:
-            if status.in_reply_to == reply_to and mc.same_status(text, status.text):
-                return status.id
         return None
 
     def close(self) -> None:

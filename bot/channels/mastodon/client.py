@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 from typing import NamedTuple
@@ -187,24 +187,22 @@ def plain(content: str) -> str:
     return "".join(parser.parts)
 
 
-def recent_statuses(api: Mastodon, account_id: str, n: int = 50) -> list[SeenStatus]:
-    """The account's `n` most recent statuses (replies included, boosts not), newest first."""
-    out: list[SeenStatus] = []
-    max_id = None
-    try:
-        while len(out) < n:
-            page = api.account_statuses(account_id, exclude_reblogs=True, limit=min(PAGE, n - len(out)),
-                                        max_id=max_id)
-            if not page:
-                break
-            for s in page:
-                reply = s.get("in_reply_to_id")
-                out.append(SeenStatus(str(s["id"]), plain(str(s.get("content") or "")),
-                                      str(reply) if reply else None))
-            max_id = out[-1].id
-    except Exception as e:
-        raise classify(e, api) from e
-    return out[:n]
+def recent_statuses(api: Mastodon, account_id: str, n: int = 50) -> Iterator[SeenStatus]:
+    """The account's `n` most recent statuses (replies included, boosts not), newest first, a page read only
+    when the one before is used up (reconciling stops at the status it looks for)."""
+    given, max_id = 0, None
+    while given < n:
+        try:
+            page = api.account_statuses(account_id, exclude_reblogs=True, limit=min(PAGE, n - given), max_id=max_id)
+        except Exception as e:
+            raise classify(e, api) from e
+        if not page:
+            return
+        for s in page:
+            reply = s.get("in_reply_to_id")
+            max_id = str(s["id"])
+            given += 1
+            yield SeenStatus(max_id, plain(str(s.get("content") or "")), str(reply) if reply else None)
 
 
 def comparable(text: str) -> str:
