@@ -1,7 +1,7 @@
 """Issue #22: a chaos test without excuses. The daemon proves exactly-once by itself.
 
 The world of tests/e2e_support.py (`paperbot run` as a subprocess, a git repository as its source, aiosmtpd, the
-fake X and Discord APIs) under kills and faults, then left to settle with the faults over. Nothing is settled
+fake X, Discord and Mastodon APIs) under kills and faults, then left to settle with the faults over. Nothing is settled
 for it: the test never runs `paperbot resolve`.
 
 - Kills: `paperbot run` is SIGKILLed and restarted `PAPERBOT_CHAOS_KILLS` times (16, 10 with a webhook alone;
@@ -15,7 +15,8 @@ for it: the test never runs `paperbot resolve`.
   (X and Discord), a dropped answer after a create, 429s and SMTP deferrals and drops. They last while most
   posts go out, then stop, and the daemon has its rounds.
 - Exactly once: every row of the ledger ends `sent` (none `uncertain` or `refused`); X never refused a text as
-  a duplicate (a blind resend would show there) and each week's thread is exactly its ledger's posts, as is each
+  a duplicate (a blind resend would show there) and each week's thread is exactly its ledger's posts (on X and,
+  issue #31, on Mastodon, where no status's text shows twice), as is each
   week's announcement on Discord with a bot that reads back. An email copy beyond the first is allowed only for
   a row in flight at a kill; with a webhook alone, a message beyond the first only where paperbot logged a
   possible duplicate for it, tied to a kill or to an answer it lost.
@@ -49,11 +50,13 @@ from e2e_support import (
     late_embeds_of,
     log_of,
     mail_by_week,
+    mastodon_threads,
     published,
     query,
     world,
     x_threads,
 )
+from mastodon_server import MastodonServer
 from publish_support import Recorder, addresses
 from x_server import XServer
 
@@ -128,6 +131,7 @@ class Run:
     rec: Recorder
     x: XServer
     d: DiscordServer
+    m: MastodonServer
     faults: dict[str, Faults]
     at_kills: list[list[tuple]] = field(default_factory=list)  # the rows in flight at each kill
     killed_at: list[float] = field(default_factory=list)
@@ -209,14 +213,16 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
     print(f"\n{SEEDS[-1]}")
     weeks = chaos_weeks(3 + kills // 3)  # more than the run needs: the weeks not committed are dropped
     started, people = time.monotonic(), addresses(4)
-    with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, repo, cfg, db):
-        run = Run(seed, kills, bot, weeks, people, rec, x, d, {s: Faults(seed, s) for s in ("x", "discord", "smtp")})
+    with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, m, repo, cfg, db):
+        run = Run(seed, kills, bot, weeks, people, rec, x, d, m,
+                  {s: Faults(seed, s) for s in ("x", "discord", "mastodon", "smtp")})
         daemon = Daemon(cfg, d, bot=bot)
         daemon.start()  # its first poll takes the digest as it is as the baseline: only later weeks are new
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
         assert daemon.stop() == 0
         x.chaos(run.faults["x"])
         d.chaos(run.faults["discord"])
+        m.chaos(run.faults["mastodon"])
         rec.chaos(run.faults["smtp"])
         _kills(run, daemon, db, repo)
         run.seconds.append(round(time.monotonic() - started))
@@ -227,9 +233,10 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
         while not published(db, run.keys) and time.monotonic() < deadline:
             assert daemon.alive(), daemon.text()[-5000:]
             time.sleep(0.1)
-        for server in (x, d, rec):
+        for server in (x, d, m, rec):
             server.chaos(None)
-        run.under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages)}
+        run.under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages),
+                            "mastodon": len(m.ours())}
         run.seconds.append(round(time.monotonic() - started) - sum(run.seconds))
 
         def rows() -> str:
@@ -267,12 +274,13 @@ def _check_kills_and_faults(run: Run, report: dict) -> None:
         had = Counter(f for k, _, f in run.faults[server].log if k == kind)
         assert not Counter(must) - had, f"seed {seed}: {server} {kind} faults {dict(had)}, must have {must}"
     report["faults"] = {s: dict(Counter(f for _, _, f in run.faults[s].log)) for s in run.faults}
-    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets)}
-    assert len(run.x.resets) + len(run.d.resets) >= 3, report["429s"]
-    for server in (run.x, run.d):
+    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets), "mastodon": len(run.m.resets)}
+    assert len(run.x.resets) + len(run.d.resets) + len(run.m.resets) >= 3, report["429s"]
+    for server in (run.x, run.d, run.m):
         early = _early(server, run.killed_at)
         assert early == [], f"seed {seed}: before a reset: {[(r.method, r.path, r.at) for r in early]}"
-    total = {"email": run.rec.count(), "x": len(run.x.ours()), "discord": len(run.d.messages)}
+    total = {"email": run.rec.count(), "x": len(run.x.ours()), "discord": len(run.d.messages),
+             "mastodon": len(run.m.ours())}
     report.update(under_faults=run.under_faults, total=total, seconds=run.seconds)
     assert all(2 * run.under_faults[c] > total[c] for c in CHANNELS), \
         f"seed {seed}: most went out after the faults stopped: {run.under_faults} of {total}"
@@ -307,6 +315,24 @@ def _check_x(run: Run, report: dict) -> None:
     assert sum(LATE[0] in p.text for p in x.ours()) == 1
     assert not {m for m in run.marked if m[1] == "x"}, f"seed {seed}: X rows marked as possible duplicates"
     report["possible_duplicates"]["x"] = len(x.ours()) - sum(len(t) for t in threads.values())
+
+
+def _check_mastodon(run: Run, report: dict) -> None:
+    """issue #31: each week's thread is exactly its ledger's statuses, no text twice, the late paper once, nothing
+    marked as a possible duplicate (the channel reads back, and an Idempotency-Key rides every status)."""
+    m, seed = run.m, run.seed
+    try:
+        threads = mastodon_threads(m, run.keys)
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed}: {e}\n{log_of(m)}") from None
+    for k in run.keys:
+        assert [s.id for s in threads[k]] == list(run.ids(k, "mastodon")), f"seed {seed}: {k}: not its ledger's"
+        assert all(t in s.text for (t, _), s in zip(run.weeks[k], threads[k][1:], strict=False)), k
+        assert all(s.mentions == [] and s.length <= m.max_characters for s in threads[k]), k
+    assert sum(LATE[0] in s.text for s in m.ours()) == 1
+    assert not {x for x in run.marked if x[1] == "mastodon"}, f"seed {seed}: Mastodon rows marked"
+    report["possible_duplicates"]["mastodon"] = 0
+    report["idempotent_replays"] = m.replays
 
 
 def _check_discord(run: Run, report: dict) -> None:
@@ -350,6 +376,7 @@ def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
     _check_kills_and_faults(run, report)
     _check_email(run, report)
     _check_x(run, report)
+    _check_mastodon(run, report)
     _check_discord(run, report)
     print(f"chaos {report}")
     SEEDS.append(f"  -> {report}")
@@ -396,7 +423,8 @@ def test_a_seed_replays_its_faults_exactly_whatever_the_order_of_requests():
 
 @pytest.mark.parametrize("bot", [True, False], ids=["bot", "webhook"])
 def test_kills_mid_send_and_faults_leave_each_post_once_settled_by_the_daemon(tmp_path, bot):
-    """issue #22: 16 kills (10 with a webhook alone), most while a send is in flight on email, X or Discord, and
+    """issue #22: 16 kills (10 with a webhook alone), most while a send is in flight on email, X, Discord or Mastodon
+    (#31), and
     seeded faults on every API; then the faults stop and the daemon settles everything by itself: every row sent,
     nothing uncertain or refused, no X post or (with a bot) Discord message twice, X never refusing a duplicate,
     and an extra copy only where the issue allows it (an email in flight at a kill; a webhook's logged resend)."""

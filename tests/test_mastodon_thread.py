@@ -147,7 +147,7 @@ def run_publish(cfg: Config, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def wait_for(what, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+def wait_for(what, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not what():
         if proc is not None and proc.poll() is not None:

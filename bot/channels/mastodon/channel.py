@@ -19,7 +19,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -103,32 +103,57 @@ def _error(e: mc.MastodonFailure) -> Exception:
     return PermanentError(f"Mastodon refused it: {e}")
 
 
+def _read_error(e: mc.MastodonFailure, what: str) -> Exception:
+    """A failed read (nothing was posted): rate-limited, the token refused, or try again later."""
+    if e.kind == mc.RATE_LIMITED:
+        return RateLimited(f"Mastodon rate limit while reading {what}: {e}", e.until)
+    if e.status == 401:
+        return ChannelDown(f"Mastodon refused the token: {e} (check {mc.TOKEN_ENV} and its scopes)")
+    return TransientError(f"cannot read {what}: {e}")
+
+
 class _MastodonSender:
-    def __init__(self, rendition: MastodonRendition, api):
-        self.r, self.api = rendition, api
+    """Reads the instance's limits before its first status (so a 429 or a failure there is the chain's to handle,
+    like any send's), composes the thread within them, then posts one status per `send`."""
+
+    def __init__(self, rendition: MastodonRendition, api, compose: Callable[[MastodonRendition, Limits],
+                                                                            MastodonRendition]):
+        self.draft, self.api, self.compose = rendition, api, compose
+        self.fitted: MastodonRendition | None = None
         self.account_id: str | None = None
 
+    @property
+    def r(self) -> MastodonRendition:
+        if self.fitted is None:
+            try:
+                limits = mc.instance_limits(self.api, self.api.api_base_url)
+            except mc.MastodonFailure as e:
+                raise _read_error(e, "the instance's limits") from e
+            try:
+                self.fitted = self.compose(self.draft, limits)
+            except RenderError as e:
+                raise ChannelDown(str(e)) from e
+        return self.fitted
+
     def send(self, unit: Unit) -> str:
+        r = self.r
         try:
-            return mc.post_status(self.api, self.r.text(unit), reply_to=self.r.reply_to(unit),
-                                  visibility=self.r.visibility, language=self.r.language,
-                                  idempotency_key=self.r.idempotency_key(unit))
+            return mc.post_status(self.api, r.text(unit), reply_to=r.reply_to(unit), visibility=r.visibility,
+                                  language=r.language, idempotency_key=r.idempotency_key(unit))
         except mc.MastodonFailure as e:
             raise _error(e) from e
 
     def reconcile(self, unit: Unit) -> str | None:
         """The id of a recent status of ours with this unit's text, replying where this one would; None if none."""
+        text, reply_to = self.r.text(unit), self.r.reply_to(unit)
         try:
             if self.account_id is None:
                 self.account_id = mc.me(self.api)["id"]
-            text, reply_to = self.r.text(unit), self.r.reply_to(unit)
             for status in mc.recent_statuses(self.api, self.account_id, RECENT):
                 if status.in_reply_to == reply_to and mc.same_status(text, status.text):
                     return status.id
         except mc.MastodonFailure as e:
-            if e.kind == mc.RATE_LIMITED:
-                raise RateLimited(f"Mastodon rate limit while reading the account's statuses: {e}", e.until) from e
-            raise TransientError(f"cannot read the account's recent statuses: {e}") from e
+            raise _read_error(e, "the account's recent statuses") from e
         return None
 
     def close(self) -> None:
@@ -201,27 +226,10 @@ class MastodonChannel:
                               "server, e.g. instance = \"https://mastodon.social\"")
         return mc.make_client(self.settings.instance, self.token or "", self.settings.timeout)
 
-    def _instance_limits(self, api) -> Limits:
-        try:
-            return mc.instance_limits(api, self.settings.instance or "")
-        except mc.MastodonFailure as e:
-            err = _error(e)
-            raise err if isinstance(err, RateLimited | ChannelDown) else ChannelDown(
-                f"cannot read the instance's limits: {e}") from e
-
     def open_sender(self, rendition: MastodonRendition) -> _MastodonSender | _OutboxSender:
         if not self.live:
             return _OutboxSender(rendition, outbox_dir(self.cfg, rendition.source, rendition.key))
-        api = self._client()
-        try:
-            limits = self._instance_limits(api)
-            return _MastodonSender(self._compose(rendition, limits), api)
-        except RenderError as e:
-            api.session.close()
-            raise ChannelDown(str(e)) from e
-        except BaseException:
-            api.session.close()
-            raise
+        return _MastodonSender(rendition, self._client(), self._compose)
 
     def check(self) -> list[CheckResult]:
         """`paperbot check`: who the token belongs to (verify_credentials) and the instance's limits; warns when
@@ -264,10 +272,10 @@ class MastodonChannel:
             try:
                 api = self._client()
                 try:
-                    r = self._compose(r, self._instance_limits(api))
+                    r = _MastodonSender(r, api, self._compose).r
                 finally:
                     api.session.close()
-            except (TransientError, ChannelDown) as e:
+            except TransientError as e:
                 how += f" (its limits could not be read: {e}; shown with Mastodon's defaults)"
         lines = [f"mastodon: {week.source}:{week.key}: {len(r.statuses)} statuses, a thread (each a reply to the "
                  f"one before), {r.visibility}, limit {r.limits.max_characters} from {r.limits.source}",
