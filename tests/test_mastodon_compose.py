@@ -59,6 +59,7 @@ def test_digest_text_is_defanged_so_mastodon_makes_no_mention_tag_or_link():
     assert find_mentions(safe) == [] and find_tags(safe) == [] and find_links(safe) == [], safe
     assert "@ alice@" in safe and "# LLM" in safe and "#1" in safe and "https[:]//evil" in safe
     assert "gemini[:]//capsule" in safe and "xmpp[:]room" in safe and "magnet[:]?xt" in safe
+    assert "evil.example/path" in safe  # no scheme: Mastodon links nothing there, so it stays as typed
 
 
 def test_a_ten_paper_week_gives_eleven_statuses_within_the_limit_with_only_paperbots_links_and_tags():

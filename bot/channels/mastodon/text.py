@@ -4,11 +4,12 @@ Pure functions. A Mastodon server turns plain text into entities when it stores 
 `@user@host` into mentions (which notify those accounts), `#tag` into hashtags (which put the status in the tag's
 public timeline) and every URL with a scheme (`https://…`, also `gemini://`, `ipfs://`, `xmpp:`, `magnet:`)
 into a link. A title or summary from a digest must do none of that, so before a template sees it:
-- it goes through X's `inert` (bot/channels/x/text.py): `@name` → `@ name`, `#tag` → `# tag`, `$TICKER` →
-  `$ TICKER`, and each `.` of anything twitter-text would link → `[.]`; a plain space survives any
-  normalisation on the way, so nothing can turn it back into an entity;
-- then every `scheme://` left becomes `scheme[:]//`, and `xmpp:` / `magnet:` URIs `xmpp[:]`, for the
-  schemes Mastodon links beyond twitter-text's.
+- mentions and hashtags are broken as on X (bot/channels/x/text.py): `@name` → `@ name`, `#tag` → `# tag`
+  (`＃` too), `$TICKER` → `$ TICKER`; a plain space survives any normalisation on the way, so nothing can turn
+  it back into an entity;
+- every `scheme://` becomes `scheme[:]//`, and `xmpp:` / `magnet:` URIs `xmpp[:]`: Mastodon links a URL only
+  with its scheme (`extract_url_without_protocol: false`), so a bare `arxiv.org/abs/1` or `Claude.ai` stays as
+  typed, readable, and links nothing.
 
 Mastodon counts a status in grapheme clusters, every URL it links as `characters_reserved_per_url` (23 by
 default) and a mention as its local part. paperbot counts code points (never fewer than grapheme clusters, so a
@@ -23,7 +24,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
-from bot.channels.x.text import inert as x_inert
+from bot.channels.x.text import _defuse_tags as defuse_tags  # X's rule for @, # and $: one place for both
 from bot.channels.x.text import one_line, shorten, twitter_text
 
 __all__ = ["inert", "length", "one_line", "shorten", "linked"]
@@ -35,9 +36,9 @@ _URI = re.compile(r"(?i)\b(xmpp|magnet):(?=[^\s:\[])")
 def inert(text: str) -> str:
     """Untrusted one-line text made safe to put in a status: NFC, no URL, mention or hashtag Mastodon would make
     (the configured hashtags are the template's, never the digest's)."""
-    text = x_inert(unicodedata.normalize("NFC", text))
+    text = defuse_tags(unicodedata.normalize("NFC", text))
     text = _SCHEME.sub(r"\1[:]", text)
-    return _URI.sub(r"\1[:]", text)
+    return defuse_tags(_URI.sub(r"\1[:]", text))
 
 
 @functools.lru_cache(maxsize=256)
