@@ -28,6 +28,7 @@ from publish_support import write_config
 from bot.channels import load_config
 from bot.cli import cli
 from bot.config import Config
+from bot.ops import problems
 from bot.publish import ledger
 from bot.publish.pipeline import publish_ready, publish_week
 from bot.store import Store
@@ -319,6 +320,8 @@ def test_a_retry_after_the_idempotency_key_expired_finds_the_status_by_reading_t
     assert not rep.done and chain(store)[5][0] == "uncertain" and len(m.ours()) == 6
     history = cli_run(cfg, "history", KEY).output
     assert "uncertain" in history and f"paperbot resolve {SOURCE}:{KEY} --channel mastodon --unit 6" in history
+    (alert,) = [p for p in problems.detect(cfg, store, datetime.now(UTC)) if p.kind == "deliveries"]
+    assert alert.subject.startswith("mastodon ") and "--channel mastodon" in alert.body, alert
     m.forget_keys()
     m.allow(READS)
     (rep,) = publish(cfg, Store.open(cfg.db_path))
