@@ -25,7 +25,6 @@ from click.testing import CliRunner
 from mastodon_server import STATUSES, MastodonServer, mastodon_length
 from publish_support import write_config
 
-from bot.channels import load_config
 from bot.cli import cli
 from bot.config import Config
 from bot.ops import problems
@@ -326,7 +325,7 @@ def test_a_retry_after_the_idempotency_key_expired_finds_the_status_by_reading_t
     m.allow(READS)
     (rep,) = publish(cfg, Store.open(cfg.db_path))
     assert rep.published, rep
-    thread = assert_one_thread(m, cfg)
+    assert_one_thread(m, cfg)
     assert len(posts(m)) == 11 and m.replays == 0
 
 
