@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -427,3 +428,19 @@ def test_status_knows_the_channel_and_the_token_is_in_no_log_even_at_debug(tmp_p
             assert TOKEN.encode() not in path.read_bytes(), path
     st = json.loads(cli_run(cfg, "status", "--json").output)
     assert st["channels"]["mastodon"]["live"] is True
+
+
+def test_preview_with_a_token_fits_the_statuses_to_the_instances_limit_and_posts_nothing(tmp_path, monkeypatch):
+    """issue #31: `paperbot preview WEEK --channel mastodon` with a token reads the instance's limits (300 here)
+    and shows each status against them; nothing is posted and nothing recorded."""
+    monkeypatch.setenv("PAPERBOT_MASTODON_TOKEN", TOKEN)
+    with MastodonServer(TOKEN, max_characters=300) as m:
+        cfg = config(tmp_path, m)
+        store = Store.open(cfg.db_path)
+        ready(store, cfg)
+        shown = cli_run(cfg, "preview", KEY, "--channel", "mastodon")
+        assert shown.exit_code == 0, shown.output
+        assert "limit 300 from" in shown.output and "[10] " in shown.output, shown.output
+        sizes = [int(n) for n in re.findall(r"\[\d+\] (\d+)/300", shown.output)]
+        assert len(sizes) == 11 and max(sizes) <= 300
+        assert posts(m) == [] and ledger.counts(store, SOURCE, KEY, "mastodon")["planned"] == 0
