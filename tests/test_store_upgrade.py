@@ -141,8 +141,9 @@ def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrad
     new = after["deliveries"][len(before["deliveries"]):]
     assert [(r[2], r[4], r[6]) for r in new if r[3] == "email"] == [
         ("2023-02-27..2023-03-05", "active@example.net", "trial")]
-    # issues #11 and #12: X's thread and Discord's announcement, both trials (no credentials)
-    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial"), ("discord", "trial")}
+    # issues #11, #12 and #31: X's thread, Discord's announcement and Mastodon's thread, trials (no credentials)
+    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial"), ("discord", "trial"),
+                                                              ("mastodon", "trial")}
     store = Store.open(db)
     try:
         assert store.week("dair", "2023-02-27..2023-03-05").state == "ready"
