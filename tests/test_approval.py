@@ -40,6 +40,8 @@ base_url = "https://papers.weekly.test"
 enabled = false
 [discord]
 enabled = false
+[mastodon]
+enabled = false
 """, encoding="utf-8")
     return load_config(path)
 
