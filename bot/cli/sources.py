@@ -72,9 +72,6 @@ def poll(ctx: click.Context, name: str | None, now_text: str | None, as_json: bo
     else:
         for r in results:
             click.echo(_line(r))
-        if any(r.ready for r in results):  # issue #25 (13i): when a week released here goes out
-            click.echo("ready weeks go out with `paperbot publish` now, or after the daemon's next poll "
-                       "(`paperbot status` says when)")
     if any(r.error for r in results):
         ctx.exit(1)
 
