@@ -11,7 +11,9 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,dev,bench]'
+	@# setuptools' build prints ~40 lines of deprecation notes even with --quiet (issue #25 (13d)): kept in a log
+	@$(BIN)/pip install --quiet -e '.[test,dev,bench]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@echo "installed paperbot and its test tools into .venv (pip's output: $(VENV)/install.log)"
 	touch $(STAMP)
 
 run: $(STAMP)

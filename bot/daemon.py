@@ -76,6 +76,7 @@ class Daemon:
         self.hooks = after_poll_hooks(cfg, self.stop) if hooks is None else hooks
         self.clock = clock
         self._running = 0
+        self._doing: dict[int, str] = {}  # thread -> what its job is doing now (said if stopping leaves it)
         self._idle = threading.Condition()
         # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions
         # then never meet a poll's commit between their reads and their writes ("database is locked").
@@ -125,7 +126,12 @@ class Daemon:
         finally:
             with self._idle:
                 self._running -= 1
+                self._doing.pop(threading.get_ident(), None)
                 self._idle.notify_all()
+
+    def _now_doing(self, what: str) -> None:
+        with self._idle:
+            self._doing[threading.get_ident()] = what
 
     def wake_job(self) -> None:
         """Publish what waited for a channel's rate-limited-until or send window. Never raises."""
@@ -133,6 +139,7 @@ class Daemon:
             return
         with self._job("publishing after a channel's wait failed; it runs again after the next poll"):
             store = Store.open(self.cfg.db_path)
+            self._now_doing("publishing after a channel's wait")
             try:
                 self._run_hooks(store, self.clock(), "after a channel's wait")
             finally:
@@ -146,8 +153,10 @@ class Daemon:
             store = Store.open(self.cfg.db_path)
             try:
                 now = self.clock()
+                self._now_doing(f"a poll of {src.name}")
                 poll_source(store, self.cfg, src, now, options=self.options, stop=self.stop,
                             write_lock=self._writes)
+                self._now_doing(f"publishing after the poll of {src.name}")
                 self._run_hooks(store, now, f"after polling {src.name}")
             finally:
                 store.close()
@@ -226,9 +235,12 @@ class Daemon:
             sched.shutdown(wait=False)
             with self._idle:
                 clean = self._idle.wait_for(lambda: self._running == 0, timeout=STOP_GRACE)
-            if not clean:
-                log.warning("a poll still in flight after %.0fs was abandoned; its transaction is rolled back",
-                            STOP_GRACE)
+            if not clean:  # issue #25: say what was left, and that nothing recorded is undone
+                with self._idle:
+                    doing = sorted(self._doing.values())
+                log.warning("stopped with %s still in flight after %.0fs; %s", ", ".join(doing) or "a job",
+                            STOP_GRACE, "every message already sent stays recorded as sent, and what was in flight "
+                            "is finished at the next start (a poll not recorded is simply polled again)")
             return clean
         finally:
             if heart is not None:

@@ -76,8 +76,8 @@ BAD = [
     ('subject = "{title} | {nope}"', "email.subject", "{nope}"),
     ('subject = "{title.__class__}"', "email.subject", "unknown field"),
     ('subject = "{title"', "email.subject", "not a valid pattern"),
-    ('base_url = "http://localhost:8080"', "web.base_url", "points at this machine"),
-    ('base_url = "http://127.0.0.1:8080"', "web.base_url", "points at this machine"),
+    # A localhost base_url with this test's mail server on 127.0.0.1 is a local trial (issue #25), accepted;
+    # with a mail server elsewhere it is refused: tests/test_local_trial.py.
     ('base_url = "https://papers.example.org"', "web.base_url", "example.org"),
 ]
 

@@ -60,7 +60,9 @@ def test_default_config_file_keys_are_all_known():
     # the table it stands in (issue #14: it now writes every section).
     allowed = {"": config._TOP_KEYS, "publish": config._PUBLISH_KEYS, "sources": config._SOURCE_KEYS,
                "github": {"base_url"}, "fetch": config._FETCH_KEYS, "email": registry.SETTINGS["email"].KEYS,
-               "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS, "arxiv": config._ARXIV_KEYS}
+               "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS, "health": config._HEALTH_KEYS,
+               "arxiv": config._ARXIV_KEYS,
+               **{name: registry.SETTINGS[name].KEYS for name in registry.NAMES}}  # #25: every section
     table, seen = "", set()
     for line in config.DEFAULT_TOML.splitlines():
         if m := re.match(r"^#? ?\[+(\w+)\]+", line):

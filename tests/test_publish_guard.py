@@ -89,6 +89,14 @@ path = "README.md"
     return path
 
 
+def _throwaway(store: Store) -> None:
+    """Issue #25: $PAPERBOT_NOW is refused on a state folder holding real sends, unless it is a throwaway made
+    under a shifted clock, as these tests' folders are (every time in them is in 2024): marked so."""
+    with store.atomic():
+        store.db.execute("INSERT INTO shifted_clock (real_at, shifted_to, command) VALUES (?, ?, 'test')",
+                         [datetime.now(UTC).isoformat(), datetime(2024, 1, 1, tzinfo=UTC).isoformat()])
+
+
 def _cli(cfg, *args, now: datetime | None = None):
     env = {"PAPERBOT_NOW": now.isoformat()} if now else {}
     return CliRunner().invoke(cli, ["--config", str(cfg.path), *args], obj={}, env=env)
@@ -180,6 +188,7 @@ def test_the_daily_cap_sends_two_editions_a_day_and_the_rest_wait_in_order_issue
     with smtp_server() as (server, port):
         cfg = email_config(tmp_path, port)
         store = Store.open(cfg.db_path)
+        _throwaway(store)  # #25: PAPERBOT_NOW below writes to it
         try:
             add_subscribers(store, tmp_path, [READER])
             keys, t = _four_new_weeks(store, cfg)
@@ -295,6 +304,7 @@ def test_approve_and_skip_take_several_weeks_and_every_held_week_of_a_source_iss
     with smtp_server() as (server, port):
         cfg = email_config(tmp_path, port)
         store = Store.open(cfg.db_path)
+        _throwaway(store)  # #25: PAPERBOT_NOW below writes to it
         w0 = date(2024, 1, 1)
         try:
             add_subscribers(store, tmp_path, [READER])
@@ -391,7 +401,8 @@ def test_held_weeks_are_in_the_web_archive_and_search_marked_held_and_never_in_t
             observe(store, "dair", parse_document(digest([w0]).encode(), date(2024, 1, 8), "digest"),
                     datetime(2024, 1, 8, 9, tzinfo=UTC), "v1", cfg.publish)
             release(store, datetime(2024, 1, 8, 12, tzinfo=UTC), cfg.publish)
-            publish_ready(cfg, store, datetime(2024, 1, 8, 12, tzinfo=UTC))  # to nobody: published all the same
+            add_subscribers(store, tmp_path, [READER])  # #25: with nobody subscribed the week would wait for one
+            publish_ready(cfg, store, datetime(2024, 1, 8, 12, tzinfo=UTC))
             at = datetime(2024, 1, 10, 9, tzinfo=UTC)
             observe(store, "dair", parse_document(digest([w0, old]).encode(), at.date(), "digest"), at, "v2",
                     cfg.publish)

@@ -191,9 +191,10 @@ def test_a_real_send_left_unfinished_is_never_finished_in_the_outbox(tmp_path):
     assert _states(store, NEW) == ("ready", "sending", ["planned", "planned"])
 
 
-def test_zero_subscribers_over_smtp_is_published_to_nobody_with_a_warning_in_the_log_and_history(tmp_path, caplog):
-    """issue #10: a live week with no active subscribers was marked published in silence. It still is (the
-    ledger has nobody to wait for), but with a warning in the log and a note `paperbot history` shows."""
+def test_zero_subscribers_over_smtp_waits_for_the_first_subscriber_with_a_warning_in_the_log(tmp_path, caplog):
+    """issue #10: a live week with no active subscribers was marked published in silence; it then went "published
+    to nobody" with a warning. Issue #25 (4): it now waits on email for the first subscriber (tests/
+    test_first_subscriber.py), said in the log, by `publish` and by `status`."""
     with smtp_server() as (rec, port):
         cfg = write_config(tmp_path, port)
         store = Store.open(cfg.db_path)
@@ -201,13 +202,11 @@ def test_zero_subscribers_over_smtp_is_published_to_nobody_with_a_warning_in_the
         caplog.set_level(logging.INFO)
         result = run_cli(cfg, "publish")
         assert result.exit_code == 0, result.output
-        assert rec.count() == 0 and "published to nobody" in result.output
+        assert rec.count() == 0 and "waiting for the first subscriber" in result.output
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any("published to nobody" in w and "no active subscribers" in w for w in warnings), warnings
-    assert _states(store, NEW) == ("published", "published", [])
-    assert "note: published to nobody: there were no active subscribers" in run_cli(cfg, "history").output
-    (entry,) = json.loads(run_cli(cfg, "history", NEW, "--json").output)
-    assert entry["channels"]["email"]["note"].startswith("published to nobody")
+    assert any("waiting for the first subscriber" in w and "nobody is subscribed" in w for w in warnings), warnings
+    assert store.week("dair", NEW).state == "ready"
+    assert "email: waiting for the first subscriber" in run_cli(cfg, "status").output
 
 
 # -- item 5: a test edition to yourself ----------------------------------------------------------------------
@@ -337,7 +336,7 @@ def test_history_counts_say_what_is_left_to_send_sent_and_written_to_the_outbox(
     store.close()
     assert run_cli(cfg, "publish").exit_code == 0
     text = run_cli(cfg, "history").output
-    assert "email: trial (trial: outbox only); 2 written to the outbox (of 2); planned " in text, text
+    assert "email: trial (outbox only); 2 written to the outbox (of 2); planned " in text, text  # #25 (13c)
     assert "open" not in text
     store = Store.open(cfg.db_path)  # planned for real (SMTP live), half done: the ledger as the pipeline leaves it
     add_subscribers(store, tmp_path, addresses(4))

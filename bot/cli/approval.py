@@ -43,7 +43,7 @@ def approve(ctx: click.Context, weeks: tuple[str, ...], held_source: str | None)
     every enabled channel (or at its send window), past the daily cap."""
     cfg = _load(ctx)
     refuse_unfit(cfg)
-    now = clock()()
+    now = clock(cfg)()
     reports = []
     with existing_store(cfg) as store:
         targets = _targets(store, weeks, held_source)
@@ -94,7 +94,7 @@ def skip(ctx: click.Context, weeks: tuple[str, ...], held_source: str | None) ->
         except locks.LockBusy as e:
             raise click.ClickException(f"{e}; run skip again when that publish run has ended") from e
         try:
-            now = clock()()
+            now = clock(cfg)()
             for w in targets:
                 try:
                     note = approval.skip(cfg, store, w, now)

@@ -12,7 +12,8 @@ from bot.cli.common import _load, clock
 from bot.cli.publish import counts_text, existing_store, resolve_week
 from bot.config import Config
 from bot.edition import holdings
-from bot.publish import ledger
+from bot.ops.status import window_waits
+from bot.publish import first, ledger
 from bot.publish.pipeline import ready_weeks
 from bot.store import Store, WeekRow
 
@@ -70,6 +71,12 @@ def history_json(store: Store, spec: WeekRow | None, cfg: Config | None = None,
     return list(weeks.values())
 
 
+def _at(stamp: str | datetime) -> str:
+    """A stored time as people read it: to the second, in UTC (issue #25 (13b): no microseconds)."""
+    t = datetime.fromisoformat(stamp) if isinstance(stamp, str) else stamp
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _guarded(cfg: Config, store: Store, spec: WeekRow | None, weeks: dict, now: datetime) -> None:
     """Entries (no channels yet) for held weeks (`held`: why) and ready weeks the daily cap holds back
     (`waits_for_cap`: channel → until), in `weeks`, keyed like history's."""
@@ -84,6 +91,12 @@ def _guarded(cfg: Config, store: Store, spec: WeekRow | None, weeks: dict, now: 
             extra["held"] = w.held
         if (w.source, w.key) in capped:
             extra["waits_for_cap"] = {c: t.isoformat() for c, t in capped[(w.source, w.key)].items()}
+        if w.state == "ready":  # issue #25 (5): what a ready week not yet out waits for, per channel
+            waits = {c: f"its send window, next {_at(t)}" for c, t in window_waits(cfg, store, w, now).items()}
+            if first.is_waiting(store, w.source, w.key):
+                waits[first.CHANNEL] = first.WAITING
+            if waits:
+                extra["waits"] = waits
         if extra:
             weeks[(w.source, w.key)] = {"source": w.source, "week": w.key, "title": w.title, "state": w.state,
                                         **extra}
@@ -114,12 +127,15 @@ def history(ctx: click.Context, week: str | None, as_json: bool) -> None:
         for name, until in e.get("waits_for_cap", {}).items():
             click.echo(f"  {name}: waits for the daily cap ([publish] max_per_day) until {until}; "
                        f"`paperbot approve {e['source']}:{e['week']}` sends it now")
-        if not e["channels"] and not e.get("held") and not e.get("waits_for_cap"):
+        for name, why in e.get("waits", {}).items():
+            click.echo(f"  {name}: waits for {why.removeprefix('waiting for ')}")
+        if not e["channels"] and not e.get("held") and not e.get("waits_for_cap") and not e.get("waits"):
             click.echo("  not published on any channel")
         for name, c in e["channels"].items():
-            click.echo(f"  {name}: {c['state']}{' (trial: outbox only)' if c['trial'] else ''}; "
-                       f"{counts_text(c['counts'], c['units'])}; planned {c['planned_at']}"
-                       + (f", published {c['published_at']}" if c["published_at"] else ""))
+            state = "trial (outbox only)" if c["state"] == "trial" else c["state"] + (
+                " (trial: outbox only)" if c["trial"] else "")  # issue #25 (13c): said once
+            click.echo(f"  {name}: {state}; {counts_text(c['counts'], c['units'])}; planned {_at(c['planned_at'])}"
+                       + (f", published {_at(c['published_at'])}" if c["published_at"] else ""))
             if c["note"]:
                 click.echo(f"    note: {c['note']}")
             for g in c["late"]:

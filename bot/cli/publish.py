@@ -7,6 +7,7 @@ import sqlite3
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 
 import click
@@ -18,9 +19,9 @@ from bot.channels.email import subscribers
 from bot.channels.email.channel import EmailChannel
 from bot.channels.email.render import RenderError
 from bot.channels.email.tokens import SecretKeyError
-from bot.cli.common import _load, clock
+from bot.cli.common import _load, clock, trial_marks
 from bot.config import Config
-from bot.ops.config_checks import live_send_problems
+from bot.ops.config_checks import unfit_problems
 from bot.publish import ledger
 from bot.publish.dispatch import RunStats
 from bot.publish.pipeline import late_round, lock_path, publish_week, ready_weeks
@@ -39,12 +40,23 @@ def existing_store(cfg: Config) -> Iterator[Store]:
         store.close()
 
 
+def _a_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text.strip()) if len(text.strip()) == 10 else None
+    except ValueError:
+        return None
+
+
 def resolve_week(store: Store, spec: str) -> WeekRow:
-    """`KEY` or `SOURCE:KEY` (an alias works too); a KEY found in several sources must name its source."""
+    """`KEY` or `SOURCE:KEY` (an alias works too), or a date inside the week (`2024-03-06`); a KEY found in several
+    sources must name its source."""
     source, sep, key = spec.partition(":")
     if not sep:
         source, key = "", spec
     found = [w for w in store.find_weeks(key) if not source or w.source == source]
+    if not found and (day := _a_date(key)):  # issue #25 (13h): any date inside the week names it
+        found = [w for w in store.weeks(source or None) if w.first_day and w.last_day
+                 and w.first_day <= day <= w.last_day and not w.late_of]
     if not found:
         raise click.ClickException(f"no week {spec!r} in the state database (see `paperbot weeks`)")
     if len(found) > 1:
@@ -153,11 +165,16 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
     """
     cfg = _load(ctx)
     refuse_unfit(cfg, dry_run=dry_run)
-    now = clock()
+    now = clock(cfg)
     if to is not None:
         _send_copies(cfg, weeks, channel, dry_run, to)
         return
     chosen = [channel] if channel else None
+    with trial_marks(cfg) as local:
+        _publish(cfg, weeks, chosen, dry_run, now, "local trial: " if local else "")
+
+
+def _publish(cfg: Config, weeks: tuple[str, ...], chosen: list[str] | None, dry_run: bool, now, mark: str) -> None:
     with _storage_errors(cfg), existing_store(cfg) as store:
         if not weeks and not dry_run:  # papers added to weeks already out: found, and sent alone if they waited
             with _publish_lock(cfg):
@@ -191,28 +208,50 @@ def publish(ctx: click.Context, weeks: tuple[str, ...], channel: str | None, dry
                 for w in targets:
                     reports += publish_week(cfg, store, w, channels=chosen, now=now(),
                                             dry_run=dry_run, progress=bar)
+        except KeyboardInterrupt:  # issue #25: not just "Aborted!"
+            if bar:
+                bar.close()
+                bar = None
+            raise click.ClickException(interrupted(store, targets)) from None
         finally:
             if bar:
                 bar.close()
     for r in reports:
-        click.echo(_summary(r))
-    if not dry_run and not all(r.done for r in reports):
+        click.echo((mark if r.channel == "email" else "") + _summary(r))
+    if not dry_run and not all(r.done or r.waits for r in reports):
         raise click.ClickException("some units are not sent yet; `paperbot publish` again retries them "
                                    "(see `paperbot history` for the errors)")
 
 
+def interrupted(store: Store, targets: list[WeekRow]) -> str:
+    """What Ctrl-C left: per week and channel, what went out and what is still to send (from the ledger)."""
+    parts = []
+    for w in targets:
+        for p in ledger.publications(store, w.source, w.key):
+            counts = ledger.counts(store, w.source, w.key, p.channel)
+            left = _open(counts)
+            done = counts.get("sent", 0) + counts.get("trial", 0)
+            if left or p.state == "sending":
+                said = "written to the outbox" if p.trial else "sent"
+                parts.append(f"{p.channel} {w.source}:{w.key}: {done} {said}, {left} left")
+    what = "; ".join(parts) or "nothing was planned yet"
+    return (f"stopped by Ctrl-C: {what}. Run `paperbot publish` again to send the rest: what is recorded as "
+            "sent is never sent again (a message in flight at the stop may go out twice, and says so)")
+
+
 def refuse_unfit(cfg: Config, *, dry_run: bool = False) -> None:
-    """Stop before a live send while the config holds an example value (issue #14): one line per problem,
-    naming the key. A dry run only warns; without smtp_url (the outbox trial) there is nothing to stop."""
-    problems = live_send_problems(cfg)
+    """Stop before a live send while the config holds an example value (issue #14), or before anything at all
+    when it could publish nothing (a signing key too short, issue #25): one line per problem, naming the key.
+    A dry run only warns; without smtp_url (the outbox trial) example values do not stop it."""
+    problems = unfit_problems(cfg)
     if not problems:
         return
     if dry_run:
         for p in problems:
             click.echo(f"warning: {p}", err=True)
         return
-    raise click.ClickException("not sending: the config is not ready to send mail for real (`paperbot check` "
-                               "lists it):\n  " + "\n  ".join(problems))
+    raise click.ClickException("not sending: the config is not ready to publish (`paperbot check` lists it):\n  "
+                               + "\n  ".join(problems))
 
 
 def _send_copies(cfg: Config, weeks: tuple[str, ...], channel: str | None, dry_run: bool, to: str) -> None:

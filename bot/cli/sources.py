@@ -13,13 +13,20 @@ from datetime import UTC, datetime
 
 import click
 
-from bot.cli.common import _load, _parse_time, clock
+from bot.cli.common import (
+    _load,
+    _parse_time,
+    check_state_folder,
+    clock,
+    guard_shifted_clock,
+    trial_marks,
+    writing_store,
+)
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
 from bot.daemon import Daemon
 from bot.locks import LockBusy
 from bot.sources.poll import PollResult, poll_source
-from bot.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +60,9 @@ def poll(ctx: click.Context, name: str | None, now_text: str | None, as_json: bo
     if not sources:
         raise click.ClickException(f"{cfg.path or 'built-in config'}: no [[sources]] to poll")
     now = _parse_time(now_text, "--now") if now_text else datetime.now(UTC)
-    store = Store.open(cfg.db_path)
+    if now_text:  # issue #25: never a shifted clock on a state folder holding real sends
+        guard_shifted_clock(cfg, "--now", now)
+    store = writing_store(cfg)
     try:
         results = [poll_source(store, cfg, s, now) for s in sources]
     finally:
@@ -75,12 +84,14 @@ def run(ctx: click.Context) -> None:
     if not cfg.sources:
         raise click.ClickException(f"{cfg.path or 'built-in config'}: no [[sources]] to watch")
     refuse_unfit(cfg)  # the daemon publishes after each poll: not with an example `from` or base_url
+    check_state_folder(cfg)
     root = logging.getLogger()
     if root.level > logging.INFO:  # a daemon says what it does unless asked for more
         root.setLevel(logging.INFO)
     log.info("config: %s", cfg.path or "built-in defaults")
     try:
-        clean = Daemon(cfg, clock=clock()).run()
+        with trial_marks(cfg):
+            clean = Daemon(cfg, clock=clock(cfg)).run()
     except LockBusy as e:
         raise click.ClickException(f"another paperbot is already running on {cfg.state_dir}: {e}") from e
     log.info("stopped")

@@ -32,7 +32,16 @@ def init(path: str, force: bool) -> None:
     if p.exists() and not force:
         raise click.ClickException(f"{p} exists; use --force to overwrite")
     p.write_text(DEFAULT_TOML, encoding="utf-8")
-    click.echo(f"wrote {p}")
+    cfg = "" if p.resolve() == Path("paperbot.toml").resolve() else f" --config {p}"
+    click.echo(f"wrote {p}: every section, the values to change marked CHANGE; the state folder is "
+               f"{p.resolve().parent / 'state'}")
+    click.echo("next:")
+    click.echo(f"  paperbot{cfg} check     tries the config, each source and the mail server; sends nothing")
+    click.echo(f"  paperbot{cfg} run       polls, publishes and serves the web app on http://127.0.0.1:8080/")
+    click.echo("a try-out on this laptop (a local trial, nothing reaches anyone else): run a mail server here,")
+    click.echo("  e.g. `python -m aiosmtpd -n -l 127.0.0.1:1025`, and set in [email]:")
+    click.echo('  smtp_url = "smtp://127.0.0.1:1025" and starttls = false')
+    click.echo("without smtp_url, email is a trial written to the outbox in the state folder")
 
 
 @click.command()

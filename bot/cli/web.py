@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
 from collections.abc import Iterator
@@ -13,13 +14,14 @@ import click
 
 from bot import locks
 from bot.channels.email import subscribers as subs
-from bot.cli.common import _load
+from bot.cli.common import _load, trial_marks, writing_store
 from bot.store import Store
+from bot.web.ports import in_use, taken_message
 
 
 @contextmanager
 def _store(ctx: click.Context) -> Iterator[Store]:
-    store = Store.open(_load(ctx).db_path)
+    store = writing_store(_load(ctx))  # issue #25: never a throwaway ./state in another folder
     try:
         yield store
     finally:
@@ -47,12 +49,20 @@ def serve(ctx: click.Context) -> None:
                                        f"{cfg.web.listen}: `paperbot serve` is only needed without it")
         click.echo(f"note: {who} is running on {cfg.state_dir} but its web app is not on {cfg.web.listen} "
                    "(see its log); serving it here", err=True)
-    click.echo(f"serving on http://{host}:{port} (public address {cfg.web.base_url}); Ctrl-C stops", err=True)
+    if port:
+        click.echo(f"serving on http://{host}:{port} (public address {cfg.web.base_url}); Ctrl-C stops", err=True)
+    else:  # listen ":0": the log line says which port was picked
+        click.echo(f"serving on a free port of {host} (the next line says which); Ctrl-C stops", err=True)
+    if logging.getLogger().level > logging.INFO:
+        logging.getLogger().setLevel(logging.INFO)
     try:
-        run(cfg)
+        with trial_marks(cfg):
+            run(cfg)
     except SecretKeyError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
+        if in_use(e):  # issue #25: name the process in the way
+            raise click.ClickException(taken_message(cfg.web.listen, port)) from e
         raise click.ClickException(f"cannot listen on {cfg.web.listen}: {e.strerror or e}") from e
 
 
@@ -91,7 +101,8 @@ def add_cmd(ctx: click.Context, address: str) -> None:
         name = store.db.execute("SELECT name FROM subscribers WHERE id = ?", [sid]).fetchone()[0]
     note = "" if not before else " (already active)" if before == "active" else f" (was {before})"
     shown = subs.normalize_address(address)
-    click.echo(f"subscriber {sid}: {f'{name} <{shown}>' if name else shown} active{note}")
+    where = _load(ctx).state_dir
+    click.echo(f"subscriber {sid}: {f'{name} <{shown}>' if name else shown} active{note} (state folder {where})")
 
 
 @subscribers.command("remove")
@@ -121,7 +132,8 @@ def import_cmd(ctx: click.Context, csv_file: str) -> None:
             raise click.ClickException(f"{csv_file}: {e}") from e
     for line, reason in report.rejected:
         click.echo(f"{csv_file}:{line}: rejected: {reason}", err=True)
-    click.echo(f"added {report.added}, already there {report.already}, rejected {len(report.rejected)}")
+    click.echo(f"added {report.added}, already there {report.already}, "
+               f"rejected {len(report.rejected)} (state folder {_load(ctx).state_dir})")
 
 
 @subscribers.command("export")

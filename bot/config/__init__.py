@@ -108,6 +108,7 @@ class SourceConfig:
     expect_papers: int | None = None  # papers in a complete week; None: learned from the weeks already released
     credit: str | None = None  # who curated it, as editions credit them; None: the repository or feed title
     credit_url: str | None = None  # where the credit links; None: the original (bot/edition/credit.py)
+    origin: str | None = None  # a local git repository's `origin` remote, read at load (issue #25: its credit)
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,22 @@ def _parse_source(s: object, where: str, base_dir: Path) -> SourceConfig:
         name=name, kind=kind, location=location.strip(), paths=tuple(paths), branch=branch, format=fmt,
         every=parse_duration(s.get("every", "30m"), f"{where}.every", EVERY_RANGE),
         timezone=tz, expect_papers=expect, credit=credit, credit_url=credit_url,
+        origin=local_origin(location) if kind == "git" and location.startswith("/") else None,
     )
+
+
+def local_origin(path: str) -> str | None:
+    """The `origin` remote URL of the local git repository at `path` (its .git/config, or config when bare),
+    else None: a clone of github.com/owner/name is credited as owner/name, not by its folder's name (issue #25)."""
+    for file in (Path(path) / ".git" / "config", Path(path) / "config"):
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        section = re.search(r'^\s*\[remote "origin"\]\s*$(.*?)(?=^\s*\[|\Z)', text, re.M | re.S)
+        url = re.search(r"^\s*url\s*=\s*(\S+)\s*$", section.group(1), re.M) if section else None
+        return url.group(1) if url and not has_control(url.group(1)) else None
+    return None
 
 
 def _parse_credit(value: object, where: str) -> tuple[str | None, str | None]:

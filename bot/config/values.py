@@ -4,6 +4,7 @@ naming the file and the key. The channels' settings (bot/channels/<name>/setting
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import unicodedata
@@ -131,3 +132,14 @@ def unknown(where: str, table: dict, allowed: set[str]) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
         raise ConfigError(f"{where}: unknown key {extra[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def on_this_machine(host: str | None) -> bool:
+    """`localhost` (or a name under it), or a loopback address (127.0.0.1, ::1): only this machine answers it."""
+    host = (host or "").strip("[]").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

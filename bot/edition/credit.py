@@ -2,7 +2,8 @@
 
 paperbot republishes someone else's curation, so every edition names it and links to it. Pure and
 channel-neutral: the email, the web edition and X show the same `Credit` (Discord will too). The name is the
-source's `credit` setting, else the repository (`owner/repo`), else the feed's own title, else the site's
+source's `credit` setting, else the repository (`owner/repo`; for a local clone, its GitHub `origin`), else the
+feed's own title, else the site's
 host name. The link is the source's `credit` URL, else the original on the web: for a GitHub README, the
 week's section, through the anchor GitHub gives the week's heading (see `github_anchor`). A link never carries
 the credentials or the query (where a token may be) of the URL paperbot reads the source from.
@@ -101,8 +102,10 @@ def _repo(source: SourceConfig) -> tuple[str, str] | None:
     if source.kind == "github":
         owner, _, repo = source.location.partition("/")
         return owner, repo
-    if source.kind == "git" and (m := _GITHUB_GIT.fullmatch(source.location)):
-        return m.group(1), m.group(2)
+    if source.kind == "git":  # a remote on GitHub, or a local clone of one (its origin, issue #25)
+        for where in (source.location, getattr(source, "origin", None) or ""):
+            if m := _GITHUB_GIT.fullmatch(where):
+                return m.group(1), m.group(2)
     if source.kind == "url" and (raw := _raw_github(source.location)):
         return raw[0], raw[1]
     return None

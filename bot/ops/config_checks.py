@@ -6,19 +6,28 @@ subject with a field no edition has (`{nope}` would reach every inbox as written
 outbox trial; all of them must stop a live send. `live_send_problems` is what the publishing pipeline, `paperbot
 publish` and `paperbot run` ask before sending; `paperbot check` shows the same list (as notes while email is
 still a trial) beside its network checks, whose one-line results are `CheckResult`s.
+
+A local try-out (issue #25: `smtp_url` and `base_url` both on this machine, `local_trial`) sends for real but
+only to this machine: a `localhost` base_url is what it needs, and example addresses reach nobody, so those are
+notes there, not failures. A signing key too short to use fails everywhere (`secret_key_problem`): nothing could
+be published with it, trial or not.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import string
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
 from bot.channels.email.render import SUBJECT_FIELDS
+from bot.channels.email.settings import LOCAL_TRIAL, local_trial
+from bot.channels.email.tokens import ENV_KEY, MIN_KEY_CHARS
 from bot.config import CheckResult as CheckResult  # one line of `paperbot check`, defined low for sources/channels
 from bot.config import Config
 from bot.config.sections import broad
+from bot.config.values import on_this_machine
 
 EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")  # RFC 2606: documentation, never a real sender
 RESERVED_TLDS = ("example", "invalid", "localhost")  # RFC 2606/6761 names that never reach anyone
@@ -62,8 +71,23 @@ def subject_problem(pattern: str) -> str | None:
     return None
 
 
+GOOD_KEY_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_LOCAL_OK = ("email.from", "email.list_id", "email.contact", "web.base_url")  # example values a local trial may keep
+
+
+def secret_key_problem(env: dict[str, str] | None = None) -> str | None:
+    """Why $PAPERBOT_SECRET_KEY cannot sign links (too short), with the command that makes a good one; None when
+    it is unset (a key is made in the state folder) or long enough. Never says what the key is."""
+    value = (os.environ if env is None else env).get(ENV_KEY, "").strip()
+    if not value or len(value) >= MIN_KEY_CHARS:
+        return None
+    return (f"${ENV_KEY} is {len(value)} characters, shorter than {MIN_KEY_CHARS}: no unsubscribe or confirmation "
+            f"link could be signed, so nothing would be published; make a good one with: {GOOD_KEY_COMMAND}")
+
+
 def _problems(cfg: Config) -> list[tuple[str, str]]:
-    """(key, what is wrong) for each value unfit for a live send, whether or not email is live yet."""
+    """(key, what is wrong) for each value unfit for a live send, whether or not email is live yet; in a local
+    trial, a base_url on this machine is what it needs, not a problem."""
     e, out = cfg.email, []
     address = parseaddr(e.sender)[1]
     if "@" not in address or not address.partition("@")[2] or " " in address:
@@ -77,12 +101,13 @@ def _problems(cfg: Config) -> list[tuple[str, str]]:
     contact = parseaddr(e.contact)[1] if e.contact else ""
     if "@" in contact and (d := example_domain(contact.rpartition("@")[2])):
         out.append(("email.contact", f"{contact!r} is at the example domain {d}; readers could not write to it"))
-    if e.smtp_url and (d := example_domain(urlsplit(e.smtp_url).hostname or "")):
+    smtp_host = urlsplit(e.smtp_url).hostname or "" if e.smtp_url else ""
+    if e.smtp_url and not on_this_machine(smtp_host) and (d := example_domain(smtp_host)):  # a local relay is real
         out.append(("email.smtp_url", f"the server is under the example domain {d}; set your own mail server"))
     if problem := subject_problem(e.subject):
         out.append(("email.subject", problem))
     host = urlsplit(cfg.web.base_url).hostname or ""
-    if _local_host(host):
+    if _local_host(host) and not local_trial(cfg):  # a local trial's base_url is on loopback
         out.append(("web.base_url", f"{cfg.web.base_url!r} points at this machine: readers' unsubscribe and "
                                     "\"view in browser\" links would not work; set the public address of the web "
                                     "app (e.g. https://papers.your.domain)"))
@@ -98,24 +123,50 @@ def _where(cfg: Config) -> str:
 
 def live_send_problems(cfg: Config) -> list[str]:
     """One line per problem that must stop a live send (email with `smtp_url`), naming the file and the key;
-    empty when the config may send, or when nothing would be sent for real (the outbox trial)."""
+    empty when the config may send, or when nothing would be sent for real (the outbox trial). In a local trial
+    only what would break it counts (a subject with an unknown field), not example addresses."""
     if not cfg.email.smtp_url:
         return []
-    return [f"{_where(cfg)}: {key}: {message}" for key, message in _problems(cfg)]
+    local = local_trial(cfg)
+    return [f"{_where(cfg)}: {key}: {message}" for key, message in _problems(cfg)
+            if not (local and key in _LOCAL_OK)]
 
 
-def config_results(cfg: Config) -> list[CheckResult]:
-    """`paperbot check`'s config lines: each problem fails once email is live, and is a note before; then the
-    web app's warnings (`proxy_warnings`), as notes."""
+def unfit_problems(cfg: Config, env: dict[str, str] | None = None) -> list[str]:
+    """Everything that would stop this config from publishing at all (issue #25): a signing key too short,
+    then `live_send_problems`. `paperbot run` refuses to start on any of them."""
+    key = secret_key_problem(env)
+    return ([f"{ENV_KEY}: {key}"] if key else []) + live_send_problems(cfg)
+
+
+def trial_line(cfg: Config) -> str:
+    """How email sends now, in words: live, a local trial (and where), or the outbox trial."""
+    if local_trial(cfg):
+        return (f"email is a {LOCAL_TRIAL}: mail goes to the server on this machine ({cfg.email.smtp_url}) and "
+                f"links point at {cfg.web.base_url}; nothing reaches anyone else")
+    return "email is live (smtp_url is set)" if cfg.email.smtp_url else "email is a trial (no smtp_url: the outbox)"
+
+
+def config_results(cfg: Config, env: dict[str, str] | None = None) -> list[CheckResult]:
+    """`paperbot check`'s config lines: each problem fails once email is live, and is a note before (and in a
+    local trial, for the example addresses it may keep); a short signing key always fails."""
     found = _problems(cfg)
-    live = bool(cfg.email.smtp_url)
-    warnings = [CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
+    live, local = bool(cfg.email.smtp_url), local_trial(cfg)
+    out = []
+    if key := secret_key_problem(env):
+        out.append(CheckResult("secret key", False, key))
     if not found:
-        how = "email is live (smtp_url is set)" if live else "email is a trial (no smtp_url: the outbox)"
-        return [CheckResult("config", True, f"{_where(cfg)} loads; nothing left at an example value; {how}"),
-                *warnings]
-    later = "" if live else " (fine for the outbox trial; fix it before setting smtp_url)"
-    return [CheckResult(f"config {key}", False, message + later, note=not live) for key, message in found] + warnings
+        return out + [CheckResult("config", True, f"{_where(cfg)} loads; nothing left at an example value; "
+                                                  f"{trial_line(cfg)}")] + [
+            CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
+    if local:
+        out.append(CheckResult("config", True, f"{_where(cfg)} loads; {trial_line(cfg)}"))
+    for key, message in found:
+        note = not live or local and key in _LOCAL_OK
+        later = ("" if not note else " (fine for a local trial; fix it before sending to readers)" if live
+                 else " (fine for the outbox trial; fix it before setting smtp_url)")
+        out.append(CheckResult(f"config {key}", False, message + later, note=note))
+    out += [CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
 
 
 def behind_proxy(cfg: Config) -> bool:

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
@@ -81,3 +83,35 @@ def configure(level: int, fmt: str = "text") -> None:
     handler.setFormatter(JsonFormatter(secrets) if fmt == "json" else _Scrubbing(TEXT_FORMAT, secrets))
     root.addHandler(handler)
     root.setLevel(level)
+
+
+SENDING_LOGGERS = ("bot.publish", "bot.channels", "bot.daemon", "bot.web")  # whose lines are about sending
+
+
+@contextmanager
+def marked(prefix: str, loggers: tuple[str, ...] = SENDING_LOGGERS, others: tuple[str, ...] = ()) -> Iterator[None]:
+    """While inside, every record of `loggers` (and their children) starts with `prefix: ` (issue #25: each line
+    about sending in a local trial says so). A record factory, so modules imported later are marked too, and
+    every handler (text, JSON, a test's capture) sees the same words; restored on the way out. A line about
+    another channel (its message starting with a name in `others` and a space) is left as it is."""
+    before = logging.getLogRecordFactory()
+
+    def factory(name: str, *args: object, **kwargs: object) -> logging.LogRecord:
+        record = before(name, *args, **kwargs)
+        if name.startswith(loggers) and not (others and _about(record, others)):
+            record.msg = f"{prefix}: {record.msg}"
+        return record
+
+    logging.setLogRecordFactory(factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(before)
+
+
+def _about(record: logging.LogRecord, names: tuple[str, ...]) -> bool:
+    try:
+        text = record.getMessage()
+    except Exception:  # a record whose arguments do not fit its message: logging reports it later
+        return False
+    return text.startswith(tuple(f"{n} " for n in names))

@@ -1,7 +1,7 @@
 """`paperbot status`: what paperbot is doing, from the state database and the config, at one glance.
 
 `status(cfg, store, now)` reads (never writes) and returns the JSON form documented in the README; `lines`
-turns it into the human form, every line within 80 columns. Per source: the last poll, the last change, the
+turns it into the human form, every line wrapped within 80 columns. Per source: the last poll, the last change, the
 errors in a row, its clock and usual size, the next poll; the weeks pending (and what each waits for), ready
 and published; per channel the deliveries in progress, failed and uncertain, and a rate limit in force
 (read from `channel_state` when the database has that table); the subscribers; the next poll and release.
@@ -10,10 +10,13 @@ and published; per channel the deliveries in progress, failed and uncertain, and
 from __future__ import annotations
 
 import textwrap
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bot import locks
+from bot.channels import windows
+from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.config import Config, PublishSettings, SourceConfig
+from bot.publish.first import CHANNEL, WAITING, is_waiting
 from bot.store import Store, WeekRow, iso, parse_time
 from bot.track.dates import end_of_day
 from bot.track.gate import is_short
@@ -114,7 +117,12 @@ def _channel(store: Store, cfg: Config, name: str, now: datetime) -> dict:
             until, reason = iso(parse_time(r[0])), r[1]
     weeks = store.db.execute("SELECT count(*) FROM publications WHERE channel = ? AND state = 'sending'",
                              [name]).fetchone()[0]
-    return {"live": live, "weeks_sending": weeks,
+    found = getattr(getattr(cfg, name, None), "send_at", ())  # issue #25: when it may send next
+    at = windows.next_window(found, cfg.publish.timezone, now) if found else None
+    local = live and name == "email" and local_trial(cfg)
+    return {"live": live, "mode": LOCAL_TRIAL if local else "live" if live else "trial" if live is False else None,
+            "weeks_sending": weeks, "send_at": [str(x) for x in found],
+            "next_window": iso(at.astimezone(UTC)) if at else None,
             "in_progress": sum(counts.get(s, 0) for s in OPEN_STATES), "failed": counts.get("failed", 0),
             "uncertain": counts.get("uncertain", 0), "rate_limited_until": until, "rate_limited_reason": reason}
 
@@ -128,7 +136,7 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
     names = [s.name for s in cfg.sources] + sorted(n for n in rows if n not in configs)
     sources = [_source(store, cfg, n, configs.get(n), rows.get(n), now) for n in names]
     counts = dict(store.db.execute("SELECT state, count(*) FROM weeks GROUP BY state").fetchall())
-    pending, ready, held, rules = [], [], [], {}
+    pending, ready, held, awaiting, rules = [], [], [], [], {}
     everyone = store.weeks()
     capped = _capped(cfg, store, everyone, now)
     for w in everyone:
@@ -136,13 +144,20 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
             held.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
                          "held_at": iso(w.ready_at) if w.ready_at else None, "why": w.held})
             continue
+        if w.state == "awaiting-approval":  # issue #25: named, with the commands that answer it
+            name = f"{w.source}:{w.key}"
+            awaiting.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
+                             "approve": f"paperbot approve {name}", "skip": f"paperbot skip {name}"})
+            continue
         if w.state not in ("pending", "ready"):
             continue
         if w.state == "ready":
             ready.append({"source": w.source, "key": w.key, "title": w.title, "papers": w.n_papers,
                           "ready_at": iso(w.ready_at) if w.ready_at else None, "flagged": w.flagged,
-                          "channels": _publication_states(store, w.source, w.key),
-                          "waits_for_cap": {c: iso(t) for c, t in capped.get((w.source, w.key), {}).items()}})
+                          "channels": {**({CHANNEL: WAITING} if is_waiting(store, w.source, w.key) else {}),
+                                       **_publication_states(store, w.source, w.key)},
+                          "waits_for_cap": {c: iso(t) for c, t in capped.get((w.source, w.key), {}).items()},
+                          "waits_for_window": window_waits(cfg, store, w, now)})
             continue
         if w.source not in rules:
             rules[w.source] = source_rules(store, w.source, cfg.publish, configs.get(w.source))
@@ -162,7 +177,8 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
         "now": iso(now),
         "daemon": {"running": pid is not None, "pid": pid or None},
         "sources": sources,
-        "weeks": {"counts": counts, "pending": pending, "ready": ready, "held": held, "published": published},
+        "weeks": {"counts": counts, "pending": pending, "ready": ready, "held": held, "awaiting_approval": awaiting,
+                  "published": published},
         "channels": {name: _channel(store, cfg, name, now) for name in registry.NAMES},
         "subscribers": subscribers,
         "arxiv": _arxiv(cfg, store),
@@ -178,6 +194,22 @@ def _arxiv(cfg: Config, store: Store) -> dict:
             "last_answer_at": c.last_answer_at, "last_error": c.last_error, "last_error_at": c.last_error_at}
 
 
+def window_waits(cfg: Config, store: Store, w: WeekRow, now: datetime) -> dict[str, str]:
+    """Per channel not yet started on a ready week, when its next send window opens, if it must wait for one
+    (issue #25: a week waiting for `send_at` was shown as if nothing held it)."""
+    from bot import channels as registry
+
+    started = _publication_states(store, w.source, w.key)
+    out = {}
+    for name in registry.NAMES:
+        found = getattr(getattr(cfg, name, None), "send_at", ())
+        if found and started.get(name) in (None, "trial") and not windows.may_send(
+                found, cfg.publish.timezone, w.ready_at, now) and (at := windows.next_window(
+                    found, cfg.publish.timezone, now)):
+            out[name] = iso(at.astimezone(UTC))
+    return out
+
+
 def _capped(cfg: Config, store: Store, weeks: list[WeekRow], now: datetime) -> dict:
     """The ready weeks the daily cap holds back, per channel (issue #21; bot/publish/cap.py)."""
     from bot.publish import cap  # imports the channel registry: only when asked
@@ -187,12 +219,17 @@ def _capped(cfg: Config, store: Store, weeks: list[WeekRow], now: datetime) -> d
     return cap.waiting(cfg, store, ready, now) if ready else {}
 
 
-def _fit(text: str, width: int = WIDTH) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+def _wrap(text: str, width: int = WIDTH) -> list[str]:
+    """A line longer than `width` wrapped under its own indent (issue #25: cutting it lost the useful end, an
+    error's cause or a time); a word longer than the width (a URL) keeps its own line whole."""
+    if len(text) <= width:
+        return [text]
+    indent = " " * (len(text) - len(text.lstrip(" ")) + 4)
+    return textwrap.wrap(text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
 
 
 def lines(st: dict) -> list[str]:
-    """The human form: one screen, every line at most 80 columns."""
+    """The human form: one screen, lines wrapped at 80 columns (a single word longer than that, a URL, whole)."""
     d = st["daemon"]
     daemon = (f"running (pid {d['pid']})" if d["pid"] else "running") if d["running"] \
         else "not running (`paperbot run` starts it)"
@@ -212,6 +249,7 @@ def lines(st: dict) -> list[str]:
         out.append(f"    {s['timezone']} ({s['timezone_from']}); {usual}{nxt}")
         if s["last_error"]:
             out.append(f"    error: {s['last_error']}")
+    next_polls = {s["name"]: s["next_poll"] for s in st["sources"] if s["next_poll"]}
     w = st["weeks"]
     counts = ", ".join(f"{n} {state}" for state, n in sorted(w["counts"].items())) or "none yet"
     out.append(f"weeks: {counts}")
@@ -219,8 +257,16 @@ def lines(st: dict) -> list[str]:
         out.append(f"  pending {p['source']}:{p['key']}: waits for {p['waiting_for']}")
         out.append(f"    {p['detail']}")
     for r in w["ready"]:
-        tried = ", ".join(f"{c} {s}" for c, s in sorted(r["channels"].items())) or "not sent yet"
+        tried = ", ".join(f"{c} {s}" for c, s in sorted(r["channels"].items()) if s != WAITING) or "not sent yet"
         out.append(f"  ready {r['source']}:{r['key']} since {_short(r['ready_at'])}; {tried}")
+        if not r["channels"] and not r.get("waits_for_window") and not r.get("waits_for_cap"):
+            at = next_polls.get(r["source"])  # issue #25 (13i): a week a manual poll released waits for this
+            out.append(f"    goes out after the daemon's next poll of {r['source']}"
+                       + (f", at {_short(at)}" if at else "") + ", or now with `paperbot publish`")
+        if r["channels"].get(CHANNEL) == WAITING:
+            out.append(f"    {CHANNEL}: {WAITING} (the welcome email carries the newest waiting week)")
+        for c, at in sorted(r.get("waits_for_window", {}).items()):
+            out.append(f"    {c}: waits for its send window, next {_short(at)}")
         for c, until in sorted(r.get("waits_for_cap", {}).items()):
             out.append(f"    {c}: waits for the daily cap (max_per_day) until {_short(until)}")
     for h in w.get("held", [])[:HELD_SHOWN]:
@@ -230,14 +276,21 @@ def lines(st: dict) -> list[str]:
         names = sorted({h["source"] for h in w["held"]})
         out.append(f"  … and {len(w['held']) - HELD_SHOWN} more held: `paperbot approve --held SOURCE` or "
                    f"`paperbot skip --held SOURCE` ({', '.join(names)})")
+    for a in w.get("awaiting_approval", []):
+        out.append(f"  AWAITING APPROVAL {a['source']}:{a['key']}: {a['approve']} (or {a['skip']})")
     for p in w["published"]:
         out.append(f"  published {p['source']}:{p['key']} at {_short(p['published_at'])}")
     out.append("channels:")
     for name, c in st["channels"].items():
-        mode = "live" if c["live"] else "trial (outbox)" if c["live"] is False else "not set up"
+        mode = ("local trial (mail to a server on this machine only)"
+                if c.get("mode") == LOCAL_TRIAL else "live" if c["live"]
+                else "trial (outbox)" if c["live"] is False else "not set up")
         line = (f"  {name}: {mode}; {c['in_progress']} in progress, {c['failed']} failed, "
                 f"{c['uncertain']} uncertain")
         out.append(line)
+        if c.get("next_window"):
+            out.append(f"    sends only in its windows ({', '.join(c['send_at'])}): next "
+                       f"{_short(c['next_window'])}")
         if c["rate_limited_until"]:
             out.append(f"    rate-limited until {_short(c['rate_limited_until'])}: {c['rate_limited_reason'] or '-'}")
     ax = st["arxiv"]
@@ -257,4 +310,4 @@ def lines(st: dict) -> list[str]:
     if nxt["release"]:
         out.append(f"next release: {nxt['release']['source']}:{nxt['release']['key']} at "
                    f"{_short(nxt['release']['at'])}")
-    return [_fit(line) for line in out]
+    return [part for line in out for part in _wrap(line)]

@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bot import channels as registry
@@ -32,7 +33,7 @@ from bot.channels.base import (
     storage_error,
 )
 from bot.config import Config
-from bot.publish import approval, cap, late, ledger
+from bot.publish import approval, cap, first, late, ledger
 from bot.publish.corrections import corrected, correction_round, mark_shown
 from bot.publish.dispatch import Wanted
 from bot.publish.report import ChannelReport, Progress, Stopping, StopWhen, describe, open_units, when
@@ -60,6 +61,7 @@ def ready_weeks(store: Store) -> list[WeekRow]:
 def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, *, now: datetime,
                     dry_run: bool = False, progress: Progress | None = None) -> ChannelReport:
     """Plan (once) and send (what is open) one week on one channel; on a channel that is not live, a trial."""
+    started = time.monotonic()
     rep = ChannelReport(week.source, week.key, channel.name, dry_run=dry_run, trial=not channel.live)
     pub = ledger.publication(store, week.source, week.key, channel.name)
     if pub is not None and (pub.state in ("published", "skipped") or pub.state == "trial" and not channel.live):
@@ -75,6 +77,11 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
             until := cap.wait(cfg, store, week, channel.name, now)):
         rep.note = cap.note(cfg, week.source, channel.name, until)  # issue #21: never a flood, whatever is ready
         log.info("%s: %s", rep.label, rep.note)  # every round while it waits; the alert says it once
+        return rep
+    if not dry_run and channel.live and (pub is None or pub.trial) and (
+            held := first.before_plan(cfg, store, week, channel, now)):
+        rep.note, rep.done = held  # issue #25: nobody to send to yet, or an older week the first subscriber skips
+        rep.skipped, rep.waits = rep.done, not rep.done
         return rep
     replan = pub is not None and pub.trial and channel.live  # tried in the outbox; now it goes out for real
     if pub is not None and not pub.trial and not channel.live:  # never finish a real send in the outbox
@@ -135,13 +142,14 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
                 if rendition is None:
                     rendition = channel.render(store, week)
                     channel.prepare(rendition)
-                first = rep.stats
+                first_round = rep.stats
                 send_units(store, week, channel, rendition, rep, still_wanted(extra), progress, now,
                            budget=budget)
-                if first is not None and rep.stats is not None:  # one run's figures: both rounds together
+                if first_round is not None and rep.stats is not None:  # one run's figures: both rounds together
                     for name in ("total", "sent", "failed", "bounced", "skipped", "retries", "duplicates"):
-                        setattr(rep.stats, name, getattr(first, name) + getattr(rep.stats, name))
-    rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
+                        setattr(rep.stats, name, getattr(first_round, name) + getattr(rep.stats, name))
+    finished = now + timedelta(seconds=int(time.monotonic() - started))  # issue #25 (13b): when the send ended
+    rep.done = ledger.finish(store, week.source, week.key, channel.name, finished)
     rep.published = rep.done and channel.live
     late.after_send(store, week, channel.name)
     rep.counts = ledger.counts(store, week.source, week.key, channel.name)

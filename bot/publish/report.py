@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 
 
 Progress = Callable[[str, RunStats], None]
+TRIAL_MARK = " (trial: outbox)"  # ends the progress label of a trial
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ChannelReport:
     trial: bool = False  # the channel is not live: units went (or would go) to the outbox only
     skipped: bool = False  # given up on this channel; `note` says why
     done: bool = False  # nothing is left to do on this channel: published, skipped, or its trial finished
+    waits: bool = False  # not sent yet, and rightly so: nobody subscribed yet (issue #25), nothing failed
     note: str | None = None
 
     @property
@@ -59,8 +61,9 @@ class LogProgress:
             return
         self.last[label] = -1 if finished else now
         pace = f", {s.done / (now - start):.1f} a second" if s.done and now - start >= 1 else ""
-        log.info("%s: %d of %d done (%d sent, %d failed, %d bounced, %d skipped)%s", label, s.done,
-                 s.total, s.sent, s.failed, s.bounced, s.skipped, pace)
+        said = "written to the outbox" if label.endswith(TRIAL_MARK) else "sent"  # issue #25 (13c): a trial sends
+        log.info("%s: %d of %d done (%d %s, %d failed, %d bounced, %d skipped)%s", label, s.done,  # nothing
+                 s.total, s.sent, said, s.failed, s.bounced, s.skipped, pace)
 
 
 class Stopping(Exception):

@@ -14,7 +14,7 @@ from bot.channels.base import (
 from bot.publish import ledger
 from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
 from bot.publish.dispatch import RunStats, Wanted, dispatch
-from bot.publish.report import ChannelReport, LogProgress, Progress, open_units, when
+from bot.publish.report import TRIAL_MARK, ChannelReport, LogProgress, Progress, open_units, when
 from bot.store import Store, WeekRow, iso
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def send_units(store: Store, week: WeekRow, channel: Channel, rendition: object,
 
     def tick(s: RunStats) -> None:
         apply_bounces(store, channel, s, now)
-        ticker(rep.label + (" (trial: outbox)" if rep.trial else ""), s)
+        ticker(rep.label + (TRIAL_MARK if rep.trial else ""), s)
 
     try:
         if getattr(channel, "ordered", False):

@@ -52,6 +52,7 @@ class Check:
     validators: dict = field(default_factory=dict)  # to store if the poll succeeds
     requests: int = 0
     bytes_read: int = 0
+    history: tuple = ()  # git, first poll: (sha, date) of the year before the tip, for the clock (issue #25)
 
 
 def repo_paths(src: SourceConfig) -> tuple[str, ...]:

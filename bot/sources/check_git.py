@@ -103,4 +103,12 @@ def check_git(src: SourceConfig, validators: dict, mirror_dir: Path, timeout: fl
         )
         for i, (c, ids) in enumerate(changed)
     )
-    return Check(versions, new_validators, requests=1, bytes_read=sum(len(b) for b in blobs.values()))
+    history = ()
+    if old_commit is None:  # the first poll: the year before teaches the clock at once (issue #25)
+        try:
+            history = tuple((c.sha, c.date) for c in mirror.year_before(tip, paths) if c.sha != changed[-1][0].sha)
+        except GitFetchError as e:
+            log.warning("%s: the commit dates before the first poll could not be read (%s); the clock is learned "
+                        "from the commits polled", src.name, e)
+    return Check(versions, new_validators, requests=1, bytes_read=sum(len(b) for b in blobs.values()),
+                 history=history)

@@ -11,7 +11,7 @@ import logging
 import os
 import subprocess
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from bot.sources.fetch_http import redact
@@ -121,6 +121,18 @@ class Mirror:
             sha, _, when = line.partition("\t")
             commits.append(Commit(sha, datetime.fromisoformat(when)))
         return commits
+
+    def year_before(self, tip: str, paths: Sequence[str], limit: int = 1000) -> list[Commit]:
+        """The first-parent commits that touched `paths` in the year before `tip`'s last one, newest first, dated
+        with their UTC offsets as the versions are: what a source's clock learns at its first poll (issue #25)."""
+        fmt = "--format=%H%x09%cI"
+        out = self._git("log", "--first-parent", f"--max-count={limit}", fmt, tip, "--", *paths).stdout
+        commits = [Commit(sha, datetime.fromisoformat(when))
+                   for sha, _, when in (line.partition("\t") for line in out.splitlines()) if when]
+        if not commits:
+            return []
+        newest = commits[0].date
+        return [c for c in commits if newest - c.date <= timedelta(days=365)]
 
     def blob_ids(self, commit: str, paths: Sequence[str]) -> dict[str, str | None]:
         """The blob id of each path at `commit`; None where the path is missing (or is not a file)."""

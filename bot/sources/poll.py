@@ -212,6 +212,8 @@ def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: 
                 edited += [k for k in obs.edited if k not in edited and k not in new]
                 removed += [k for k in obs.removed if k not in removed]
                 last = at
+            if check.history:  # a git source's first poll: its clock learned from the year before (issue #25)
+                store.record_commit_history(src.name, list(check.history))
             if good:
                 store.update_source(src.name, validators=json.dumps(new_validators))
             else:

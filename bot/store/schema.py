@@ -396,3 +396,39 @@ def m021_arxiv(db: sqlite_utils.Database) -> None:
     n = db.execute("SELECT count(*) FROM papers WHERE arxiv_id IS NOT NULL").fetchone()[0]
     if n:
         log.info("papers known by their arXiv id: %d", n)
+
+
+@migrations()
+def m018_newcomer(db: sqlite_utils.Database) -> None:
+    """The first subscriber (issue #25, bot/publish/first.py): a week ready on a live email channel with no active
+    subscribers waits instead of going to nobody; `audience_waits` remembers each such week (`since`), and how its
+    wait ended (`ended_at`, `outcome`: sent to the first subscriber's welcome, planned, or skipped for a newer
+    waiting week), so the first subscriber gets the newest one and never a burst of the older ones.
+    `shifted_clock`: each command that wrote under a shifted clock ($PAPERBOT_NOW or --now), so those times are
+    never taken as real. `source_commits`: the commit dates (and their UTC offsets) of a git source's year before
+    its first poll, which teach its clock from the start (`versions.utc_offset` has only the commits polled)."""
+    db.execute("""
+        CREATE TABLE audience_waits (
+            source TEXT NOT NULL,
+            week_key TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            since TEXT NOT NULL,
+            ended_at TEXT,
+            outcome TEXT,
+            PRIMARY KEY (source, week_key, channel)
+        )""")
+    db.execute("""
+        CREATE TABLE shifted_clock (
+            id INTEGER PRIMARY KEY,
+            real_at TEXT NOT NULL,
+            shifted_to TEXT NOT NULL,
+            command TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE source_commits (
+            source TEXT NOT NULL,
+            committed_at TEXT NOT NULL,
+            utc_offset INTEGER NOT NULL,
+            sha TEXT NOT NULL,
+            PRIMARY KEY (source, sha)
+        )""")

@@ -67,7 +67,18 @@ class SourceQueries:
         rows = self.db.execute(
             "select changed_at, utc_offset from versions where source = ? and utc_offset is not null "
             "order by id desc limit ?", [source, limit]).fetchall()
-        return [(datetime.fromisoformat(at), int(m)) for at, m in reversed(rows)]
+        history = self.db.execute(  # issue #25: the year before the first poll, read at that poll
+            "select committed_at, utc_offset from source_commits where source = ? order by committed_at desc "
+            "limit ?", [source, limit]).fetchall()
+        found = [(datetime.fromisoformat(at), int(m)) for at, m in (*rows, *history)]
+        return sorted(found)[-limit:]
+
+    def record_commit_history(self, source: str, commits: list[tuple[str, datetime]]) -> None:
+        """(sha, commit date with its author's offset) of commits before the first poll: what the clock learns."""
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO source_commits (source, committed_at, utc_offset, sha) VALUES (?, ?, ?, ?)",
+            [(source, at.astimezone(UTC).isoformat(), int(at.utcoffset().total_seconds() // 60), sha)
+             for sha, at in commits if at.utcoffset() is not None])
 
     def finished_counts(self, source: str, limit: int = 12) -> list[int]:
         """Papers in each of the source's newest `limit` finished weeks (released, or already there at its

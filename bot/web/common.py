@@ -69,7 +69,9 @@ def page(title: str, body_html: str, status: int = 200) -> web.Response:
 def error_page(status: int) -> web.Response:
     """Our page for an error status (aiohttp's own are plain text without our headers)."""
     title, text = _ERRORS.get(status) or (phrase(status), "This request could not be answered.")
-    resp = page(title, f"<p>{escape(text)}</p>", status=status)
+    back = ('<p><a href="/">Back to the home page</a> · <a href="/editions/">All editions</a></p>'
+            if 400 <= status < 500 else "")  # issue #25 (13e): a way back
+    resp = page(title, f"<p>{escape(text)}</p>{back}", status=status)
     if status == 503:
         resp.headers["Retry-After"] = RETRY_AFTER
     return resp

@@ -201,12 +201,18 @@ async def edition(request: web.Request) -> web.Response:
     cookie, fresh = csrf_cookie(request)
     ctx = {"site": request.app[SITE], "csrf": csrf_token(request.app[KEY], cookie), "newer": newer, "older": older,
            "held": held}
-    extra = await asyncio.get_running_loop().run_in_executor(
-        request.app[EDITIONS].pool, request.app[PAGES].render, "web/edition_extra.html", ctx)
+    loop = asyncio.get_running_loop()
+    extra = await loop.run_in_executor(request.app[EDITIONS].pool, request.app[PAGES].render,
+                                       "web/edition_extra.html", ctx)
+    header = await loop.run_in_executor(request.app[EDITIONS].pool, request.app[PAGES].render,
+                                        "web/_site_header.html", ctx)  # issue #25 (13f): the site's header too
     at = body.rfind(b"</body>")
     at = len(body) if at < 0 else at
     head = b'<link rel="stylesheet" href="/static/site.css">'
     full = body[:at] + head + extra + body[at:]
+    opening = re.search(rb"<body[^>]*>", full)
+    top = opening.end() if opening else 0
+    full = full[:top] + header + full[top:]
     resp = web.Response(body=full, content_type="text/html", charset="utf-8",
                         headers={**HEADERS, "Content-Security-Policy": _EDITION_CSP})
     if fresh:

@@ -60,7 +60,9 @@ async def start_web(cfg: Config, store_path: str | Path | None = None) -> web.Ap
     await runner.setup()
     host, port = _host(cfg)
     await web.TCPSite(runner, host, port).start()
-    log.info("web app listening on http://%s:%d (public address %s)", host, port, cfg.web.base_url)
+    real = runner.addresses[0][1] if runner.addresses else port  # issue #25: listen ":0" picks a free port
+    shown = f"[{host}]" if ":" in host else host
+    log.info("web app listening on http://%s:%d (public address %s)", shown, real, cfg.web.base_url)
     return runner
 
 
@@ -82,4 +84,16 @@ def serve(cfg: Config, store_path: str | Path | None = None) -> None:
     except asyncio.CancelledError:
         log.info("web app stopped")
     finally:
+        finish_tasks(loop)
         loop.close()
+
+
+def finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is still pending on `loop` (a handler, a welcome email being sent) and let it end, so closing
+    the loop leaves no "Task was destroyed but it is pending!" in the log (issue #25)."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for t in pending:
+        t.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())

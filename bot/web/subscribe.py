@@ -26,6 +26,7 @@ from bot.channels.email.tokens import (
     verify_confirm,
 )
 from bot.config import Config
+from bot.publish.first import claim_for_welcome
 from bot.store import Store
 from bot.web import reader
 from bot.web.common import DB, LIMITER, SITE, error_page, read_form, slow, spawn, too_many
@@ -157,8 +158,9 @@ async def confirm(request: web.Request) -> web.Response:
     if state != "confirmed" or address is None:
         return await _confirm_problem(request, state)
     cfg = request.app[CONFIG]
-    found = await request.app[DB].read(reader.latest, cfg)
-    spawn(request, _send_welcome, cfg, key, address, found[1] if found else None)
+    waited = await request.app[DB].write(claim_for_welcome, cfg, datetime.now(UTC))  # issue #25: the newest
+    found = None if waited else await request.app[DB].read(reader.latest, cfg)  # week that waited for them
+    spawn(request, _send_welcome, cfg, key, address, waited or (found[1] if found else None))
     return await render(request, "web/message.html", "You are subscribed", paragraphs=[
         f"Welcome! {request.app[SITE]['title']} will come to your inbox every week.",
         "A welcome email with the latest edition is on its way. Every email has a link to unsubscribe."])

@@ -12,6 +12,7 @@ import logging
 import threading
 
 from bot.config import Config
+from bot.web.ports import in_use, taken_message
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +30,18 @@ class WebThread:
         self.thread.start()
         self.ready.wait(timeout)
         if self.error is not None or not self.ready.is_set():
-            log.error("the web app (unsubscribe links, editions) did not start on %s: %s; run `paperbot serve` "
-                      "beside the daemon instead", self.cfg.web.listen, self.error or "timed out")
+            if in_use(self.error):  # issue #25: `paperbot serve` beside it could not listen there either
+                log.error("the web app (unsubscribe links, editions) did not start: %s; this daemon goes on "
+                          "polling and publishing without it", taken_message(self.cfg.web.listen,
+                                                                            self.cfg.web.host_port[1]))
+                return False
+            log.error("the web app (unsubscribe links, editions) did not start on %s: %s; fix it and restart, or "
+                      "run `paperbot serve` for it", self.cfg.web.listen, self.error or "timed out")
             return False
         return True
 
     def _run(self) -> None:
-        from bot.web.server import start_web
+        from bot.web.server import finish_tasks, start_web  # aiohttp: loaded only when the thread runs
 
         asyncio.set_event_loop(self.loop)
         try:
@@ -50,6 +56,7 @@ class WebThread:
             self.loop.run_forever()
         finally:
             self.loop.run_until_complete(runner.cleanup())
+            finish_tasks(self.loop)
             self.loop.close()
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -41,6 +41,7 @@ from bot.channels.email.render import (
 from bot.channels.email.roster import Roster
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.channels.email.tokens import ENV_KEY, KEY_FILE, load_secret_key, unsubscribe_token, unsubscribe_url
+from bot.channels.email.view import from_header
 from bot.config import CheckResult, Config
 from bot.store import Store, WeekRow
 
@@ -129,6 +130,7 @@ class _OutboxSender:
 class EmailChannel:
     name = "email"
     audience = "active subscribers"
+    waits_for_audience = True  # issue #25: live, with nobody subscribed, a week waits for the first subscriber
     ordered = False  # one unit per subscriber, in parallel
 
     def __init__(self, cfg: Config, clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
@@ -164,7 +166,7 @@ class EmailChannel:
         edition = edition_from_store(store, week.source, week.key, self.name)
         email = render_newsletter(edition, self.cfg, approval=approval)
         try:
-            template = build_template(sender=e.sender, subject=email.subject, date=self.clock(),
+            template = build_template(sender=from_header(self.cfg), subject=email.subject, date=self.clock(),
                                       list_id="" if approval else e.list_id, contact=e.contact, text=email.text,
                                       html_body=email.html, placeholder=UNSUBSCRIBE_PLACEHOLDER,
                                       label=f"{week.source}:{week.key}")

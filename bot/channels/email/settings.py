@@ -8,9 +8,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from bot.channels.windows import Window, parse_send_at
-from bot.config.values import ConfigError, has_control, host_and_port, line, number, table, unknown, whole
+from bot.config.values import (
+    ConfigError,
+    has_control,
+    host_and_port,
+    line,
+    number,
+    on_this_machine,
+    table,
+    unknown,
+    whole,
+)
 
 CHANNEL = "EmailChannel"  # the class in bot/channels/email/channel.py that the registry makes
 CONNECTIONS_MAX = 64
@@ -48,6 +59,22 @@ Settings = EmailSettings
 def enabled(settings: EmailSettings) -> bool:
     """Email is always on: without smtp_url it writes to the outbox (a trial)."""
     return True
+
+
+LOCAL_TRIAL = "local trial"  # what logs, `status` and the email's footer call a send that stays on this machine
+
+
+def local_trial(cfg: object) -> bool:
+    """A local try-out (issue #25): the mail server (`[email] smtp_url`) and the web app (`[web] base_url`) are
+    both on this machine, so nothing sent reaches anyone else and a `localhost` link in an email works. Any
+    other live send is real and keeps every check."""
+    email, web = getattr(cfg, "email", None), getattr(cfg, "web", None)
+    if email is None or web is None or not email.smtp_url:
+        return False
+    try:
+        return on_this_machine(urlsplit(email.smtp_url).hostname) and on_this_machine(urlsplit(web.base_url).hostname)
+    except ValueError:
+        return False
 
 
 def parse(e: object, f: str) -> EmailSettings:

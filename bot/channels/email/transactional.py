@@ -27,7 +27,9 @@ from bot.channels.email.render import (
     render_newsletter,
     templates_path,
 )
+from bot.channels.email.settings import local_trial
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.channels.email.view import LOCAL_TRIAL_FOOTER, from_header
 from bot.config import Config
 from bot.edition.safetext import clean
 from bot.store.files import write_private
@@ -55,7 +57,8 @@ class Mail:
 
 def _ctx(cfg: Config, **extra: object) -> dict:
     return {"title": clean(cfg.web.title), "description": clean(cfg.web.description),
-            "contact": clean(cfg.email.contact), "base_url": cfg.web.base_url, **extra}
+            "contact": clean(cfg.email.contact), "base_url": cfg.web.base_url,
+            "local_trial": LOCAL_TRIAL_FOOTER if local_trial(cfg) else "", **extra}
 
 
 def _message_id(cfg: Config) -> str:
@@ -69,7 +72,7 @@ def _single(cfg: Config, to: str, kind: str, names: tuple[str, str, str], ctx: d
     subject = clean(_render(names[0], ctx, dirs, autoescape=False), max_len=200)
     text = _render(names[1], ctx, dirs, autoescape=False)
     html_body = _render(names[2], ctx, dirs, autoescape=True)
-    display, sender = parseaddr(cfg.email.sender)
+    display, sender = parseaddr(from_header(cfg))
     subject_line, subject_text = unstructured("Subject", subject, max_len=0)
     boundary = f"=_paperbot_{secrets.token_hex(12)}"
     head = b"".join([mailbox("From", display, sender), simple("To", to), subject_line,
@@ -122,9 +125,9 @@ def welcome(cfg: Config, to: str, edition: Edition | None, unsubscribe_url: str,
         text, html_body = intro_text, f"<!doctype html><html><body>{intro_html}</body></html>"
     e = cfg.email
     try:
-        template = build_template(sender=e.sender, subject=subject, date=now, list_id=e.list_id, contact=e.contact,
-                                  text=text, html_body=html_body, placeholder=UNSUBSCRIBE_PLACEHOLDER,
-                                  label="welcome")
+        template = build_template(sender=from_header(cfg), subject=subject, date=now, list_id=e.list_id,
+                                  contact=e.contact, text=text, html_body=html_body,
+                                  placeholder=UNSUBSCRIBE_PLACEHOLDER, label="welcome")
     except UnsafeHeader as err:
         raise RenderError(str(err)) from err
     return Mail(to, "welcome", template.render(to, _message_id(cfg), unsubscribe_url))

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import date
-from email.utils import parseaddr
+from email.utils import formataddr, parseaddr
 from urllib.parse import urlsplit
 
+from bot.channels.email.settings import local_trial
 from bot.channels.email.subscribers import InvalidAddress, normalize_address
 from bot.config import Config
 from bot.edition.arxiv import author_line, categories, title_and_summary
@@ -98,6 +99,17 @@ def _contact(contact: str) -> dict:
     return {"text": text, "name": name or address, "email": address}
 
 
+LOCAL_TRIAL_FOOTER = ("Local trial: paperbot sent this to the mail server on this machine; it reached no one else, "
+                      "and its links work on this machine only.")
+
+
+def from_header(cfg: Config) -> str:
+    """`[email] from` as the From header: its own name, else `[web] title` (issue #25 (13g): one setting names the
+    newsletter; `from` needs only the address)."""
+    name, address = parseaddr(cfg.email.sender)
+    return formataddr((clean(name) or clean(cfg.web.title) or "paperbot", address)) if address else cfg.email.sender
+
+
 def list_name(cfg: Config) -> str:
     """The newsletter's name: the From header's display name, else the web title."""
     name, _ = parseaddr(cfg.email.sender)
@@ -148,5 +160,5 @@ def context(edition: Edition, cfg: Config, *, web: bool, view_url: str, unsubscr
         "list_name": list_name(cfg), "sender_name": list_name(cfg), "list_id": cfg.email.list_id,
         "site": urlsplit(cfg.web.base_url).hostname or cfg.web.base_url, "site_url": cfg.web.base_url + "/",
         "contact": contact["text"], "contact_name": contact["name"], "contact_email": contact["email"],
-        "approval": approval,
+        "approval": approval, "local_trial": LOCAL_TRIAL_FOOTER if not web and local_trial(cfg) else "",
     }
