@@ -154,6 +154,15 @@ class _Run:
         # Units per batch: at most `limits.batch`, and no more than an even share of the open rows per connection
         # (a short list still uses every connection).
         self.chunk = max(1, min(limits.batch, -(-stats.total // max(1, limits.connections))))
+        # Workers still running. Not Thread.is_alive(): a join() cut by Ctrl-C leaves the thread looking finished
+        # (CPython), and the process would then exit under a worker in mid-batch, its rows never marked (#25, #27).
+        self.running = 0
+        self._gone = threading.Condition()
+
+    def wait_for_workers(self) -> None:
+        with self._gone:
+            while self.running:
+                self._gone.wait()
 
     def _storage_failed(self, e: StorageError) -> None:
         with self.stats.lock:
@@ -161,6 +170,14 @@ class _Run:
         self.feed.stop(str(e))
 
     def worker(self) -> None:
+        try:
+            self._work()
+        finally:
+            with self._gone:
+                self.running -= 1
+                self._gone.notify_all()
+
+    def _work(self) -> None:
         try:
             sender = self.channel.open_sender(self.rendition)
         except ChannelDown as e:
@@ -284,6 +301,7 @@ def dispatch(channel: Channel, rendition: Any, writer: LedgerWriter, *, wanted: 
     run = _Run(channel, rendition, writer, wanted, limits, stats)
     threads = [threading.Thread(target=run.worker, name=f"send-{channel.name}-{i}", daemon=True)
                for i in range(max(1, limits.connections))]
+    run.running = len(threads)
     for t in threads:
         t.start()
     try:
@@ -293,8 +311,7 @@ def dispatch(channel: Channel, rendition: Any, writer: LedgerWriter, *, wanted: 
                 tick(stats)
     except BaseException:  # Ctrl-C, SIGTERM turned into SystemExit: let units in flight finish, then stop
         run.feed.stop("interrupted")
-        for t in threads:
-            t.join()
+        run.wait_for_workers()
         raise
     finally:
         if tick:
