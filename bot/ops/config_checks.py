@@ -167,6 +167,7 @@ def config_results(cfg: Config, env: dict[str, str] | None = None) -> list[Check
                  else " (fine for the outbox trial; fix it before setting smtp_url)")
         out.append(CheckResult(f"config {key}", False, message + later, note=note))
     out += [CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
+    return out
 
 
 def behind_proxy(cfg: Config) -> bool:

@@ -5,6 +5,7 @@ and when the API last answered. Enrichment (bot/sources/enrich.py) writes them; 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,7 +13,10 @@ from datetime import datetime
 import sqlite_utils
 
 from bot.store.rows import iso
+from bot.track.arxiv_ids import first_arxiv_id
 from bot.track.model import ArxivRecord
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,3 +112,44 @@ class ArxivQueries:
             "WHERE p.arxiv_id IS NOT NULL").fetchone()
         row = self.db.execute("SELECT last_answer_at, last_error, last_error_at FROM arxiv_state").fetchone()
         return ArxivCounts(papers, enriched, *(row or (None, None, None)))
+
+
+def arxiv_tables(db: sqlite_utils.Database) -> None:
+    """Migration m021_arxiv's body (bot/store/schema.py says what it makes)."""
+    db["papers"].add_column("arxiv_id", str)
+    db["papers"].add_column("title_marked", int)
+    rows = db.execute("SELECT rowid, links FROM papers").fetchall()
+    for rowid, links in rows:
+        try:
+            urls = [u for _, u in json.loads(links or "[]")]
+        except (ValueError, TypeError):
+            continue
+        if found := first_arxiv_id(urls):
+            db.execute("UPDATE papers SET arxiv_id = ? WHERE rowid = ?", [found, rowid])
+    db.execute("CREATE INDEX idx_papers_arxiv ON papers (arxiv_id)")
+    db.execute("""
+        CREATE TABLE arxiv_papers (
+            arxiv_id TEXT PRIMARY KEY,
+            found INTEGER NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            authors TEXT NOT NULL DEFAULT '[]',
+            abstract TEXT NOT NULL DEFAULT '',
+            primary_category TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '[]',
+            published TEXT NOT NULL DEFAULT '',
+            updated TEXT NOT NULL DEFAULT '',
+            first_fetched_at TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        )""")
+    db["arxiv_papers"].enable_fts(["title", "authors", "abstract"], create_triggers=True,
+                                  tokenize="unicode61 remove_diacritics 2")
+    db.execute("""
+        CREATE TABLE arxiv_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_answer_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT
+        )""")
+    n = db.execute("SELECT count(*) FROM papers WHERE arxiv_id IS NOT NULL").fetchone()[0]
+    if n:
+        log.info("papers known by their arXiv id: %d", n)

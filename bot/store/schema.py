@@ -9,16 +9,12 @@ order is what counts.
 
 from __future__ import annotations
 
-import json
-import logging
-
 import sqlite_utils
 from sqlite_utils import Migrations
 
 from bot.store import mailboxes
-from bot.track.arxiv_ids import first_arxiv_id
+from bot.store.arxiv import arxiv_tables
 
-log = logging.getLogger(__name__)
 migrations = Migrations("paperbot")
 
 
@@ -359,43 +355,7 @@ def m021_arxiv(db: sqlite_utils.Database) -> None:
     arXiv title may stand in for a title cut in the wrong place; NULL for rows stored before: left as written).
     `arxiv_papers`: the cache of arXiv's records (`found` 0 when arXiv knows no such id), with a full-text index
     over title, authors and abstract for search. `arxiv_state`: when the API last answered or failed."""
-    db["papers"].add_column("arxiv_id", str)
-    db["papers"].add_column("title_marked", int)
-    rows = db.execute("SELECT rowid, links FROM papers").fetchall()
-    for rowid, links in rows:
-        try:
-            urls = [u for _, u in json.loads(links or "[]")]
-        except (ValueError, TypeError):
-            continue
-        if found := first_arxiv_id(urls):
-            db.execute("UPDATE papers SET arxiv_id = ? WHERE rowid = ?", [found, rowid])
-    db.execute("CREATE INDEX idx_papers_arxiv ON papers (arxiv_id)")
-    db.execute("""
-        CREATE TABLE arxiv_papers (
-            arxiv_id TEXT PRIMARY KEY,
-            found INTEGER NOT NULL,
-            title TEXT NOT NULL DEFAULT '',
-            authors TEXT NOT NULL DEFAULT '[]',
-            abstract TEXT NOT NULL DEFAULT '',
-            primary_category TEXT NOT NULL DEFAULT '',
-            categories TEXT NOT NULL DEFAULT '[]',
-            published TEXT NOT NULL DEFAULT '',
-            updated TEXT NOT NULL DEFAULT '',
-            first_fetched_at TEXT NOT NULL,
-            fetched_at TEXT NOT NULL
-        )""")
-    db["arxiv_papers"].enable_fts(["title", "authors", "abstract"], create_triggers=True,
-                                  tokenize="unicode61 remove_diacritics 2")
-    db.execute("""
-        CREATE TABLE arxiv_state (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            last_answer_at TEXT,
-            last_error TEXT,
-            last_error_at TEXT
-        )""")
-    n = db.execute("SELECT count(*) FROM papers WHERE arxiv_id IS NOT NULL").fetchone()[0]
-    if n:
-        log.info("papers known by their arXiv id: %d", n)
+    arxiv_tables(db)
 
 
 @migrations()
