@@ -1,0 +1,149 @@
+"""The incremental parse of a digest (issue #28): a new version re-reads only the weeks whose text changed. Pure.
+
+A poll of a README whose newest week gained a row would otherwise read all its weeks again. Here the sections of
+the last version parsed are kept, keyed by their text (a dict hashes it, and compares it whole, so two different
+texts never share an entry), and passed in to the next parse, which returns those of the new version in turn:
+the caller (a poll, a replay) holds them, nothing here does.
+
+What a section's parse depends on beyond its text is the line its heading is on: a section found at another
+line is reused with its papers' and defects' lines moved (unless it holds an over-long line, whose stand-in in
+the week's text hash names the line: it is read again). Year inference looks across the sections, so it is done
+again over all of them every time, exactly as the full parse does (`assemble`). Only the heading lines are looked
+at to find the sections: a line can start or end one only if its first character after up to three spaces is
+`#` or `*`, and one search over the text finds those. A text with line breaks other than `\n` (which
+`str.splitlines` also splits at) takes the full parse, and keeps nothing. `parse_digest` stays the reference:
+tests/test_incremental_parse.py checks the two agree on every version of the corpus and on generated edits.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from bot.track.digest_section import Parsed, parse_section, too_long_defect
+from bot.track.lines import MAX_LINE, too_long
+from bot.track.model import Defect, Document, Paper
+from bot.track.parse_digest import Boundary, assemble, boundary, parse_digest
+
+
+@dataclass(frozen=True)
+class Sections:
+    """What one version's parse found, handed to the next: each week's section by its text, and what each line
+    that looked like a heading did (a week's heading, another heading, or nothing)."""
+
+    parsed: Mapping[str, Parsed] = field(default_factory=dict)
+    heads: Mapping[str, Boundary | None] = field(default_factory=dict)
+
+
+EMPTY = Sections()  # before the first parse
+
+# Where a line may start or end a week: its first character after up to three spaces (not line breaks).
+_CANDIDATE = re.compile(r"\n[^\S\n]{0,3}[#*]")
+_OTHER_BREAKS = ("\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _only_newlines(text: str) -> bool:
+    """Whether `text.splitlines()` equals `text.split("\\n")` up to a last empty line: no other line breaks."""
+    return not any(b in text for b in _OTHER_BREAKS)
+
+
+def _at_line(paper: Paper, line: int) -> Paper:
+    """`dataclasses.replace(paper, line=line)` without the frozen `__init__` setting field by field: a copy of
+    the paper's fields with its line changed (every week below a row added moves down by one)."""
+    fields = paper.__dict__.copy()
+    fields["line"] = line
+    moved = object.__new__(Paper)
+    object.__setattr__(moved, "__dict__", fields)
+    return moved
+
+
+def _moved(p: Parsed, line: int) -> Parsed:
+    """The same section found at another line: its papers' and defects' lines moved with it."""
+    d = line - p.line
+    papers = tuple(_at_line(x, x.line + d) for x in p.papers)
+    defects = tuple(Defect(x.line + d, x.kind, x.text) for x in p.defects)
+    return Parsed(line, p.title, p.rng, papers, defects, p.text_hash, p.long_lines)
+
+
+def _lines(chunk: str) -> list[str]:
+    """A slice of the text cut at line starts → its lines, as `splitlines` gives them."""
+    parts = chunk.split("\n")
+    if chunk.endswith("\n"):
+        parts.pop()
+    return parts
+
+
+def _outside(chunk: str, first_line: int, out: list[tuple[int, Defect]]) -> bool:
+    """The over-long lines between weeks, each a defect of the document (nothing else there counts); False if
+    the text there has a line break other than `\n`."""
+    if not _only_newlines(chunk):
+        return False
+    if len(chunk) <= MAX_LINE:
+        return True
+        return
+    for i, raw in enumerate(_lines(chunk)):
+        if too_long(raw):
+            out.append((first_line + i, too_long_defect(raw, first_line + i)))
+    return True
+
+
+def _marks(text: str, previous: Sections, heads: dict[str, Boundary | None]) -> list[tuple[int, int, Boundary]]:
+    """(position, line number, what it does) of every line that starts or ends a week, in order. A heading line
+    seen in the last version is not read again (`heads`, filled for the next)."""
+    marks: list[tuple[int, int, Boundary]] = []
+    line, at = 1, 0
+    for pos in [0] + [m.start() + 1 for m in _CANDIDATE.finditer(text)]:
+        line += text.count("\n", at, pos)
+        at = pos
+        end = text.find("\n", pos)
+        raw = text[pos:] if end == -1 else text[pos:end]
+        if too_long(raw):
+            continue  # not read as a heading; a week's line or, between weeks, a defect found below
+        if raw in previous.heads:
+            b = previous.heads[raw]
+            if b is not None and b.defect is not None and b.defect.line != line:
+                b = Boundary(b.htext, None, Defect(line, b.defect.kind, b.defect.text))
+        else:
+            b = boundary(raw, line)
+        heads[raw] = b
+        if b is not None:
+            marks.append((pos, line, b))
+    return marks
+
+
+def parse_digest_incremental(text: str, as_of: date, previous: Sections = EMPTY) -> tuple[Document, Sections]:
+    """`parse_digest(text, as_of)`, reading again only the sections not in `previous` (what the last call
+    returned; `EMPTY` at first). Returns the document and this version's sections, for the next call."""
+    heads: dict[str, Boundary | None] = {}
+    marks = _marks(text, previous, heads)
+    sections: list[Parsed] = []
+    found: dict[str, Parsed] = {}
+    outside: list[tuple[int, Defect]] = []
+    gap_start: int | None = 0  # the text before the first week, and after any heading that ends a week
+    gap_line = 1
+    for i, (pos, line, b) in enumerate(marks):
+        if gap_start is not None:
+            if not _outside(text[gap_start:pos], gap_line, outside):
+                return parse_digest(text, as_of), EMPTY
+            gap_start = None
+        if b.defect is not None:
+            outside.append((line, b.defect))
+        if b.rng is None:
+            gap_start, gap_line = pos, line
+            continue
+        chunk = text[pos : marks[i + 1][0] if i + 1 < len(marks) else len(text)]
+        p = previous.parsed.get(chunk) or found.get(chunk)
+        if p is not None and p.line != line:
+            p = None if p.long_lines else _moved(p, line)
+        if p is None:
+            if not _only_newlines(chunk):
+                return parse_digest(text, as_of), EMPTY
+            p = parse_section(_lines(chunk), line, b.htext, b.rng)
+        found[chunk] = p
+        sections.append(p)
+    if gap_start is not None and not _outside(text[gap_start:], gap_line, outside):
+        return parse_digest(text, as_of), EMPTY
+    outside.sort(key=lambda x: x[0])
+    return assemble(sections, [d for _, d in outside], as_of), Sections(found, heads)
