@@ -20,17 +20,17 @@ from sources_support import FAST, write_config
 from bot.sources.poll import poll_source
 from bot.store import Store
 from bot.track.digest_cache import EMPTY, parse_digest_incremental
-from bot.track.lines import MAX_LINE
+from bot.track.lines import MAX_LINE, decode
 from bot.track.parse_digest import parse_digest
 from bot.track.parsing import parse_document, parse_document_again
 
 LATEST_AS_OF = date(2025, 7, 20)
 
 
-def _same(text: str, as_of: date, previous=EMPTY):
+def _same(text: str | bytes, as_of: date, previous=EMPTY):
     """The incremental parse of `text` from `previous`, checked against the full parse; its sections."""
     doc, sections = parse_digest_incremental(text, as_of, previous)
-    full = parse_digest(text, as_of)
+    full = parse_digest(text if isinstance(text, str) else decode(text), as_of)
     assert doc == full  # weeks (key, title, papers with their lines, defects, text hash) and document defects
     assert [w.key for w in doc.weeks] == [w.key for w in full.weeks]
     return doc, sections
@@ -148,18 +148,27 @@ LINES = [
     "- [Top ML Papers of the Week (Jan 1 - Jan 7)](#top-ml-papers-of-the-week-jan-1---jan-7)",
     "x" * (MAX_LINE + 1),
     "a line\rwith a carriage return",
+    "\u00a0\u2003## Top ML Papers of the Week (Jan 8 - Jan 14)",  # wide spaces before a heading
+    "\u3000**Top ML Papers of the Week (Jan 15 - Jan 21)**",
+    "é# not a heading (Jan 22 - Jan 28)",
+    "a line\u2028with a line separator",
 ]
-DOCS = st.lists(st.sampled_from(LINES), max_size=40)
+# Bytes that are not UTF-8, as a hostile or broken source may serve them: decoded with replacement.
+BYTES = [line.encode() for line in LINES] + [
+    b"\xff\xfe bad bytes", b"| 5) **Cut \xe2\x80** - x | [P](https://a.org/5) |",
+    b"\xe2\x80## Top ML Papers of the Week (Jan 29 - Feb 4)", b"\xc2",
+]
+DOCS = st.lists(st.sampled_from(BYTES), max_size=40)
 DAYS = st.dates(min_value=date(2023, 1, 1), max_value=date(2026, 12, 31))
 
 
 @settings(max_examples=300, deadline=None)
-@given(DOCS, st.lists(st.tuples(st.integers(0, 100), st.integers(0, 3), st.sampled_from(LINES)), max_size=4),
+@given(DOCS, st.lists(st.tuples(st.integers(0, 100), st.integers(0, 3), st.sampled_from(BYTES)), max_size=4),
        DAYS, st.booleans())
 def test_generated_documents_and_edits_parse_the_same_issue_28(lines, edits, as_of, newline):
     """A version, then one edited: lines inserted, replaced or removed anywhere (a week's heading too)."""
-    end = "\n" if newline else ""
-    _, sections = _same("\n".join(lines) + end, as_of)
+    end = b"\n" if newline else b""
+    _, sections = _same(b"\n".join(lines) + end, as_of)
     edited = list(lines)
     for at, kind, line in edits:
         i = at % (len(edited) + 1)
@@ -171,7 +180,7 @@ def test_generated_documents_and_edits_parse_the_same_issue_28(lines, edits, as_
             del edited[i]
         else:
             edited.insert(i, edited[i])
-        _, sections = _same("\n".join(edited) + end, as_of, sections)
+        _, sections = _same(b"\n".join(edited) + end, as_of, sections)
 
 
 def test_a_year_written_above_places_the_unchanged_weeks_below_it_issue_28():

@@ -52,8 +52,9 @@ def parse_document_again(data: bytes, as_of: date, previous: Sections = EMPTY, f
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if fmt in ("feed", "notes") or (fmt == "auto" and _XML_START.match(data[:512])):
         return parse_document(data, as_of, fmt, url=url, content_type=content_type), EMPTY
-    text = decode(data)
-    doc, sections = parse_digest_incremental(text, as_of, previous)
-    if fmt == "auto" and not doc.weeks and _H3.search(text):
-        return parse_notes(text, as_of), EMPTY
+    doc, sections = parse_digest_incremental(data, as_of, previous)
+    if fmt == "auto" and not doc.weeks:
+        text = decode(data)
+        if _H3.search(text):
+            return parse_notes(text, as_of), EMPTY
     return doc, sections
