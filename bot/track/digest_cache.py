@@ -1,9 +1,10 @@
 """The incremental parse of a digest (issue #28): a new version re-reads only the weeks whose text changed. Pure.
 
 A poll of a README whose newest week gained a row would otherwise read all its weeks again. Here the sections of
-the last version parsed are kept, keyed by their bytes (a dict hashes them, and compares them whole, so two
-different texts never share an entry), and passed in to the next parse, which returns those of the new version
-in turn: the caller (a poll, a replay) holds them, nothing here does.
+the last version parsed are kept with their bytes, and passed in to the next parse, which returns those of the new
+version in turn: the caller (a poll, a replay) holds them, nothing here does. A section is looked up by its
+heading line and its length, and taken only if its bytes are the same, compared whole where they lie in the new
+version (no copy, no hash to compute over the megabyte: a hash could only say "probably the same").
 
 What a section's parse depends on beyond its text is the line its heading is on: a section found at another
 line is reused with its papers' and defects' lines moved (unless it holds an over-long line, whose stand-in in
@@ -28,7 +29,7 @@ from datetime import date
 
 from bot.track.digest_section import Parsed, parse_section, too_long_defect
 from bot.track.lines import CHUNK, MAX_LINE, decode, too_long
-from bot.track.model import Defect, Document, Paper
+from bot.track.model import Defect, Document
 from bot.track.parse_digest import Boundary, assemble, boundary, parse_digest
 
 
@@ -37,7 +38,7 @@ class Sections:
     """What one version's parse found, handed to the next: each week's section by its bytes, and what each line
     that looked like a heading did (a week's heading, another heading, or nothing)."""
 
-    parsed: Mapping[bytes, Parsed] = field(default_factory=dict)
+    parsed: Mapping[tuple[bytes, int], tuple[bytes, Parsed]] = field(default_factory=dict)  # (heading, length)
     heads: Mapping[bytes, Boundary | None] = field(default_factory=dict)
 
 
@@ -55,22 +56,25 @@ def _only_newlines(text: str) -> bool:
     return not any(b in text for b in _OTHER_BREAKS)
 
 
-def _at_line(paper: Paper, line: int) -> Paper:
-    """`dataclasses.replace(paper, line=line)` without the frozen `__init__` setting field by field: a copy of
-    the paper's fields with its line changed (every week below a row added moves down by one)."""
-    fields = paper.__dict__.copy()
-    fields["line"] = line
-    moved = object.__new__(Paper)
-    object.__setattr__(moved, "__dict__", fields)
-    return moved
+def _shifted(values: tuple, by: int) -> tuple:
+    """Frozen values (papers, defects) with `line` moved by `by`: `dataclasses.replace(x, line=x.line + by)`
+    without the frozen `__init__` setting field by field, a copy of each one's fields (every week below a row
+    added moves down a line: a thousand papers)."""
+    out = []
+    new, assign = object.__new__, object.__setattr__
+    for x in values:
+        fields = x.__dict__.copy()
+        fields["line"] += by
+        moved = new(type(x))
+        assign(moved, "__dict__", fields)
+        out.append(moved)
+    return tuple(out)
 
 
 def _moved(p: Parsed, line: int) -> Parsed:
     """The same section found at another line: its papers' and defects' lines moved with it."""
-    d = line - p.line
-    papers = tuple(_at_line(x, x.line + d) for x in p.papers)
-    defects = tuple(Defect(x.line + d, x.kind, x.text) for x in p.defects)
-    return Parsed(line, p.title, p.rng, papers, defects, p.text_hash, p.long_lines)
+    by = line - p.line
+    return Parsed(line, p.title, p.rng, _shifted(p.papers, by), _shifted(p.defects, by), p.text_hash, p.long_lines)
 
 
 def _lines(chunk: str) -> list[str]:
@@ -104,10 +108,11 @@ def _candidates(data: bytes) -> Iterator[int]:
                 yield m.start() + 1
 
 
-def _marks(data: bytes, previous: Sections, heads: dict[bytes, Boundary | None]) -> list[tuple[int, int, Boundary]]:
-    """(position, line number, what it does) of every line that starts or ends a week, in order. A heading line
-    seen in the last version is not read again (`heads`, filled for the next)."""
-    marks: list[tuple[int, int, Boundary]] = []
+def _marks(data: bytes, previous: Sections,
+           heads: dict[bytes, Boundary | None]) -> list[tuple[int, int, Boundary, bytes]]:
+    """(position, line number, what it does, the line) of every line that starts or ends a week, in order. A
+    heading line seen in the last version is not read again (`heads`, filled for the next)."""
+    marks: list[tuple[int, int, Boundary, bytes]] = []
     line, at = 1, 0
     for pos in _candidates(data):
         line += data.count(b"\n", at, pos)
@@ -125,7 +130,7 @@ def _marks(data: bytes, previous: Sections, heads: dict[bytes, Boundary | None])
             b = boundary(raw, line)
         heads[head] = b
         if b is not None:
-            marks.append((pos, line, b))
+            marks.append((pos, line, b, head))
     return marks
 
 
@@ -141,11 +146,11 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
     heads: dict[bytes, Boundary | None] = {}
     marks = _marks(data, previous, heads)
     sections: list[Parsed] = []
-    found: dict[bytes, Parsed] = {}
+    found: dict[tuple[bytes, int], tuple[bytes, Parsed]] = {}
     outside: list[tuple[int, Defect]] = []
     gap_start: int | None = 0  # the text before the first week, and after any heading that ends a week
     gap_line = 1
-    for i, (pos, line, b) in enumerate(marks):
+    for i, (pos, line, b, head) in enumerate(marks):
         if gap_start is not None:
             if not _outside(data[gap_start:pos], gap_line, outside):
                 return parse_digest(decode(data), as_of), EMPTY
@@ -155,16 +160,20 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
         if b.rng is None:
             gap_start, gap_line = pos, line
             continue
-        chunk = data[pos : marks[i + 1][0] if i + 1 < len(marks) else len(data)]
-        p = previous.parsed.get(chunk) or found.get(chunk)
+        end = marks[i + 1][0] if i + 1 < len(marks) else len(data)
+        key = (head, end - pos)
+        chunk, p = previous.parsed.get(key) or found.get(key) or (b"", None)
+        if p is not None and not data.startswith(chunk, pos):
+            p = None  # the same heading and length, another text
         if p is not None and p.line != line:
             p = None if p.long_lines else _moved(p, line)
         if p is None:
+            chunk = data[pos:end]
             text = decode(chunk)
             if not _only_newlines(text):
                 return parse_digest(decode(data), as_of), EMPTY
             p = parse_section(_lines(text), line, b.htext, b.rng)
-        found[chunk] = p
+        found[key] = (chunk, p)
         sections.append(p)
     if gap_start is not None and not _outside(data[gap_start:], gap_line, outside):
         return parse_digest(decode(data), as_of), EMPTY
