@@ -38,7 +38,7 @@ def _same(text: str | bytes, as_of: date, previous=EMPTY):
 
 def _parsed(sections) -> list:
     """The sections a parse kept, in order (each kept with its bytes)."""
-    return [p for _, p in sections.parsed.values()]
+    return [p for kept in sections.parsed.values() for _, p, _ in kept]
 
 
 def _history() -> list[tuple[str, date]]:
@@ -242,3 +242,16 @@ def test_a_week_edited_to_the_same_length_is_read_again_issue_28():
     _, sections = _same(old, date(2024, 1, 9))
     doc, _ = _same(new, date(2024, 1, 9), sections)
     assert doc.weeks[0].papers[0].title == "Omega"
+
+
+def test_a_week_that_goes_on_or_a_last_line_that_grows_is_read_again_issue_28():
+    """A week found whole is skipped only up to where it ended: rows added after it, or its unfinished last line
+    written on into a heading, are read."""
+    week = "## Top ML Papers of the Week (Jan 1 - Jan 7)\n| 1) **Alpha** - a. | [Paper](https://a.org/1) |\n"
+    _, sections = _same(week + "**Note", date(2024, 1, 9))
+    grown = week + "**Note (Jan 8 - Jan 14)**\n| 1) **Beta** - b. | [Paper](https://a.org/2) |"
+    doc, _ = _same(grown, date(2024, 1, 9), sections)
+    assert [w.title.split("(")[1] for w in doc.weeks] == ["Jan 1 - Jan 7)", "Jan 8 - Jan 14)"]
+    _, sections = _same(week, date(2024, 1, 9))
+    doc, _ = _same(week + "| 2) **Gamma** - c. | [Paper](https://a.org/3) |\n", date(2024, 1, 9), sections)
+    assert [p.title for p in doc.weeks[0].papers] == ["Alpha", "Gamma"]

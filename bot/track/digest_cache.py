@@ -3,8 +3,9 @@
 A poll of a README whose newest week gained a row would otherwise read all its weeks again. Here the sections of
 the last version parsed are kept with their bytes, and passed in to the next parse, which returns those of the new
 version in turn: the caller (a poll, a replay) holds them, nothing here does. A section is looked up by its
-heading line and its length, and taken only if its bytes are the same, compared whole where they lie in the new
-version (no copy, no hash to compute over the megabyte: a hash could only say "probably the same").
+heading line, and taken only if its bytes are the same, compared whole where they lie in the new version, and
+the week ends where it ended (no copy, and no hash to compute over the megabyte: a hash only says "probably").
+Its lines are then not searched for headings either: they were none before.
 
 What a section's parse depends on beyond its text is the line its heading is on: a section found at another
 line is reused with its papers' and defects' lines moved (unless it holds an over-long line, whose stand-in in
@@ -23,7 +24,7 @@ tests/test_incremental_parse.py checks the two agree on every version of the cor
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -38,11 +39,13 @@ class Sections:
     """What one version's parse found, handed to the next: each week's section by its bytes, and what each line
     that looked like a heading did (a week's heading, another heading, or nothing)."""
 
-    parsed: Mapping[tuple[bytes, int], tuple[bytes, Parsed]] = field(default_factory=dict)  # (heading, length)
+    parsed: Mapping[bytes, list[tuple[bytes, Parsed, int]]] = field(default_factory=dict)  # heading → (bytes,
+    # parsed, lines)
     heads: Mapping[bytes, Boundary | None] = field(default_factory=dict)
 
 
 EMPTY = Sections()  # before the first parse
+_UNSEEN = Boundary("", None)  # a line the last version did not have
 
 # A line that may start or end a week: `\n`, up to three whitespace characters (ASCII, or up to three bytes each
 # of a wider one: any byte over 0x7f lets a candidate through), then `#` or `*`. Two sets with nothing in common.
@@ -60,12 +63,14 @@ def _shifted(values: tuple, by: int) -> tuple:
     """Frozen values (papers, defects) with `line` moved by `by`: `dataclasses.replace(x, line=x.line + by)`
     without the frozen `__init__` setting field by field, a copy of each one's fields (every week below a row
     added moves down a line: a thousand papers)."""
+    if not values:
+        return values
     out = []
-    new, assign = object.__new__, object.__setattr__
+    kind, new, assign = type(values[0]), object.__new__, object.__setattr__  # all papers, or all defects
     for x in values:
         fields = x.__dict__.copy()
         fields["line"] += by
-        moved = new(type(x))
+        moved = new(kind)
         assign(moved, "__dict__", fields)
         out.append(moved)
     return tuple(out)
@@ -98,39 +103,55 @@ def _outside(chunk: bytes, first_line: int, out: list[tuple[int, Defect]]) -> bo
     return True
 
 
-def _candidates(data: bytes) -> Iterator[int]:
-    """Where each line that may be a heading starts, a megabyte of search at a time (`re` holds the GIL)."""
-    yield 0
+def _next_candidate(data: bytes, start: int) -> int:
+    """Where the first line that may be a heading starts after the `\n` at or after `start`; -1 if none. A
+    megabyte of search at a time: `re` holds the GIL while it searches."""
     n = len(data)
-    for start in range(0, n, CHUNK):
-        for m in _CANDIDATE.finditer(data, start, min(n, start + CHUNK + 16)):
-            if m.start() < start + CHUNK:
-                yield m.start() + 1
+    while start < n:
+        m = _CANDIDATE.search(data, start, min(n, start + CHUNK))
+        if m:
+            return m.start() + 1
+        start += CHUNK - 16  # a match cut off at the window's end is found whole in the next
+    return -1
+
+
+def _known(previous: Sections, head: bytes, data: bytes, pos: int) -> tuple[bytes, Parsed, int] | None:
+    """The last version's section under this heading, if its bytes are there again whole at `pos`."""
+    for known in previous.parsed.get(head, ()):
+        chunk = known[0]
+        if (chunk.endswith(b"\n") or pos + len(chunk) == len(data)) and data.startswith(chunk, pos):
+            return known
+    return None
 
 
 def _marks(data: bytes, previous: Sections,
            heads: dict[bytes, Boundary | None]) -> list[tuple[int, int, Boundary, bytes]]:
     """(position, line number, what it does, the line) of every line that starts or ends a week, in order. A
-    heading line seen in the last version is not read again (`heads`, filled for the next)."""
+    heading line seen in the last version is not read again (`heads`, filled for the next); a week found whole
+    as it was is skipped (none of its lines but the first starts or ends a week: they did not before)."""
     marks: list[tuple[int, int, Boundary, bytes]] = []
-    line, at = 1, 0
-    for pos in _candidates(data):
+    line, at, pos = 1, 0, 0
+    while pos != -1:
         line += data.count(b"\n", at, pos)
         at = pos
         end = data.find(b"\n", pos)
         head = data[pos:] if end == -1 else data[pos:end]
-        if head in previous.heads:
-            b = previous.heads[head]
+        b = previous.heads.get(head, _UNSEEN)
+        if b is not _UNSEEN:
             if b is not None and b.defect is not None and b.defect.line != line:
                 b = Boundary(b.htext, None, Defect(line, b.defect.kind, b.defect.text))
         else:
             raw = head.decode("utf-8", errors="replace")
-            if too_long(raw):
-                continue  # not read as a heading; a week's line or, between weeks, a defect found below
-            b = boundary(raw, line)
+            b = None if too_long(raw) else boundary(raw, line)
+            # An over-long line is not read as a heading; a week's line or, between weeks, a defect found below.
         heads[head] = b
         if b is not None:
             marks.append((pos, line, b, head))
+            known = _known(previous, head, data, pos) if b.rng is not None else None
+            if known is not None:  # its lines are what they were: go on after its last
+                at, line = pos + len(known[0]), line + known[2]
+                pos = at - 1
+        pos = _next_candidate(data, pos)
     return marks
 
 
@@ -146,7 +167,7 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
     heads: dict[bytes, Boundary | None] = {}
     marks = _marks(data, previous, heads)
     sections: list[Parsed] = []
-    found: dict[tuple[bytes, int], tuple[bytes, Parsed]] = {}
+    found: dict[bytes, list[tuple[bytes, Parsed, int]]] = {}
     outside: list[tuple[int, Defect]] = []
     gap_start: int | None = 0  # the text before the first week, and after any heading that ends a week
     gap_line = 1
@@ -161,19 +182,20 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
             gap_start, gap_line = pos, line
             continue
         end = marks[i + 1][0] if i + 1 < len(marks) else len(data)
-        key = (head, end - pos)
-        chunk, p = previous.parsed.get(key) or found.get(key) or (b"", None)
-        if p is not None and not data.startswith(chunk, pos):
-            p = None  # the same heading and length, another text
-        if p is not None and p.line != line:
-            p = None if p.long_lines else _moved(p, line)
-        if p is None:
+        known = _known(previous, head, data, pos)
+        if known is not None and len(known[0]) != end - pos:
+            known = None  # the week goes on after what it was: a line added at its end
+        if known is not None:
+            chunk, p, lines = known
+            if p.line != line:
+                p = _moved(p, line) if not p.long_lines else parse_section(_lines(decode(chunk)), line, b.htext, b.rng)
+        else:
             chunk = data[pos:end]
             text = decode(chunk)
             if not _only_newlines(text):
                 return parse_digest(decode(data), as_of), EMPTY
-            p = parse_section(_lines(text), line, b.htext, b.rng)
-        found[key] = (chunk, p)
+            p, lines = parse_section(_lines(text), line, b.htext, b.rng), chunk.count(b"\n")
+        found.setdefault(head, []).append((chunk, p, lines))
         sections.append(p)
     if gap_start is not None and not _outside(data[gap_start:], gap_line, outside):
         return parse_digest(decode(data), as_of), EMPTY
