@@ -10,7 +10,9 @@ Its lines are then not searched for headings either: they were none before.
 What a section's parse depends on beyond its text is the line its heading is on: a section found at another
 line is reused with its papers' and defects' lines moved (unless it holds an over-long line, whose stand-in in
 the week's text hash names the line: it is read again). Year inference looks across the sections, so it is done
-again over all of them every time, exactly as the full parse does (`assemble`).
+again over all of them, exactly as the full parse does (`place`), whenever any week's range was read again or
+the day the version is read as of changed; otherwise the ranges are the very ones placed last time, and so are
+their years.
 
 Only what changed is decoded: the sections are found in the bytes. A line can start or end a week only if its
 first character after up to three spaces is `#` or `*`; a search over the bytes finds every such line (and a
@@ -23,15 +25,19 @@ tests/test_incremental_parse.py checks the two agree on every version of the cor
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
+from bot.track.dates import DateRange
 from bot.track.digest_section import Parsed, parse_section, too_long_defect
 from bot.track.lines import CHUNK, MAX_LINE, decode, too_long
 from bot.track.model import Defect, Document
-from bot.track.parse_digest import Boundary, assemble, boundary, parse_digest
+from bot.track.parse_digest import Boundary, Placed, assemble, boundary, parse_digest, place
+
+_Kept = tuple[bytes, Parsed, int]  # a week's section as kept: its bytes, its parse, how many lines it has
 
 
 @dataclass(frozen=True)
@@ -39,9 +45,10 @@ class Sections:
     """What one version's parse found, handed to the next: each week's section by its bytes, and what each line
     that looked like a heading did (a week's heading, another heading, or nothing)."""
 
-    parsed: Mapping[bytes, list[tuple[bytes, Parsed, int]]] = field(default_factory=dict)  # heading → (bytes,
-    # parsed, lines)
+    parsed: Mapping[bytes, list[_Kept]] = field(default_factory=dict)  # by the heading's line
     heads: Mapping[bytes, Boundary | None] = field(default_factory=dict)
+    # The years placed, and for which ranges (the very objects) and day: the same again need no placing.
+    placed: tuple[date | None, tuple[DateRange, ...], Placed] = (None, (), [])
 
 
 EMPTY = Sections()  # before the first parse
@@ -115,7 +122,7 @@ def _next_candidate(data: bytes, start: int) -> int:
     return -1
 
 
-def _known(previous: Sections, head: bytes, data: bytes, pos: int) -> tuple[bytes, Parsed, int] | None:
+def _known(previous: Sections, head: bytes, data: bytes, pos: int) -> _Kept | None:
     """The last version's section under this heading, if its bytes are there again whole at `pos`."""
     for known in previous.parsed.get(head, ()):
         chunk = known[0]
@@ -125,11 +132,11 @@ def _known(previous: Sections, head: bytes, data: bytes, pos: int) -> tuple[byte
 
 
 def _marks(data: bytes, previous: Sections,
-           heads: dict[bytes, Boundary | None]) -> list[tuple[int, int, Boundary, bytes]]:
+           heads: dict[bytes, Boundary | None]) -> list[tuple[int, int, Boundary, bytes, _Kept | None]]:
     """(position, line number, what it does, the line) of every line that starts or ends a week, in order. A
     heading line seen in the last version is not read again (`heads`, filled for the next); a week found whole
     as it was is skipped (none of its lines but the first starts or ends a week: they did not before)."""
-    marks: list[tuple[int, int, Boundary, bytes]] = []
+    marks: list[tuple[int, int, Boundary, bytes, _Kept | None]] = []
     line, at, pos = 1, 0, 0
     while pos != -1:
         line += data.count(b"\n", at, pos)
@@ -146,8 +153,8 @@ def _marks(data: bytes, previous: Sections,
             # An over-long line is not read as a heading; a week's line or, between weeks, a defect found below.
         heads[head] = b
         if b is not None:
-            marks.append((pos, line, b, head))
             known = _known(previous, head, data, pos) if b.rng is not None else None
+            marks.append((pos, line, b, head, known))
             if known is not None:  # its lines are what they were: go on after its last
                 at, line = pos + len(known[0]), line + known[2]
                 pos = at - 1
@@ -167,11 +174,11 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
     heads: dict[bytes, Boundary | None] = {}
     marks = _marks(data, previous, heads)
     sections: list[Parsed] = []
-    found: dict[bytes, list[tuple[bytes, Parsed, int]]] = {}
+    found: dict[bytes, list[_Kept]] = {}
     outside: list[tuple[int, Defect]] = []
     gap_start: int | None = 0  # the text before the first week, and after any heading that ends a week
     gap_line = 1
-    for i, (pos, line, b, head) in enumerate(marks):
+    for i, (pos, line, b, head, known) in enumerate(marks):
         if gap_start is not None:
             if not _outside(data[gap_start:pos], gap_line, outside):
                 return parse_digest(decode(data), as_of), EMPTY
@@ -182,7 +189,6 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
             gap_start, gap_line = pos, line
             continue
         end = marks[i + 1][0] if i + 1 < len(marks) else len(data)
-        known = _known(previous, head, data, pos)
         if known is not None and len(known[0]) != end - pos:
             known = None  # the week goes on after what it was: a line added at its end
         if known is not None:
@@ -200,4 +206,8 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
     if gap_start is not None and not _outside(data[gap_start:], gap_line, outside):
         return parse_digest(decode(data), as_of), EMPTY
     outside.sort(key=lambda x: x[0])
-    return assemble(sections, [d for _, d in outside], as_of), Sections(found, heads)
+    ranges = tuple(p.rng for p in sections)
+    day, before, placed = previous.placed
+    if not (day == as_of and len(before) == len(ranges) and all(map(operator.is_, before, ranges))):
+        placed = place(sections, as_of)  # a range read again, or another day: year inference over all of them
+    return assemble(sections, [d for _, d in outside], as_of, placed), Sections(found, heads, (as_of, ranges, placed))

@@ -96,20 +96,30 @@ def scan(text: str) -> tuple[list[Block], list[Defect]]:
     return blocks, doc_defects
 
 
-def assemble(sections: list[Parsed], doc_defects: list[Defect], as_of: date) -> Document:
-    """The document from its parsed sections: years placed across all of them (`as_of` places yearless weeks
-    when nothing else can), a section whose range fits no year reported as `bad-date`."""
-    doc_defects = list(doc_defects)
+Placed = list[tuple[tuple[date, date], str] | None]  # each section's first and last day and week key, if any
+
+
+def place(sections: list[Parsed], as_of: date) -> Placed:
+    """Each section's days and key: years placed across all of them (`as_of` places yearless weeks when nothing
+    else can); None for a range that fits no year."""
     spans = resolve_years([s.rng for s in sections], as_of)
+    return [(span, week_key(*span)) if span is not None else None for span in spans]
+
+
+def assemble(sections: list[Parsed], doc_defects: list[Defect], as_of: date, placed: Placed | None = None) -> Document:
+    """The document from its parsed sections, placed in their years (`place`, unless the caller knows them), a
+    section whose range fits no year reported as `bad-date`."""
+    doc_defects = list(doc_defects)
     weeks: list[Week] = []
-    for sec, span in zip(sections, spans, strict=True):
-        if span is None:
+    for sec, at in zip(sections, place(sections, as_of) if placed is None else placed, strict=True):
+        if at is None:
             doc_defects.append(Defect(sec.line, "bad-date", sec.title[:80]))
             continue
+        (first, last), key = at
         weeks.append(
             Week(
-                key=week_key(*span), title=sec.title, papers=sec.papers, defects=sec.defects,
-                line=sec.line, first_day=span[0], last_day=span[1], text_hash=sec.text_hash,
+                key=key, title=sec.title, papers=sec.papers, defects=sec.defects,
+                line=sec.line, first_day=first, last_day=last, text_hash=sec.text_hash,
             )
         )
     return Document(format="digest", weeks=tuple(weeks), defects=tuple(doc_defects))
