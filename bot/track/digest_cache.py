@@ -34,10 +34,12 @@ from datetime import date
 from bot.track.dates import DateRange
 from bot.track.digest_section import Parsed, parse_section, too_long_defect
 from bot.track.lines import CHUNK, MAX_LINE, decode, too_long
-from bot.track.model import Defect, Document
+from bot.track.model import Defect, Document, Week
 from bot.track.parse_digest import Boundary, Placed, assemble, boundary, parse_digest, place
 
-_Kept = tuple[bytes, Parsed, int]  # a week's section as kept: its bytes, its parse, how many lines it has
+# A week's section as kept: its bytes, its parse, how many lines it has, and the week made of it (whose papers'
+# fingerprint, once a diff asked for it, holds for the same papers moved to other lines).
+_Kept = tuple[bytes, Parsed, int, Week | None]
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
     heads: dict[bytes, Boundary | None] = {}
     marks = _marks(data, previous, heads)
     sections: list[Parsed] = []
-    found: dict[bytes, list[_Kept]] = {}
+    kept: list[tuple[bytes, bytes, Parsed, int, Week | None]] = []  # (heading, bytes, parse, lines, old week)
     outside: list[tuple[int, Defect]] = []
     gap_start: int | None = 0  # the text before the first week, and after any heading that ends a week
     gap_line = 1
@@ -191,8 +193,9 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
         end = marks[i + 1][0] if i + 1 < len(marks) else len(data)
         if known is not None and len(known[0]) != end - pos:
             known = None  # the week goes on after what it was: a line added at its end
+        old: Week | None = None
         if known is not None:
-            chunk, p, lines = known
+            chunk, p, lines, old = known
             if p.line != line:
                 p = _moved(p, line) if not p.long_lines else parse_section(_lines(decode(chunk)), line, b.htext, b.rng)
         else:
@@ -201,7 +204,7 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
             if not _only_newlines(text):
                 return parse_digest(decode(data), as_of), EMPTY
             p, lines = parse_section(_lines(text), line, b.htext, b.rng), chunk.count(b"\n")
-        found.setdefault(head, []).append((chunk, p, lines))
+        kept.append((head, chunk, p, lines, old))
         sections.append(p)
     if gap_start is not None and not _outside(data[gap_start:], gap_line, outside):
         return parse_digest(decode(data), as_of), EMPTY
@@ -210,4 +213,19 @@ def parse_digest_incremental(data: bytes | str, as_of: date,
     day, before, placed = previous.placed
     if not (day == as_of and len(before) == len(ranges) and all(map(operator.is_, before, ranges))):
         placed = place(sections, as_of)  # a range read again, or another day: year inference over all of them
-    return assemble(sections, [d for _, d in outside], as_of, placed), Sections(found, heads, (as_of, ranges, placed))
+    doc = assemble(sections, [d for _, d in outside], as_of, placed)
+    return doc, Sections(_kept_weeks(kept, placed, doc), heads, (as_of, ranges, placed))
+
+
+def _kept_weeks(kept: list[tuple[bytes, bytes, Parsed, int, Week | None]], placed: Placed,
+                doc: Document) -> dict[bytes, list[_Kept]]:
+    """This version's sections for the next parse, each with its week; a week whose papers are those of the week
+    it was made from last time takes that week's fingerprint, if a diff computed it (it does not hold lines)."""
+    found: dict[bytes, list[_Kept]] = {}
+    weeks = iter(doc.weeks)
+    for (head, chunk, p, lines, old), at in zip(kept, placed, strict=True):
+        week = next(weeks) if at is not None else None
+        if week is not None and old is not None and "fingerprint" in old.__dict__:
+            week.__dict__["fingerprint"] = old.__dict__["fingerprint"]  # where `cached_property` keeps it
+        found.setdefault(head, []).append((chunk, p, lines, week))
+    return found
