@@ -30,6 +30,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from itertools import repeat
 
 from bot.track.dates import DateRange
 from bot.track.digest_section import Parsed, parse_section, too_long_defect
@@ -55,6 +56,7 @@ class Sections:
 
 EMPTY = Sections()  # before the first parse
 _UNSEEN = Boundary("", None)  # a line the last version did not have
+_FIELDS = operator.attrgetter("__dict__")
 
 # A line that may start or end a week: `\n`, up to three whitespace characters (ASCII, or up to three bytes each
 # of a wider one: any byte over 0x7f lets a candidate through), then `#` or `*`. Two sets with nothing in common.
@@ -71,18 +73,16 @@ def _only_newlines(text: str) -> bool:
 def _shifted(values: tuple, by: int) -> tuple:
     """Frozen values (papers, defects) with `line` moved by `by`: `dataclasses.replace(x, line=x.line + by)`
     without the frozen `__init__` setting field by field, a copy of each one's fields (every week below a row
-    added moves down a line: a thousand papers)."""
+    added moves down a line: a thousand papers). The loops that can run in C do (`map`)."""
     if not values:
         return values
-    out = []
-    kind, new, assign = type(values[0]), object.__new__, object.__setattr__  # all papers, or all defects
-    for x in values:
-        fields = x.__dict__.copy()
-        fields["line"] += by
-        moved = new(kind)
-        assign(moved, "__dict__", fields)
-        out.append(moved)
-    return tuple(out)
+    fields = list(map(dict.copy, map(_FIELDS, values)))
+    for f in fields:
+        f["line"] += by
+    moved = list(map(object.__new__, repeat(type(values[0]), len(fields))))  # all papers, or all defects
+    for _ in map(object.__setattr__, moved, repeat("__dict__"), fields):
+        pass
+    return tuple(moved)
 
 
 def _moved(p: Parsed, line: int) -> Parsed:

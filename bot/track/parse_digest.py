@@ -106,6 +106,14 @@ def place(sections: list[Parsed], as_of: date) -> Placed:
     return [(span, week_key(*span)) if span is not None else None for span in spans]
 
 
+def _week(fields: dict) -> Week:
+    """`Week(**fields)`, every field given, without the frozen `__init__` setting them one by one: a poll that
+    changed one week makes the other hundred again (issue #28)."""
+    week = object.__new__(Week)
+    object.__setattr__(week, "__dict__", fields)
+    return week
+
+
 def assemble(sections: list[Parsed], doc_defects: list[Defect], as_of: date, placed: Placed | None = None) -> Document:
     """The document from its parsed sections, placed in their years (`place`, unless the caller knows them), a
     section whose range fits no year reported as `bad-date`."""
@@ -116,12 +124,8 @@ def assemble(sections: list[Parsed], doc_defects: list[Defect], as_of: date, pla
             doc_defects.append(Defect(sec.line, "bad-date", sec.title[:80]))
             continue
         (first, last), key = at
-        weeks.append(
-            Week(
-                key=key, title=sec.title, papers=sec.papers, defects=sec.defects,
-                line=sec.line, first_day=first, last_day=last, text_hash=sec.text_hash,
-            )
-        )
+        weeks.append(_week({"key": key, "title": sec.title, "papers": sec.papers, "defects": sec.defects,
+                            "line": sec.line, "first_day": first, "last_day": last, "text_hash": sec.text_hash}))
     return Document(format="digest", weeks=tuple(weeks), defects=tuple(doc_defects))
 
 
