@@ -86,9 +86,14 @@ def _shifted(values: tuple, by: int) -> tuple:
 
 
 def _moved(p: Parsed, line: int) -> Parsed:
-    """The same section found at another line: its papers' and defects' lines moved with it."""
+    """The same section found at another line: its papers' and defects' lines moved with it (its fields copied,
+    as `_shifted` does, not set one by one: a hundred weeks move at once)."""
     by = line - p.line
-    return Parsed(line, p.title, p.rng, _shifted(p.papers, by), _shifted(p.defects, by), p.text_hash, p.long_lines)
+    fields = p.__dict__.copy()
+    fields.update(line=line, papers=_shifted(p.papers, by), defects=_shifted(p.defects, by))
+    moved = object.__new__(Parsed)
+    object.__setattr__(moved, "__dict__", fields)
+    return moved
 
 
 def _lines(chunk: str) -> list[str]:
