@@ -33,6 +33,7 @@ from bot.config import Config, SourceConfig
 from bot.publish.pipeline import next_due
 from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
+from bot.track.digest_cache import Sections
 from bot.web import health
 from bot.web.thread import WebThread
 
@@ -81,6 +82,7 @@ class Daemon:
         # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions
         # then never meet a poll's commit between their reads and their writes ("database is locked").
         self._writes = threading.Lock()
+        self._sections: dict[str, dict[str, Sections]] = {src.name: {} for src in cfg.sources}  # issue #28
         self._sched: BackgroundScheduler | None = None
 
     def _run_hooks(self, store: Store, now: datetime, after: str) -> None:
@@ -155,7 +157,7 @@ class Daemon:
                 now = self.clock()
                 self._now_doing(f"a poll of {src.name}")
                 poll_source(store, self.cfg, src, now, options=self.options, stop=self.stop,
-                            write_lock=self._writes)
+                            write_lock=self._writes, sections=self._sections.setdefault(src.name, {}))
                 self._now_doing(f"publishing after the poll of {src.name}")
                 self._run_hooks(store, now, f"after polling {src.name}")
             finally:

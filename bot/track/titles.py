@@ -37,7 +37,7 @@ _LEAD = re.compile(  # the opening words of a summary written straight after a t
 _SENTENCE_END = re.compile(r"[.;:](?:\s|$)")
 _LEADING_SEP = re.compile(r"(?:--?|–|—|:)\s?")  # at the start of a summary, after the title's bold closed
 _TAGS = re.compile(r"<br\s?/?>", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t]+")
+_SPACES = re.compile(r"[ \t]{2,}|\t")  # each run to one space; a lone space is left as it is
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,18 @@ class Head:
 
 
 def strip_md(text: str) -> str:
-    """Cell text as a reader sees it: `<br>` as a line break, no bold, no escaped pipes, single spaces."""
-    text = _TAGS.sub("\n", text).strip().strip("-–—:").strip()
+    """Cell text as a reader sees it: `<br>` as a line break, no bold, no escaped pipes, single spaces.
+
+    Each step runs only where it can change something (a tag needs `<`, a run of spaces two of them): a summary
+    is most of a row (issue #28)."""
+    if "<" in text:
+        text = _TAGS.sub("\n", text)
+    text = text.strip().strip("-–—:").strip()
     text = text.replace("**", "").replace("\\|", "|")
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(part.strip() for part in text.split("\n"))
+    if "  " in text or "\t" in text:
+        text = _SPACES.sub(" ", text)
+    if "\n" in text:
+        text = "\n".join(part.strip() for part in text.split("\n"))
     return text.strip()
 
 
