@@ -16,7 +16,6 @@ import click
 from bot.cli.common import _load, _parse_time, clock
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
-from bot.daemon import Daemon
 from bot.locks import LockBusy
 from bot.sources.poll import PollResult, poll_source
 from bot.store import Store
@@ -80,6 +79,8 @@ def run(ctx: click.Context) -> None:
         root.setLevel(logging.INFO)
     log.info("config: %s", cfg.path or "built-in defaults")
     try:
+        from bot.daemon import Daemon  # APScheduler and the web app load only for `run` (issue #29)
+
         clean = Daemon(cfg, clock=clock()).run()
     except LockBusy as e:
         raise click.ClickException(f"another paperbot is already running on {cfg.state_dir}: {e}") from e
