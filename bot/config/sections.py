@@ -12,7 +12,7 @@ from bot.config.values import ConfigError, http_url, line, number, parse_duratio
 
 _LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
-             "subscribe_limit", "confirm_per_day"}
+             "subscribe_limit", "confirm_per_day", "feed_entries", "costly_threads", "costly_per_client"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
@@ -32,6 +32,9 @@ class WebSettings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     subscribe_limit: tuple[int, float] = (5, 600.0)  # subscribe attempts per client per window (seconds)
     confirm_per_day: int = 3  # confirmation emails per address per 24 hours
+    feed_entries: int = 20  # editions in /feed.xml, newest first (issue #24)
+    costly_threads: int = 2  # threads for searches and the feed, apart from the pages' (issue #24)
+    costly_per_client: int = 4  # a client's searches and feeds being made at once; more: 429 (issue #24)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -103,9 +106,11 @@ def _parse_web(w: object, f: str) -> WebSettings:
     window = parse_duration(m.group(2), f"{f}: web.subscribe_limit", (1, 86400)).total_seconds()
     per_day = whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
                      CONFIRM_PER_DAY_MAX)
+    costs = {k: whole(w.get(k, getattr(d, k)), f"{f}: web.{k}", 1, top)
+             for k, top in (("feed_entries", 1000), ("costly_threads", 64), ("costly_per_client", 10_000))}
     return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout, title=title,
                        description=description, confirm_ttl=confirm_ttl, trusted_proxies=tuple(networks),
-                       subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day)
+                       subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day, **costs)
 
 
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")

@@ -333,3 +333,27 @@ def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
     a connection dropped after an email's data, a run killed mid-send) and it was sent again without reading the
     channel back (a Discord webhook alone, SMTP). `paperbot publish` and `history` show it; an alert names it."""
     db["deliveries"].add_column("possible_duplicate", str)
+
+
+@migrations()
+def m023_web_cache(db: sqlite_utils.Database) -> None:
+    """The archive's version (issues #24, #29): one counter row the web app reads per request, so its caches of
+    rendered pages, search results and the feed are dropped the moment the archive changes, whichever process
+    changed it (the daemon and `paperbot serve` share only the database). Triggers bump it on every write that
+    can change what a reader sees: a week's state, title, dates or papers (a publish, an approval, a correction,
+    a poll), a publication (released, sent), an editor's note."""
+    db.execute("CREATE TABLE archive_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+    db.execute("INSERT INTO archive_version (id, version) VALUES (1, 1)")
+    bump = "UPDATE archive_version SET version = version + 1 WHERE id = 1;"
+    changed = {
+        "weeks": ("title", "state", "first_day", "last_day", "n_papers", "last_changed", "held"),
+        "publications": ("state", "published_at", "trial"),
+        "papers": None,  # any change: a title, a summary, a link, its place
+        "editor_notes": None,
+    }
+    for table, columns in changed.items():
+        for event in ("INSERT", "DELETE"):
+            db.execute(f"CREATE TRIGGER archive_version_{table}_{event.lower()} AFTER {event} ON {table} "
+                       f"BEGIN {bump} END")
+        when = (" WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)) if columns else ""
+        db.execute(f"CREATE TRIGGER archive_version_{table}_update AFTER UPDATE ON {table}{when} BEGIN {bump} END")

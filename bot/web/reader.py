@@ -7,6 +7,7 @@ Which weeks are public here is decided in one place, `PUBLISHED`.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -16,12 +17,13 @@ from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from bot.channels.email.render import _paper_view, edition_from_store, edition_url, templates_path
 from bot.config import Config
 from bot.edition.safetext import clean, date_range
 from bot.store import Store
+from bot.web import highlight
 
 PUBLISHED = "w.state = 'published'"  # the weeks the feed and the home page show (SQL on `weeks w`)
 # The archive, an edition's neighbours and search also show the weeks the age guard held (issue #21), marked
@@ -31,7 +33,6 @@ PER_PAGE = 20
 MAX_QUERY = 200
 MAX_TERMS = 16
 SEARCH_LIMIT = 50
-_OPEN, _CLOSE = "\u27ea", "\u27eb"  # ⟪ ⟫  # highlight() markers; made into <mark> after escaping
 _TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _WORD = re.compile(r"\w", re.UNICODE)
 
@@ -123,41 +124,52 @@ def fts_query(q: str) -> str | None:
     return " ".join(terms) or None
 
 
-def _marked(text: str | None) -> Markup:
-    return Markup(str(escape(text or "")).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>"))
-
-
 def is_held(store: Store, source: str, key: str) -> bool:
     """Whether the week is held by the age guard (its page says so)."""
     row = store.db.execute("SELECT state FROM weeks WHERE source = ? AND key = ?", [source, key]).fetchone()
     return bool(row and row[0] == "held")
 
 
-def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT) -> tuple[int, list[dict]]:
-    """(how many papers match, the best `limit` of them) over the papers of published editions and held ones
-    (marked `held`), ranked by bm25; title, summary and authors come highlighted (escaped text with <mark>)."""
+# Two statements per search, the same text every time (sqlite3 keeps each prepared per connection: planned once).
+# The first runs the MATCH once: it ranks every hit, counts them in the same pass (a window over the hits) and
+# keeps one page of rowids, so the sort carries rowids and not texts. The second reads that page's papers.
+# Highlights are made in Python on that page alone (bot/web/highlight.py), never by FTS5 markers in the text.
+_RANKED = (f"SELECT papers_fts.rowid, count(*) OVER () "
+           f"FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+           f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+           f"WHERE papers_fts MATCH ? AND {published_filter(held=True)} ORDER BY papers_fts.rank LIMIT ? OFFSET ?")
+_PAGE = ("SELECT p.rowid, p.source, p.week_key, w.title, p.number, p.title, p.summary, p.authors, w.state "
+         "FROM papers p JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+         "WHERE p.rowid IN (SELECT value FROM json_each(?))")
+_COUNT = (f"SELECT count(*) FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+          f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+          f"WHERE papers_fts MATCH ? AND {published_filter(held=True)}")
+
+
+def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT, offset: int = 0) -> tuple[int, list[dict]]:
+    """(how many papers match, the `limit` best from `offset` on) over the papers of published editions and held
+    ones (marked `held`), ranked by bm25; title and authors come highlighted, the summary as a highlighted
+    snippet (escaped text with <mark>), and each as plain text under `plain`."""
     match = fts_query(q)
     if match is None:
         return 0, []
-    base = (f"FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
-            f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-            f"WHERE papers_fts MATCH ? AND {published_filter(held=True)}")
-    total = store.db.execute(f"SELECT count(*) {base}", [match]).fetchone()[0]
-    rows = store.db.execute(
-        f"SELECT p.source, p.week_key, w.title, p.number, "
-        f"highlight(papers_fts, 0, '{_OPEN}', '{_CLOSE}'), highlight(papers_fts, 1, '{_OPEN}', '{_CLOSE}'), "
-        f"highlight(papers_fts, 2, '{_OPEN}', '{_CLOSE}'), p.title, p.summary, p.authors, w.state "
-        f"{base} ORDER BY rank LIMIT ?", [match, limit]).fetchall()
+    ranked = store.db.execute(_RANKED, [match, limit, offset]).fetchall()
+    if not ranked:  # no hit, or a page past the last one (which has no row to carry the count)
+        return (store.db.execute(_COUNT, [match]).fetchone()[0] if offset else 0), []
+    found = {r[0]: r[1:] for r in store.db.execute(_PAGE, [json.dumps([r[0] for r in ranked])]).fetchall()}
+    query = highlight.terms(q[:MAX_QUERY], MAX_TERMS)
     hits = []
-    for source, key, wtitle, number, h_title, h_summary, h_authors, title, summary, authors, state in rows:
+    for rowid, _ in ranked:
+        source, key, wtitle, number, title, summary, authors, state = found[rowid]
+        title, summary, authors = clean(title), clean(summary), clean(authors)
         hits.append({"source": source, "key": key, "edition": clean(wtitle) or key, "number": number,
                      "held": state == "held",
-                     "title": _marked(clean(h_title) if h_title else "(untitled)"),
-                     "summary": _marked(clean(h_summary)),
-                     "authors": _marked(clean(h_authors)),
-                     "plain": {"title": clean(title), "summary": clean(summary), "authors": clean(authors)},
+                     "title": highlight.mark(title, query) if title else Markup("(untitled)"),
+                     "summary": highlight.snippet(summary, query),
+                     "authors": highlight.mark(authors, query),
+                     "plain": {"title": title, "summary": summary, "authors": authors},
                      "url": edition_url(cfg, source, key)})
-    return total, hits
+    return ranked[0][1], hits
 
 
 class Templates:
@@ -180,9 +192,10 @@ class Templates:
 
 
 def feed(store: Store, cfg: Config, templates: Templates) -> bytes:
-    """An Atom feed of every published edition, newest first, each with its papers as content. Entry ids are
-    the editions' URLs, so a reader never sees an edition twice."""
-    rows, _ = editions(store, cfg, 1, 10**6)
+    """An Atom feed of the newest `[web] feed_entries` published editions, newest first, each with its papers as
+    content (issue #24: its size is bounded, whatever the archive holds). Entry ids are the editions' URLs, so a
+    reader never sees an edition twice."""
+    rows, _ = editions(store, cfg, 1, cfg.web.feed_entries)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     base = cfg.web.base_url
     title = clean(cfg.web.title)
