@@ -216,7 +216,7 @@ class Editions:
     """Edition pages: looked up and rendered off the event loop, cached by week and version.
 
     The cache key is the stored copy's identity (path, mtime, size) when it exists (the page the email
-    linked to), else the week's last_changed, title and size; one render per key however many ask at once.
+    linked to), else the archive's version (a correction, a note); one render per key however many ask at once.
     """
 
     def __init__(self, cfg: Config, db: Db, renderers: int = 2):
@@ -225,11 +225,11 @@ class Editions:
         self.cache: OrderedDict[tuple, bytes] = OrderedDict()
         self.inflight: dict[tuple, asyncio.Future[bytes]] = {}
 
-    def _lookup(self, store: Store, source: str, key: str) -> tuple | None:
+    def _lookup(self, store: Store, source: str, key: str, version: int) -> tuple | None:
         week = _released(store, source, key)
         if week is None:
             return None
-        return _stored_copy(edition_path(self.cfg.state_dir, source, key)) or ("db", source, key, *week[1:])
+        return _stored_copy(edition_path(self.cfg.state_dir, source, key)) or ("db", source, key, version)
 
     def _load(self, store: Store, found: tuple, source: str, key: str) -> bytes | Any:
         if found[0] == "file":
@@ -242,9 +242,9 @@ class Editions:
     def _render(self, loaded: Any) -> bytes:
         return loaded if isinstance(loaded, bytes) else render_web_edition(loaded, self.cfg).encode("utf-8")
 
-    async def body(self, source: str, key: str) -> bytes | None:
+    async def body(self, source: str, key: str, version: int) -> bytes | None:
         """The page, or None if there is no released edition `source`/`key`."""
-        found = await self.db.read(self._lookup, source, key)
+        found = await self.db.read(self._lookup, source, key, version)
         if found is None:
             return None
         if (body := self.cache.get(found)) is not None:
@@ -280,8 +280,10 @@ async def edition(request: web.Request) -> web.Response:
         raise web.HTTPNotFound()
     cfg = request.app[CONFIG]
 
+    version = await request.app[VERSION].get()
+
     async def make() -> bytes | None:
-        body = await request.app[EDITIONS].body(source, key)
+        body = await request.app[EDITIONS].body(source, key, version)
         if body is None:
             return None
         # The stored page (cached) plus the archive links and a subscribe form (its CSRF token per request),
@@ -294,8 +296,8 @@ async def edition(request: web.Request) -> web.Response:
         return body[:at] + b'<link rel="stylesheet" href="/static/site.css">' + extra + body[at:]
 
     # The stored copy's identity is part of the key: the page the email linked to, once it is written.
-    parts = await cached(request, ("edition", source, key, _stored_copy(edition_path(cfg.state_dir, source, key))),
-                         make)
+    parts = await request.app[CACHE].get(
+        version, ("edition", source, key, _stored_copy(edition_path(cfg.state_dir, source, key))), make)
     if parts is None:
         raise web.HTTPNotFound()
     return answer(request, parts, {"Content-Security-Policy": _EDITION_CSP}, cache_control=None)
