@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 from markupsafe import Markup, escape
 
@@ -47,8 +48,48 @@ def terms(q: str, max_terms: int = 16) -> tuple[Term, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=256)
+def _ascii_patterns(query: tuple[Term, ...]) -> list[re.Pattern[str]] | None:
+    """A regex per term, for ASCII text lower-cased (the common case: no token to fold one by one)."""
+    if not all(t.isascii() for term in query for t in term.tokens):
+        return None
+    out = []
+    for term in query:
+        *head, last = (re.escape(t) for t in term.tokens)
+        tail = f"{last}[a-z0-9]*" if term.prefix else f"{last}(?![a-z0-9])"
+        out.append(re.compile("(?<![a-z0-9])" + "".join(f"{h}(?![a-z0-9])[^a-z0-9]+" for h in head) + tail))
+    return out
+
+
 def spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
     """The (start, end) slices of `text` that match a term, merged, in order."""
+    if not query:
+        return []
+    if text.isascii() and (patterns := _ascii_patterns(query)) is not None:
+        lower = text.lower()
+        found = [m.span() for pattern in patterns for m in _overlapping(pattern, lower)]
+    else:
+        found = _token_spans(text, query)
+    found.sort()
+    merged: list[tuple[int, int]] = []
+    for a, b in found:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def _overlapping(pattern: re.Pattern[str], text: str) -> list[re.Match[str]]:
+    """Every match, also those starting inside an earlier one (a phrase and a word of it)."""
+    out, at = [], 0
+    while (m := pattern.search(text, at)) is not None:
+        out.append(m)
+        at = m.start() + 1
+    return out
+
+
+def _token_spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
     tokens = [(m.start(), m.end(), fold(m.group())) for m in _TOKEN.finditer(text)]
     found: list[tuple[int, int]] = []
     for i in range(len(tokens)):
@@ -60,14 +101,7 @@ def spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
             last = tokens[i + n - 1][2]
             if ok and (last.startswith(term.tokens[-1]) if term.prefix else last == term.tokens[-1]):
                 found.append((tokens[i][0], tokens[i + n - 1][1]))
-    found.sort()
-    merged: list[tuple[int, int]] = []
-    for a, b in found:
-        if merged and a <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(b, merged[-1][1]))
-        else:
-            merged.append((a, b))
-    return merged
+    return found
 
 
 def mark(text: str, query: tuple[Term, ...]) -> Markup:

@@ -178,7 +178,8 @@ class Templates:
     def __init__(self, templates_dir: Path | None = None):
         self.dirs = templates_path(templates_dir)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
-                                      autoescape=True, undefined=jinja2.StrictUndefined)
+                                      autoescape=True, undefined=jinja2.StrictUndefined,
+                                      auto_reload=False)  # read once: no stat of every template per page
 
     def render(self, name: str, ctx: dict) -> bytes:
         return self.env.get_template(name).render(ctx).encode("utf-8")
