@@ -9,12 +9,13 @@ nothing in the data can become markup. Pure functions; the search runs them on o
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 _TOKEN = re.compile(r"[^\W_]+")  # letters and digits of any script, as unicode61 cuts tokens
 _PART = re.compile(r'"([^"]*)"?|([^\s"]+)')
@@ -67,7 +68,8 @@ def spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
         return []
     if text.isascii() and (patterns := _ascii_patterns(query)) is not None:
         lower = text.lower()
-        found = [m.span() for pattern in patterns for m in _overlapping(pattern, lower)]
+        found = [m.span() for term, pattern in zip(query, patterns, strict=True)
+                 for m in (_overlapping(pattern, lower) if len(term.tokens) > 1 else pattern.finditer(lower))]
     else:
         found = _token_spans(text, query)
     found.sort()
@@ -104,21 +106,21 @@ def _token_spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
     return found
 
 
-def mark(text: str, query: tuple[Term, ...]) -> Markup:
+def mark(text: str, query: tuple[Term, ...], found: list[tuple[int, int]] | None = None) -> Markup:
     """`text` escaped, each match inside <mark>: the only markup in the result is ours."""
     out, at = [], 0
-    for a, b in spans(text, query):
-        out += [str(escape(text[at:a])), "<mark>", str(escape(text[a:b])), "</mark>"]
+    for a, b in spans(text, query) if found is None else found:
+        out += [html.escape(text[at:a]), "<mark>", html.escape(text[a:b]), "</mark>"]
         at = b
-    out.append(str(escape(text[at:])))
+    out.append(html.escape(text[at:]))
     return Markup("".join(out))
 
 
 def snippet(text: str, query: tuple[Term, ...], width: int = SNIPPET) -> Markup:
     """A summary cut to about `width` characters around its first match (whole words, "…" where cut), marked."""
-    if len(text) <= width:
-        return mark(text, query)
     found = spans(text, query)
+    if len(text) <= width:
+        return mark(text, query, found)
     start = max(0, (found[0][0] - width // 3) if found else 0)
     if start:
         space = text.find(" ", start)
@@ -127,4 +129,5 @@ def snippet(text: str, query: tuple[Term, ...], width: int = SNIPPET) -> Markup:
     if end < len(text):
         space = text.rfind(" ", start, end)
         end = space if space > start + width // 2 else end
-    return Markup(("…" if start else "") + mark(text[start:end], query) + ("…" if end < len(text) else ""))
+    inside = [(max(a, start) - start, min(b, end) - start) for a, b in found if a < end and b > start]
+    return Markup(("…" if start else "") + mark(text[start:end], query, inside) + ("…" if end < len(text) else ""))
