@@ -2,7 +2,7 @@
 searches run) and issue #29's (search and an edition page against a static aiohttp server answering the same
 bytes), then a profile of the server under the same loads.
 
-Run: .venv/bin/python bench/web_load.py [--editions 500] [--n 500] [--no-profile]
+Run: .venv/bin/python bench/web_load.py [--editions 500] [--n 500] [--rounds 3] [--no-profile]
 
 A real `paperbot serve` process over an archive of `--editions` published editions of 10 papers each (5,000
 papers by default), words from a Zipf-like vocabulary. The limit per client on searches and feeds is raised for
@@ -86,7 +86,7 @@ def fill(tmp: Path, port: int, editions: int) -> tuple[Path, list[str], list[str
             store.upsert_week("digest", key, title=e.title, state="published", first_seen=now, last_changed=now,
                               first_day=e.first_day, last_day=e.last_day, n_papers=10)
             store.replace_papers("digest", key, papers)
-    addresses = [f"reader{i}@example.org" for i in range(40)]
+    addresses = [f"reader{i}@example.org" for i in range(200)]
     for a in addresses:
         subs.add(store, a, origin="bench", now=now)
     store.close()
@@ -166,15 +166,21 @@ EDITION = "/editions/digest/2015-01-05..2015-01-11"
 
 
 async def grab(tmp: Path, url: str, texts: list[str]) -> None:
-    """The bytes the static server answers: a search page and the edition page, as paperbot serves them."""
+    """Each kind of page asked once (a server just started), then the bytes the static server answers: a search
+    page and the edition page, as paperbot serves them."""
     async with aiohttp.ClientSession() as s:
+        for page in ("/", "/editions/", "/feed.xml", "/search?q=warm", EDITION):  # templates compiled, threads up
+            async with s.get(url + page) as r:
+                await r.read()
         async with s.get(f"{url}/search?q={queries(texts, 1)[0]}") as r:
             (tmp / "pages" / "search.html").write_bytes(await r.read())
         async with s.get(url + EDITION) as r:
             (tmp / "pages" / "edition.html").write_bytes(await r.read())
 
 
-async def run(url: str, static: str, db: Path, texts: list[str], addresses: list[str], n: int) -> None:
+async def run(url: str, static: str, db: Path, texts: list[str], addresses: list[str], n: int,
+              rounds: int) -> list[str]:
+    """Every figure; the names of the #29 loads whose goal is not met."""
     edition = url + EDITION
 
     print("#24: the feed")
@@ -188,55 +194,86 @@ async def run(url: str, static: str, db: Path, texts: list[str], addresses: list
     print(f"  /feed.xml: {size / 1024:.0f} KiB; {cold * 1000:.0f} ms made after a change, "
           f"{1000 / warm[0]:.2f} ms per request cached (100 at once)")
 
-    print("#24: /editions/ and the unsubscribe POST, slowest of 10 each, idle and while 8 feed and 50 search "
-          "requests run (cold: the version bumped before each)")
+    print(f"#24: /editions/ and the unsubscribe POST, slowest of 10 each, idle and while 8 feed and 50 search "
+          f"requests run (cold: the version bumped before each); {rounds} rounds")
     def probes(round_: int) -> list[tuple[str, str, bytes | None]]:
         out: list[tuple[str, str, bytes | None]] = []
         for i in range(10):
-            out.append(("GET", f"{url}/editions/?page={1 + i % 3}", None))
+            out.append(("GET", f"{url}/editions/?page={1 + i % 2}", None))
             token = unsubscribe_token(KEY.encode(), addresses[round_ * 10 + i])
             out.append(("POST", f"{url}/unsubscribe/{token}", b"List-Unsubscribe=One-Click"))
         return out
-    bump(db)
-    idle = {}
-    for kind in ("GET", "POST"):
-        idle[kind] = await slowest_one_by_one([p for p in probes(0) if p[0] == kind])
-    bump(db)
-    load_q = queries(texts, n + 50)[n:]
-    load = asyncio.ensure_future(asyncio.gather(burst([f"{url}/feed.xml"] * 8),
-                                                burst([f"{url}/search?q={q}" for q in load_q])))
-    await asyncio.sleep(0.05)  # the feeds and searches are in flight
-    busy = {}
-    for kind in ("GET", "POST"):
-        busy[kind] = await slowest_one_by_one([p for p in probes(1) if p[0] == kind])
-    (feed_fig, search_fig) = await load
+    ratios: dict[str, list[float]] = {"GET": [], "POST": []}
+    for r in range(rounds):
+        bump(db)
+        idle = {kind: await slowest_one_by_one([p for p in probes(2 * r) if p[0] == kind]) for kind in ratios}
+        bump(db)
+        load_q = queries(texts, 50 * (r + 2))[-50:]
+        load = asyncio.ensure_future(asyncio.gather(burst([f"{url}/feed.xml"] * 8),
+                                                    burst([f"{url}/search?q={q}" for q in load_q])))
+        await asyncio.sleep(0.05)  # the feeds and searches are in flight
+        busy = {kind: await slowest_one_by_one([p for p in probes(2 * r + 1) if p[0] == kind]) for kind in ratios}
+        (feed_fig, search_fig) = await load
+        for kind, name in (("GET", "/editions/"), ("POST", "unsubscribe POST")):
+            (i_slow, i_bad), (b_slow, b_bad) = idle[kind], busy[kind]
+            ratios[kind].append(b_slow / max(i_slow, 1e-9))
+            bad = f", {i_bad + b_bad} not 200" if i_bad + b_bad else ""
+            print(f"  round {r + 1}: {name:18s} idle {i_slow * 1000:6.1f} ms, under load {b_slow * 1000:6.1f} ms: "
+                  f"{ratios[kind][-1]:.2f}x{bad}")
+        print(line(f"round {r + 1}: the load: 8 feeds", feed_fig))
+        print(line(f"round {r + 1}: the load: 50 searches", search_fig))
     for kind, name, goal in (("GET", "/editions/", 5), ("POST", "unsubscribe POST", 3)):
-        (i_slow, i_bad), (b_slow, b_bad) = idle[kind], busy[kind]
-        bad = f", {i_bad + b_bad} not 200" if i_bad + b_bad else ""
-        print(f"  {name:18s} idle {i_slow * 1000:6.1f} ms, under load {b_slow * 1000:6.1f} ms: "
-              f"{b_slow / max(i_slow, 1e-9):.2f}x (goal <= {goal}x){bad}")
-    print(line("the load: 8 feeds", feed_fig))
-    print(line("the load: 50 searches", search_fig))
+        mid = sorted(ratios[kind])[len(ratios[kind]) // 2]
+        print(f"  {name}: median of the rounds {mid:.2f}x idle (goal <= {goal}x): {'met' if mid <= goal else 'NOT met'}")
 
-    print(f"#29: {n} requests at once, against a static aiohttp server answering the same bytes")
-    base_search = await burst([f"{static}/search"] * n)
-    base_edition = await burst([f"{static}/edition"] * n)
-    print(line("static aiohttp: search page", base_search))
-    print(line("static aiohttp: edition page", base_edition))
-    bump(db)
-    qs = [f"{url}/search?q={q}" for q in queries(texts, n)]
-    print(line(f"search, {n} distinct, cold", await burst(qs), base_search))
-    print(line(f"search, {n} distinct, cached", await burst(qs), base_search) + "  (goal >= 0.5x, slowest <= 2x)")
-    bump(db)
-    print(line("edition page, cold", await burst([edition] * n), base_edition))
-    print(line("edition page, cached", await burst([edition] * n), base_edition) + "  (goal >= 0.8x)")
+    print(f"#29: {n} requests at once, against a static aiohttp server answering the same bytes; {rounds} rounds "
+          "taken in turn, each figure the round with the most 200s per second (the machine is shared)")
+    best: dict[str, tuple[float, float, int, int]] = {}
+
+    def keep(name: str, fig: tuple[float, float, int, int]) -> None:
+        if name not in best or fig[0] > best[name][0]:
+            best[name] = fig
+
+    for r in range(rounds):
+        keep("static search", await burst([f"{static}/search"] * n))
+        keep("static edition", await burst([f"{static}/edition"] * n))
+        bump(db)
+        qs = [f"{url}/search?q={q}" for q in queries(texts, n)]  # cold: the version was just bumped
+        keep("search cold", await burst(qs))
+        keep("search cached", await burst(qs))
+        bump(db)
+        keep("edition cold", await burst([edition] * n))
+        keep("edition cached", await burst([edition] * n))
+    print(line("static aiohttp: search page", best["static search"]))
+    print(line("static aiohttp: edition page", best["static edition"]))
+    failed = []
+    for name, base, goal, slow_goal in (("search cold", "static search", 0.5, 2.0),
+                                        ("search cached", "static search", 0.5, 2.0),
+                                        ("edition cold", "static edition", 0.8, None),
+                                        ("edition cached", "static edition", 0.8, None)):
+        fig, ref = best[name], best[base]
+        met = fig[0] >= goal * ref[0] and (slow_goal is None or fig[1] <= slow_goal * ref[1])
+        print(line(name, fig, ref) + f"  goal >= {goal}x" + (f", slowest <= {slow_goal}x" if slow_goal else "")
+              + (": met" if met else ": NOT met"))
+        if not met:
+            failed.append(name)
+    return failed
 
 
-async def profile_loads(url: str, db: Path, texts: list[str], n: int) -> None:
-    """The load whose goal is not met: `n` distinct searches at once, cold."""
+async def profile_loads(url: str, db: Path, texts: list[str], n: int, loads: list[str]) -> None:
+    """The loads whose goal is not met, as measured: searches with new words (cold, then cached), the edition."""
     await burst([f"{url}/search?q={q}" for q in queries(texts, 10)])  # the threads and connections up
     bump(db)
-    await burst([f"{url}/search?q={q}" for q in queries(texts, n)])
+    qs = [f"{url}/search?q={q}" for q in queries(texts, n)]
+    if "search cold" in loads or "search cached" in loads:
+        await burst(qs)
+    if "search cached" in loads:
+        await burst(qs)
+    if "edition cold" in loads or "edition cached" in loads:
+        bump(db)
+        await burst([url + EDITION] * n)
+    if "edition cached" in loads:
+        await burst([url + EDITION] * n)
 
 
 def profiled_serve(config: str, out: str) -> None:
@@ -313,7 +350,7 @@ def report_profile(path: Path) -> None:
         print(f"    {t:6.2f} s  {name[-100:]}")
 
 
-async def main(editions: int, n: int, profile: bool) -> None:
+async def main(editions: int, n: int, rounds: int, profile: bool) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         (tmp / "pages").mkdir()
@@ -333,22 +370,22 @@ async def main(editions: int, n: int, profile: bool) -> None:
             await grab(tmp, url, texts)
             procs.append(subprocess.Popen([sys.executable, "-c", STATIC, str(static_port), str(tmp / "pages")]))
             await wait_up(static + "/search")
-            await run(url, static, db, texts, addresses, n)
+            failed = await run(url, static, db, texts, addresses, n, rounds)
         finally:
             for p in procs:
                 p.terminate()
                 p.wait()
-        if profile:
+        if profile and failed:
             out = tmp / "serve.prof"
             p = subprocess.Popen([sys.executable, __file__, "--profiled-serve", str(cfg), str(out)], env=env,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 await wait_up(url + "/static/site.css")
-                await profile_loads(url, db, texts, n)
+                await profile_loads(url, db, texts, n, failed)
             finally:
                 p.terminate()
                 p.wait()
-            print(f"profiled: {n} distinct searches at once, cold (the goal not met), on a profiled server")
+            print(f"profiled on a server under cProfile: {', '.join(failed)} (the goals not met), as above")
             report_profile(out)
 
 
@@ -359,6 +396,7 @@ if __name__ == "__main__":
         ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         ap.add_argument("--editions", type=int, default=500)
         ap.add_argument("--n", type=int, default=500)
+        ap.add_argument("--rounds", type=int, default=3)
         ap.add_argument("--no-profile", action="store_true")
         a = ap.parse_args()
-        asyncio.run(main(a.editions, a.n, not a.no_profile))
+        asyncio.run(main(a.editions, a.n, a.rounds, not a.no_profile))

@@ -301,3 +301,14 @@ def test_24_29_m023_upgrades_the_previous_mains_database_and_counts_changes(tmp_
         assert version() > v1
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("line", ["feed_entries = 0", "costly_threads = 100", 'costly_per_client = "4"'])
+def test_24_the_cost_limits_are_checked_and_named(tmp_path, line):
+    """#24: `[web] feed_entries`, `costly_threads` and `costly_per_client` are whole numbers in range; an error
+    names the file and the key."""
+    from bot.config import ConfigError
+
+    (tmp_path / "paperbot.toml").write_text(f'state_dir = "state"\n[web]\n{line}\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=rf"paperbot.toml: web\.{line.split()[0]}: "):
+        load_config(tmp_path / "paperbot.toml")
