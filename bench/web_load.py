@@ -224,7 +224,8 @@ async def run(url: str, static: str, db: Path, texts: list[str], addresses: list
         print(line(f"round {r + 1}: the load: 50 searches", search_fig))
     for kind, name, goal in (("GET", "/editions/", 5), ("POST", "unsubscribe POST", 3)):
         mid = sorted(ratios[kind])[len(ratios[kind]) // 2]
-        print(f"  {name}: median of the rounds {mid:.2f}x idle (goal <= {goal}x): {'met' if mid <= goal else 'NOT met'}")
+        verdict = "met" if mid <= goal else "NOT met"
+        print(f"  {name}: median of the rounds {mid:.2f}x idle (goal <= {goal}x): {verdict}")
 
     print(f"#29: {n} requests at once, against a static aiohttp server answering the same bytes; {rounds} rounds "
           "taken in turn, each figure the round with the most 200s per second (the machine is shared)")
@@ -234,7 +235,7 @@ async def run(url: str, static: str, db: Path, texts: list[str], addresses: list
         if name not in best or fig[0] > best[name][0]:
             best[name] = fig
 
-    for r in range(rounds):
+    for _ in range(rounds):
         keep("static search", await burst([f"{static}/search"] * n))
         keep("static edition", await burst([f"{static}/edition"] * n))
         bump(db)
