@@ -351,6 +351,47 @@ def report_profile(path: Path) -> None:
         print(f"    {t:6.2f} s  {name[-100:]}")
 
 
+def gil_handover() -> None:
+    """Why `paperbot serve` sets a 1 ms switch interval: the event loop's round trip through a worker thread
+    while two threads run search-page Python (highlights), at CPython's 5 ms and at 1 ms, taken in turn."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.web import highlight
+
+    text, query = "Sparse experts route tokens to a handful of lanterns and halve the compute " * 6, \
+        highlight.terms("lantern route")
+    before = sys.getswitchinterval()
+    print("GIL hand-over: the event loop's round trip through a thread while 2 threads make search highlights")
+    for interval in (0.005, 0.001, 0.005, 0.001):
+        sys.setswitchinterval(interval)
+        stop = threading.Event()
+
+        def burn(stop: threading.Event = stop) -> None:
+            while not stop.is_set():
+                highlight.snippet(text, query)
+
+        async def probe() -> list[float]:
+            loop, pool, out = asyncio.get_running_loop(), ThreadPoolExecutor(1), []
+            for _ in range(200):
+                t = time.perf_counter()
+                await loop.run_in_executor(pool, sum, range(1000))
+                out.append(time.perf_counter() - t)
+            pool.shutdown()
+            return out
+
+        burners = [threading.Thread(target=burn) for _ in range(2)]
+        for b in burners:
+            b.start()
+        times = asyncio.run(probe())
+        stop.set()
+        for b in burners:
+            b.join()
+        print(f"  switch interval {interval * 1000:.0f} ms: mean {sum(times) / len(times) * 1000:6.2f} ms, "
+              f"slowest {max(times) * 1000:7.2f} ms")
+    sys.setswitchinterval(before)
+
+
 async def main(editions: int, n: int, rounds: int, profile: bool) -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -401,3 +442,4 @@ if __name__ == "__main__":
         ap.add_argument("--no-profile", action="store_true")
         a = ap.parse_args()
         asyncio.run(main(a.editions, a.n, a.rounds, not a.no_profile))
+        gil_handover()
