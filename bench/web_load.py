@@ -8,7 +8,8 @@ A real `paperbot serve` process over an archive of `--editions` published editio
 papers by default), words from a Zipf-like vocabulary. The limit per client on searches and feeds is raised for
 the run (`[web] costly_per_client`, printed), since every request comes from 127.0.0.1. A "cold" figure comes
 right after the archive's version was bumped (as a publish does), so every page and search is made anew. Only
-200 answers count; the count of others is printed. Figures only: nothing here asserts a time.
+200 answers count; the count of others is printed. Last, the GIL hand-over behind `paperbot serve`'s 1 ms
+switch interval, measured both ways. Figures only: nothing here asserts a time.
 """
 
 from __future__ import annotations
