@@ -41,14 +41,24 @@ log = logging.getLogger(__name__)
 AfterPoll = Callable[[Config, Store, datetime], None]
 STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (the promise is 10 s in all)
 WAKE_JOB = "publish-wake"
+ENRICH_JOB = "arxiv-enrich"
+
+
+def housekeeping(cfg: Config, store: Store, now: datetime) -> None:
+    """Issue #24: pending subscribers whose last confirmation link expired over `[web] pending_ttl` ago go,
+    with their confirmations (addresses typed into the form by others do not pile up)."""
+    from bot.channels.email import subscribers
+
+    subscribers.purge_pending(store, now=now, keep=timedelta(seconds=cfg.web.pending_ttl))
 
 
 def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
-    """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
+    """What runs after every poll, with the poll's store and clock: publishing each week that became ready,
+    alerts, then housekeeping."""
     from bot.ops.alerts import after_poll as alerts
     from bot.publish.pipeline import after_poll
 
-    return [after_poll, alerts]  # alerts after publishing, so they see what this round sent
+    return [after_poll, alerts, housekeeping]  # alerts after publishing, so they see what this round sent
 
 
 def jitter(every_seconds: float) -> float:
@@ -140,12 +150,39 @@ class Daemon:
                 self._run_hooks(store, now, f"after polling {src.name}")
             finally:
                 store.close()
+        self._schedule_enrich()
+
+    def _schedule_enrich(self) -> None:
+        """Enrichment from arXiv (#32) after a poll: on its own worker, after publishing, so nothing a channel
+        sends ever waits on arXiv."""
+        if self._sched is None or self.stop.is_set() or not self.cfg.arxiv.enabled:
+            return
+        try:
+            self._sched.add_job(self.enrich_job, DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+                                id=ENRICH_JOB, name="enrich papers from arXiv", executor="arxiv",
+                                replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=1)
+        except SchedulerNotRunningError:
+            return
+
+    def enrich_job(self) -> None:
+        """One round of enrichment. Never raises; a failure is recorded and the next poll's round asks again."""
+        if self.stop.is_set():
+            return
+        from bot.publish.enrichment import enrich_round
+
+        with self._job("enriching papers from arXiv failed; it runs again after the next poll"):
+            store = Store.open(self.cfg.db_path)
+            try:
+                enrich_round(self.cfg, store, self.clock, stop=self.stop, write_lock=self._writes)
+            finally:
+                store.close()
 
     def _scheduler(self) -> BackgroundScheduler:
         # A worker per source: a job never overlaps itself, so a source that is slow (a server dripping bytes,
         # retries, a long git fetch) only ever holds its own worker, never the turn of another source.
         workers = max(1, len(self.cfg.sources))
-        sched = BackgroundScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(workers)})
+        sched = BackgroundScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(workers),
+                                                             "arxiv": ThreadPoolExecutor(1)})
         start = datetime.now(UTC)
         for src in self.cfg.sources:
             every = src.every.total_seconds()

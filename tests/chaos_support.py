@@ -37,12 +37,15 @@ KINDS = {
     ("x", "read"): ("429", "5xx", "stall", "drop"),
     ("discord", "create"): ("429", "5xx", "stored_5xx", "stall", "drop", "drop_after_create"),
     ("discord", "read"): ("429", "5xx", "stall", "drop"),
+    ("bluesky", "create"): ("429", "5xx", "stored_5xx", "stall", "drop", "drop_after_create"),
+    ("bluesky", "read"): ("429", "5xx", "stall", "drop"),
     ("smtp", "data"): ("451", "drop"),
 }
 # Faults every run has: (kinds, placed among requests 2 .. 1 + within of that kind).
 REQUIRED = {
     ("x", "create"): (("stored_5xx", "drop_after_create", "429", "429"), 12),
     ("discord", "create"): (("stored_5xx", "stored_5xx", "drop_after_create", "429"), 8),
+    ("bluesky", "create"): (("stored_5xx", "drop_after_create", "429"), 12),  # issue #30
     ("smtp", "data"): (("451", "drop"), 8),
 }
 LATENCY = {"create": (0.03, 0.25), "read": (0.0, 0.05), "data": (0.05, 0.3)}  # seconds, from .. to

@@ -45,6 +45,7 @@ LATE = ("Sunday Night Transformers", 14)
 LATE_TITLE = "Added to earlier weeks"
 XCREDS = {"PAPERBOT_X_CONSUMER_KEY": "ck-e2e-1", "PAPERBOT_X_CONSUMER_SECRET": "cs-e2e-2",
           "PAPERBOT_X_ACCESS_TOKEN": "at-e2e-3", "PAPERBOT_X_ACCESS_TOKEN_SECRET": "ats-e2e-4"}
+BSKY_CREDS = {"PAPERBOT_BLUESKY_HANDLE": "paperbot.test", "PAPERBOT_BLUESKY_APP_PASSWORD": "e2e1-e2e2-e2e3-e2e4"}
 DOMAIN = "papers.weekly.test"  # the list id: our Message-IDs' right-hand side
 
 
@@ -75,8 +76,11 @@ def digest(weeks: dict[str, list[tuple[str, int]]], long: bool = False) -> str:
     return "\n".join(out)
 
 
-def write_config(tmp: Path, smtp_port: int, x: XServer, d: DiscordServer, repo: Path, x_delay: str = "1s") -> Path:
-    """Live on every channel (`.test` domains pass the live-send checks), timeouts and delays of a second."""
+def write_config(tmp: Path, smtp_port: int, x: XServer, d: DiscordServer, repo: Path, x_delay: str = "1s",
+                 bluesky: str | None = None) -> Path:
+    """Live on every channel (`.test` domains pass the live-send checks), timeouts and delays of a second;
+    Bluesky only at `bluesky`, its service (issue #30: the chaos test), else off."""
+    bsky = f'service = "{bluesky}"\ntimeout = "1s"\ndelay = "0s"' if bluesky else "enabled = false"
     path = tmp / "paperbot.toml"
     path.write_text(f"""state_dir = "state"
 [publish]
@@ -106,6 +110,8 @@ timeout = "1s"
 max_wait = "1s"
 channel_id = "{d.webhook_channel}"
 edit_on_correction = true
+[bluesky]
+{bsky}
 [[sources]]
 name = "{SOURCE}"
 git = "{repo}"
@@ -121,7 +127,8 @@ class Daemon:
     def __init__(self, cfg_path: Path, d: DiscordServer, *, bot: bool = True):
         self.cfg_path = cfg_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERBOT_")}
-        self.env.update(XCREDS, PAPERBOT_SECRET_KEY=SECRET, PAPERBOT_DISCORD_WEBHOOK_URL=d.webhook_url())
+        self.env.update(XCREDS, **BSKY_CREDS, PAPERBOT_SECRET_KEY=SECRET,
+                        PAPERBOT_DISCORD_WEBHOOK_URL=d.webhook_url())
         if bot:  # the bot reads the channel back; without it, the webhook alone
             self.env["PAPERBOT_DISCORD_BOT_TOKEN"] = d.bot_token
         self.runs = 0
@@ -176,10 +183,10 @@ def query(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
         con.close()
 
 
-def published(db: Path, keys: tuple[str, ...]) -> bool:
+def published(db: Path, keys: tuple[str, ...], channels: tuple[str, ...] = CHANNELS) -> bool:
     """Every week of `keys` is published on every channel."""
     rows = query(db, "SELECT week_key, channel FROM publications WHERE state = 'published' AND source = ?", (SOURCE,))
-    return {(k, c) for k in keys for c in CHANNELS} <= set(rows)
+    return {(k, c) for k in keys for c in channels} <= set(rows)
 
 
 # -- what each server received ------------------------------------------------------------------------------------
@@ -246,7 +253,7 @@ def late_embeds(m) -> list[dict]:
 
 
 @contextmanager
-def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s", x_window: int = 100,
+def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s", x_window: int = 100, bluesky: str | None = None,
           ) -> Iterator[tuple[Recorder, XServer, DiscordServer, Path, Path, Path]]:
     """The local peers (SMTP, X, Discord), a git repo holding week W0, the config and its subscribers. `x_window`:
     the posts X allows in 15 minutes (a soak makes more than X's 100)."""
@@ -254,7 +261,7 @@ def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s", x_window: i
             DiscordServer(rate=50) as d:
         repo = make_repo(tmp_path / "digest")
         commit_file(repo, "README.md", digest({W0: PAPERS[W0]}), "2023-02-20T10:00:00+00:00", "W0")
-        cfg_path = write_config(tmp_path, port, x, d, repo, x_delay)
+        cfg_path = write_config(tmp_path, port, x, d, repo, x_delay, bluesky)
         db = load_config(cfg_path).db_path
         store = Store.open(db)
         add_subscribers(store, tmp_path, people)

@@ -155,11 +155,11 @@ def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
 
 
 def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "",
-                 x: str | None = None, discord: str | None = None) -> Config:
+                 x: str | None = None, discord: str | None = None, bluesky: str | None = None) -> Config:
     """A config that may send for real (issue #14: no example domain, a public base_url; `.test` is the
     domain reserved for tests, which the live-send checks allow). X is off unless `x` gives the `[x]` table's
     lines (tests/test_x_thread.py), and Discord unless `discord` gives the `[discord]` table's
-    (tests/test_discord_publish.py)."""
+    (tests/test_discord_publish.py), and Bluesky unless `bluesky` gives the `[bluesky]` table's (issue #30)."""
     who = f"{user}@" if user else ""
     smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
     path = tmp / "paperbot.toml"
@@ -175,7 +175,8 @@ rate = {rate}
 base_url = "https://papers.weekly.test"
 [x]
 """ + ("enabled = false\n" if x is None else x) + "[discord]\n"
-        + ("enabled = false\n" if discord is None else discord), encoding="utf-8")
+        + ("enabled = false\n" if discord is None else discord) + "[bluesky]\n"
+        + ("enabled = false\n" if bluesky is None else bluesky), encoding="utf-8")
     return load_config(path)
 
 

@@ -40,7 +40,7 @@ def test_every_option_of_every_command_is_documented():
 
 
 def test_every_config_key_is_documented():
-    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "web", "fetch", "alerts", "health"}
+    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "web", "fetch", "alerts", "health", "arxiv"}
     keys |= {f"[publish] {k}" for k in config._PUBLISH_KEYS}
     keys |= {f"[[sources]] {k}" for k in config._SOURCE_KEYS}
     keys |= {f"[web] {k}" for k in config._WEB_KEYS}
@@ -48,6 +48,7 @@ def test_every_config_key_is_documented():
     keys |= {f"[{name}] {k}" for name, settings in registry.SETTINGS.items() for k in settings.KEYS}  # #23
     keys |= {f"[alerts] {k}" for k in config._ALERTS_KEYS}
     keys |= {f"[health] {k}" for k in config._HEALTH_KEYS}  # issue #15
+    keys |= {f"[arxiv] {k}" for k in config._ARXIV_KEYS}  # #32
     keys |= {"[github] base_url"}
     table = "\n".join(line for line in README.splitlines() if line.startswith("|"))
     missing = [k for k in sorted(keys) if f"`{k}`" not in table]
@@ -59,7 +60,7 @@ def test_default_config_file_keys_are_all_known():
     # the table it stands in (issue #14: it now writes every section).
     allowed = {"": config._TOP_KEYS, "publish": config._PUBLISH_KEYS, "sources": config._SOURCE_KEYS,
                "github": {"base_url"}, "fetch": config._FETCH_KEYS, "email": registry.SETTINGS["email"].KEYS,
-               "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS}
+               "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS, "arxiv": config._ARXIV_KEYS}
     table, seen = "", set()
     for line in config.DEFAULT_TOML.splitlines():
         if m := re.match(r"^#? ?\[+(\w+)\]+", line):

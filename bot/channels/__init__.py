@@ -26,7 +26,7 @@ from bot import config
 if TYPE_CHECKING:
     from bot.channels.base import Channel
 
-NAMES = ("email", "x", "discord")  # in the order they publish; a new channel is one more name here
+NAMES = ("email", "x", "discord", "bluesky")  # in the order they publish; a new channel is one more name here
 
 SETTINGS: dict[str, ModuleType] = {name: importlib.import_module(f"bot.channels.{name}.settings") for name in NAMES}
 
@@ -62,7 +62,13 @@ def make(cfg: config.Config, name: str) -> Channel:
 def live(cfg: config.Config, name: str, environ: Mapping[str, str] | None = None) -> bool:
     """Whether `name` sends for real (else a trial), from its settings and the environment alone: its client
     library is not imported (issue #29: `paperbot status` loads no channel library)."""
-    return bool(SETTINGS[name].live(getattr(cfg, name), os.environ if environ is None else environ))
+    settings = SETTINGS[name]
+    if hasattr(settings, "live"):
+        return bool(settings.live(getattr(cfg, name), os.environ if environ is None else environ))
+    try:  # a channel whose settings.py has no `live`: built, its library loaded (give it one)
+        return bool(make(cfg, name).live)
+    except Exception:  # it cannot even be built (credentials half set): say so, as False
+        return False
 
 
 def enabled(cfg: config.Config) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.store import Store, WeekRow
+from bot.store.files import write_private
 
 
 class TransientError(Exception):
@@ -85,7 +86,7 @@ def write_file(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
+        write_private(tmp, data)
         os.replace(tmp, path)
     except OSError as e:
         try:

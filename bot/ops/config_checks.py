@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from bot.channels.email.render import SUBJECT_FIELDS
 from bot.config import CheckResult as CheckResult  # one line of `paperbot check`, defined low for sources/channels
 from bot.config import Config
+from bot.config.sections import broad
 
 EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")  # RFC 2606: documentation, never a real sender
 RESERVED_TLDS = ("example", "invalid", "localhost")  # RFC 2606/6761 names that never reach anyone
@@ -104,11 +105,38 @@ def live_send_problems(cfg: Config) -> list[str]:
 
 
 def config_results(cfg: Config) -> list[CheckResult]:
-    """`paperbot check`'s config lines: each problem fails once email is live, and is a note before."""
+    """`paperbot check`'s config lines: each problem fails once email is live, and is a note before; then the
+    web app's warnings (`proxy_warnings`), as notes."""
     found = _problems(cfg)
     live = bool(cfg.email.smtp_url)
+    warnings = [CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
     if not found:
         how = "email is live (smtp_url is set)" if live else "email is a trial (no smtp_url: the outbox)"
-        return [CheckResult("config", True, f"{_where(cfg)} loads; nothing left at an example value; {how}")]
+        return [CheckResult("config", True, f"{_where(cfg)} loads; nothing left at an example value; {how}"),
+                *warnings]
     later = "" if live else " (fine for the outbox trial; fix it before setting smtp_url)"
-    return [CheckResult(f"config {key}", False, message + later, note=not live) for key, message in found]
+    return [CheckResult(f"config {key}", False, message + later, note=not live) for key, message in found] + warnings
+
+
+def behind_proxy(cfg: Config) -> bool:
+    """Whether readers reach the app through a proxy: paperbot serves plain HTTP, so an `https:` base_url (or
+    one on another port than `listen`'s) is answered by something in front of it."""
+    url = urlsplit(cfg.web.base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme == "https" or (not _local_host(url.hostname or "") and port != cfg.web.host_port[1])
+
+
+def proxy_warnings(cfg: Config) -> list[tuple[str, str]]:
+    """(key, warning) for a proxy set-up that defeats the per-client limits (issue #24): behind a proxy with no
+    `trusted_proxies`, every reader is the proxy's one address and shares one subscribe bucket; a trusted range
+    wider than a site's believes X-Forwarded-For from strangers, who then pick any address they like."""
+    out = []
+    if behind_proxy(cfg) and not cfg.web.trusted_proxies:
+        out.append(("web.trusted_proxies", f"{cfg.web.base_url!r} is answered by a proxy, but no proxy is "
+                    "trusted: every reader counts as the proxy's one address and shares one subscribe limit; "
+                    'list the proxy\'s address, e.g. trusted_proxies = ["127.0.0.1"]'))
+    for net in cfg.web.trusted_proxies:
+        if broad(net):
+            out.append(("web.trusted_proxies", f"{net} is far wider than one site's proxies and holds public "
+                        "addresses: any client there can name itself in X-Forwarded-For; list your proxy alone"))
+    return out

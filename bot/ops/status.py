@@ -162,9 +162,17 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
         "weeks": {"counts": counts, "pending": pending, "ready": ready, "held": held, "published": published},
         "channels": {name: _channel(store, cfg, name, now) for name in registry.NAMES},
         "subscribers": subscribers,
+        "arxiv": _arxiv(cfg, store),
         "next": {"poll": dict(zip(("at", "source"), min(polls), strict=True)) if polls else None,
                  "release": dict(zip(("at", "source", "key"), min(releases), strict=True)) if releases else None},
     }
+
+
+def _arxiv(cfg: Config, store: Store) -> dict:
+    """How many papers that link arXiv have its record, and when its API last answered (#32)."""
+    c = store.arxiv_counts()
+    return {"enabled": cfg.arxiv.enabled, "papers": c.papers, "enriched": c.enriched,
+            "last_answer_at": c.last_answer_at, "last_error": c.last_error, "last_error_at": c.last_error_at}
 
 
 def _capped(cfg: Config, store: Store, weeks: list[WeekRow], now: datetime) -> dict:
@@ -229,6 +237,13 @@ def lines(st: dict) -> list[str]:
         out.append(line)
         if c["rate_limited_until"]:
             out.append(f"    rate-limited until {_short(c['rate_limited_until'])}: {c['rate_limited_reason'] or '-'}")
+    ax = st["arxiv"]
+    if ax["enabled"] or ax["enriched"]:
+        answered = f"last answer {_short(ax['last_answer_at'])}" if ax["last_answer_at"] else "never asked yet"
+        out.append(f"arXiv: {ax['enriched']} of {ax['papers']} linked papers enriched; {answered}"
+                   + ("" if ax["enabled"] else " (disabled)"))
+        if ax["last_error"] and (not ax["last_answer_at"] or ax["last_error_at"] > ax["last_answer_at"]):
+            out.append(f"    last error {_short(ax['last_error_at'])}: {ax['last_error']}")
     subs = st["subscribers"]
     out.append("subscribers: " + (", ".join(f"{n} {state}" for state, n in sorted(subs.items())) or "none"))
     nxt = st["next"]

@@ -107,6 +107,27 @@ def plan(store: Store, source: str, key: str, channel: str, units: Iterable[Unit
     return n
 
 
+def top_up(store: Store, source: str, key: str, channel: str, units: Iterable[Unit], now: datetime) -> int:
+    """Add the units of a publication still being sent that it does not hold yet (issue #24: a reader who
+    confirmed while the week's email went out), each once. Returns how many were added; 0 when the
+    publication is not `sending` any more."""
+    conn = store.db.conn
+    with store.atomic():
+        pub = publication(store, source, key, channel)
+        if pub is None or pub.state != "sending" or pub.trial:
+            return 0
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO deliveries (source, week_key, channel, unit, ref, state, attempts, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, 'planned', 0, ?)",
+            ((source, key, channel, u.key, u.ref, iso(now)) for u in units))
+        n = conn.total_changes - before
+        if n:
+            conn.execute("UPDATE publications SET units = units + ? WHERE source = ? AND week_key = ? "
+                         "AND channel = ?", [n, source, key, channel])
+    return n
+
+
 def add_note(store: Store, source: str, key: str, channel: str, note: str) -> None:
     """Add `note` to what the publication's note says (once): `paperbot history` shows it."""
     with store.atomic():

@@ -121,6 +121,21 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
                 rendition = channel.render(store, week)
             channel.prepare(rendition)
             send_units(store, week, channel, rendition, rep, wanted, progress, now, budget=budget)
+    if channel.live and not ordered and not nothing and not (rep.stats and rep.stats.stopped):
+        extra = channel.plan(store, week)  # issue #24: readers who confirmed while the week went out get it too
+        if added := ledger.top_up(store, week.source, week.key, channel.name, extra, now):
+            log.info("%s: %d reader(s) joined while it was being sent; they get it too", rep.label, added)
+            counts = ledger.counts(store, week.source, week.key, channel.name)
+            if (budget := may_send(store, channel, rep, now, counts)) is not False:
+                if rendition is None:
+                    rendition = channel.render(store, week)
+                    channel.prepare(rendition)
+                first = rep.stats
+                send_units(store, week, channel, rendition, rep, {u.key for u in extra}, progress, now,
+                           budget=budget)
+                if first is not None and rep.stats is not None:  # one run's figures: both rounds together
+                    for name in ("total", "sent", "failed", "bounced", "skipped", "retries", "duplicates"):
+                        setattr(rep.stats, name, getattr(first, name) + getattr(rep.stats, name))
     rep.done = ledger.finish(store, week.source, week.key, channel.name, now)
     rep.published = rep.done and channel.live
     late.after_send(store, week, channel.name)

@@ -24,6 +24,7 @@ from bot.sources.base import Check, SourceError, SourceVersion
 from bot.sources.check_git import check_git
 from bot.sources.check_http import check_http
 from bot.sources.fetch_http import HttpOptions, redact
+from bot.sources.polite import arxiv_gate
 from bot.store import Store, parse_time
 from bot.track.lines import CHUNK
 from bot.track.model import Document
@@ -41,8 +42,10 @@ class PollOptions:
 
     @classmethod
     def from_config(cls, cfg: Config) -> PollOptions:
-        """The options `[fetch]` asks for: one deadline per HTTP attempt, one size cap for HTTP and git."""
-        return cls(http=HttpOptions(timeout=cfg.fetch.timeout, max_bytes=cfg.fetch.max_size))
+        """The options `[fetch]` asks for: one deadline per HTTP attempt, one size cap for HTTP and git; a feed on
+        arxiv.org takes its turn at arXiv's gate with the enrichment (#32)."""
+        return cls(http=HttpOptions(timeout=cfg.fetch.timeout, max_bytes=cfg.fetch.max_size,
+                                    gate=arxiv_gate(cfg.state_dir, cfg.arxiv.api_base)))
 
 
 @dataclass(frozen=True)

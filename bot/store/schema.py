@@ -9,9 +9,16 @@ order is what counts.
 
 from __future__ import annotations
 
+import json
+import logging
+
 import sqlite_utils
 from sqlite_utils import Migrations
 
+from bot.store import mailboxes
+from bot.track.arxiv_ids import first_arxiv_id
+
+log = logging.getLogger(__name__)
 migrations = Migrations("paperbot")
 
 
@@ -333,6 +340,62 @@ def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
     a connection dropped after an email's data, a run killed mid-send) and it was sent again without reading the
     channel back (a Discord webhook alone, SMTP). `paperbot publish` and `history` show it; an alert names it."""
     db["deliveries"].add_column("possible_duplicate", str)
+
+
+@migrations()
+def m017_mailbox_key(db: sqlite_utils.Database) -> None:
+    """One mailbox, one subscription (issue #24): spellings of one address that differ only in case are merged
+    into one subscriber (bot/store/mailboxes.py: the strongest state wins, unsubscribed first; each merged row
+    kept whole in `subscriber_merges`, its deliveries as they were), `lower(address)` (the mailbox key) is
+    unique from now on, and `confirmations.mailbox` holds the cap key (no `+tag`) that `confirm_per_day`
+    counts. Logs how many rows it merged."""
+    mailboxes.merge_spellings(db)
+
+
+@migrations()
+def m021_arxiv(db: sqlite_utils.Database) -> None:
+    """Papers known by their arXiv record (#32). `papers.arxiv_id` (the paper a row links, no version; filled here
+    for every stored row) and `papers.title_marked` (0 when the row's title was not set off by markup, so the
+    arXiv title may stand in for a title cut in the wrong place; NULL for rows stored before: left as written).
+    `arxiv_papers`: the cache of arXiv's records (`found` 0 when arXiv knows no such id), with a full-text index
+    over title, authors and abstract for search. `arxiv_state`: when the API last answered or failed."""
+    db["papers"].add_column("arxiv_id", str)
+    db["papers"].add_column("title_marked", int)
+    rows = db.execute("SELECT rowid, links FROM papers").fetchall()
+    for rowid, links in rows:
+        try:
+            urls = [u for _, u in json.loads(links or "[]")]
+        except (ValueError, TypeError):
+            continue
+        if found := first_arxiv_id(urls):
+            db.execute("UPDATE papers SET arxiv_id = ? WHERE rowid = ?", [found, rowid])
+    db.execute("CREATE INDEX idx_papers_arxiv ON papers (arxiv_id)")
+    db.execute("""
+        CREATE TABLE arxiv_papers (
+            arxiv_id TEXT PRIMARY KEY,
+            found INTEGER NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            authors TEXT NOT NULL DEFAULT '[]',
+            abstract TEXT NOT NULL DEFAULT '',
+            primary_category TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '[]',
+            published TEXT NOT NULL DEFAULT '',
+            updated TEXT NOT NULL DEFAULT '',
+            first_fetched_at TEXT NOT NULL,
+            fetched_at TEXT NOT NULL
+        )""")
+    db["arxiv_papers"].enable_fts(["title", "authors", "abstract"], create_triggers=True,
+                                  tokenize="unicode61 remove_diacritics 2")
+    db.execute("""
+        CREATE TABLE arxiv_state (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_answer_at TEXT,
+            last_error TEXT,
+            last_error_at TEXT
+        )""")
+    n = db.execute("SELECT count(*) FROM papers WHERE arxiv_id IS NOT NULL").fetchone()[0]
+    if n:
+        log.info("papers known by their arXiv id: %d", n)
 
 
 @migrations()

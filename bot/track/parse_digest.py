@@ -162,7 +162,8 @@ def _table_row(sec: _Section, line: str, line_no: int) -> None:
         sec.markers.append((line_no, head.marker))
     sec.defects.extend(defects)
     sec.papers.append(
-        Paper(title=title, summary=summary, links=links, number=head.number, release_date=release, line=line_no)
+        Paper(title=title, summary=summary, links=links, number=head.number, release_date=release, line=line_no,
+              title_marked=head.marked)
     )
 
 
@@ -178,7 +179,8 @@ def _list_item(sec: _Section, n: int, text: str, line_no: int) -> None:
         defects.append(Defect(line_no, "placeholder", text[:80]))
     sec.defects.extend(defects)
     sec.markers.append((line_no, "N."))
-    sec.papers.append(Paper(title=title, summary=summary, links=tuple(inline), number=n, line=line_no))
+    sec.papers.append(Paper(title=title, summary=summary, links=tuple(inline), number=n, line=line_no,
+                            title_marked=text.lstrip().startswith("*")))
 
 
 def _sub_bullet(sec: _Section, text: str, line_no: int) -> None:
@@ -195,7 +197,7 @@ def _sub_bullet(sec: _Section, text: str, line_no: int) -> None:
     sec.defects.extend(defects)
     sec.papers[-1] = Paper(
         title=last.title, summary=last.summary, links=last.links + tuple(links), number=last.number,
-        release_date=last.release_date, line=last.line,
+        release_date=last.release_date, line=last.line, title_marked=last.title_marked,
     )
 
 

@@ -49,6 +49,7 @@ class Head:
     title: str
     summary: str
     defects: tuple[Defect, ...] = ()
+    marked: bool = True  # the title was set off by markup (bold), not found by where the summary seemed to start
 
 
 def strip_md(text: str) -> str:
@@ -196,16 +197,18 @@ def read_cell(cell: str, line: int = 0) -> Head:
         if again is not None:  # "1) 1) Title": a slip of the pen, reported; the title is what follows
             twice, rest = (Defect(line, "number-style", f"numbered twice: {cell[:40]}"),), inner
     title, summary, defects = split_title(rest, line)
+    marked = rest.lstrip().startswith("*")
     defects = twice + defects
     if _number_only(title):
         title = ""
     if not title and summary:
         # A row whose name cannot be found: reported with its line, the summary's first words stand in.
         title, summary, more = split_title(summary, line)
+        marked = False
         defects += more if any(d.kind == "untitled" for d in more) else (Defect(line, "untitled", cell[:80]),)
         if _number_only(title):
             title = ""
-    return Head(number, marker, title, summary, defects)
+    return Head(number, marker, title, summary, defects, marked)
 
 
 def _number_only(title: str) -> bool:

@@ -11,6 +11,7 @@ its own connection), so a database held by a long poll never stalls the server.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -49,13 +50,16 @@ from bot.web.unsubscribe import drain_journal, unsubscribe, unsubscribe_form
 
 async def healthz(request: web.Request) -> web.Response:
     """issue #15: 200 while the daemon's loop turns and a source still works, else 503; JSON either way
-    (bot/web/health.py). Read from the database, so `paperbot serve` in another process answers the same."""
+    (bot/web/health.py; the details only with the token or from this machine). Read from the database, so
+    `paperbot serve` in another process answers the same."""
     cfg = request.app[CONFIG]
     try:
         snap = await request.app[DB].read(lambda store: health.read(store.db.conn, cfg))
         ok, body = health.verdict(snap, cfg.health, datetime.now(UTC))
     except sqlite3.Error as e:
         ok, body = False, {"status": "unhealthy", "problems": [f"the database cannot be read: {e}"]}
+    if not health.may_see_details(request.remote, request.headers, os.environ.get(health.TOKEN_ENV) or None):
+        body = health.anonymous(ok)  # issue #24: no pid, start time or source names to strangers
     return web.json_response(body, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
 
@@ -66,7 +70,7 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
     app[CONFIG] = cfg
     app[KEY] = key = load_secret_key(cfg.state_dir)
     app[SITE] = {"title": clean(cfg.web.title), "description": clean(cfg.web.description),
-                 "contact": clean(cfg.email.contact)}
+                 "contact": clean(cfg.email.contact), "arxiv": cfg.arxiv.enabled}
     app[LIMITER] = ClientLimiter(*cfg.web.subscribe_limit)
     app[TASKS] = set()
     app.on_response_prepare.append(security_headers)

@@ -7,7 +7,6 @@ Which weeks are public here is decided in one place, `PUBLISHED`.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -21,8 +20,10 @@ from markupsafe import Markup
 
 from bot.channels.email.render import _paper_view, edition_from_store, edition_url, templates_path
 from bot.config import Config
+from bot.edition.arxiv import author_line
 from bot.edition.safetext import clean, date_range
 from bot.store import Store
+from bot.track.model import Paper
 from bot.web import highlight
 
 PUBLISHED = "w.state = 'published'"  # the weeks the feed and the home page show (SQL on `weeks w`)
@@ -130,46 +131,68 @@ def is_held(store: Store, source: str, key: str) -> bool:
     return bool(row and row[0] == "held")
 
 
-# Two statements per search, the same text every time (sqlite3 keeps each prepared per connection: planned once).
-# The first runs the MATCH once: it ranks every hit, counts them in the same pass (a window over the hits) and
-# keeps one page of rowids, so the sort carries rowids and not texts. The second reads that page's papers.
-# Highlights are made in Python on that page alone (bot/web/highlight.py), never by FTS5 markers in the text.
-_RANKED = (f"SELECT papers_fts.rowid, count(*) OVER () "
-           f"FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
-           f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-           f"WHERE papers_fts MATCH ? AND {published_filter(held=True)} ORDER BY papers_fts.rank LIMIT ? OFFSET ?")
-_PAGE = ("SELECT p.rowid, p.source, p.week_key, w.title, p.number, p.title, p.summary, p.authors, w.state "
-         "FROM papers p JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-         "WHERE p.rowid IN (SELECT value FROM json_each(?))")
-_COUNT = (f"SELECT count(*) FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
-          f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-          f"WHERE papers_fts MATCH ? AND {published_filter(held=True)}")
+# The full-text statements have the same text every time (sqlite3 keeps each prepared per connection: planned
+# once); highlights are made in Python on one page of hits (bot/web/highlight.py), never by FTS5 markers.
+def _matches(store: Store, match: str) -> list[tuple[int, str | None, float]]:
+    """(paper rowid, arXiv id, rank) of every paper of a released edition whose own words match, or whose arXiv
+    record (title, authors, abstract: #32) does."""
+    where = published_filter(held=True)
+    own = store.db.execute(
+        "SELECT p.rowid, p.arxiv_id, papers_fts.rank FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key WHERE papers_fts MATCH ? AND {where}",
+        [match]).fetchall()
+    via = store.db.execute(
+        "SELECT p.rowid, p.arxiv_id, arxiv_papers_fts.rank FROM arxiv_papers_fts "
+        "JOIN arxiv_papers a ON a.rowid = arxiv_papers_fts.rowid JOIN papers p ON p.arxiv_id = a.arxiv_id "
+        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+        f"WHERE arxiv_papers_fts MATCH ? AND a.found = 1 AND {where}", [match]).fetchall()
+    return own + via
 
 
 def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT, offset: int = 0) -> tuple[int, list[dict]]:
     """(how many papers match, the `limit` best from `offset` on) over the papers of published editions and held
     ones (marked `held`), ranked by bm25; title and authors come highlighted, the summary as a highlighted
-    snippet (escaped text with <mark>), and each as plain text under `plain`."""
+    snippet (escaped text with <mark>, placed by position: bot/web/highlight.py), each as plain text under `plain`.
+    One paper is one hit however many editions, digests or weeks it was in (its arXiv id, #32): the hit shows
+    its newest edition and lists them all (`editions`)."""
     match = fts_query(q)
     if match is None:
         return 0, []
-    ranked = store.db.execute(_RANKED, [match, limit, offset]).fetchall()
-    if not ranked:  # no hit, or a page past the last one (which has no row to carry the count)
-        return (store.db.execute(_COUNT, [match]).fetchone()[0] if offset else 0), []
-    found = {r[0]: r[1:] for r in store.db.execute(_PAGE, [json.dumps([r[0] for r in ranked])]).fetchall()}
+    groups: dict[str, tuple[float, set[int]]] = {}
+    for rowid, aid, rank in _matches(store, match):
+        key = aid or f"#{rowid}"
+        best, rows = groups.get(key, (rank, set()))
+        groups[key] = (min(best, rank), rows | {rowid})
+    ranked = sorted(groups.items(), key=lambda kv: (kv[1][0], kv[0]))
     query = highlight.terms(q[:MAX_QUERY], MAX_TERMS)
-    hits = []
-    for rowid, _ in ranked:
-        source, key, wtitle, number, title, summary, authors, state = found[rowid]
-        title, summary, authors = clean(title), clean(summary), clean(authors)
-        hits.append({"source": source, "key": key, "edition": clean(wtitle) or key, "number": number,
-                     "held": state == "held",
-                     "title": highlight.mark(title, query) if title else Markup("(untitled)"),
-                     "summary": highlight.snippet(summary, query),
-                     "authors": highlight.mark(authors, query),
-                     "plain": {"title": title, "summary": summary, "authors": authors},
-                     "url": edition_url(cfg, source, key)})
-    return ranked[0][1], hits
+    hits = [_hit(store, cfg, query, aid, rows) for aid, (_, rows) in ranked[offset:offset + limit]]
+    return len(groups), hits
+
+
+def _hit(store: Store, cfg: Config, query: tuple[highlight.Term, ...], key: str, rows: set[int]) -> dict:
+    marks = ",".join("?" * len(rows))
+    found = store.db.execute(
+        f"SELECT p.rowid, p.source, p.week_key, w.title, p.number, p.title, p.summary, p.authors, w.state, "
+        f"coalesce(w.last_day, w.key) AS day FROM papers p JOIN weeks w ON w.source = p.source AND "
+        f"w.key = p.week_key WHERE p.rowid IN ({marks}) ORDER BY day DESC, p.source, p.week_key",
+        sorted(rows)).fetchall()
+    rowid, source, week_key, wtitle, number, title, summary, authors, state, _ = found[0]
+    record = store.arxiv_records([key]).get(key) if not key.startswith("#") else None
+    if not authors and record is not None and record.authors:
+        authors = author_line(Paper(title or ""), record)  # the row names none: arXiv's
+    if not clean(title) and record is not None:
+        title = record.title
+    title, summary, authors = clean(title), clean(summary), clean(authors)
+    editions = [{"source": s, "key": k, "edition": clean(t) or k, "url": edition_url(cfg, s, k), "held": st == "held"}
+                for _, s, k, t, _, _, _, _, st, _ in found]
+    return {"source": source, "key": week_key, "edition": clean(wtitle) or week_key, "number": number,
+            "held": state == "held",
+            "title": highlight.mark(title, query) if title else Markup("(untitled)"),
+            "summary": highlight.snippet(summary, query),
+            "authors": highlight.mark(authors, query),
+            "plain": {"title": title, "summary": summary, "authors": authors},
+            "url": edition_url(cfg, source, week_key), "editions": editions,
+            "arxiv_id": None if key.startswith("#") else key}
 
 
 class Templates:
@@ -208,7 +231,8 @@ def feed(store: Store, cfg: Config, templates: Templates) -> bytes:
            f"<author><name>{xml_escape(title)}</name></author>"]
     for r in rows:
         edition = edition_from_store(store, r.source, r.key)
-        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p) for p in edition.papers]})
+        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p, record=edition.record(p))
+                                                                     for p in edition.papers]})
         out += ["<entry>", f"<title>{xml_escape(r.title)}</title>", f"<id>{xml_escape(r.url)}</id>",
                 f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(r.url)}/>",
                 f"<updated>{xml_escape(_atom_time(r.updated) or now)}</updated>",

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from email.utils import parseaddr
 from pathlib import Path
 
-from bot.channels.base import ChannelDown, ChannelLimits, Unit, storage_error, write_file
+from bot.channels.base import ChannelDown, ChannelLimits, PermanentError, Unit, storage_error, write_file
 from bot.channels.email import subscribers
 from bot.channels.email.headers import UnsafeHeader
 from bot.channels.email.mime import MessageTemplate, build_template, id_domain, message_id
@@ -79,12 +79,21 @@ def copies_dir(cfg: Config, source: str, key: str) -> Path:
     return cfg.state_dir / "outbox" / "test" / "email" / source / key
 
 
+def _message(r: EmailRendition, address: str) -> tuple[str, bytes]:
+    """One recipient's message; an address whose To: would not read back as itself (issue #24: one stored
+    before encoded words were refused) is refused for good, that reader alone."""
+    try:
+        return r.message(address)
+    except UnsafeHeader as e:
+        raise PermanentError(f"not sent: {e}") from e
+
+
 class _SmtpSender:
     def __init__(self, rendition: EmailRendition, conn: SmtpConnection):
         self.r, self.conn = rendition, conn
 
     def send(self, unit: Unit) -> str:
-        mid, data = self.r.message(unit.key)
+        mid, data = _message(self.r, unit.key)
         self.conn.send(unit.key, data)
         return mid
 
@@ -97,7 +106,7 @@ class _OutboxSender:
         self.r, self.folder = rendition, folder
 
     def send(self, unit: Unit) -> str:
-        mid, data = self.r.message(unit.key)
+        mid, data = _message(self.r, unit.key)
         write_file(self.folder / f"{unit.row_id:06d}-{_UNSAFE.sub('_', unit.key)}.eml", data)
         return mid
 

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, parseaddr
 
-from bot.channels.email.headers import UnsafeHeader, check_block, field_names, mailbox, simple, unstructured
+from bot.channels.email.headers import (
+    UnsafeHeader,
+    check_block,
+    field_names,
+    mailbox,
+    reads_back,
+    simple,
+    unstructured,
+)
 
 CRLF = b"\r\n"
 _QP_LINE = 76
@@ -104,6 +112,7 @@ class MessageTemplate:
         fields = [f for f in self.fields if unsubscribe_url or not f.startswith(b"List-Unsubscribe")]
         if self.fields and field_names(block) != fields:
             raise UnsafeHeader(f"the message to {to} would not hold exactly paperbot's headers")
+        reads_back("To", to, to)  # issue #24: what a reader's parser takes from To: is the address written
         parts = [block, CRLF,
                  b"--", b, CRLF,
                  b'Content-Type: text/plain; charset="utf-8"', CRLF,
@@ -139,7 +148,8 @@ def build_template(*, sender: str, subject: str, date: datetime, list_id: str, c
             head.append(simple("List-Id", f"<{list_id}>"))
         head.append(simple("MIME-Version", "1.0"))
         head_bytes = b"".join(head)
-        check_block(head_bytes, list(HEAD_FIELDS if list_id else HEAD_FIELDS_NO_LIST), subject=subject_text)
+        check_block(head_bytes, list(HEAD_FIELDS if list_id else HEAD_FIELDS_NO_LIST), subject=subject_text,
+                    addresses={"From": address})
     except UnsafeHeader as e:
         raise UnsafeHeader(f"{label or 'message'}: refused: {e}") from e
     mailto = ""

@@ -27,6 +27,7 @@ from bot.config import Config
 from bot.edition.edition import Edition
 from bot.edition.edition import edition_from_store as edition_from_store  # where the channels have found it
 from bot.edition.safetext import clean, format_subject, keep_lines
+from bot.store.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,6 @@ def save_web_edition(cfg: Config, edition: Edition, templates_dir: Path | None =
     path = edition_path(cfg.state_dir, edition.source, edition.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_web_edition(edition, cfg, templates_dir), encoding="utf-8")
+    write_private(tmp, render_web_edition(edition, cfg, templates_dir).encode("utf-8"))
     os.replace(tmp, path)
     return path
