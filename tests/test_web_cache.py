@@ -75,6 +75,8 @@ listen = "127.0.0.1:{port}"
 enabled = false
 [discord]
 enabled = false
+[bluesky]
+enabled = false
 """, encoding="utf-8")
     cfg = load_config(tmp / "paperbot.toml")
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "serve"], cwd=tmp,

@@ -1,10 +1,9 @@
 """The database's schema: every migration, in the order it is applied. The one place that lists them.
 
-sqlite-utils records each migration applied to a database by its name (`_sqlite_migrations`), and applies the
-ones it has not seen in the order they are defined here: a migration is never renamed, moved or edited once it is
-on main; a schema change is a new one at the end (tested on the previous main's database,
-tests/test_store_upgrade.py). The numbers are not the order: some branches took the same number, and the file
-order is what counts.
+sqlite-utils records each migration applied to a database by its name (`_sqlite_migrations`), and applies the ones it
+has not seen in the order they are defined here: a migration is never renamed, moved or edited once it is on main; a
+schema change is a new one at the end (tested on the previous main's database, tests/test_store_upgrade.py). The
+numbers are not the order: some branches took the same number, and the file order is what counts.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import logging
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from bot.store import mailboxes
+from bot.store import mailboxes, versions
 from bot.track.arxiv_ids import first_arxiv_id
 
 log = logging.getLogger(__name__)
@@ -398,25 +397,4 @@ def m021_arxiv(db: sqlite_utils.Database) -> None:
         log.info("papers known by their arXiv id: %d", n)
 
 
-@migrations()
-def m023_web_cache(db: sqlite_utils.Database) -> None:
-    """The archive's version (issues #24, #29): one counter row the web app reads per request, so its caches of
-    rendered pages, search results and the feed are dropped the moment the archive changes, whichever process
-    changed it (the daemon and `paperbot serve` share only the database). Triggers bump it on every write that
-    can change what a reader sees: a week's state, title, dates or papers (a publish, an approval, a correction,
-    a poll), a publication (released, sent), an editor's note."""
-    db.execute("CREATE TABLE archive_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
-    db.execute("INSERT INTO archive_version (id, version) VALUES (1, 1)")
-    bump = "UPDATE archive_version SET version = version + 1 WHERE id = 1;"
-    changed = {
-        "weeks": ("title", "state", "first_day", "last_day", "n_papers", "last_changed", "held"),
-        "publications": ("state", "published_at", "trial"),
-        "papers": None,  # any change: a title, a summary, a link, its place
-        "editor_notes": None,
-    }
-    for table, columns in changed.items():
-        for event in ("INSERT", "DELETE"):
-            db.execute(f"CREATE TRIGGER archive_version_{table}_{event.lower()} AFTER {event} ON {table} "
-                       f"BEGIN {bump} END")
-        when = (" WHEN " + " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in columns)) if columns else ""
-        db.execute(f"CREATE TRIGGER archive_version_{table}_update AFTER UPDATE ON {table}{when} BEGIN {bump} END")
+migrations(name="m023_web_cache")(versions.create)  # the archive's version the web caches follow (#24, #29)
