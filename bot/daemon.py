@@ -52,13 +52,14 @@ def housekeeping(cfg: Config, store: Store, now: datetime) -> None:
     subscribers.purge_pending(store, now=now, keep=timedelta(seconds=cfg.web.pending_ttl))
 
 
-def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
-    """What runs after every poll, with the poll's store and clock: publishing each week that became ready,
-    alerts, then housekeeping."""
+def after_poll_hooks(cfg: Config, stop: threading.Event | None = None) -> list[AfterPoll]:
+    """What runs after every poll, with the poll's store and clock: publishing each week that became ready
+    (ending its sending once `stop` is set), alerts, then housekeeping."""
     from bot.ops.alerts import after_poll as alerts
-    from bot.publish.pipeline import after_poll
+    from bot.publish.pipeline import after_poll, after_poll_until
 
-    return [after_poll, alerts, housekeeping]  # alerts after publishing, so they see what this round sent
+    publish = after_poll if stop is None else after_poll_until(stop)
+    return [publish, alerts, housekeeping]  # alerts after publishing, so they see what this round sent
 
 
 def jitter(every_seconds: float) -> float:
@@ -71,9 +72,9 @@ class Daemon:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
         self.options = options or PollOptions.from_config(cfg)
-        self.hooks = after_poll_hooks(cfg) if hooks is None else hooks
-        self.clock = clock
         self.stop = threading.Event()
+        self.hooks = after_poll_hooks(cfg, self.stop) if hooks is None else hooks
+        self.clock = clock
         self._running = 0
         self._idle = threading.Condition()
         # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions

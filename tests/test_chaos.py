@@ -1,8 +1,8 @@
 """Issue #22: a chaos test without excuses. The daemon proves exactly-once by itself.
 
 The world of tests/e2e_support.py (`paperbot run` as a subprocess, a git repository as its source, aiosmtpd, the
-fake X and Discord APIs) under kills and faults, then left to settle with the faults over. Nothing is settled
-for it: the test never runs `paperbot resolve`.
+fake X, Discord and Mastodon APIs, and tests/bluesky_server.py) under kills and faults, then left to settle with the
+faults over. Nothing is settled for it: the test never runs `paperbot resolve`.
 
 - Kills: `paperbot run` is SIGKILLed and restarted `PAPERBOT_CHAOS_KILLS` times (16, 10 with a webhook alone;
   the soak: 100). Most kills aim at a send in flight: the test watches the SQLite ledger and fires once the
@@ -12,11 +12,12 @@ for it: the test never runs `paperbot resolve`.
 - Faults (tests/chaos_support.py): a pure function of the seed and each request's number, so a seed replays its
   faults exactly: 429s with resets, 5xx before and after the post is stored, stalls past the timeout, dropped
   connections before and after a create, SMTP deferrals and drops; every run has a 5xx after the post is stored
-  (X and Discord), a dropped answer after a create, 429s and SMTP deferrals and drops. They last while most
-  posts go out, then stop, and the daemon has its rounds.
+  (X, Discord, Bluesky and Mastodon), a dropped answer after a create, 429s and SMTP deferrals and drops. They
+  last while most posts go out, then stop, and the daemon has its rounds.
 - Exactly once: every row of the ledger ends `sent` (none `uncertain` or `refused`); X never refused a text as
-  a duplicate (a blind resend would show there) and each week's thread is exactly its ledger's posts, as is each
-  week's announcement on Discord with a bot that reads back. An email copy beyond the first is allowed only for
+  a duplicate (a blind resend would show there) and each week's thread is exactly its ledger's posts (on X, on
+  Bluesky, issue #30, and on Mastodon, issue #31, where no post's text shows twice), as is each week's
+  announcement on Discord with a bot that reads back. An email copy beyond the first is allowed only for
   a row in flight at a kill; with a webhook alone, a message beyond the first only where paperbot logged a
   possible duplicate for it, tied to a kill or to an answer it lost.
 
@@ -52,11 +53,13 @@ from e2e_support import (
     late_embeds_of,
     log_of,
     mail_by_week,
+    mastodon_threads,
     published,
     query,
     world,
     x_threads,
 )
+from mastodon_server import MastodonServer
 from publish_support import Recorder, addresses
 from x_server import XServer
 
@@ -132,6 +135,7 @@ class Run:
     rec: Recorder
     x: XServer
     d: DiscordServer
+    m: MastodonServer
     b: BlueskyServer
     faults: dict[str, Faults]
     at_kills: list[list[tuple]] = field(default_factory=list)  # the rows in flight at each kill
@@ -216,15 +220,16 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
     started, people = time.monotonic(), addresses(4)
     with BlueskyServer(*BSKY_CREDS.values()) as b, \
             world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20, bluesky=b.service) as (
-                rec, x, d, repo, cfg, db):
-        run = Run(seed, kills, bot, weeks, people, rec, x, d, b,
-                  {s: Faults(seed, s) for s in ("x", "discord", "bluesky", "smtp")})
+                rec, x, d, m, repo, cfg, db):
+        run = Run(seed, kills, bot, weeks, people, rec, x, d, m, b,
+                  {s: Faults(seed, s) for s in ("x", "discord", "mastodon", "bluesky", "smtp")})
         daemon = Daemon(cfg, d, bot=bot)
         daemon.start()  # its first poll takes the digest as it is as the baseline: only later weeks are new
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
         assert daemon.stop() == 0
         x.chaos(run.faults["x"])
         d.chaos(run.faults["discord"])
+        m.chaos(run.faults["mastodon"])
         b.chaos(run.faults["bluesky"])
         rec.chaos(run.faults["smtp"])
         _kills(run, daemon, db, repo)
@@ -236,10 +241,10 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
         while not published(db, run.keys, ALL) and time.monotonic() < deadline:
             assert daemon.alive(), daemon.text()[-5000:]
             time.sleep(0.1)
-        for server in (x, d, b, rec):
+        for server in (x, d, m, b, rec):
             server.chaos(None)
         run.under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages),
-                            "bluesky": len(b.ours())}
+                            "mastodon": len(m.ours()), "bluesky": len(b.ours())}
         run.seconds.append(round(time.monotonic() - started) - sum(run.seconds))
 
         def rows() -> str:
@@ -277,14 +282,15 @@ def _check_kills_and_faults(run: Run, report: dict) -> None:
         had = Counter(f for k, _, f in run.faults[server].log if k == kind)
         assert not Counter(must) - had, f"seed {seed}: {server} {kind} faults {dict(had)}, must have {must}"
     report["faults"] = {s: dict(Counter(f for _, _, f in run.faults[s].log)) for s in run.faults}
-    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets), "bluesky": len(run.b.resets)}
-    assert len(run.x.resets) + len(run.d.resets) >= 3 and run.b.resets, report["429s"]
-    for server in (run.x, run.d, run.b):
+    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets), "mastodon": len(run.m.resets),
+                      "bluesky": len(run.b.resets)}
+    assert len(run.x.resets) + len(run.d.resets) + len(run.m.resets) >= 3 and run.b.resets, report["429s"]
+    for server in (run.x, run.d, run.m, run.b):
         early = _early(server, run.killed_at)
         shown_early = [(r.method, getattr(r, "path", getattr(r, "nsid", "")), r.at) for r in early]
         assert early == [], f"seed {seed}: before a reset: {shown_early}"
     total = {"email": run.rec.count(), "x": len(run.x.ours()), "discord": len(run.d.messages),
-             "bluesky": len(run.b.ours())}
+             "mastodon": len(run.m.ours()), "bluesky": len(run.b.ours())}
     report.update(under_faults=run.under_faults, total=total, seconds=run.seconds)
     assert all(2 * run.under_faults[c] > total[c] for c in ALL), \
         f"seed {seed}: most went out after the faults stopped: {run.under_faults} of {total}"
@@ -319,6 +325,24 @@ def _check_x(run: Run, report: dict) -> None:
     assert sum(LATE[0] in p.text for p in x.ours()) == 1
     assert not {m for m in run.marked if m[1] == "x"}, f"seed {seed}: X rows marked as possible duplicates"
     report["possible_duplicates"]["x"] = len(x.ours()) - sum(len(t) for t in threads.values())
+
+
+def _check_mastodon(run: Run, report: dict) -> None:
+    """issue #31: each week's thread is exactly its ledger's statuses, no text twice, the late paper once, nothing
+    marked as a possible duplicate (the channel reads back, and an Idempotency-Key rides every status)."""
+    m, seed = run.m, run.seed
+    try:
+        threads = mastodon_threads(m, run.keys)
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed}: {e}\n{log_of(m)}") from None
+    for k in run.keys:
+        assert [s.id for s in threads[k]] == list(run.ids(k, "mastodon")), f"seed {seed}: {k}: not its ledger's"
+        assert all(t in s.text for (t, _), s in zip(run.weeks[k], threads[k][1:], strict=False)), k
+        assert all(s.mentions == [] and s.length <= m.max_characters for s in threads[k]), k
+    assert sum(LATE[0] in s.text for s in m.ours()) == 1
+    assert not {x for x in run.marked if x[1] == "mastodon"}, f"seed {seed}: Mastodon rows marked"
+    report["possible_duplicates"]["mastodon"] = 0
+    report["idempotent_replays"] = m.replays
 
 
 def _check_discord(run: Run, report: dict) -> None:
@@ -388,6 +412,7 @@ def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
     _check_kills_and_faults(run, report)
     _check_email(run, report)
     _check_x(run, report)
+    _check_mastodon(run, report)
     _check_discord(run, report)
     _check_bluesky(run, report)
     print(f"chaos {report}")
@@ -435,7 +460,8 @@ def test_a_seed_replays_its_faults_exactly_whatever_the_order_of_requests():
 
 @pytest.mark.parametrize("bot", [True, False], ids=["bot", "webhook"])
 def test_kills_mid_send_and_faults_leave_each_post_once_settled_by_the_daemon(tmp_path, bot):
-    """issue #22: 16 kills (10 with a webhook alone), most while a send is in flight on email, X or Discord, and
+    """issue #22: 16 kills (10 with a webhook alone), most while a send is in flight on email, X, Discord or Mastodon
+    (#31), and
     seeded faults on every API; then the faults stop and the daemon settles everything by itself: every row sent,
     nothing uncertain or refused, no X post or (with a bot) Discord message twice, X never refusing a duplicate,
     and an extra copy only where the issue allows it (an email in flight at a kill; a webhook's logged resend)."""

@@ -21,7 +21,7 @@ def test_a_reader_confirmed_while_the_week_is_sent_gets_it_once(tmp_path, monkey
     run sends nothing more."""
     monkeypatch.setenv("PAPERBOT_SECRET_KEY", SECRET)
     with smtp_server() as (rec, port):
-        cfg = write_config(tmp_path, port, connections=1, rate=20)
+        cfg = write_config(tmp_path, port, connections=1, rate=20, batch=2)  # #27: progress after each batch
         store = Store.open(cfg.db_path)
         add_subscribers(store, tmp_path, addresses(10))
         week = ready_week(store, cfg)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-CHANNEL_LIBRARIES = ("tweepy", "discord", "aiohttp", "mjml", "twitter_text")
+CHANNEL_LIBRARIES = ("tweepy", "discord", "aiohttp", "mjml", "twitter_text", "mastodon")
 
 PROBE = """
 import json, sys

@@ -76,6 +76,8 @@ enabled = false
 enabled = false
 [bluesky]
 enabled = false
+[mastodon]
+enabled = false
 """, encoding="utf-8")
     return path
 

@@ -141,9 +141,10 @@ def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrad
     new = after["deliveries"][len(before["deliveries"]):]
     assert [(r[2], r[4], r[6]) for r in new if r[3] == "email"] == [
         ("2023-02-27..2023-03-05", "active@example.net", "trial")]
-    # issues #11, #12 and #30: X's thread, Discord's announcement and Bluesky's thread, all trials (no credentials)
+    # issues #11, #12, #30 and #31: X's thread, Discord's announcement, Bluesky's and Mastodon's threads, all
+    # trials (no credentials)
     assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial"), ("discord", "trial"),
-                                                             ("bluesky", "trial")}
+                                                             ("bluesky", "trial"), ("mastodon", "trial")}
     store = Store.open(db)
     try:
         assert store.week("dair", "2023-02-27..2023-03-05").state == "ready"

@@ -1,7 +1,8 @@
 """Issue #21, "uncertain means uncertain on every channel": for each channel and each way a send can fail, is the
 unit certainly not sent, or may it have gone out? docs/channels.md has the table; every row of it is a case
-here, driven through the real client (smtplib, tweepy, discord.py) against the local servers (aiosmtpd,
-tests/x_server.py, tests/discord_server.py), asserting what the client concluded and what the server holds.
+here, driven through the real client (smtplib, tweepy, discord.py, paperbot's XRPC client, Mastodon.py) against
+the local servers (aiosmtpd, tests/x_server.py, tests/discord_server.py, tests/bluesky_server.py,
+tests/mastodon_server.py), asserting what the client concluded and what the server holds.
 Then the ledger: the regression tests of #21 run the real pipeline and look at the rows, the summary of
 `paperbot publish`, `paperbot history` and the alerts.
 """
@@ -19,6 +20,7 @@ from bluesky_server import CREATE as BSKY_CREATE
 from bluesky_server import BlueskyServer
 from click.testing import CliRunner
 from discord_server import DiscordServer
+from mastodon_server import STATUSES, MastodonServer
 from publish_support import SECRET, add_subscribers, free_port, ready_week, smtp_server, write_config
 from x_server import XServer
 
@@ -29,6 +31,8 @@ from bot.channels.discord.channel import DiscordChannel
 from bot.channels.discord.client import DiscordClient
 from bot.channels.discord.transport import Credentials
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.channels.mastodon import client as mc
+from bot.channels.mastodon.channel import _error as mastodon_outcome
 from bot.channels.x import client as xc
 from bot.cli import cli
 from bot.cli.history import history_json
@@ -193,12 +197,33 @@ def bluesky_case(fault: str, tmp_path: Path) -> tuple[BaseException, int]:
         while fault == "timeout" and not b.ours() and time.monotonic() < deadline:
             time.sleep(0.05)  # the hung request stores its record after the client gave up
         return info.value, len(b.ours()) - (fault == "record key taken")
+def mastodon_case(fault: str) -> tuple[BaseException, int]:
+    """Post one status through Mastodon.py with `fault` (issue #31); (the pipeline's outcome, statuses made)."""
+    base = f"http://127.0.0.1:{closed_port()}" if fault == "connection refused" else None
+    with MastodonServer("uncertain-token") as m:
+        if fault == "5xx":
+            m.fail_next(STATUSES, "status_after_create", status=503)
+        elif fault == "timeout":
+            m.fail_next(STATUSES, "hang", seconds=1.5)
+        elif fault == "dropped connection":
+            m.fail_next(STATUSES, "drop_after_create")
+        elif fault == "429":
+            m.fail_next(STATUSES, status=429, headers=m._limited(time.time() + 300))
+        elif fault == "4xx":
+            m.fail_next(STATUSES, status=422, body={"error": "Validation failed"})
+        api = mc.make_client(base or m.base_url, "uncertain-token", 1.0)
+        with pytest.raises(mc.MastodonFailure) as info:
+            mc.post_status(api, "A status.", reply_to=None, visibility="unlisted", language="en", idempotency_key="k")
+        deadline = time.monotonic() + 3
+        while fault == "timeout" and not m.ours() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return mastodon_outcome(info.value), len(m.ours())
 
 
-RUN: dict[str, Callable[[str], tuple[BaseException, int]]] = {
+RUN: dict[str, Callable[..., tuple[BaseException, int]]] = {
     "email (SMTP)": email_case, "X": x_case,
     "Discord webhook": lambda f: discord_case(f, bot=False), "Discord bot": lambda f: discord_case(f, bot=True),
-    "Bluesky": bluesky_case}
+    "Bluesky": bluesky_case, "Mastodon": mastodon_case}
 
 # (channel, error, verdict, messages the server holds afterwards)
 CASES = [
@@ -234,6 +259,12 @@ CASES = [
     ("Bluesky", "4xx", NOT_SENT, 0),
     ("Bluesky", "record key taken", MAYBE, 0),
     ("Bluesky", "connection refused", NOT_SENT, 0),
+    ("Mastodon", "5xx", MAYBE, 1),  # issue #31
+    ("Mastodon", "timeout", MAYBE, 1),
+    ("Mastodon", "dropped connection", MAYBE, 1),
+    ("Mastodon", "429", NOT_SENT, 0),
+    ("Mastodon", "4xx", NOT_SENT, 0),
+    ("Mastodon", "connection refused", NOT_SENT, 0),
 ]
 
 

@@ -77,6 +77,8 @@ enabled = false
 enabled = false
 [bluesky]
 enabled = false
+[mastodon]
+enabled = false
 """, encoding="utf-8")
     cfg = load_config(tmp / "paperbot.toml")
     proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg.path), "serve"], cwd=tmp,

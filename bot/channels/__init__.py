@@ -26,7 +26,8 @@ from bot import config
 if TYPE_CHECKING:
     from bot.channels.base import Channel
 
-NAMES = ("email", "x", "discord", "bluesky")  # in the order they publish; a new channel is one more name here
+# in the order they publish; a new channel is one more name here
+NAMES = ("email", "x", "discord", "bluesky", "mastodon")
 
 SETTINGS: dict[str, ModuleType] = {name: importlib.import_module(f"bot.channels.{name}.settings") for name in NAMES}
 

@@ -107,6 +107,7 @@ class ChannelLimits:
     max_size: int = 0  # the largest sensible rendered unit in bytes (informative; 0 = none)
     daily_budget: int = 0  # units per rolling 24 hours on this channel, counted from the ledger; 0 = none
     delay: float = 0.0  # seconds between two units of an ordered chain
+    batch: int = 1  # units marked `sending` in one commit per connection, their `sent` in the next (issue #27)
 
 
 @dataclass(frozen=True)

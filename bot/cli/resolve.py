@@ -17,12 +17,12 @@ from bot.publish.pipeline import lock_path
 @click.command()
 @click.argument("week", metavar="WEEK")
 @click.option("--channel", "channel", type=click.Choice(registry.NAMES), required=True,
-              help="The channel whose unit to settle (x, discord, bluesky).")
+              help="The channel whose unit to settle (x, discord, bluesky, mastodon).")
 @click.option("--unit", "number", type=click.IntRange(min=1), required=True,
               help="The unit's number in the chain, as `paperbot history WEEK` shows it (1 = the first post).")
 @click.option("--posted", "posted", metavar="ID", default=None,
               help="It did go out: record it as sent with this remote id (the post's id on X, its at:// URI on "
-                   "Bluesky), and the chain goes on from it.")
+                   "Bluesky, the status's id on Mastodon), and the chain goes on from it.")
 @click.option("--retry", "retry", is_flag=True, help="It did not go out: send it again at the next publish run.")
 @click.pass_context
 def resolve(ctx: click.Context, week: str, channel: str, number: int, posted: str | None, retry: bool) -> None:

@@ -298,10 +298,10 @@ class LedgerWriter:
             except sqlite3.OperationalError as e:
                 raise storage_error(e, "write the ledger in", self.path) from e
 
-    def open_page(self, after_id: int, limit: int) -> list[tuple[int, str, str | None, int]]:
-        """(id, unit, ref, attempts) of the next rows still to send, by id."""
+    def open_page(self, after_id: int, limit: int) -> list[tuple[int, str, str | None, str]]:
+        """(id, unit, ref, state) of the next rows still to send, by id."""
         return self._run(
-            f"SELECT id, unit, ref, attempts FROM deliveries WHERE source = ? AND week_key = ? "
+            f"SELECT id, unit, ref, state FROM deliveries WHERE source = ? AND week_key = ? "
             f"AND channel = ? AND state IN {_OPEN_SQL} AND id > ? ORDER BY id LIMIT ?",
             [*self.where, after_id, limit]).fetchall()
 
@@ -331,6 +331,40 @@ class LedgerWriter:
         self._run("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
                   "updated_at = ? WHERE id = ?", [self._now(), row_id])
 
+    def _many(self, sql: str, rows: list) -> None:
+        """One statement over many rows, one committed transaction (issue #27: a commit per message was the
+        ledger's cost)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(sql, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as e:
+                raise storage_error(e, "write the ledger in", self.path) from e
+
+    def sending_batch(self, row_ids: list[int]) -> None:
+        """`sending` for a batch, committed before the first of them is sent."""
+        t = self._now()
+        self._many("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                   [(t, i) for i in row_ids])
+
+    def sent_batch(self, done: list[tuple[int, str, str]]) -> None:
+        """(row id, remote id, when) of units delivered: `sent` (or `trial`) in one transaction."""
+        state = "trial" if self.trial else "sent"
+        self._many("UPDATE deliveries SET state = ?, remote_id = ?, last_error = NULL, updated_at = ?, sent_at = ? "
+                   "WHERE id = ?", [(state, rid, t, t, i) for i, rid, t in done])
+
+    def unsend_batch(self, rows: list[tuple[int, str]]) -> None:
+        """(row id, state before) of units marked `sending` whose turn never came (the run stopped first): back
+        to the state they had, the attempt not counted; they certainly did not go out."""
+        self._many("UPDATE deliveries SET state = ?, attempts = max(attempts - 1, 0) WHERE id = ? "
+                   "AND state = 'sending'", [(state, i) for i, state in rows])
+
     def sent(self, row_id: int, remote_id: str) -> None:
         """The unit is delivered: `sent`, or `trial` when this publication is a trial."""
         t = self._now()
@@ -350,6 +384,12 @@ class LedgerWriter:
         reason is kept; the row's state is left to the send that follows."""
         self._run("UPDATE deliveries SET possible_duplicate = coalesce(possible_duplicate, ?) WHERE id = ?",
                   [why[:1000], row_id])
+
+    def mark_in_flight(self, why: str) -> int:
+        """Mark every row left `sending` by a run that died mid-send a possible duplicate; how many."""
+        return self._run("UPDATE deliveries SET possible_duplicate = coalesce(possible_duplicate, ?) WHERE "
+                         "source = ? AND week_key = ? AND channel = ? AND state = 'sending'",
+                         [why[:1000], *self.where]).rowcount
 
     def in_flight(self) -> list[int]:
         """The rows left `sending` by a run that died mid-send: each may have gone out."""

@@ -15,6 +15,7 @@ from bot.config.values import ConfigError, has_control, host_and_port, line, num
 
 CHANNEL = "EmailChannel"  # the class in bot/channels/email/channel.py that the registry makes
 CONNECTIONS_MAX = 64
+BATCH_MAX = 10_000  # [email] batch: messages per ledger commit and connection
 RATE_MAX = 10_000.0  # messages per second
 SUMMARY_MIN, SUMMARY_MAX = 80, 10_000  # [email] summary_chars, or 0
 _SMTP_URL = re.compile(r"smtps?://[^\s/?#]+/?")
@@ -22,7 +23,7 @@ _SMTP_URL = re.compile(r"smtps?://[^\s/?#]+/?")
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LIST_ID = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
 KEYS =  {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at",
-               "summary_chars"}
+               "summary_chars", "batch"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class EmailSettings:
     rate: float = 0.0  # messages per second at most; 0 = no cap
     send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
     summary_chars: int = 300  # a longer summary is cut at a sentence end, with "Read more" (0: never cut)
+    batch: int = 100  # messages per ledger commit and connection: a kill may send up to this many again on each
 
 
 Settings = EmailSettings
@@ -79,6 +81,7 @@ def parse(e: object, f: str) -> EmailSettings:
                           "no spaces or <>")
     connections = whole(e.get("connections", d.connections), f"{f}: email.connections", 1, CONNECTIONS_MAX)
     rate = number(e.get("rate", d.rate), f"{f}: email.rate", 0, RATE_MAX, " (0 = no cap)")
+    batch = whole(e.get("batch", d.batch), f"{f}: email.batch", 1, BATCH_MAX)
     summary_chars = whole(e.get("summary_chars", d.summary_chars), f"{f}: email.summary_chars", 0, SUMMARY_MAX)
     if 0 < summary_chars < SUMMARY_MIN:
         raise ConfigError(f"{f}: email.summary_chars: {summary_chars} is too short to say anything; "
@@ -88,4 +91,5 @@ def parse(e: object, f: str) -> EmailSettings:
         subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
         list_id=list_id, connections=connections, rate=float(rate),
         send_at=parse_send_at(e.get("send_at", ()), f"{f}: email.send_at"), summary_chars=summary_chars,
+        batch=batch,
     )
