@@ -24,7 +24,6 @@ from bot.cli.common import (
 )
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
-from bot.daemon import Daemon
 from bot.locks import LockBusy
 from bot.sources.poll import PollResult, poll_source
 
@@ -90,6 +89,8 @@ def run(ctx: click.Context) -> None:
         root.setLevel(logging.INFO)
     log.info("config: %s", cfg.path or "built-in defaults")
     try:
+        from bot.daemon import Daemon  # APScheduler and the web app load only for `run` (issue #29)
+
         with trial_marks(cfg):
             clean = Daemon(cfg, clock=clock(cfg)).run()
     except LockBusy as e:

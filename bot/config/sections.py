@@ -13,7 +13,8 @@ from bot.config.values import ConfigError, http_url, line, number, parse_duratio
 
 _LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
-             "subscribe_limit", "confirm_per_day", "ipv6_prefix", "pending_ttl"}
+             "subscribe_limit", "confirm_per_day", "ipv6_prefix", "pending_ttl", "feed_entries", "costly_threads",
+             "costly_per_client"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
@@ -35,6 +36,9 @@ class WebSettings:
     confirm_per_day: int = 3  # confirmation emails per mailbox (+tags together) per 24 hours
     ipv6_prefix: int = 64  # an IPv6 client is its network of this many bits (issue #24)
     pending_ttl: float = 7 * 86400.0  # seconds a never-confirmed address is kept after its last link expired
+    feed_entries: int = 20  # editions in /feed.xml, newest first (issue #24)
+    costly_threads: int = 2  # threads for searches and the feed, apart from the pages' (issue #24)
+    costly_per_client: int = 4  # a client's searches and feeds being made at once; more: 429 (issue #24)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -112,13 +116,15 @@ def _parse_web(w: object, f: str) -> WebSettings:
     window = parse_duration(m.group(2), f"{f}: web.subscribe_limit", (1, 86400)).total_seconds()
     per_day = whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
                      CONFIRM_PER_DAY_MAX)
+    costs = {k: whole(w.get(k, getattr(d, k)), f"{f}: web.{k}", 1, top)
+             for k, top in (("feed_entries", 1000), ("costly_threads", 64), ("costly_per_client", 10_000))}
     prefix = whole(w.get("ipv6_prefix", d.ipv6_prefix), f"{f}: web.ipv6_prefix", 16, 128)
     pending_ttl = parse_duration(w.get("pending_ttl", "7d"), f"{f}: web.pending_ttl",
                                  (3600, 365 * 86400)).total_seconds()
     return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout, title=title,
                        description=description, confirm_ttl=confirm_ttl, trusted_proxies=tuple(networks),
                        subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day, ipv6_prefix=prefix,
-                       pending_ttl=pending_ttl)
+                       pending_ttl=pending_ttl, **costs)
 
 
 def catch_all(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:

@@ -1,10 +1,9 @@
 """The database's schema: every migration, in the order it is applied. The one place that lists them.
 
-sqlite-utils records each migration applied to a database by its name (`_sqlite_migrations`), and applies the
-ones it has not seen in the order they are defined here: a migration is never renamed, moved or edited once it is
-on main; a schema change is a new one at the end (tested on the previous main's database,
-tests/test_store_upgrade.py). The numbers are not the order: some branches took the same number, and the file
-order is what counts.
+sqlite-utils records each migration applied to a database by its name (`_sqlite_migrations`), and applies the ones it
+has not seen in the order they are defined here: a migration is never renamed, moved or edited once it is on main; a
+schema change is a new one at the end (tested on the previous main's database, tests/test_store_upgrade.py). The
+numbers are not the order: some branches took the same number, and the file order is what counts.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from bot.store import mailboxes
+from bot.store import mailboxes, versions
 from bot.store.arxiv import arxiv_tables
 
 migrations = Migrations("paperbot")
@@ -392,3 +391,6 @@ def m018_newcomer(db: sqlite_utils.Database) -> None:
             sha TEXT NOT NULL,
             PRIMARY KEY (source, sha)
         )""")
+
+
+migrations(name="m023_web_cache")(versions.create)  # the archive's version the web caches follow (#24, #29)

@@ -28,8 +28,21 @@ from bot.config import Config
 from bot.edition.safetext import clean
 from bot.store import Store
 from bot.web import health, reader
+from bot.web.cache import ArchiveVersion, Costly, Pages
 from bot.web.common import CSS, DB, LIMITER, MAIL, PAGES, SITE, TASKS, Db, errors
-from bot.web.pages import EDITIONS, Editions, archive, edition, feed, home, search_page, stylesheet
+from bot.web.pages import (
+    CACHE,
+    COSTLY,
+    EDITIONS,
+    VERSION,
+    Editions,
+    archive,
+    edition,
+    feed,
+    home,
+    search_page,
+    stylesheet,
+)
 from bot.web.security import CONFIG, KEY, ClientLimiter, security_headers
 from bot.web.subscribe import confirm, confirm_form, subscribe
 from bot.web.unsubscribe import drain_journal, unsubscribe, unsubscribe_form
@@ -75,11 +88,15 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
         app[PAGES], app[CSS] = await asyncio.to_thread(prepare)  # off the loop
         app[DB] = Db(path, cfg.state_dir / subscribers.JOURNAL)
         app[EDITIONS] = Editions(cfg, app[DB])
+        app[VERSION], app[CACHE] = ArchiveVersion(path), Pages()
+        app[COSTLY] = Costly(cfg.web.costly_threads, cfg.web.costly_per_client)
         app[MAIL] = ThreadPoolExecutor(2, thread_name_prefix="web-mail")
         drain = asyncio.get_running_loop().create_task(drain_journal(app))
         yield
         drain.cancel()
         await asyncio.to_thread(app[MAIL].shutdown, True)
+        await asyncio.to_thread(app[COSTLY].close)
+        await asyncio.to_thread(app[VERSION].close)
         await asyncio.to_thread(app[EDITIONS].close)
         await asyncio.to_thread(app[DB].close)
 

@@ -38,6 +38,7 @@ from bot.channels.base import (
 from bot.channels.bluesky import client as bc
 from bot.channels.bluesky.account import Account, session_path
 from bot.channels.bluesky.compose import ComposeError, Post, compose_thread, readable
+from bot.channels.bluesky.settings import live as bluesky_live
 from bot.channels.bluesky.text import MAX_GRAPHEMES, is_tid, tid
 from bot.channels.email.render import RenderError, edition_url
 from bot.config import CheckResult, Config
@@ -200,7 +201,7 @@ class BlueskyChannel:
                  clock: Callable[[], datetime] | None = None):
         self.cfg = cfg
         self._env = os.environ if environ is None else environ
-        self.live = any(self._env.get(name, "").strip() for name in bc.ENV_VARS)
+        self.live = bluesky_live(cfg.bluesky, self._env)
         self.now = clock or (lambda: datetime.now(UTC))
         self._clock_given = clock is not None
         b = cfg.bluesky

@@ -35,10 +35,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError, SSLError
 
+from bot.channels.bluesky.settings import ENV_HANDLE, ENV_PASSWORD, ENV_VARS  # noqa: F401 (where they were)
+
 log = logging.getLogger(__name__)
 
-ENV_HANDLE, ENV_PASSWORD = "PAPERBOT_BLUESKY_HANDLE", "PAPERBOT_BLUESKY_APP_PASSWORD"
-ENV_VARS = (ENV_HANDLE, ENV_PASSWORD)
 POST = "app.bsky.feed.post"
 RATE_LIMITED, NOT_SENT, UNCERTAIN, EXPIRED, REFUSED = "rate_limited", "not_sent", "uncertain", "expired", "refused"
 DEFAULT_WAIT = timedelta(minutes=5)

@@ -7,6 +7,7 @@ PAPERBOT_BLUESKY_APP_PASSWORD only.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.channels.windows import Window, parse_send_at
@@ -46,6 +47,16 @@ class BlueskySettings:
 
 
 Settings = BlueskySettings
+
+
+ENV_HANDLE, ENV_PASSWORD = "PAPERBOT_BLUESKY_HANDLE", "PAPERBOT_BLUESKY_APP_PASSWORD"
+ENV_VARS = (ENV_HANDLE, ENV_PASSWORD)
+
+
+def live(settings: BlueskySettings, environ: Mapping[str, str]) -> bool:
+    """Posting for real: either variable set (a half-set one fails loudly, never a trial). Read without the
+    channel's client (issue #29)."""
+    return any(environ.get(name, "").strip() for name in ENV_VARS)
 
 
 def enabled(settings: BlueskySettings) -> bool:

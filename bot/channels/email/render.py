@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
-import mjml
 
 from bot.channels.base import RenderError
 from bot.channels.email import view
@@ -133,6 +132,8 @@ def render_mjml(edition: Edition, cfg: Config, templates_dir: Path | None = None
 
 
 def _to_html(source: str) -> str:
+    import mjml  # issue #29: loaded only by a command that renders an email or a web edition
+
     try:
         return mjml.mjml2html(source, disable_comments=False)
     except Exception as e:  # the Rust binding raises plain exceptions for malformed MJML

@@ -7,6 +7,7 @@ here: it comes from $PAPERBOT_SMTP_PASSWORD.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -54,6 +55,11 @@ class EmailSettings:
 
 
 Settings = EmailSettings
+
+
+def live(settings: EmailSettings, environ: Mapping[str, str]) -> bool:
+    """Sending for real: an smtp_url (without it every message goes to the outbox, a trial)."""
+    return bool(settings.smtp_url)
 
 
 def enabled(settings: EmailSettings) -> bool:

@@ -37,10 +37,10 @@ from mastodon.errors import (
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError, SSLError
 
 from bot.channels.mastodon.compose import Limits
+from bot.channels.mastodon.settings import TOKEN_ENV
 
 log = logging.getLogger(__name__)
 
-TOKEN_ENV = "PAPERBOT_MASTODON_TOKEN"
 RATE_LIMITED, NOT_SENT, UNCERTAIN, REFUSED = "rate_limited", "not_sent", "uncertain", "refused"
 DEFAULT_WAIT = timedelta(minutes=5)  # Mastodon's window, when a 429 says no reset
 MAX_WAIT = timedelta(hours=24)  # a reset further away is not believed

@@ -7,6 +7,7 @@ comes from $PAPERBOT_MASTODON_TOKEN (without it, a trial to the outbox).
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.channels.windows import Window, parse_send_at
@@ -51,6 +52,14 @@ class MastodonSettings:
 
 
 Settings = MastodonSettings
+
+
+TOKEN_ENV = "PAPERBOT_MASTODON_TOKEN"
+
+
+def live(settings: MastodonSettings, environ: Mapping[str, str]) -> bool:
+    """Posting for real: a token set. Read without Mastodon.py (issue #29)."""
+    return bool(environ.get(TOKEN_ENV, "").strip())
 
 
 def enabled(settings: MastodonSettings) -> bool:
