@@ -33,6 +33,7 @@ from bot.config import Config, SourceConfig
 from bot.publish.pipeline import next_due
 from bot.sources.poll import PollOptions, poll_source
 from bot.store import Store
+from bot.track.digest_cache import Sections
 from bot.web import health
 from bot.web.thread import WebThread
 
@@ -41,14 +42,25 @@ log = logging.getLogger(__name__)
 AfterPoll = Callable[[Config, Store, datetime], None]
 STOP_GRACE = 6.0  # seconds to let polls in flight finish after a stop signal (the promise is 10 s in all)
 WAKE_JOB = "publish-wake"
+ENRICH_JOB = "arxiv-enrich"
 
 
-def after_poll_hooks(cfg: Config) -> list[AfterPoll]:
-    """What runs after every poll, with the poll's store and clock: publishing each week that became ready."""
+def housekeeping(cfg: Config, store: Store, now: datetime) -> None:
+    """Issue #24: pending subscribers whose last confirmation link expired over `[web] pending_ttl` ago go,
+    with their confirmations (addresses typed into the form by others do not pile up)."""
+    from bot.channels.email import subscribers
+
+    subscribers.purge_pending(store, now=now, keep=timedelta(seconds=cfg.web.pending_ttl))
+
+
+def after_poll_hooks(cfg: Config, stop: threading.Event | None = None) -> list[AfterPoll]:
+    """What runs after every poll, with the poll's store and clock: publishing each week that became ready
+    (ending its sending once `stop` is set), alerts, then housekeeping."""
     from bot.ops.alerts import after_poll as alerts
-    from bot.publish.pipeline import after_poll
+    from bot.publish.pipeline import after_poll, after_poll_until
 
-    return [after_poll, alerts]  # alerts after publishing, so they see what this round sent
+    publish = after_poll if stop is None else after_poll_until(stop)
+    return [publish, alerts, housekeeping]  # alerts after publishing, so they see what this round sent
 
 
 def jitter(every_seconds: float) -> float:
@@ -61,15 +73,16 @@ class Daemon:
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)):
         self.cfg = cfg
         self.options = options or PollOptions.from_config(cfg)
-        self.hooks = after_poll_hooks(cfg) if hooks is None else hooks
-        self.clock = clock
         self.stop = threading.Event()
+        self.hooks = after_poll_hooks(cfg, self.stop) if hooks is None else hooks
+        self.clock = clock
         self._running = 0
         self._doing: dict[int, str] = {}  # thread -> what its job is doing now (said if stopping leaves it)
         self._idle = threading.Condition()
         # Polls fetch side by side, but their writes and the hooks take turns: the hooks' own transactions
         # then never meet a poll's commit between their reads and their writes ("database is locked").
         self._writes = threading.Lock()
+        self._sections: dict[str, dict[str, Sections]] = {src.name: {} for src in cfg.sources}  # issue #28
         self._sched: BackgroundScheduler | None = None
 
     def _run_hooks(self, store: Store, now: datetime, after: str) -> None:
@@ -144,9 +157,35 @@ class Daemon:
                 now = self.clock()
                 self._now_doing(f"a poll of {src.name}")
                 poll_source(store, self.cfg, src, now, options=self.options, stop=self.stop,
-                            write_lock=self._writes)
+                            write_lock=self._writes, sections=self._sections.setdefault(src.name, {}))
                 self._now_doing(f"publishing after the poll of {src.name}")
                 self._run_hooks(store, now, f"after polling {src.name}")
+            finally:
+                store.close()
+        self._schedule_enrich()
+
+    def _schedule_enrich(self) -> None:
+        """Enrichment from arXiv (#32) after a poll: on its own worker, after publishing, so nothing a channel
+        sends ever waits on arXiv."""
+        if self._sched is None or self.stop.is_set() or not self.cfg.arxiv.enabled:
+            return
+        try:
+            self._sched.add_job(self.enrich_job, DateTrigger(run_date=datetime.now(UTC), timezone=UTC),
+                                id=ENRICH_JOB, name="enrich papers from arXiv", executor="arxiv",
+                                replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=1)
+        except SchedulerNotRunningError:
+            return
+
+    def enrich_job(self) -> None:
+        """One round of enrichment. Never raises; a failure is recorded and the next poll's round asks again."""
+        if self.stop.is_set():
+            return
+        from bot.publish.enrichment import enrich_round
+
+        with self._job("enriching papers from arXiv failed; it runs again after the next poll"):
+            store = Store.open(self.cfg.db_path)
+            try:
+                enrich_round(self.cfg, store, self.clock, stop=self.stop, write_lock=self._writes)
             finally:
                 store.close()
 
@@ -154,7 +193,8 @@ class Daemon:
         # A worker per source: a job never overlaps itself, so a source that is slow (a server dripping bytes,
         # retries, a long git fetch) only ever holds its own worker, never the turn of another source.
         workers = max(1, len(self.cfg.sources))
-        sched = BackgroundScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(workers)})
+        sched = BackgroundScheduler(timezone=UTC, executors={"default": ThreadPoolExecutor(workers),
+                                                             "arxiv": ThreadPoolExecutor(1)})
         start = datetime.now(UTC)
         for src in self.cfg.sources:
             every = src.every.total_seconds()

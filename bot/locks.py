@@ -32,7 +32,7 @@ def acquire(path: Path, wait: float = 0.0) -> int:
     Waits up to `wait` seconds for another holder to let go, then raises LockBusy.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # issue #24: nothing in the state folder is public
     deadline = time.monotonic() + wait
     while True:
         try:

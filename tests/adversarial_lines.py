@@ -13,6 +13,7 @@ from datetime import date
 
 from bot.sources.fetch_http import redact
 from bot.track.dates import find_range
+from bot.track.digest_cache import parse_digest_incremental
 from bot.track.parse_digest import parse_digest
 from bot.track.parse_feed import plain_text
 from bot.track.parse_notes import parse_notes
@@ -26,12 +27,18 @@ def _digest(text: str) -> object:
     return parse_digest(text, AS_OF)
 
 
+def _digest_again(text: str) -> object:
+    """The incremental parse (issue #28), reading the same text a second time from the sections of the first."""
+    doc, sections = parse_digest_incremental(text, AS_OF)
+    return parse_digest_incremental(text + "\n", AS_OF, sections)
+
+
 def _notes(text: str) -> object:
     return parse_notes(text, AS_OF)
 
 
 PARSERS: dict[str, Callable[[str], object]] = {
-    "digest": _digest, "notes": _notes, "feed": plain_text, "dates": find_range,
+    "digest": _digest, "digest-again": _digest_again, "notes": _notes, "feed": plain_text, "dates": find_range,
     "redact": redact,  # what a hostile server's redirect or error becomes in a log line and the database
 }
 
@@ -94,6 +101,12 @@ CASES: list[Case] = [
     *[Case("digest", "links-cell-" + c.name, c.head, c.unit, c.tail + " |")
       for c in _line_cases("digest", WEEK + "| 1) **A paper** - a summary. | ")
       if c.name in LINK_CELL],
+    # the incremental digest parse (#28): lines that look like headings to its search over the bytes, and rows
+    Case("digest-again", "heading-spaces", "# a", " ", "a"),
+    Case("digest-again", "high-bytes", "a\n", "é", "#"),
+    Case("digest-again", "wide-spaces", "a\n", "\u3000", "#"),
+    Case("digest-again", "bold-line-stars", "**a", "*", " b"),
+    Case("digest-again", "row-pipes", WEEK + "| ", "|", " |"),
     # notes: `###` headings and their links, author lines, bullets
     Case("notes", "heading-spaces", "### a", " ", "a"),
     Case("notes", "heading-link-ends", "### [a", "](", "a"),

@@ -10,9 +10,9 @@
 - `Faults` is what a server holds: the seed and one counter per kind of request; `next(kind)` counts one
   request and returns its draw (None once `stop()` is called: the faults are over).
 - `kill_plan(seed, kills)`: for each kill, the channels to kill in the middle of, in the order to try them (the
-  first of them with something to send; the first three kills: email, X and Discord, in the seed's order), how
-  many of its sends to let start first and how long after the last one started (the server may have it by
-  then), or (about one kill in seven) a random moment instead.
+  first of them with something to send; the first kills: one on each channel, email, X, Discord, Bluesky and
+  Mastodon, in the seed's order), how many of its sends to let start first and how long after the last one
+  started (the server may have it by then), or (about one kill in seven) a random moment instead.
 - `Ledger` watches the SQLite file as the test runs: the rows `sending` now, and which of them are in flight in
   this run (a row's attempt, not a row left `sending` by a run killed before).
 """
@@ -37,12 +37,18 @@ KINDS = {
     ("x", "read"): ("429", "5xx", "stall", "drop"),
     ("discord", "create"): ("429", "5xx", "stored_5xx", "stall", "drop", "drop_after_create"),
     ("discord", "read"): ("429", "5xx", "stall", "drop"),
+    ("bluesky", "create"): ("429", "5xx", "stored_5xx", "stall", "drop", "drop_after_create"),
+    ("bluesky", "read"): ("429", "5xx", "stall", "drop"),
+    ("mastodon", "create"): ("429", "5xx", "stored_5xx", "stall", "drop", "drop_after_create"),  # issue #31
+    ("mastodon", "read"): ("429", "5xx", "stall", "drop"),
     ("smtp", "data"): ("451", "drop"),
 }
 # Faults every run has: (kinds, placed among requests 2 .. 1 + within of that kind).
 REQUIRED = {
     ("x", "create"): (("stored_5xx", "drop_after_create", "429", "429"), 12),
     ("discord", "create"): (("stored_5xx", "stored_5xx", "drop_after_create", "429"), 8),
+    ("bluesky", "create"): (("stored_5xx", "drop_after_create", "429"), 12),  # issue #30
+    ("mastodon", "create"): (("stored_5xx", "drop_after_create", "429"), 10),  # issue #31
     ("smtp", "data"): (("451", "drop"), 8),
 }
 LATENCY = {"create": (0.03, 0.25), "read": (0.0, 0.05), "data": (0.05, 0.3)}  # seconds, from .. to

@@ -1,5 +1,6 @@
 """The end-to-end world shared by tests/test_e2e.py (#15) and tests/test_chaos.py (#22): a git repository as the
-source, aiosmtpd with a few subscribers, tests/x_server.py and tests/discord_server.py, a config live on every
+source, aiosmtpd with a few subscribers, tests/x_server.py, tests/discord_server.py and tests/mastodon_server.py
+(#31), a config live on every
 channel, `paperbot run` as a subprocess (`Daemon`), and readers of what each server received.
 
 Discord is a webhook that posts with, by default, a bot token that reads the channel back (`bot=False`: the
@@ -24,6 +25,7 @@ from pathlib import Path
 import pytest
 from conftest import commit_file, make_repo
 from discord_server import DiscordServer, shown
+from mastodon_server import MastodonServer
 from publish_support import SECRET, Recorder, add_subscribers, smtp_server
 from x_server import XServer
 
@@ -32,7 +34,7 @@ from bot.channels.email.mime import message_id
 from bot.store import Store
 
 SOURCE = "dair"
-CHANNELS = ("email", "x", "discord")
+CHANNELS = ("email", "x", "discord", "mastodon")
 W0, W1, W2, W3 = "2023-02-13..2023-02-19", "2023-02-20..2023-02-26", "2023-02-27..2023-03-05", "2023-03-06..2023-03-12"
 HEADINGS = {W0: "Feb 13-19", W1: "Feb 20-26", W2: "Feb 27 - Mar 5", W3: "Mar 6 - Mar 12"}
 # (title, arXiv number): the link stays when a title is fixed, so a fix is a correction, not a new paper
@@ -45,6 +47,8 @@ LATE = ("Sunday Night Transformers", 14)
 LATE_TITLE = "Added to earlier weeks"
 XCREDS = {"PAPERBOT_X_CONSUMER_KEY": "ck-e2e-1", "PAPERBOT_X_CONSUMER_SECRET": "cs-e2e-2",
           "PAPERBOT_X_ACCESS_TOKEN": "at-e2e-3", "PAPERBOT_X_ACCESS_TOKEN_SECRET": "ats-e2e-4"}
+BSKY_CREDS = {"PAPERBOT_BLUESKY_HANDLE": "paperbot.test", "PAPERBOT_BLUESKY_APP_PASSWORD": "e2e1-e2e2-e2e3-e2e4"}
+MASTODON_TOKEN = "mastodon-e2e-token"
 DOMAIN = "papers.weekly.test"  # the list id: our Message-IDs' right-hand side
 
 
@@ -75,8 +79,12 @@ def digest(weeks: dict[str, list[tuple[str, int]]], long: bool = False) -> str:
     return "\n".join(out)
 
 
-def write_config(tmp: Path, smtp_port: int, x: XServer, d: DiscordServer, repo: Path, x_delay: str = "1s") -> Path:
-    """Live on every channel (`.test` domains pass the live-send checks), timeouts and delays of a second."""
+def write_config(tmp: Path, smtp_port: int, x: XServer, d: DiscordServer, repo: Path, x_delay: str = "1s",
+                 m: MastodonServer | None = None, bluesky: str | None = None) -> Path:
+    """Live on every channel (`.test` domains pass the live-send checks), timeouts and delays of a second;
+    Mastodon only with `m` (issue #31), Bluesky only at `bluesky`, its service (issue #30: the chaos test), else
+    off."""
+    bsky = f'service = "{bluesky}"\ntimeout = "1s"\ndelay = "0s"' if bluesky else "enabled = false"
     path = tmp / "paperbot.toml"
     path.write_text(f"""state_dir = "state"
 [publish]
@@ -106,7 +114,11 @@ timeout = "1s"
 max_wait = "1s"
 channel_id = "{d.webhook_channel}"
 edit_on_correction = true
-[[sources]]
+[bluesky]
+{bsky}
+[mastodon]
+""" + (f'instance = "{m.base_url}"\ntimeout = "1s"\ndelay = "{x_delay}"\n' if m else "enabled = false\n")
+        + f"""[[sources]]
 name = "{SOURCE}"
 git = "{repo}"
 every = "1s"
@@ -121,7 +133,8 @@ class Daemon:
     def __init__(self, cfg_path: Path, d: DiscordServer, *, bot: bool = True):
         self.cfg_path = cfg_path
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("PAPERBOT_")}
-        self.env.update(XCREDS, PAPERBOT_SECRET_KEY=SECRET, PAPERBOT_DISCORD_WEBHOOK_URL=d.webhook_url())
+        self.env.update(XCREDS, **BSKY_CREDS, PAPERBOT_SECRET_KEY=SECRET,
+                        PAPERBOT_DISCORD_WEBHOOK_URL=d.webhook_url(), PAPERBOT_MASTODON_TOKEN=MASTODON_TOKEN)
         if bot:  # the bot reads the channel back; without it, the webhook alone
             self.env["PAPERBOT_DISCORD_BOT_TOKEN"] = d.bot_token
         self.runs = 0
@@ -176,10 +189,10 @@ def query(db: Path, sql: str, args: tuple = ()) -> list[tuple]:
         con.close()
 
 
-def published(db: Path, keys: tuple[str, ...]) -> bool:
+def published(db: Path, keys: tuple[str, ...], channels: tuple[str, ...] = CHANNELS) -> bool:
     """Every week of `keys` is published on every channel."""
     rows = query(db, "SELECT week_key, channel FROM publications WHERE state = 'published' AND source = ?", (SOURCE,))
-    return {(k, c) for k in keys for c in CHANNELS} <= set(rows)
+    return {(k, c) for k in keys for c in channels} <= set(rows)
 
 
 # -- what each server received ------------------------------------------------------------------------------------
@@ -215,6 +228,20 @@ def x_threads(x: XServer, keys: tuple[str, ...]) -> dict[str, list]:
     return threads
 
 
+def mastodon_threads(m: MastodonServer, keys: tuple[str, ...]) -> dict[str, list]:
+    """week -> its thread on Mastodon (m.thread fails if a thread branches); every status of the account is in one
+    of them, no text twice (a blind resend would show), each week has exactly one head (issue #31)."""
+    ours = m.ours()
+    threads = {}
+    for k in keys:
+        heads = [s for s in ours if s.in_reply_to is None and f"/editions/{SOURCE}/{k}" in s.text]
+        assert len(heads) == 1, f"{len(heads)} head statuses for {k}: {[h.text[:60] for h in heads]}"
+        threads[k] = m.thread(heads[0].id)
+    assert sorted(s.id for t in threads.values() for s in t) == sorted(s.id for s in ours), "a status outside"
+    assert len({s.text for s in ours}) == len(ours), "a status's text twice"
+    return threads
+
+
 def discord_by_week(d: DiscordServer, keys: tuple[str, ...], papers: dict = PAPERS) -> dict[str, list]:
     """week -> the messages showing its own papers (by their embeds' titles); each message belongs to one week."""
     out: dict[str, list] = {k: [] for k in keys}
@@ -226,12 +253,13 @@ def discord_by_week(d: DiscordServer, keys: tuple[str, ...], papers: dict = PAPE
     return out
 
 
-def log_of(server: XServer | DiscordServer) -> str:
+def log_of(server: XServer | DiscordServer | MastodonServer) -> str:
     """A server's requests, one a line, for a failure's message: when, what, the answer, what it carried."""
     def what(body: object) -> str:
         if not isinstance(body, dict):
             return ""
-        return str(body.get("text", "")[:60]) or str([shown(e.get("title", "")) for e in body.get("embeds") or []])
+        text = str(body.get("text") or body.get("status") or "")[:60]  # X's or Mastodon's
+        return text or str([shown(e.get("title", "")) for e in body.get("embeds") or []])
 
     return "\n".join(f"{r.at:.3f} {r.method} {r.path[:40]} {r.status} {what(r.body)}" for r in server.requests)
 
@@ -246,18 +274,19 @@ def late_embeds(m) -> list[dict]:
 
 
 @contextmanager
-def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s", x_window: int = 100,
-          ) -> Iterator[tuple[Recorder, XServer, DiscordServer, Path, Path, Path]]:
-    """The local peers (SMTP, X, Discord), a git repo holding week W0, the config and its subscribers. `x_window`:
-    the posts X allows in 15 minutes (a soak makes more than X's 100)."""
+def world(tmp_path: Path, people: list[str], *, x_delay: str = "1s", x_window: int = 100, bluesky: str | None = None,
+          ) -> Iterator[tuple[Recorder, XServer, DiscordServer, MastodonServer, Path, Path, Path]]:
+    """The local peers (SMTP, X, Discord, Mastodon), a git repo holding week W0, the config and its subscribers.
+    `x_window`: the posts X allows in 15 minutes (a soak makes more than X's 100). Bluesky is on only at `bluesky`,
+    the service of a BlueskyServer the caller runs (issue #30)."""
     with smtp_server() as (rec, port), XServer(*XCREDS.values(), post_limit=x_window) as x, \
-            DiscordServer(rate=50) as d:
+            DiscordServer(rate=50) as d, MastodonServer(MASTODON_TOKEN, limit=100_000) as m:
         repo = make_repo(tmp_path / "digest")
         commit_file(repo, "README.md", digest({W0: PAPERS[W0]}), "2023-02-20T10:00:00+00:00", "W0")
-        cfg_path = write_config(tmp_path, port, x, d, repo, x_delay)
+        cfg_path = write_config(tmp_path, port, x, d, repo, x_delay, m, bluesky)
         db = load_config(cfg_path).db_path
         store = Store.open(db)
         add_subscribers(store, tmp_path, people)
         store.close()
-        yield rec, x, d, repo, cfg_path, db
+        yield rec, x, d, m, repo, cfg_path, db
 

@@ -155,11 +155,14 @@ def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
 
 
 def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "",
-                 x: str | None = None, discord: str | None = None) -> Config:
+                 x: str | None = None, discord: str | None = None, bluesky: str | None = None,
+                 mastodon: str | None = None, batch: int | None = None) -> Config:
     """A config that may send for real (issue #14: no example domain, a public base_url; `.test` is the
     domain reserved for tests, which the live-send checks allow). X is off unless `x` gives the `[x]` table's
     lines (tests/test_x_thread.py), and Discord unless `discord` gives the `[discord]` table's
-    (tests/test_discord_publish.py)."""
+    (tests/test_discord_publish.py), and Bluesky unless `bluesky` gives the `[bluesky]` table's (issue #30),
+    and Mastodon unless `mastodon` gives the `[mastodon]` table's (tests/test_mastodon_thread.py).
+    `batch`: `[email] batch` (default: paperbot's)."""
     who = f"{user}@" if user else ""
     smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
     path = tmp / "paperbot.toml"
@@ -171,11 +174,14 @@ contact = "help@weekly.test"
 list_id = "papers.weekly.test"
 connections = {connections}
 rate = {rate}
+{"" if batch is None else f"batch = {batch}"}
 [web]
 base_url = "https://papers.weekly.test"
 [x]
 """ + ("enabled = false\n" if x is None else x) + "[discord]\n"
-        + ("enabled = false\n" if discord is None else discord), encoding="utf-8")
+        + ("enabled = false\n" if discord is None else discord) + "[bluesky]\n"
+        + ("enabled = false\n" if bluesky is None else bluesky) + "[mastodon]\n"
+        + ("enabled = false\n" if mastodon is None else mastodon), encoding="utf-8")
     return load_config(path)
 
 

@@ -77,6 +77,7 @@ class Request:
     path: str
     headers: dict[str, str]
     status: int = 0
+    at: float = field(default_factory=time.monotonic)  # when it arrived (#32: arXiv's spacing)
 
 
 @dataclass

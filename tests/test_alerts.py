@@ -280,7 +280,7 @@ def test_a_week_waiting_for_papers_past_max_wait_is_an_alert_saying_so(tmp_path)
 def test_the_daemon_sends_alerts_after_its_polls(tmp_path):
     """The alerts run in the daemon's after-poll hooks: a real `paperbot run` whose source answers 404 mails
     the alert to aiosmtpd."""
-    assert [h.__module__ for h in after_poll_hooks(None)] == ["bot.publish.pipeline", "bot.ops.alerts"]
+    assert [h.__module__ for h in after_poll_hooks(None)] == ["bot.publish.pipeline", "bot.ops.alerts", "bot.daemon"]
     with DocServer() as server, smtp_server() as (rec, port):
         cfg = _config(tmp_path, port, 'email = "ops@weekly.test"\nfailures = 1', server.url("/nothing.md"))
         with cfg.path.open("a", encoding="utf-8") as f:

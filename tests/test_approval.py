@@ -40,6 +40,10 @@ base_url = "https://papers.weekly.test"
 enabled = false
 [discord]
 enabled = false
+[bluesky]
+enabled = false
+[mastodon]
+enabled = false
 """, encoding="utf-8")
     return load_config(path)
 

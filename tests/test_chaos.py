@@ -1,8 +1,8 @@
 """Issue #22: a chaos test without excuses. The daemon proves exactly-once by itself.
 
 The world of tests/e2e_support.py (`paperbot run` as a subprocess, a git repository as its source, aiosmtpd, the
-fake X and Discord APIs) under kills and faults, then left to settle with the faults over. Nothing is settled
-for it: the test never runs `paperbot resolve`.
+fake X, Discord and Mastodon APIs, and tests/bluesky_server.py) under kills and faults, then left to settle with the
+faults over. Nothing is settled for it: the test never runs `paperbot resolve`.
 
 - Kills: `paperbot run` is SIGKILLed and restarted `PAPERBOT_CHAOS_KILLS` times (16, 10 with a webhook alone;
   the soak: 100). Most kills aim at a send in flight: the test watches the SQLite ledger and fires once the
@@ -12,11 +12,12 @@ for it: the test never runs `paperbot resolve`.
 - Faults (tests/chaos_support.py): a pure function of the seed and each request's number, so a seed replays its
   faults exactly: 429s with resets, 5xx before and after the post is stored, stalls past the timeout, dropped
   connections before and after a create, SMTP deferrals and drops; every run has a 5xx after the post is stored
-  (X and Discord), a dropped answer after a create, 429s and SMTP deferrals and drops. They last while most
-  posts go out, then stop, and the daemon has its rounds.
+  (X, Discord, Bluesky and Mastodon), a dropped answer after a create, 429s and SMTP deferrals and drops. They
+  last while most posts go out, then stop, and the daemon has its rounds.
 - Exactly once: every row of the ledger ends `sent` (none `uncertain` or `refused`); X never refused a text as
-  a duplicate (a blind resend would show there) and each week's thread is exactly its ledger's posts, as is each
-  week's announcement on Discord with a bot that reads back. An email copy beyond the first is allowed only for
+  a duplicate (a blind resend would show there) and each week's thread is exactly its ledger's posts (on X, on
+  Bluesky, issue #30, and on Mastodon, issue #31, where no post's text shows twice), as is each week's
+  announcement on Discord with a bot that reads back. An email copy beyond the first is allowed only for
   a row in flight at a kill; with a webhook alone, a message beyond the first only where paperbot logged a
   possible duplicate for it, tied to a kill or to an answer it lost.
 
@@ -35,13 +36,16 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from bluesky_server import BlueskyServer
 from chaos_support import REQUIRED, SEEDS, Faults, Ledger, kill_plan
 from conftest import commit_file
 from discord_server import DiscordServer, shown
 from e2e_support import (
+    BSKY_CREDS,
     CHANNELS,
     LATE,
     PAPERS,
+    SOURCE,
     W0,
     Daemon,
     digest,
@@ -49,11 +53,13 @@ from e2e_support import (
     late_embeds_of,
     log_of,
     mail_by_week,
+    mastodon_threads,
     published,
     query,
     world,
     x_threads,
 )
+from mastodon_server import MastodonServer
 from publish_support import Recorder, addresses
 from x_server import XServer
 
@@ -66,6 +72,7 @@ SETTLE = 90.0  # seconds the daemon has, faults over, to leave every row sent
 _WORDS = ("Sparse Quiet Tidal Deep Folded Tiny Lazy Paper Orchard Velvet Hollow Amber Silent Rapid Frozen Gentle "
           "Crimson Bright Narrow Distant Wandering Humble Curious Patient").split()
 _NOUNS = ("Lanterns", "Kettles", "Rockets", "Compasses", "Ladders")
+ALL = (*CHANNELS, "bluesky")  # the e2e world's channels and Bluesky (issue #30)
 POSSIBLE_DUPLICATE = re.compile(r"discord: (message-\d+) of [^:\s]+:(\S+) may have been posted already")
 
 
@@ -108,12 +115,12 @@ def _work(db: Path) -> set[str]:
     pubs = {(k, c): s for k, c, s in query(db, "SELECT week_key, channel, state FROM publications")}
     soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
     held = {c for (c,) in query(db, "SELECT channel FROM channel_state WHERE until > ?", (soon,))}
-    return {c for c in CHANNELS for k in ready if pubs.get((k, c)) in (None, "sending")} - held
+    return {c for c in ALL for k in ready if pubs.get((k, c)) in (None, "sending")} - held
 
 
 def _settled(db: Path, keys: tuple[str, ...]) -> bool:
     """Every week published on every channel and every row of the ledger `sent`."""
-    return published(db, keys) and not query(db, "SELECT 1 FROM deliveries WHERE state != 'sent' LIMIT 1")
+    return published(db, keys, ALL) and not query(db, "SELECT 1 FROM deliveries WHERE state != 'sent' LIMIT 1")
 
 
 @dataclass
@@ -128,6 +135,8 @@ class Run:
     rec: Recorder
     x: XServer
     d: DiscordServer
+    m: MastodonServer
+    b: BlueskyServer
     faults: dict[str, Faults]
     at_kills: list[list[tuple]] = field(default_factory=list)  # the rows in flight at each kill
     killed_at: list[float] = field(default_factory=list)
@@ -165,16 +174,16 @@ def _kills(run: Run, daemon: Daemon, db: Path, repo: Path) -> None:
         commit_file(repo, "README.md", digest(shown_weeks, long=True), when, message)
         committed += 1
 
-    for i, k in enumerate(kill_plan(run.seed, run.kills, CHANNELS)):
+    for i, k in enumerate(kill_plan(run.seed, run.kills, ALL)):
         work, hit = _work(db), {r[2] for rows_at in run.at_kills for r in rows_at}
         prefer = (*(c for c in k.prefer if c not in hit), *k.prefer)  # a channel not yet hit mid-send first
         if committed < len(versions) and (committed < BASE and due[committed] <= i or not work):
             commit_next()  # the next version by its round, or sooner when nothing is left to send
-            work = set(CHANNELS)
+            work = set(ALL)
             if "email" not in hit:
                 prefer = ("email", *prefer)  # a new week's email goes out first, and fast: aim at it now
         target = next((c for c in prefer if c in work), None)
-        moment = k.delay is not None and hit == set(CHANNELS)  # a random moment, once each channel was hit
+        moment = k.delay is not None and hit == set(ALL)  # a random moment, once each channel was hit
         daemon.start()
         daemon.wait("the daemon to start", lambda: "paperbot running" in daemon.text())
         up = time.monotonic()
@@ -209,14 +218,19 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
     print(f"\n{SEEDS[-1]}")
     weeks = chaos_weeks(3 + kills // 3)  # more than the run needs: the weeks not committed are dropped
     started, people = time.monotonic(), addresses(4)
-    with world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20) as (rec, x, d, repo, cfg, db):
-        run = Run(seed, kills, bot, weeks, people, rec, x, d, {s: Faults(seed, s) for s in ("x", "discord", "smtp")})
+    with BlueskyServer(*BSKY_CREDS.values()) as b, \
+            world(tmp_path, people, x_delay="0s", x_window=10 * len(weeks) * 20, bluesky=b.service) as (
+                rec, x, d, m, repo, cfg, db):
+        run = Run(seed, kills, bot, weeks, people, rec, x, d, m, b,
+                  {s: Faults(seed, s) for s in ("x", "discord", "mastodon", "bluesky", "smtp")})
         daemon = Daemon(cfg, d, bot=bot)
         daemon.start()  # its first poll takes the digest as it is as the baseline: only later weeks are new
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
         assert daemon.stop() == 0
         x.chaos(run.faults["x"])
         d.chaos(run.faults["discord"])
+        m.chaos(run.faults["mastodon"])
+        b.chaos(run.faults["bluesky"])
         rec.chaos(run.faults["smtp"])
         _kills(run, daemon, db, repo)
         run.seconds.append(round(time.monotonic() - started))
@@ -224,12 +238,13 @@ def _run(tmp_path: Path, kills: int, *, bot: bool) -> Run:
         daemon.start()  # unkilled now, the faults still on, while most of what is left goes out
         daemon.wait("the daemon to start", lambda: "paperbot running" in daemon.text())
         deadline = time.monotonic() + FAULTY_RUN
-        while not published(db, run.keys) and time.monotonic() < deadline:
+        while not published(db, run.keys, ALL) and time.monotonic() < deadline:
             assert daemon.alive(), daemon.text()[-5000:]
             time.sleep(0.1)
-        for server in (x, d, rec):
+        for server in (x, d, m, b, rec):
             server.chaos(None)
-        run.under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages)}
+        run.under_faults = {"email": rec.count(), "x": len(x.ours()), "discord": len(d.messages),
+                            "mastodon": len(m.ours()), "bluesky": len(b.ours())}
         run.seconds.append(round(time.monotonic() - started) - sum(run.seconds))
 
         def rows() -> str:
@@ -262,19 +277,22 @@ def _check_kills_and_faults(run: Run, report: dict) -> None:
     landed = sum(bool(rows_at) for rows_at in run.at_kills)
     report.update(mid_send=landed, mid_send_by_channel=dict(mid_send))
     assert 2 * landed >= run.kills, f"seed {seed}: only {landed} of {run.kills} kills came while a row was sending"
-    assert set(mid_send) == set(CHANNELS), f"seed {seed}: kills mid-send by channel: {dict(mid_send)}"
+    assert set(mid_send) == set(ALL), f"seed {seed}: kills mid-send by channel: {dict(mid_send)}"
     for (server, kind), (must, _) in REQUIRED.items():
         had = Counter(f for k, _, f in run.faults[server].log if k == kind)
         assert not Counter(must) - had, f"seed {seed}: {server} {kind} faults {dict(had)}, must have {must}"
     report["faults"] = {s: dict(Counter(f for _, _, f in run.faults[s].log)) for s in run.faults}
-    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets)}
-    assert len(run.x.resets) + len(run.d.resets) >= 3, report["429s"]
-    for server in (run.x, run.d):
+    report["429s"] = {"x": len(run.x.resets), "discord": len(run.d.resets), "mastodon": len(run.m.resets),
+                      "bluesky": len(run.b.resets)}
+    assert len(run.x.resets) + len(run.d.resets) + len(run.m.resets) >= 3 and run.b.resets, report["429s"]
+    for server in (run.x, run.d, run.m, run.b):
         early = _early(server, run.killed_at)
-        assert early == [], f"seed {seed}: before a reset: {[(r.method, r.path, r.at) for r in early]}"
-    total = {"email": run.rec.count(), "x": len(run.x.ours()), "discord": len(run.d.messages)}
+        shown_early = [(r.method, getattr(r, "path", getattr(r, "nsid", "")), r.at) for r in early]
+        assert early == [], f"seed {seed}: before a reset: {shown_early}"
+    total = {"email": run.rec.count(), "x": len(run.x.ours()), "discord": len(run.d.messages),
+             "mastodon": len(run.m.ours()), "bluesky": len(run.b.ours())}
     report.update(under_faults=run.under_faults, total=total, seconds=run.seconds)
-    assert all(2 * run.under_faults[c] > total[c] for c in CHANNELS), \
+    assert all(2 * run.under_faults[c] > total[c] for c in ALL), \
         f"seed {seed}: most went out after the faults stopped: {run.under_faults} of {total}"
 
 
@@ -307,6 +325,24 @@ def _check_x(run: Run, report: dict) -> None:
     assert sum(LATE[0] in p.text for p in x.ours()) == 1
     assert not {m for m in run.marked if m[1] == "x"}, f"seed {seed}: X rows marked as possible duplicates"
     report["possible_duplicates"]["x"] = len(x.ours()) - sum(len(t) for t in threads.values())
+
+
+def _check_mastodon(run: Run, report: dict) -> None:
+    """issue #31: each week's thread is exactly its ledger's statuses, no text twice, the late paper once, nothing
+    marked as a possible duplicate (the channel reads back, and an Idempotency-Key rides every status)."""
+    m, seed = run.m, run.seed
+    try:
+        threads = mastodon_threads(m, run.keys)
+    except AssertionError as e:
+        raise AssertionError(f"seed {seed}: {e}\n{log_of(m)}") from None
+    for k in run.keys:
+        assert [s.id for s in threads[k]] == list(run.ids(k, "mastodon")), f"seed {seed}: {k}: not its ledger's"
+        assert all(t in s.text for (t, _), s in zip(run.weeks[k], threads[k][1:], strict=False)), k
+        assert all(s.mentions == [] and s.length <= m.max_characters for s in threads[k]), k
+    assert sum(LATE[0] in s.text for s in m.ours()) == 1
+    assert not {x for x in run.marked if x[1] == "mastodon"}, f"seed {seed}: Mastodon rows marked"
+    report["possible_duplicates"]["mastodon"] = 0
+    report["idempotent_replays"] = m.replays
 
 
 def _check_discord(run: Run, report: dict) -> None:
@@ -344,13 +380,41 @@ def _check_discord(run: Run, report: dict) -> None:
     report["possible_duplicates_marked"] = dict(Counter(c for _, c, _ in run.marked))
 
 
+def _check_bluesky(run: Run, report: dict) -> None:
+    """issue #30: each week's thread is exactly its ledger's posts, in order, each at the record key planned for
+    it; every post of the account is in one; no text twice; the late paper once; nothing marked."""
+    b, seed = run.b, run.seed
+    log = "\n".join(f"{r.at:.3f} {r.method} {r.nsid} {r.status}" for r in b.requests)
+    ours = b.ours()
+    seen: list[str] = []
+    for k in run.keys:
+        heads = [p for p in ours if p.parent is None and any(f"/editions/{SOURCE}/{k}" in f.get("uri", "")
+                                                              for _, f in p.facet_texts())]
+        assert len(heads) == 1, f"seed {seed}: {len(heads)} head posts for {k}\n{log}"
+        try:
+            thread = b.thread(heads[0].uri)
+        except AssertionError as e:
+            raise AssertionError(f"seed {seed}: {e}\n{log}") from None
+        assert [p.uri for p in thread] == list(run.ids(k, "bluesky")), f"seed {seed}: {k}: not its ledger's posts"
+        assert all(t in p.text for (t, _), p in zip(run.weeks[k], thread[1:], strict=False)), k
+        seen += [p.uri for p in thread]
+    assert sorted(seen) == sorted(p.uri for p in ours), f"seed {seed}: a post outside the weeks' threads\n{log}"
+    assert len({p.text for p in ours}) == len(ours), f"seed {seed}: a post's text twice\n{log}"
+    assert sum(LATE[0] in p.text for p in ours) == 1
+    assert not {m for m in run.marked if m[1] == "bluesky"}, f"seed {seed}: Bluesky rows marked as possible duplicates"
+    report["possible_duplicates"]["bluesky"] = 0
+    report["bluesky_creates_refused_as_taken"] = len(b.taken)  # a resend at a stored key: refused, never a copy
+
+
 def _chaos(tmp_path: Path, kills: int, *, bot: bool) -> dict:
     run = _run(tmp_path, kills, bot=bot)
     report: dict = {"seed": run.seed, "kills": kills, "bot": bot, "weeks": len(run.weeks), "possible_duplicates": {}}
     _check_kills_and_faults(run, report)
     _check_email(run, report)
     _check_x(run, report)
+    _check_mastodon(run, report)
     _check_discord(run, report)
+    _check_bluesky(run, report)
     print(f"chaos {report}")
     SEEDS.append(f"  -> {report}")
     return report
@@ -396,7 +460,8 @@ def test_a_seed_replays_its_faults_exactly_whatever_the_order_of_requests():
 
 @pytest.mark.parametrize("bot", [True, False], ids=["bot", "webhook"])
 def test_kills_mid_send_and_faults_leave_each_post_once_settled_by_the_daemon(tmp_path, bot):
-    """issue #22: 16 kills (10 with a webhook alone), most while a send is in flight on email, X or Discord, and
+    """issue #22: 16 kills (10 with a webhook alone), most while a send is in flight on email, X, Discord or Mastodon
+    (#31), and
     seeded faults on every API; then the faults stop and the daemon settles everything by itself: every row sent,
     nothing uncertain or refused, no X post or (with a bot) Discord message twice, X never refusing a duplicate,
     and an extra copy only where the issue allows it (an email in flight at a kill; a webhook's logged resend)."""

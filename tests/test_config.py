@@ -143,6 +143,7 @@ SRC = "[[sources]]\nname = 'a'\ngithub = 'x/y'\n"
     ("[email]\nrate = inf\n", ["email.rate", "0 to 10000"]),
     ("[email]\nrate = -1\n", ["email.rate", "0 to 10000"]),
     ("[email]\nconnections = 0\n", ["email.connections", "1 to 64"]),
+    ("[email]\nbatch = 0\n", ["email.batch", "1 to 10000"]),  # issue #27
     # ports: 1 to 65535 wherever one can be written
     ("[web]\nlisten = '127.0.0.1:99999'\n", ["web.listen", "99999", "0 to 65535"]),
     ("[web]\nlisten = '127.0.0.1:65536'\n", ["web.listen", "0 to 65535"]),

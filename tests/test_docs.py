@@ -33,7 +33,7 @@ def _commands(group: click.Group, prefix: str = "paperbot") -> list[tuple[str, c
 
 def _code_keys() -> set[str]:
     """Every key the config code accepts, as the tables write it: `key`, `[section] key`, `[[sources]] key`."""
-    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "web", "fetch", "alerts", "health"}
+    keys = set(config._TOP_KEYS) - {"publish", "sources", "github", "web", "fetch", "alerts", "health", "arxiv"}
     keys |= {f"[publish] {k}" for k in config._PUBLISH_KEYS}
     keys |= {f"[[sources]] {k}" for k in config._SOURCE_KEYS}
     keys |= {f"[web] {k}" for k in config._WEB_KEYS}
@@ -41,6 +41,7 @@ def _code_keys() -> set[str]:
     keys |= {f"[{name}] {k}" for name, settings in registry.SETTINGS.items() for k in settings.KEYS}  # #23
     keys |= {f"[alerts] {k}" for k in config._ALERTS_KEYS}
     keys |= {f"[health] {k}" for k in config._HEALTH_KEYS}  # issue #15
+    keys |= {f"[arxiv] {k}" for k in config._ARXIV_KEYS}  # #32
     keys |= {"[github] base_url"}
     return keys
 
@@ -103,6 +104,7 @@ def test_default_config_file_keys_are_all_known():
     allowed = {"": config._TOP_KEYS, "publish": config._PUBLISH_KEYS, "sources": config._SOURCE_KEYS,
                "github": {"base_url"}, "fetch": config._FETCH_KEYS, "email": registry.SETTINGS["email"].KEYS,
                "web": config._WEB_KEYS, "alerts": config._ALERTS_KEYS, "health": config._HEALTH_KEYS,
+               "arxiv": config._ARXIV_KEYS,
                **{name: registry.SETTINGS[name].KEYS for name in registry.NAMES}}  # #25: every section
     table, seen = "", set()
     for line in config.DEFAULT_TOML.splitlines():

@@ -31,6 +31,7 @@ from e2e_support import (
     discord_by_week,
     late_embeds,
     mail_by_week,
+    mastodon_threads,
     published,
     query,
     world,
@@ -46,7 +47,7 @@ def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_ri
     the thread, a Discord embed marked as added to the earlier week."""
     people = addresses(4)
     started = time.monotonic()
-    with world(tmp_path, people) as (rec, x, d, repo, cfg_path, db):
+    with world(tmp_path, people) as (rec, x, d, m, repo, cfg_path, db):
         daemon = Daemon(cfg_path, d)
         daemon.start()
         daemon.wait("the first poll", lambda: bool(query(db, "SELECT 1 FROM weeks WHERE key = ?", (W0,))))
@@ -59,13 +60,13 @@ def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_ri
         (thread,) = x_threads(x, (W1,)).values()
         assert len(thread) == 1 + 3 and all(t in p.text for (t, _), p in zip(PAPERS[W1], thread[1:], strict=True))
         (announced,) = discord_by_week(d, (W1,))[W1]
-        counts = rec.count(), len(x.ours()), len(d.messages)
+        counts = rec.count(), len(x.ours()), len(d.messages), len(m.ours())
 
         fixed = [(FIX[1] if t == FIX[0] else t, n) for t, n in PAPERS[W1]]
         commit_file(repo, "README.md", digest({W1: fixed, W0: PAPERS[W0]}), "2023-02-28T10:00:00+00:00", "fix")
         daemon.wait("Discord's edit", lambda: any(s.method == "PATCH" and s.status == 200 for s in d.requests))
         time.sleep(3)  # three more polls of `every = "1s"`: a fix never sends anything new
-        assert (rec.count(), len(x.ours()), len(d.messages)) == counts, "the title fix sent something new"
+        assert (rec.count(), len(x.ours()), len(d.messages), len(m.ours())) == counts, "the fix sent something new"
         patches = [s for s in d.requests if s.method == "PATCH"]
         assert len(patches) == 1 and patches[0].path.endswith(f"/messages/{announced.id}")
         assert FIX[1] in [shown(e["title"]) for e in d.messages[announced.id].embeds]
@@ -73,8 +74,8 @@ def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_ri
         late = [*fixed, LATE]
         commit_file(repo, "README.md", digest({W1: late, W0: PAPERS[W0]}), "2023-03-01T10:00:00+00:00", "late")
         daemon.wait("the late paper to be found on every channel", lambda: len(query(
-            db, "SELECT channel FROM late_additions WHERE week_key = ?", (W1,))) == 3)
-        assert (rec.count(), len(x.ours()), len(d.messages)) == counts, "a late paper waits for the next week"
+            db, "SELECT channel FROM late_additions WHERE week_key = ?", (W1,))) == 4)  # Mastodon too (#31)
+        assert (rec.count(), len(x.ours()), len(d.messages), len(m.ours())) == counts, "a late paper waits"
         commit_file(repo, "README.md", digest({W2: PAPERS[W2], W1: late, W0: PAPERS[W0]}),
                     "2023-03-06T10:00:00+00:00", "W2")
         daemon.wait("W2 on every channel", lambda: published(db, (W2,)))
@@ -94,10 +95,13 @@ def test_each_week_arrives_once_on_every_channel_a_fix_edits_and_a_late_paper_ri
     assert threads[W2][-1].text.startswith("Added to ") and LATE[0] in threads[W2][-1].text
     assert [p.text for p in x.ours()].count(threads[W2][-1].text) == 1
     assert sum(LATE[0] in p.text for p in x.ours()) == 1
+    toots = mastodon_threads(m, (W1, W2))  # issue #31: the same threads on Mastodon
+    assert len(toots[W1]) == 4 and len(toots[W2]) == 5 and toots[W2][-1].text.startswith("Added to ")
+    assert sum(LATE[0] in s.text for s in m.ours()) == 1
     by_week = discord_by_week(d, (W1, W2))
     assert [len(v) for v in by_week.values()] == [1, 1] and len(d.messages) == 2
     (carrier,) = by_week[W2]
     assert [shown(e["title"]) for e in late_embeds(carrier)] == [LATE[0]]
     assert sum(LATE[0] in json.dumps(m.embeds, ensure_ascii=False) for m in d.messages.values()) == 1
     print(f"\nend to end in {time.monotonic() - started:.1f} s: {rec.count()} emails, {len(x.ours())} X posts, "
-          f"{len(d.messages)} Discord messages, {len(patches)} edit")
+          f"{len(d.messages)} Discord messages, {len(m.ours())} Mastodon statuses, {len(patches)} edit")

@@ -17,7 +17,7 @@ MAX_LINES = 400
 # Lowest first: a layer may import the layers before it (and its own rank), never those after. The same table is in
 # docs/architecture.md ("The layers"); a change here needs a line there saying why.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("track.model", "locks"),
+    ("track.model", "track.arxiv_ids", "locks"),
     ("config", "store"),
     ("track",),
     ("sources",),
@@ -44,8 +44,8 @@ MODULES = {_module(p): p for p in BOT.rglob("*.py")}
 def layer(module: str) -> str | None:
     """The layer of a bot module: `track.model` on its own, else the package or top-level module under bot/.
     None for the package itself (`bot`: its version) and `bot.__main__` (`python -m bot`, the CLI's alias)."""
-    if module == "bot.track.model":
-        return "track.model"
+    if module in ("bot.track.model", "bot.track.arxiv_ids"):  # the pure values below the store
+        return module.removeprefix("bot.")
     parts = module.split(".")
     if len(parts) < 2 or parts[1] == "__main__":
         return None

@@ -50,6 +50,10 @@ listen = "127.0.0.1:{free_port()}"
 enabled = false
 [discord]
 enabled = false
+[bluesky]
+enabled = false
+[mastodon]
+enabled = false
 {extra}""", encoding="utf-8")
     return load_config(path)
 

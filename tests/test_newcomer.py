@@ -227,7 +227,7 @@ def test_history_shows_times_to_the_second_and_a_trial_once_25_13b_13c(tmp_path,
 # -- finding 7: another folder, another database ----------------------------------------------------------
 
 def test_a_writing_command_without_a_config_starts_no_state_folder_and_says_which_it_uses_25_7(tmp_path,
-                                                                                                monkeypatch):
+                                                                                                monkeypatch, caplog):
     """#25 (7): run from another directory, `subscribers count` printed 0 and created ./state/; a `subscribers
     add` there would have gone into a throwaway database."""
     elsewhere = tmp_path / "elsewhere"
@@ -242,7 +242,7 @@ def test_a_writing_command_without_a_config_starts_no_state_folder_and_says_whic
     cfg = write_config(tmp_path, None)
     added = run_cli(cfg, "subscribers", "add", "a@example.net")
     assert added.exit_code == 0 and f"(state folder {cfg.state_dir})" in added.output
-    assert f"starting a new state folder at {cfg.state_dir}" in added.output
+    assert f"starting a new state folder at {cfg.state_dir}" in caplog.text
 
 
 # -- finding 11: ports ---------------------------------------------------------------------------------------

@@ -77,6 +77,10 @@ base_url = "https://papers.weekly.test"
 enabled = false
 [discord]
 enabled = false
+[bluesky]
+enabled = false
+[mastodon]
+enabled = false
 [[sources]]
 name = "lab"
 git = "{repo}"

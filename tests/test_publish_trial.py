@@ -336,7 +336,7 @@ def test_history_counts_say_what_is_left_to_send_sent_and_written_to_the_outbox(
     store.close()
     assert run_cli(cfg, "publish").exit_code == 0
     text = run_cli(cfg, "history").output
-    assert "email: trial (trial: outbox only); 2 written to the outbox (of 2); planned " in text, text
+    assert "email: trial (outbox only); 2 written to the outbox (of 2); planned " in text, text  # #25 (13c)
     assert "open" not in text
     store = Store.open(cfg.db_path)  # planned for real (SMTP live), half done: the ledger as the pipeline leaves it
     add_subscribers(store, tmp_path, addresses(4))

@@ -74,6 +74,10 @@ listen = "127.0.0.1:0"
 enabled = false
 [discord]
 enabled = false
+[bluesky]
+enabled = false
+[mastodon]
+enabled = false
 """, encoding="utf-8")
     return path
 

@@ -52,7 +52,8 @@ def world(tmp_path):
                            extra=f'[email]\nsmtp_url = "smtp://127.0.0.1:{port}"\nstarttls = false\n'
                                  'from = "Papers <papers@weekly.test>"\nlist_id = "papers.weekly.test"\n'
                                  '[web]\nbase_url = "https://papers.weekly.test"\n[x]\nenabled = false\n'
-                                 '[discord]\nenabled = false\n')
+                                 '[discord]\nenabled = false\n[bluesky]\nenabled = false\n'
+                                 '[mastodon]\nenabled = false\n')
         store = Store.open(cfg.db_path)
         web, gone = cfg.sources
         assert poll_source(store, cfg, web, datetime(2024, 1, 9, tzinfo=UTC), options=FAST).error is None

@@ -141,8 +141,10 @@ def test_the_ledger_is_rebuilt_whole_and_takes_trial_deliveries_after_the_upgrad
     new = after["deliveries"][len(before["deliveries"]):]
     assert [(r[2], r[4], r[6]) for r in new if r[3] == "email"] == [
         ("2023-02-27..2023-03-05", "active@example.net", "trial")]
-    # issues #11 and #12: X's thread and Discord's announcement, both trials (no credentials)
-    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial"), ("discord", "trial")}
+    # issues #11, #12, #30 and #31: X's thread, Discord's announcement, Bluesky's and Mastodon's threads, all
+    # trials (no credentials)
+    assert {(r[3], r[6]) for r in new if r[3] != "email"} == {("x", "trial"), ("discord", "trial"),
+                                                             ("bluesky", "trial"), ("mastodon", "trial")}
     store = Store.open(db)
     try:
         assert store.week("dair", "2023-02-27..2023-03-05").state == "ready"
@@ -448,3 +450,31 @@ def test_the_previous_main_and_today_apply_the_same_migrations_in_the_same_order
     theirs = [name for name, _ in _migrations_applied(UPGRADED)]
     assert ours[:len(theirs)] == theirs
     assert ours == [m.name for m in migrations._migrations]
+
+
+PREVIOUS_32 = FIXTURES / "db" / "main-070f0af.db"  # made by fixtures/db/make_db.py at 070f0af, the main before #32
+
+
+def test_the_arxiv_upgrade_knows_every_stored_paper_by_its_arxiv_id_and_starts_an_empty_cache_32(tmp_path):
+    """#32: the previous main's database gains `papers.arxiv_id` for every stored row that links arXiv (so one
+    paper in two digests is one paper), `title_marked` unknown (the rows stay as written), an empty cache, and
+    keeps every row; `status` and `enrich` work on it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "paperbot.db"
+    shutil.copy(PREVIOUS_32, db)
+    before = _snapshot(db)
+    store = Store.open(db)
+    rows = store.db.execute("SELECT title, links, arxiv_id, title_marked FROM papers ORDER BY title").fetchall()
+    assert rows and all(aid and aid in links for _, links, aid, _ in rows), rows
+    assert all(marked is None for *_, marked in rows)
+    assert store.arxiv_counts().papers == len({aid for _, _, aid, _ in rows}) and store.arxiv_counts().enriched == 0
+    assert all(p.title_marked for _, p in store.papers("dair"))  # unknown: as written, never replaced
+    store.close()
+    after = _snapshot(db)
+    after.pop("subscribers"), before.pop("subscribers")  # #24's upgrade merges one mailbox's spellings
+    assert after == before
+    (tmp_path / "paperbot.toml").write_text('state_dir = "state"\n[arxiv]\nenabled = false\n', encoding="utf-8")
+    run = CliRunner().invoke(cli, ["--config", str(tmp_path / "paperbot.toml"), "status", "--json"], obj={})
+    assert run.exit_code == 0, run.output
+    assert json.loads(run.stdout)["arxiv"]["papers"] == len(rows)

@@ -1,7 +1,8 @@
 """Issue #21, "uncertain means uncertain on every channel": for each channel and each way a send can fail, is the
 unit certainly not sent, or may it have gone out? docs/channels.md has the table; every row of it is a case
-here, driven through the real client (smtplib, tweepy, discord.py) against the local servers (aiosmtpd,
-tests/x_server.py, tests/discord_server.py), asserting what the client concluded and what the server holds.
+here, driven through the real client (smtplib, tweepy, discord.py, paperbot's XRPC client, Mastodon.py) against
+the local servers (aiosmtpd, tests/x_server.py, tests/discord_server.py, tests/bluesky_server.py,
+tests/mastodon_server.py), asserting what the client concluded and what the server holds.
 Then the ledger: the regression tests of #21 run the real pipeline and look at the rows, the summary of
 `paperbot publish`, `paperbot history` and the alerts.
 """
@@ -15,16 +16,23 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from bluesky_server import CREATE as BSKY_CREATE
+from bluesky_server import BlueskyServer
 from click.testing import CliRunner
 from discord_server import DiscordServer
+from mastodon_server import STATUSES, MastodonServer
 from publish_support import SECRET, add_subscribers, free_port, ready_week, smtp_server, write_config
 from x_server import XServer
 
 from bot.channels.base import PermanentError, RateLimited, TransientError, Uncertain
+from bot.channels.bluesky import client as bc
+from bot.channels.bluesky.account import Account
 from bot.channels.discord.channel import DiscordChannel
 from bot.channels.discord.client import DiscordClient
 from bot.channels.discord.transport import Credentials
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
+from bot.channels.mastodon import client as mc
+from bot.channels.mastodon.channel import _error as mastodon_outcome
 from bot.channels.x import client as xc
 from bot.cli import cli
 from bot.cli.history import history_json
@@ -48,8 +56,8 @@ PAYLOAD = {"content": "", "embeds": [{"title": "Paper number 1", "description": 
 
 def verdict(e: BaseException) -> str:
     """What a failure says about the unit: only an uncertain outcome leaves open that it went out."""
-    if isinstance(e, xc.XError):
-        return MAYBE if e.kind == xc.UNCERTAIN else NOT_SENT
+    if isinstance(e, xc.XError | bc.BskyError):
+        return MAYBE if e.kind in (xc.UNCERTAIN, bc.UNCERTAIN) else NOT_SENT
     return MAYBE if isinstance(e, Uncertain) else NOT_SENT
 
 
@@ -154,9 +162,68 @@ def discord_case(fault: str, *, bot: bool) -> tuple[BaseException, int]:
         return info.value, len(d.messages)
 
 
-RUN: dict[str, Callable[[str], tuple[BaseException, int]]] = {
+BSKY_RECORD = {"$type": "app.bsky.feed.post", "text": "A post.", "createdAt": "2026-12-07T10:00:00.000Z",
+               "langs": ["en"]}
+
+
+def bluesky_case(fault: str, tmp_path: Path) -> tuple[BaseException, int]:
+    """Create one post through paperbot's XRPC client with `fault` (issue #30); (the failure, posts stored)."""
+    creds = bc.Credentials("paperbot.test", "app-pass-word-0001")
+    if fault == "connection refused":
+        account = Account(bc.Xrpc(f"http://127.0.0.1:{closed_port()}", 1.0), creds, tmp_path / "s.json")
+        with pytest.raises(bc.BskyError) as info:
+            account.create_record("app.bsky.feed.post", "3ke6kg3wk2227", BSKY_RECORD)
+        return info.value, 0
+    with BlueskyServer(creds.handle, creds.password) as b:
+        account = Account(bc.Xrpc(b.service, 1.0), creds, tmp_path / "s.json")
+        account.login()
+        if fault == "5xx":
+            b.fail_next(BSKY_CREATE, "status_after_create", status=502)
+        elif fault == "timeout":
+            b.fail_next(BSKY_CREATE, "hang", seconds=1.5)
+        elif fault == "dropped connection":
+            b.fail_next(BSKY_CREATE, "drop_after_create")
+        elif fault == "429":
+            b.fail_next(BSKY_CREATE, status=429, body={"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"},
+                        headers={"ratelimit-remaining": "0", "ratelimit-reset": str(int(time.time()) + 900)})
+        elif fault == "4xx":
+            b.fail_next(BSKY_CREATE, status=400, body={"error": "InvalidRequest", "message": "too long"})
+        elif fault == "record key taken":
+            account.create_record("app.bsky.feed.post", "3ke6kg3wk2227", BSKY_RECORD)
+        with pytest.raises(bc.BskyError) as info:
+            account.create_record("app.bsky.feed.post", "3ke6kg3wk2227", BSKY_RECORD)
+        account.xrpc.close()
+        deadline = time.monotonic() + 3
+        while fault == "timeout" and not b.ours() and time.monotonic() < deadline:
+            time.sleep(0.05)  # the hung request stores its record after the client gave up
+        return info.value, len(b.ours()) - (fault == "record key taken")
+def mastodon_case(fault: str) -> tuple[BaseException, int]:
+    """Post one status through Mastodon.py with `fault` (issue #31); (the pipeline's outcome, statuses made)."""
+    base = f"http://127.0.0.1:{closed_port()}" if fault == "connection refused" else None
+    with MastodonServer("uncertain-token") as m:
+        if fault == "5xx":
+            m.fail_next(STATUSES, "status_after_create", status=503)
+        elif fault == "timeout":
+            m.fail_next(STATUSES, "hang", seconds=1.5)
+        elif fault == "dropped connection":
+            m.fail_next(STATUSES, "drop_after_create")
+        elif fault == "429":
+            m.fail_next(STATUSES, status=429, headers=m._limited(time.time() + 300))
+        elif fault == "4xx":
+            m.fail_next(STATUSES, status=422, body={"error": "Validation failed"})
+        api = mc.make_client(base or m.base_url, "uncertain-token", 1.0)
+        with pytest.raises(mc.MastodonFailure) as info:
+            mc.post_status(api, "A status.", reply_to=None, visibility="unlisted", language="en", idempotency_key="k")
+        deadline = time.monotonic() + 3
+        while fault == "timeout" and not m.ours() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return mastodon_outcome(info.value), len(m.ours())
+
+
+RUN: dict[str, Callable[..., tuple[BaseException, int]]] = {
     "email (SMTP)": email_case, "X": x_case,
-    "Discord webhook": lambda f: discord_case(f, bot=False), "Discord bot": lambda f: discord_case(f, bot=True)}
+    "Discord webhook": lambda f: discord_case(f, bot=False), "Discord bot": lambda f: discord_case(f, bot=True),
+    "Bluesky": bluesky_case, "Mastodon": mastodon_case}
 
 # (channel, error, verdict, messages the server holds afterwards)
 CASES = [
@@ -185,22 +252,35 @@ CASES = [
     ("Discord bot", "429", NOT_SENT, 0),
     ("Discord bot", "4xx", NOT_SENT, 0),
     ("Discord bot", "connection refused", NOT_SENT, 0),
+    ("Bluesky", "5xx", MAYBE, 1),
+    ("Bluesky", "timeout", MAYBE, 1),
+    ("Bluesky", "dropped connection", MAYBE, 1),
+    ("Bluesky", "429", NOT_SENT, 0),
+    ("Bluesky", "4xx", NOT_SENT, 0),
+    ("Bluesky", "record key taken", MAYBE, 0),
+    ("Bluesky", "connection refused", NOT_SENT, 0),
+    ("Mastodon", "5xx", MAYBE, 1),  # issue #31
+    ("Mastodon", "timeout", MAYBE, 1),
+    ("Mastodon", "dropped connection", MAYBE, 1),
+    ("Mastodon", "429", NOT_SENT, 0),
+    ("Mastodon", "4xx", NOT_SENT, 0),
+    ("Mastodon", "connection refused", NOT_SENT, 0),
 ]
 
 
 @pytest.mark.parametrize(("channel", "error", "expected", "held"), CASES,
                          ids=[f"{c}-{e}".replace(" ", "_") for c, e, _, _ in CASES])
-def test_each_failure_is_classified_as_the_table_says(channel, error, expected, held):
+def test_each_failure_is_classified_as_the_table_says(channel, error, expected, held, tmp_path):
     """issue #21: the real client, the local server, one failure: the client's conclusion is the table's, and
     the server's record shows why "may have gone out" is the honest answer (it often did)."""
-    failure, made = RUN[channel](error)
+    failure, made = RUN[channel](error, tmp_path) if channel == "Bluesky" else RUN[channel](error)
     assert verdict(failure) == expected, f"{channel} {error}: {type(failure).__name__}: {failure}"
     assert made == held
     if error == "429":
         assert isinstance(failure, RateLimited) or getattr(failure, "kind", "") == xc.RATE_LIMITED
     if error == "4xx" and channel != "email (SMTP)":
         assert isinstance(failure, PermanentError) or getattr(failure, "kind", "") == xc.REFUSED
-    if expected == NOT_SENT and not isinstance(failure, xc.XError):
+    if expected == NOT_SENT and not isinstance(failure, xc.XError | bc.BskyError):
         assert isinstance(failure, TransientError | PermanentError), type(failure)
 
 

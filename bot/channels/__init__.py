@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Mapping
 from dataclasses import field, fields, make_dataclass
 from pathlib import Path
 from types import ModuleType
@@ -25,7 +26,8 @@ from bot import config
 if TYPE_CHECKING:
     from bot.channels.base import Channel
 
-NAMES = ("email", "x", "discord")  # in the order they publish; a new channel is one more name here
+# in the order they publish; a new channel is one more name here
+NAMES = ("email", "x", "discord", "bluesky", "mastodon")
 
 SETTINGS: dict[str, ModuleType] = {name: importlib.import_module(f"bot.channels.{name}.settings") for name in NAMES}
 
@@ -56,6 +58,18 @@ def make(cfg: config.Config, name: str) -> Channel:
         raise ValueError(f"unknown channel {name!r}; known: {', '.join(NAMES)}")
     module = importlib.import_module(f"bot.channels.{name}.channel")
     return getattr(module, SETTINGS[name].CHANNEL)(cfg)
+
+
+def live(cfg: config.Config, name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether `name` sends for real (else a trial), from its settings and the environment alone: its client
+    library is not imported (issue #29: `paperbot status` loads no channel library)."""
+    settings = SETTINGS[name]
+    if hasattr(settings, "live"):
+        return bool(settings.live(getattr(cfg, name), os.environ if environ is None else environ))
+    try:  # a channel whose settings.py has no `live`: built, its library loaded (give it one)
+        return bool(make(cfg, name).live)
+    except Exception:  # it cannot even be built (credentials half set): say so, as False
+        return False
 
 
 def enabled(cfg: config.Config) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bot.store import Store, WeekRow
+from bot.store.files import write_private
 
 
 class TransientError(Exception):
@@ -85,7 +86,7 @@ def write_file(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
+        write_private(tmp, data)
         os.replace(tmp, path)
     except OSError as e:
         try:
@@ -106,6 +107,7 @@ class ChannelLimits:
     max_size: int = 0  # the largest sensible rendered unit in bytes (informative; 0 = none)
     daily_budget: int = 0  # units per rolling 24 hours on this channel, counted from the ledger; 0 = none
     delay: float = 0.0  # seconds between two units of an ordered chain
+    batch: int = 1  # units marked `sending` in one commit per connection, their `sent` in the next (issue #27)
 
 
 @dataclass(frozen=True)

@@ -103,7 +103,7 @@ def check_state_folder(cfg: Config) -> None:
             f"no config file here (./paperbot.toml, $PAPERBOT_CONFIG or --config) and no state database at "
             f"{cfg.db_path}: not starting a new state folder in {Path.cwd()}; run this where your paperbot.toml "
             "is, pass --config FILE, or write one with `paperbot init`")
-    click.echo(f"note: starting a new state folder at {cfg.state_dir} (from {cfg.path})", err=True)
+    log.warning("starting a new state folder at %s (from %s)", cfg.state_dir, cfg.path)
 
 
 def writing_store(cfg: Config) -> Store:

@@ -27,6 +27,7 @@ import click
 
 from bot.cli.common import _load
 from bot.config import Config
+from bot.store.files import tighten
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def backup(state_dir: Path, dest: Path, *, db_only: bool = False) -> BackupRepor
         report.db_bytes = copy_database(state_dir / DB_NAME, partial / DB_NAME)
         if not db_only:
             _copy_rest(state_dir, partial, report)
+        tighten(partial, again=True)  # issue #24: copies keep their modes, and an old file may be 0644
         if dest.exists():
             dest.rmdir()  # empty, checked above
         partial.rename(dest)
@@ -175,7 +177,9 @@ def health_cmd(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """Ask the web app's GET /healthz: exit 0 if the daemon is healthy, 1 if not or if nothing answers."""
     url = url or health_url(_load(ctx))
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
+        token = os.environ.get("PAPERBOT_HEALTH_TOKEN")  # the details, when the app is asked from afar
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        with urllib.request.urlopen(req, timeout=10) as r:
             status, raw = r.status, r.read()
     except urllib.error.HTTPError as e:
         status, raw = e.code, e.read()

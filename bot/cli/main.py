@@ -6,8 +6,23 @@ import logging
 
 import click
 
-from bot.cli import approval, deploy, history, note, operator, publish, resolve, search, sources, tracker, tryout, web
+from bot.cli import (
+    approval,
+    deploy,
+    enrich,
+    history,
+    note,
+    operator,
+    publish,
+    resolve,
+    search,
+    sources,
+    tracker,
+    tryout,
+    web,
+)
 from bot.ops import logs
+from bot.store.files import private_umask
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -21,11 +36,13 @@ from bot.ops import logs
 def cli(ctx: click.Context, config_path: str | None, verbose: int, log_format: str) -> None:
     """paperbot: tracks weekly ML-paper digests and tells which weeks are new and ready."""
     logs.configure(max(logging.WARNING - 10 * verbose, logging.DEBUG), log_format)
+    private_umask()  # issue #24: every file written from here on is the owner's alone, whatever the umask
     ctx.ensure_object(dict)
     ctx.obj["config_path"] = config_path
 
 
-for _module in (tracker, sources, publish, history, resolve, approval, note, web, search, operator, deploy, tryout):
+_MODULES = (tracker, sources, publish, history, resolve, approval, note, web, search, enrich, operator, deploy, tryout)
+for _module in _MODULES:
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

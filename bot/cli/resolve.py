@@ -17,12 +17,12 @@ from bot.publish.pipeline import lock_path
 @click.command()
 @click.argument("week", metavar="WEEK")
 @click.option("--channel", "channel", type=click.Choice(registry.NAMES), required=True,
-              help="The channel whose unit to settle (x).")
+              help="The channel whose unit to settle (x, discord, bluesky, mastodon).")
 @click.option("--unit", "number", type=click.IntRange(min=1), required=True,
               help="The unit's number in the chain, as `paperbot history WEEK` shows it (1 = the first post).")
 @click.option("--posted", "posted", metavar="ID", default=None,
-              help="It did go out: record it as sent with this remote id (the post's id on X), and the chain "
-                   "goes on from it.")
+              help="It did go out: record it as sent with this remote id (the post's id on X, its at:// URI on "
+                   "Bluesky, the status's id on Mastodon), and the chain goes on from it.")
 @click.option("--retry", "retry", is_flag=True, help="It did not go out: send it again at the next publish run.")
 @click.pass_context
 def resolve(ctx: click.Context, week: str, channel: str, number: int, posted: str | None, retry: bool) -> None:
@@ -32,6 +32,9 @@ def resolve(ctx: click.Context, week: str, channel: str, number: int, posted: st
         raise click.UsageError("say either --posted ID (it went out) or --retry (send it again)")
     if posted is not None and (not posted.strip().isdigit() and channel == "x"):
         raise click.UsageError(f"--posted {posted!r}: a post id on X is a number, as in x.com/<user>/status/<ID>")
+    if posted is not None and channel == "bluesky" and not posted.strip().startswith("at://"):
+        raise click.UsageError(f"--posted {posted!r}: a post on Bluesky is named by its at:// URI, as in "
+                               "at://did:plc:.../app.bsky.feed.post/<record key> (the key ends its bsky.app link)")
     cfg = _load(ctx)
     try:
         fd = locks.acquire(lock_path(cfg))

@@ -24,7 +24,6 @@ from bot.cli.common import (
 )
 from bot.cli.publish import refuse_unfit
 from bot.config import ConfigError
-from bot.daemon import Daemon
 from bot.locks import LockBusy
 from bot.sources.poll import PollResult, poll_source
 
@@ -72,9 +71,6 @@ def poll(ctx: click.Context, name: str | None, now_text: str | None, as_json: bo
     else:
         for r in results:
             click.echo(_line(r))
-        if any(r.ready for r in results):  # issue #25 (13i): when a week released here goes out
-            click.echo("ready weeks go out with `paperbot publish` now, or after the daemon's next poll "
-                       "(`paperbot status` says when)")
     if any(r.error for r in results):
         ctx.exit(1)
 
@@ -93,6 +89,8 @@ def run(ctx: click.Context) -> None:
         root.setLevel(logging.INFO)
     log.info("config: %s", cfg.path or "built-in defaults")
     try:
+        from bot.daemon import Daemon  # APScheduler and the web app load only for `run` (issue #29)
+
         with trial_marks(cfg):
             clean = Daemon(cfg, clock=clock(cfg)).run()
     except LockBusy as e:

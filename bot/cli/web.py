@@ -94,13 +94,12 @@ def add_cmd(ctx: click.Context, address: str) -> None:
     """Add ADDRESS as active (this also reactivates an unsubscribed or bounced address)."""
     with _store(ctx) as store:
         try:
-            before = store.db.execute("SELECT state FROM subscribers WHERE address = ?",
-                                      [subs.normalize_address(address)]).fetchone()
+            before = subs.state_of(store, address)
             sid = subs.add(store, address, origin="cli", now=_now())
         except subs.InvalidAddress as e:
             raise click.ClickException(f"not added: {e}") from e
         name = store.db.execute("SELECT name FROM subscribers WHERE id = ?", [sid]).fetchone()[0]
-    note = "" if not before else " (already active)" if before[0] == "active" else f" (was {before[0]})"
+    note = "" if not before else " (already active)" if before == "active" else f" (was {before})"
     shown = subs.normalize_address(address)
     where = _load(ctx).state_dir
     click.echo(f"subscriber {sid}: {f'{name} <{shown}>' if name else shown} active{note} (state folder {where})")

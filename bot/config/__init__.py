@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from bot.config.arxiv import _ARXIV_KEYS, ArxivSettings, _parse_arxiv  # noqa: F401 (tests read them)
 from bot.config.sections import (  # noqa: F401 (tests read them)
     _ALERTS_KEYS,
     _FETCH_KEYS,
@@ -112,7 +113,8 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """What bot.config reads: the top level, [publish], [github], [fetch], the sources, [web], [alerts], [health].
+    """What bot.config reads: the top level, [publish], [github], [fetch], the sources, [web], [alerts], [health],
+    [arxiv].
     Each channel's table (`cfg.email`, `cfg.x`, `cfg.discord`) is its own package's (bot/channels/<name>/
     settings.py); the channel registry (bot/channels/__init__.py) joins them onto this class and loads the file."""
 
@@ -126,6 +128,7 @@ class Config:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     alerts: AlertsSettings = field(default_factory=AlertsSettings)
     health: HealthSettings = field(default_factory=lambda: HealthSettings())
+    arxiv: ArxivSettings = field(default_factory=ArxivSettings)  # #32
 
     @property
     def db_path(self) -> Path:
@@ -141,7 +144,7 @@ class Config:
 # templates/config.toml: `paperbot init` writes it; without a config file, its values are the config.
 DEFAULT_TOML = resources.files("bot.templates").joinpath("config.toml").read_text(encoding="utf-8")
 
-_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "web", "fetch", "alerts", "health"}
+_TOP_KEYS = {"state_dir", "timezone", "publish", "sources", "github", "web", "fetch", "alerts", "health", "arxiv"}
 _PUBLISH_KEYS = {"settle", "max_wait", "backfill", "wait_for_papers", "late_max_wait", "approve", "editor",
                  "max_age", "max_per_day"}
 _SOURCE_KEYS = {"name", "path", "branch", "format", "every", "timezone", "expect_papers", "credit",
@@ -231,6 +234,7 @@ def parse_config(data: dict, path: Path | None, base_dir: Path, sections: Collec
         github_base_url=github_base_url.rstrip("/"),
         web=_parse_web(data.get("web", {}), f), fetch=_parse_fetch(data.get("fetch", {}), f),
         alerts=_parse_alerts(data.get("alerts", {}), f), health=_parse_health(data.get("health", {}), f),
+        arxiv=_parse_arxiv(data.get("arxiv", {}), f),
     )
 
 

@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from email.utils import parseaddr
+from urllib.parse import urlsplit
 
 from bot.config.values import ConfigError, http_url, line, number, parse_duration, short, table, unknown, whole
 
 _LISTEN = re.compile(r"([A-Za-z0-9_.:\[\]-]*):([0-9]{1,5})")
 _WEB_KEYS = {"base_url", "listen", "header_timeout", "title", "description", "confirm_ttl", "trusted_proxies",
-             "subscribe_limit", "confirm_per_day"}
+             "subscribe_limit", "confirm_per_day", "ipv6_prefix", "pending_ttl", "feed_entries", "costly_threads",
+             "costly_per_client"}
 _LIMIT = re.compile(r"\s*(\d{1,6})\s*/\s*(\S+)\s*")
 CONFIRM_PER_DAY_MAX = 100
 _FETCH_KEYS = {"timeout", "max_size"}
@@ -31,7 +33,12 @@ class WebSettings:
     confirm_ttl: float = 48 * 3600.0  # seconds a confirmation link works
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     subscribe_limit: tuple[int, float] = (5, 600.0)  # subscribe attempts per client per window (seconds)
-    confirm_per_day: int = 3  # confirmation emails per address per 24 hours
+    confirm_per_day: int = 3  # confirmation emails per mailbox (+tags together) per 24 hours
+    ipv6_prefix: int = 64  # an IPv6 client is its network of this many bits (issue #24)
+    pending_ttl: float = 7 * 86400.0  # seconds a never-confirmed address is kept after its last link expired
+    feed_entries: int = 20  # editions in /feed.xml, newest first (issue #24)
+    costly_threads: int = 2  # threads for searches and the feed, apart from the pages' (issue #24)
+    costly_per_client: int = 4  # a client's searches and feeds being made at once; more: 429 (issue #24)
 
     @property
     def host_port(self) -> tuple[str, int]:
@@ -66,6 +73,9 @@ def _parse_web(w: object, f: str) -> WebSettings:
     unknown(f"{f}: [web]", w, _WEB_KEYS)
     d = WebSettings()
     base_url = http_url(w.get("base_url", d.base_url), f"{f}: web.base_url")
+    if "@" in urlsplit(base_url).netloc:
+        raise ConfigError(f"{f}: web.base_url: must not hold a user name or password (it goes into every "
+                          "email's links); give the public address alone, e.g. https://papers.example.org")
     listen = w.get("listen", d.listen)
     m = _LISTEN.fullmatch(listen) if isinstance(listen, str) else None
     if m is None:
@@ -95,6 +105,9 @@ def _parse_web(w: object, f: str) -> WebSettings:
         except (ValueError, AttributeError):
             raise ConfigError(f"{f}: web.trusted_proxies: {short(p)} is not an IP address or network "
                               "(e.g. 10.0.0.0/8)") from None
+        if catch_all(networks[-1]):
+            raise ConfigError(f"{f}: web.trusted_proxies: {short(p)} trusts every address, so any client could "
+                              "name itself in X-Forwarded-For; list your proxy's own address (e.g. 127.0.0.1)")
     limit = w.get("subscribe_limit", "5/10m")
     m = _LIMIT.fullmatch(limit) if isinstance(limit, str) else None
     if m is None or not 1 <= int(m.group(1)) <= 10_000:
@@ -103,9 +116,27 @@ def _parse_web(w: object, f: str) -> WebSettings:
     window = parse_duration(m.group(2), f"{f}: web.subscribe_limit", (1, 86400)).total_seconds()
     per_day = whole(w.get("confirm_per_day", d.confirm_per_day), f"{f}: web.confirm_per_day", 1,
                      CONFIRM_PER_DAY_MAX)
+    costs = {k: whole(w.get(k, getattr(d, k)), f"{f}: web.{k}", 1, top)
+             for k, top in (("feed_entries", 1000), ("costly_threads", 64), ("costly_per_client", 10_000))}
+    prefix = whole(w.get("ipv6_prefix", d.ipv6_prefix), f"{f}: web.ipv6_prefix", 16, 128)
+    pending_ttl = parse_duration(w.get("pending_ttl", "7d"), f"{f}: web.pending_ttl",
+                                 (3600, 365 * 86400)).total_seconds()
     return WebSettings(base_url=base_url.rstrip("/"), listen=listen, header_timeout=header_timeout, title=title,
                        description=description, confirm_ttl=confirm_ttl, trusted_proxies=tuple(networks),
-                       subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day)
+                       subscribe_limit=(int(m.group(1)), window), confirm_per_day=per_day, ipv6_prefix=prefix,
+                       pending_ttl=pending_ttl, **costs)
+
+
+def catch_all(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """A network that holds every address (`0.0.0.0/0`, `::/0`, `::ffff:0:0/96` for every IPv4 client)."""
+    return net.prefixlen == 0 or (net.version == 6 and net.prefixlen <= 96
+                                  and ipaddress.ip_address("::ffff:192.0.2.1") in net)
+
+
+def broad(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
+    """A network wider than one site's (a /16 of IPv4, a /32 of IPv6) that is not all private: a proxy range
+    like that trusts strangers (issue #24; `paperbot check` warns)."""
+    return net.prefixlen < (16 if net.version == 4 else 32) and not (net.is_private or net.is_loopback)
 
 
 _SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB)?")

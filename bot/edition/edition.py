@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 
 from bot.edition import holdings
 from bot.store import Store, WeekRow
+from bot.track.arxiv_ids import first_arxiv_id
 from bot.track.late import LateGroup, LateRow, paper_keys
-from bot.track.model import Paper
+from bot.track.model import ArxivRecord, Paper
 
 
 @dataclass(frozen=True)
@@ -30,10 +32,22 @@ class Edition:
     late: tuple[LateGroup, ...] = ()  # papers added to earlier weeks, after the week's own
     late_only: bool = False  # an edition of late papers alone ("<key>+late1"): no papers of its own
     note: str = ""  # the editor's note (`paperbot note`), shown at the top; "" for none
+    # arXiv's records of its papers (#32): what the cache held when the edition was planned on its channel
+    # (everything, for the web copy); shown beside what the curator wrote, never part of a paper's identity.
+    arxiv: tuple[ArxivRecord, ...] = ()
 
     @property
     def late_papers(self) -> int:
         return sum(len(g.papers) for g in self.late)
+
+    @cached_property
+    def _records(self) -> dict[str, ArxivRecord]:
+        return {r.arxiv_id: r for r in self.arxiv}
+
+    def record(self, paper: Paper) -> ArxivRecord | None:
+        """arXiv's record of `paper`, if it links arXiv and the edition carries the record."""
+        found = first_arxiv_id(lk.url for lk in paper.links) if self.arxiv else None
+        return self._records.get(found) if found else None
 
 
 def own_papers(store: Store, week: WeekRow, channel: str | None) -> tuple[Paper, ...]:
@@ -72,5 +86,9 @@ def edition_from_store(store: Store, source: str, key: str, channel: str | None 
         raise KeyError(f"no week {key!r} in source {source!r}")
     papers = own_papers(store, week, channel)
     groups = holdings.groups(store, source, late_rows(store, week, channel), papers)
+    every = [*papers, *(p for g in groups for p in g.papers)]
+    known_by = holdings.planned_at(store, source, key, channel) if channel is not None else None
+    ids = {i for p in every if (i := first_arxiv_id(lk.url for lk in p.links))}
+    records = tuple(store.arxiv_records(ids, known_by).values()) if ids else ()
     return Edition(source, key, week.title, week.first_day, week.last_day, papers, groups,
-                   late_only=week.late_of is not None, note=store.note(source, key))
+                   late_only=week.late_of is not None, note=store.note(source, key), arxiv=records)

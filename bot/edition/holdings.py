@@ -35,6 +35,14 @@ def planned(store: Store, source: str, key: str, channel: str) -> bool | None:
     return None if row is None else not row[0]
 
 
+def planned_at(store: Store, source: str, key: str, channel: str) -> datetime | None:
+    """When the week was planned on the channel (None if it is not): what arXiv's cache held then is what the
+    edition carries there (#32)."""
+    row = store.db.execute("SELECT planned_at FROM publications WHERE source = ? AND week_key = ? AND channel = ?",
+                           [source, key, channel]).fetchone()
+    return parse_time(row[0]) if row and row[0] else None
+
+
 def _exists(store: Store, source: str, key: str, channel: str, states: Sequence[str]) -> bool:
     marks = ", ".join("?" * len(states))
     return store.db.execute(f"SELECT EXISTS (SELECT 1 FROM deliveries WHERE source = ? AND week_key = ? AND "

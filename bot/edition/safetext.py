@@ -23,8 +23,9 @@ _DROP = {"Cc", "Cf", "Co", "Cs", "Cn"}
 def clean(text: object, *, max_len: int = 0) -> str:
     """One line of plain text: control/format characters dropped, any run of whitespace one space."""
     s = "" if text is None else str(text)
-    s = "".join(" " if c in "\t\r\n\v\f\x85\u2028\u2029" else c for c in s
-                if c in "\t\r\n\v\f\x85\u2028\u2029" or unicodedata.category(c) not in _DROP)
+    if not (s.isascii() and s.isprintable()):  # printable ASCII (most text) has nothing to drop: skip the scan
+        s = "".join(" " if c in "\t\r\n\v\f\x85\u2028\u2029" else c for c in s
+                    if c in "\t\r\n\v\f\x85\u2028\u2029" or unicodedata.category(c) not in _DROP)
     s = _SPACE.sub(" ", s).strip()
     if max_len and len(s) > max_len:
         s = s[: max_len - 1].rstrip() + "…"

@@ -29,6 +29,7 @@ from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.config import Config
 from bot.ops.problems import Problem, detect
 from bot.store import Store, iso, parse_time
+from bot.store.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def alert_email(cfg: Config, to: str, p: Problem, now: datetime) -> bytes:
                      simple("Auto-Submitted", "auto-generated"), simple("MIME-Version", "1.0"),
                      simple("Content-Type", 'text/plain; charset="utf-8"'),
                      simple("Content-Transfer-Encoding", "quoted-printable")])
-    check_block(head, _FIELDS, subject=subject)
+    check_block(head, _FIELDS, subject=subject, addresses={"From": sender, "To": parseaddr(to)[1]})
     return head + CRLF + qp(p.text() + "\n-- \npaperbot alerts: [alerts] in the config sets who gets them and "
                             "how often.\n")
 
@@ -94,7 +95,7 @@ class _Mail:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / (name + ".tmp")
-            tmp.write_bytes(data)
+            write_private(tmp, data)
             os.replace(tmp, folder / name)
         except OSError as err:
             raise AlertError(f"email: cannot write {folder / name}: {err.strerror or err}") from None

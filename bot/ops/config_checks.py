@@ -26,6 +26,7 @@ from bot.channels.email.settings import LOCAL_TRIAL, local_trial
 from bot.channels.email.tokens import ENV_KEY, MIN_KEY_CHARS
 from bot.config import CheckResult as CheckResult  # one line of `paperbot check`, defined low for sources/channels
 from bot.config import Config
+from bot.config.sections import broad
 from bot.config.values import on_this_machine
 
 EXAMPLE_DOMAINS = ("example.org", "example.com", "example.net")  # RFC 2606: documentation, never a real sender
@@ -156,7 +157,8 @@ def config_results(cfg: Config, env: dict[str, str] | None = None) -> list[Check
         out.append(CheckResult("secret key", False, key))
     if not found:
         return out + [CheckResult("config", True, f"{_where(cfg)} loads; nothing left at an example value; "
-                                                  f"{trial_line(cfg)}")]
+                                                  f"{trial_line(cfg)}")] + [
+            CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
     if local:
         out.append(CheckResult("config", True, f"{_where(cfg)} loads; {trial_line(cfg)}"))
     for key, message in found:
@@ -164,4 +166,29 @@ def config_results(cfg: Config, env: dict[str, str] | None = None) -> list[Check
         later = ("" if not note else " (fine for a local trial; fix it before sending to readers)" if live
                  else " (fine for the outbox trial; fix it before setting smtp_url)")
         out.append(CheckResult(f"config {key}", False, message + later, note=note))
+    out += [CheckResult(f"config {key}", False, message, note=True) for key, message in proxy_warnings(cfg)]
+    return out
+
+
+def behind_proxy(cfg: Config) -> bool:
+    """Whether readers reach the app through a proxy: paperbot serves plain HTTP, so an `https:` base_url (or
+    one on another port than `listen`'s) is answered by something in front of it."""
+    url = urlsplit(cfg.web.base_url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return url.scheme == "https" or (not _local_host(url.hostname or "") and port != cfg.web.host_port[1])
+
+
+def proxy_warnings(cfg: Config) -> list[tuple[str, str]]:
+    """(key, warning) for a proxy set-up that defeats the per-client limits (issue #24): behind a proxy with no
+    `trusted_proxies`, every reader is the proxy's one address and shares one subscribe bucket; a trusted range
+    wider than a site's believes X-Forwarded-For from strangers, who then pick any address they like."""
+    out = []
+    if behind_proxy(cfg) and not cfg.web.trusted_proxies:
+        out.append(("web.trusted_proxies", f"{cfg.web.base_url!r} is answered by a proxy, but no proxy is "
+                    "trusted: every reader counts as the proxy's one address and shares one subscribe limit; "
+                    'list the proxy\'s address, e.g. trusted_proxies = ["127.0.0.1"]'))
+    for net in cfg.web.trusted_proxies:
+        if broad(net):
+            out.append(("web.trusted_proxies", f"{net} is far wider than one site's proxies and holds public "
+                        "addresses: any client there can name itself in X-Forwarded-For; list your proxy alone"))
     return out

@@ -102,12 +102,9 @@ def _publication_states(store: Store, source: str, key: str) -> dict[str, str]:
 
 
 def _channel(store: Store, cfg: Config, name: str, now: datetime) -> dict:
-    from bot import channels as registry  # the registry imports every channel: only when asked
+    from bot import channels as registry  # the registry: only when asked
 
-    try:
-        live: bool | None = bool(registry.make(cfg, name).live)
-    except Exception:  # a channel that cannot even be built (credentials half set): status still answers
-        live = None
+    live = registry.live(cfg, name)  # from the settings: no channel library imported (issue #29)
     counts = dict(store.db.execute("SELECT state, count(*) FROM deliveries WHERE channel = ? GROUP BY state",
                                    [name]).fetchall())
     until = reason = None
@@ -181,9 +178,17 @@ def status(cfg: Config, store: Store, now: datetime) -> dict:
                   "published": published},
         "channels": {name: _channel(store, cfg, name, now) for name in registry.NAMES},
         "subscribers": subscribers,
+        "arxiv": _arxiv(cfg, store),
         "next": {"poll": dict(zip(("at", "source"), min(polls), strict=True)) if polls else None,
                  "release": dict(zip(("at", "source", "key"), min(releases), strict=True)) if releases else None},
     }
+
+
+def _arxiv(cfg: Config, store: Store) -> dict:
+    """How many papers that link arXiv have its record, and when its API last answered (#32)."""
+    c = store.arxiv_counts()
+    return {"enabled": cfg.arxiv.enabled, "papers": c.papers, "enriched": c.enriched,
+            "last_answer_at": c.last_answer_at, "last_error": c.last_error, "last_error_at": c.last_error_at}
 
 
 def window_waits(cfg: Config, store: Store, w: WeekRow, now: datetime) -> dict[str, str]:
@@ -285,6 +290,13 @@ def lines(st: dict) -> list[str]:
                        f"{_short(c['next_window'])}")
         if c["rate_limited_until"]:
             out.append(f"    rate-limited until {_short(c['rate_limited_until'])}: {c['rate_limited_reason'] or '-'}")
+    ax = st["arxiv"]
+    if ax["enabled"] or ax["enriched"]:
+        answered = f"last answer {_short(ax['last_answer_at'])}" if ax["last_answer_at"] else "never asked yet"
+        out.append(f"arXiv: {ax['enriched']} of {ax['papers']} linked papers enriched; {answered}"
+                   + ("" if ax["enabled"] else " (disabled)"))
+        if ax["last_error"] and (not ax["last_answer_at"] or ax["last_error_at"] > ax["last_answer_at"]):
+            out.append(f"    last error {_short(ax['last_error_at'])}: {ax['last_error']}")
     subs = st["subscribers"]
     out.append("subscribers: " + (", ".join(f"{n} {state}" for state, n in sorted(subs.items())) or "none"))
     nxt = st["next"]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bot.channels.base import StorageError, Unit, storage_error
 from bot.edition.holdings import went_out_at as went_out_at  # the one definition of "went out", read by editions too
+from bot.publish.holds import channel_until, hold_channel, next_wake, set_channel_until  # noqa: F401 (re-exported)
 from bot.store import Store, iso, parse_time
 
 STATES = ("planned", "sending", "sent", "failed", "bounced", "skipped", "trial", "uncertain", "refused")
@@ -107,6 +108,27 @@ def plan(store: Store, source: str, key: str, channel: str, units: Iterable[Unit
     return n
 
 
+def top_up(store: Store, source: str, key: str, channel: str, units: Iterable[Unit], now: datetime) -> int:
+    """Add the units of a publication still being sent that it does not hold yet (issue #24: a reader who
+    confirmed while the week's email went out), each once. Returns how many were added; 0 when the
+    publication is not `sending` any more."""
+    conn = store.db.conn
+    with store.atomic():
+        pub = publication(store, source, key, channel)
+        if pub is None or pub.state != "sending" or pub.trial:
+            return 0
+        before = conn.total_changes
+        conn.executemany(
+            "INSERT OR IGNORE INTO deliveries (source, week_key, channel, unit, ref, state, attempts, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, 'planned', 0, ?)",
+            ((source, key, channel, u.key, u.ref, iso(now)) for u in units))
+        n = conn.total_changes - before
+        if n:
+            conn.execute("UPDATE publications SET units = units + ? WHERE source = ? AND week_key = ? "
+                         "AND channel = ?", [n, source, key, channel])
+    return n
+
+
 def add_note(store: Store, source: str, key: str, channel: str, note: str) -> None:
     """Add `note` to what the publication's note says (once): `paperbot history` shows it."""
     with store.atomic():
@@ -173,37 +195,6 @@ def finish(store: Store, source: str, key: str, channel: str, now: datetime) -> 
                          "WHERE source = ? AND week_key = ? AND channel = ? AND trial = 0 AND state = 'sending'",
                          [iso(now), source, key, channel])
     return True
-
-
-def channel_until(store: Store, channel: str, now: datetime | None = None) -> tuple[datetime, str] | None:
-    """When `channel` may send again, and why it may not before (a 429's reset, the daily budget); None if it
-    may send at `now` (default: the current time) or never waited."""
-    row = store.db.execute("SELECT until, reason FROM channel_state WHERE channel = ?", [channel]).fetchone()
-    if not row or not row[0]:
-        return None
-    until = parse_time(row[0])
-    return (until, row[1] or "") if until > (now or datetime.now(UTC)) else None
-
-
-def set_channel_until(conn: sqlite3.Connection, channel: str, until: datetime, reason: str) -> None:
-    """Record that nothing goes out on `channel` before `until` (UTC), by any process. Never moves it earlier."""
-    conn.execute("INSERT INTO channel_state (channel, until, reason, updated_at) VALUES (?, ?, ?, ?) "
-                 "ON CONFLICT (channel) DO UPDATE SET until = excluded.until, reason = excluded.reason, "
-                 "updated_at = excluded.updated_at WHERE channel_state.until IS NULL "
-                 "OR channel_state.until < excluded.until",
-                 [channel, iso(until), reason[:1000], iso(datetime.now(UTC))])
-
-
-def hold_channel(store: Store, channel: str, until: datetime, reason: str) -> None:
-    """`set_channel_until` in its own committed transaction on the main thread's store."""
-    with store.atomic():
-        set_channel_until(store.db.conn, channel, until, reason)
-
-
-def next_wake(store: Store, now: datetime) -> datetime | None:
-    """The earliest rate-limited-until still ahead of `now` on any channel: when the daemon comes back."""
-    row = store.db.execute("SELECT min(until) FROM channel_state WHERE until > ?", [iso(now)]).fetchone()
-    return parse_time(row[0]) if row and row[0] else None
 
 
 def sent_times(store: Store, channel: str, since: datetime) -> list[datetime]:
@@ -277,10 +268,10 @@ class LedgerWriter:
             except sqlite3.OperationalError as e:
                 raise storage_error(e, "write the ledger in", self.path) from e
 
-    def open_page(self, after_id: int, limit: int) -> list[tuple[int, str, str | None, int]]:
-        """(id, unit, ref, attempts) of the next rows still to send, by id."""
+    def open_page(self, after_id: int, limit: int) -> list[tuple[int, str, str | None, str]]:
+        """(id, unit, ref, state) of the next rows still to send, by id."""
         return self._run(
-            f"SELECT id, unit, ref, attempts FROM deliveries WHERE source = ? AND week_key = ? "
+            f"SELECT id, unit, ref, state FROM deliveries WHERE source = ? AND week_key = ? "
             f"AND channel = ? AND state IN {_OPEN_SQL} AND id > ? ORDER BY id LIMIT ?",
             [*self.where, after_id, limit]).fetchall()
 
@@ -310,6 +301,40 @@ class LedgerWriter:
         self._run("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, "
                   "updated_at = ? WHERE id = ?", [self._now(), row_id])
 
+    def _many(self, sql: str, rows: list) -> None:
+        """One statement over many rows, one committed transaction (issue #27: a commit per message was the
+        ledger's cost)."""
+        with self._lock:
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    self._conn.executemany(sql, rows)
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as e:
+                raise storage_error(e, "write the ledger in", self.path) from e
+
+    def sending_batch(self, row_ids: list[int]) -> None:
+        """`sending` for a batch, committed before the first of them is sent."""
+        t = self._now()
+        self._many("UPDATE deliveries SET state = 'sending', attempts = attempts + 1, updated_at = ? WHERE id = ?",
+                   [(t, i) for i in row_ids])
+
+    def sent_batch(self, done: list[tuple[int, str, str]]) -> None:
+        """(row id, remote id, when) of units delivered: `sent` (or `trial`) in one transaction."""
+        state = "trial" if self.trial else "sent"
+        self._many("UPDATE deliveries SET state = ?, remote_id = ?, last_error = NULL, updated_at = ?, sent_at = ? "
+                   "WHERE id = ?", [(state, rid, t, t, i) for i, rid, t in done])
+
+    def unsend_batch(self, rows: list[tuple[int, str]]) -> None:
+        """(row id, state before) of units marked `sending` whose turn never came (the run stopped first): back
+        to the state they had, the attempt not counted; they certainly did not go out."""
+        self._many("UPDATE deliveries SET state = ?, attempts = max(attempts - 1, 0) WHERE id = ? "
+                   "AND state = 'sending'", [(state, i) for i, state in rows])
+
     def sent(self, row_id: int, remote_id: str) -> None:
         """The unit is delivered: `sent`, or `trial` when this publication is a trial."""
         t = self._now()
@@ -329,6 +354,12 @@ class LedgerWriter:
         reason is kept; the row's state is left to the send that follows."""
         self._run("UPDATE deliveries SET possible_duplicate = coalesce(possible_duplicate, ?) WHERE id = ?",
                   [why[:1000], row_id])
+
+    def mark_in_flight(self, why: str) -> int:
+        """Mark every row left `sending` by a run that died mid-send a possible duplicate; how many."""
+        return self._run("UPDATE deliveries SET possible_duplicate = coalesce(possible_duplicate, ?) WHERE "
+                         "source = ? AND week_key = ? AND channel = ? AND state = 'sending'",
+                         [why[:1000], *self.where]).rowcount
 
     def in_flight(self) -> list[int]:
         """The rows left `sending` by a run that died mid-send: each may have gone out."""

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -28,12 +29,14 @@ from bot.channels import windows
 from bot.channels.base import (
     Channel,
     StorageError,
+    Unit,
     storage_error,
 )
 from bot.config import Config
 from bot.publish import approval, cap, first, late, ledger
 from bot.publish.corrections import corrected, correction_round, mark_shown
-from bot.publish.report import ChannelReport, Progress, describe, open_units, when
+from bot.publish.dispatch import Wanted
+from bot.publish.report import ChannelReport, Progress, Stopping, StopWhen, describe, open_units, when
 from bot.publish.sending import may_send, send_units, unit_of
 from bot.publish.trials import old_trials, settle, skip_old_trials
 from bot.store import Store, WeekRow
@@ -115,9 +118,11 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
         (log.info if rep.planned or week.late_of else log.warning)(
             "%s: planned %d%s%s", rep.label, rep.planned, "" if channel.live else " (trial: to the outbox)",
             f"; carries {carried} paper(s) added to earlier weeks" if carried else "")
-    wanted = {u.key for u in units}
-    for row in ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",)):
-        if row["unit"] in wanted:  # a run died between the ledger's bounce and the subscriber's
+    wanted = still_wanted(units)
+    bounced = ledger.rows_in(store, week.source, week.key, channel.name, ("bounced",))
+    keep = wanted([row["unit"] for row in bounced]) if bounced else set()
+    for row in bounced:
+        if row["unit"] in keep:  # a run died between the ledger's bounce and the subscriber's
             channel.on_permanent(store, unit_of(row), row["last_error"] or "bounced", now)
     ordered = getattr(channel, "ordered", False)
     counts = ledger.counts(store, week.source, week.key, channel.name)
@@ -128,6 +133,21 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
                 rendition = channel.render(store, week)
             channel.prepare(rendition)
             send_units(store, week, channel, rendition, rep, wanted, progress, now, budget=budget)
+    if channel.live and not ordered and not nothing and not (rep.stats and rep.stats.stopped):
+        extra = channel.plan(store, week)  # issue #24: readers who confirmed while the week went out get it too
+        if added := ledger.top_up(store, week.source, week.key, channel.name, extra, now):
+            log.info("%s: %d reader(s) joined while it was being sent; they get it too", rep.label, added)
+            counts = ledger.counts(store, week.source, week.key, channel.name)
+            if (budget := may_send(store, channel, rep, now, counts)) is not False:
+                if rendition is None:
+                    rendition = channel.render(store, week)
+                    channel.prepare(rendition)
+                first_round = rep.stats
+                send_units(store, week, channel, rendition, rep, still_wanted(extra), progress, now,
+                           budget=budget)
+                if first_round is not None and rep.stats is not None:  # one run's figures: both rounds together
+                    for name in ("total", "sent", "failed", "bounced", "skipped", "retries", "duplicates"):
+                        setattr(rep.stats, name, getattr(first_round, name) + getattr(rep.stats, name))
     finished = now + timedelta(seconds=int(time.monotonic() - started))  # issue #25 (13b): when the send ended
     rep.done = ledger.finish(store, week.source, week.key, channel.name, finished)
     rep.published = rep.done and channel.live
@@ -138,6 +158,15 @@ def publish_channel(cfg: Config, store: Store, week: WeekRow, channel: Channel, 
              else f"trial done: {rep.counts['trial']} in the outbox, nothing sent; the week stays ready until "
                   f"{channel.name} is live")
     return rep
+
+
+def still_wanted(units: Sequence[Unit]) -> Wanted:
+    """Which unit keys are still wanted, asked while sending: the channel's own answer when its plan has one (the
+    email roster asks the database, issue #27), else the keys planned now."""
+    if callable(ask := getattr(units, "wanted", None)):
+        return ask
+    keys = {u.key for u in units}
+    return lambda _: keys
 
 
 def send_windows(cfg: Config, name: str) -> tuple:
@@ -223,11 +252,20 @@ def late_round(cfg: Config, store: Store, now: datetime, *, channels: Sequence[s
     return late.late_round(store, list(channels or registry.enabled(cfg)), now, cfg.publish.late_max_wait)
 
 
-def after_poll(cfg: Config, store: Store, now: datetime) -> None:
+def after_poll_until(stop: threading.Event) -> Callable[[Config, Store, datetime], None]:
+    """`after_poll` whose sending ends once `stop` is set (the daemon's SIGTERM): the daemon's hook."""
+    def after_poll_until_stopped(cfg: Config, store: Store, now: datetime) -> None:
+        after_poll(cfg, store, now, stop=stop)
+
+    return after_poll_until_stopped
+
+
+def after_poll(cfg: Config, store: Store, now: datetime, *, stop: threading.Event | None = None) -> None:
     """The daemon's hook: publish whatever became ready, unless `paperbot publish` is busy doing it.
 
     A full disk (or a read-only state folder) is logged in one line and the daemon goes on: what was not
-    written stays open in the ledger, and the round after the next poll sends it."""
+    written stays open in the ledger, and the round after the next poll sends it. Once `stop` is set (SIGTERM)
+    the sending ends after the units in flight, each recorded as it ended."""
     names = registry.enabled(cfg)
     if (not ready_weeks(store) and not late.has_work(store, names, now, cfg.publish.late_max_wait)
             and not corrected(store, names)):
@@ -242,7 +280,9 @@ def after_poll(cfg: Config, store: Store, now: datetime) -> None:
                   storage_error(e, "take the publish lock", lock_path(cfg)))
         return
     try:
-        publish_ready(cfg, store, now)
+        publish_ready(cfg, store, now, progress=StopWhen(stop) if stop is not None else None)
+    except Stopping as e:
+        log.info("publishing stopped: %s", e)
     except StorageError as e:
         log.error("publishing stopped: %s; nothing unwritten is marked sent, and the rest is sent after the "
                   "next poll", e)

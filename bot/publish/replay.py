@@ -22,9 +22,10 @@ from bot.config import PublishSettings, SourceConfig
 from bot.edition import holdings
 from bot.publish import late
 from bot.store import Store, iso, parse_time
+from bot.track.digest_cache import EMPTY
 from bot.track.gitrepo import file_history, read_blobs
 from bot.track.late import LateEvent, deadline
-from bot.track.parsing import parse_document
+from bot.track.parsing import parse_document_again
 from bot.track.tracker import Released, next_gate, observe, release
 
 CHANNEL = "replay"  # the one channel of a replay: every week goes out when it is released
@@ -111,10 +112,11 @@ def replay(repo: Path, path: str, store: Store, settings: PublishSettings, *, so
     clock = parse_time(src.get("clock"))
     out = _Out(emit, emit_late)
     blobs = read_blobs(repo, [f"{c.sha}:{path}" for c in todo])
+    sections = EMPTY  # each version re-reads only the weeks whose text changed since the last (issue #28)
     for commit, data in zip(todo, blobs, strict=True):
         at = commit.date if clock is None or commit.date >= clock else clock
         _advance(store, settings, source, at, out, configs)
-        doc = parse_document(data or b"", at.astimezone(settings.timezone).date(), fmt)
+        doc, sections = parse_document_again(data or b"", at.astimezone(settings.timezone).date(), sections, fmt)
         observe(store, source, doc, at, commit.sha, settings,
                 content_hash=hashlib.sha256(data or b"").hexdigest()[:16], utc_offset=commit.date.utcoffset())
         _found(store, source, at)

@@ -4,6 +4,7 @@ in the log when no terminal watches."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -63,6 +64,24 @@ class LogProgress:
         said = "written to the outbox" if label.endswith(TRIAL_MARK) else "sent"  # issue #25 (13c): a trial sends
         log.info("%s: %d of %d done (%d %s, %d failed, %d bounced, %d skipped)%s", label, s.done,  # nothing
                  s.total, s.sent, said, s.failed, s.bounced, s.skipped, pace)
+
+
+class Stopping(Exception):
+    """The daemon is stopping (SIGTERM): the sending ends once the units in flight are done and recorded; the
+    rest waits for the next start."""
+
+
+class StopWhen:
+    """Progress that also ends the sending once `stop` is set: raised on the publishing thread between ticks,
+    so each worker finishes the unit it is sending and gives the rest of its batch back (issue #27)."""
+
+    def __init__(self, stop: threading.Event, inner: Progress | None = None):
+        self.stop, self.inner = stop, inner or LogProgress()
+
+    def __call__(self, label: str, s: RunStats) -> None:
+        self.inner(label, s)
+        if self.stop.is_set():
+            raise Stopping(f"{label}: stopping with {s.total - s.done} unit(s) left for the next start")
 
 
 def describe(counts: dict[str, int]) -> str:

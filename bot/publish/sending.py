@@ -13,7 +13,7 @@ from bot.channels.base import (
 )
 from bot.publish import ledger
 from bot.publish.chain import BUDGET_SPENT, budget_wait, send_chain
-from bot.publish.dispatch import RunStats, dispatch
+from bot.publish.dispatch import RunStats, Wanted, dispatch
 from bot.publish.report import TRIAL_MARK, ChannelReport, LogProgress, Progress, open_units, when
 from bot.store import Store, WeekRow, iso
 
@@ -62,7 +62,7 @@ def may_send(store: Store, channel: Channel, rep: ChannelReport, now: datetime,
 
 
 def send_units(store: Store, week: WeekRow, channel: Channel, rendition: object, rep: ChannelReport,
-          wanted: set[str], progress: Progress | None, now: datetime, *, budget: int | None) -> None:
+          wanted: Wanted, progress: Progress | None, now: datetime, *, budget: int | None) -> None:
     """Send the open units: in parallel (email) or as an ordered chain (a thread on X)."""
     writer = ledger.LedgerWriter(ledger.db_path(store), week.source, week.key, channel.name,
                                  trial=not channel.live)

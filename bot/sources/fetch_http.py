@@ -24,6 +24,8 @@ import time
 import urllib.error
 import urllib.request
 import zlib
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
@@ -98,6 +100,8 @@ class HttpOptions:
     backoff: float = 1.0  # seconds before the first retry; doubles each time
     max_bytes: int = 50 * 2**20  # a digest or feed is never this big: refuse rather than fill memory
     user_agent: str = f"paperbot/{__version__}"
+    # Before each attempt: the gate of a host that asks for spacing (arXiv, bot/sources/polite.py), else None.
+    gate: Callable[[str], AbstractContextManager[None]] | None = None
 
 
 DEFAULT_OPTIONS = HttpOptions()
@@ -340,7 +344,8 @@ def conditional_get(url: str, *, etag: str | None = None, last_modified: str | N
         if auth:
             req.add_unredirected_header("Authorization", auth)
         try:
-            r = _attempt(req, options, _Redirects(_origin(target), auth), counter)
+            with options.gate(target) if options.gate else nullcontext():
+                r = _attempt(req, options, _Redirects(_origin(target), auth), counter)
             return HttpResponse(r.status, r.body, r.url, r.content_type, r.etag, r.last_modified,
                                 attempts, counter[0])
         except FetchError as e:

@@ -24,10 +24,12 @@ from bot.sources.base import Check, SourceError, SourceVersion
 from bot.sources.check_git import check_git
 from bot.sources.check_http import check_http
 from bot.sources.fetch_http import HttpOptions, redact
+from bot.sources.polite import arxiv_gate
 from bot.store import Store, parse_time
+from bot.track.digest_cache import EMPTY
 from bot.track.lines import CHUNK
 from bot.track.model import Document
-from bot.track.parsing import parse_document
+from bot.track.parsing import Sections, parse_document_again
 from bot.track.tracker import observe, release
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,10 @@ class PollOptions:
 
     @classmethod
     def from_config(cls, cfg: Config) -> PollOptions:
-        """The options `[fetch]` asks for: one deadline per HTTP attempt, one size cap for HTTP and git."""
-        return cls(http=HttpOptions(timeout=cfg.fetch.timeout, max_bytes=cfg.fetch.max_size))
+        """The options `[fetch]` asks for: one deadline per HTTP attempt, one size cap for HTTP and git; a feed on
+        arxiv.org takes its turn at arXiv's gate with the enrichment (#32)."""
+        return cls(http=HttpOptions(timeout=cfg.fetch.timeout, max_bytes=cfg.fetch.max_size,
+                                    gate=arxiv_gate(cfg.state_dir, cfg.arxiv.api_base)))
 
 
 @dataclass(frozen=True)
@@ -82,12 +86,14 @@ def _check_utf8(name: str, data: bytes, chunk: int = CHUNK) -> None:
 
 
 class _Parser:
-    """Parses each distinct file content once per poll, and judges whether a version is usable."""
+    """Parses each distinct file content once per poll, and judges whether a version is usable. A digest's
+    weeks whose text did not change since the file's last parse are not read again (`sections`, issue #28)."""
 
-    def __init__(self, src: SourceConfig, cfg: Config, files_state: dict):
+    def __init__(self, src: SourceConfig, cfg: Config, files_state: dict, sections: dict[str, Sections]):
         self.src, self.cfg = src, cfg
         self.weeks_per_file = {name: f.get("weeks", 0) for name, f in files_state.items()}
         self.cache: dict[str, Document] = {}
+        self.sections = sections  # file name → the sections of its last parse
         self.calls = 0
 
     def document(self, v: SourceVersion) -> Document:
@@ -100,7 +106,9 @@ class _Parser:
             doc = self.cache.get(f.content_id)
             if doc is None:
                 self.calls += 1
-                doc = parse_document(f.data, as_of, self.src.format, url=f.url, content_type=f.content_type)
+                doc, self.sections[f.name] = parse_document_again(
+                    f.data, as_of, self.sections.get(f.name, EMPTY), self.src.format, url=f.url,
+                    content_type=f.content_type)
                 self.cache[f.content_id] = doc
             if doc.format == "feed":
                 bad = [d for d in doc.defects if d.kind == "not-a-feed"]
@@ -153,23 +161,27 @@ def _pending(store: Store, name: str) -> tuple[str, ...]:
 
 def poll_source(store: Store, cfg: Config, src: SourceConfig, now: datetime, *,
                 options: PollOptions | None = None, stop: threading.Event | None = None,
-                write_lock: AbstractContextManager | None = None) -> PollResult:
+                write_lock: AbstractContextManager | None = None,
+                sections: dict[str, Sections] | None = None) -> PollResult:
     """Check `src` once at `now`, record what changed, release what is due. Never raises for a bad source.
 
     `stop` cuts retry waits short (a daemon shutting down); `write_lock` is held around each transaction.
-    `options` default to what the config's `[fetch]` table asks for.
+    `options` default to what the config's `[fetch]` table asks for. `sections` is the caller's memory of this
+    source's last parse, per file (issue #28): given, it is read and updated, so the next poll re-reads only
+    the weeks that changed; without it, only the versions within this poll share it.
     """
     options = options or PollOptions.from_config(cfg)
     try:
         with held(cfg.state_dir / "locks" / f"{src.name}.lock", options.lock_wait):
-            return _poll(store, cfg, src, now, options, stop, write_lock)
+            return _poll(store, cfg, src, now, options, stop, write_lock, {} if sections is None else sections)
     except LockBusy as e:
         log.warning("%s: skipped: %s", src.name, e)
         return PollResult(src.name, False, pending=_pending(store, src.name), error=f"busy: {e}")
 
 
 def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: PollOptions,
-          stop: threading.Event | None, write_lock: AbstractContextManager | None) -> PollResult:
+          stop: threading.Event | None, write_lock: AbstractContextManager | None,
+          sections: dict[str, Sections]) -> PollResult:
     settings = cfg.publish
     location = redact(src.location)
     with _writing(store, write_lock):
@@ -178,7 +190,7 @@ def _poll(store: Store, cfg: Config, src: SourceConfig, now: datetime, options: 
             store.update_source(src.name, location=location)
     validators = json.loads(row.get("validators") or "{}")
     requests = bytes_read = 0
-    parser = _Parser(src, cfg, validators.get("files", {}))
+    parser = _Parser(src, cfg, validators.get("files", {}), sections)
     try:
         check = _check(cfg, src, validators, now, options, stop)
         requests, bytes_read = check.requests, check.bytes_read

@@ -3,18 +3,21 @@
 `Store.open` applies the schema's migrations (schema.py, in order) and runs the database in WAL mode so
 `paperbot weeks` can read while the daemon writes. Every change a poll makes happens inside `store.atomic()`, so
 a crash leaves either the whole version recorded or none of it. The queries are grouped by what they serve:
-sources.py, weeks.py, papers.py; rows.py turns stored values into Python ones.
+sources.py, weeks.py, papers.py, arxiv.py (#32: arXiv's records); rows.py turns stored values into Python ones.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import sqlite_utils
 
+from bot.store import files
+from bot.store.arxiv import ArxivQueries
 from bot.store.papers import PaperQueries
 from bot.store.rows import WeekRow, iso, parse_time  # noqa: F401 (imported from bot.store everywhere)
 from bot.store.schema import migrations
@@ -22,7 +25,7 @@ from bot.store.sources import SourceQueries
 from bot.store.weeks import WeekQueries
 
 
-class Store(SourceQueries, WeekQueries, PaperQueries):
+class Store(SourceQueries, WeekQueries, PaperQueries, ArxivQueries):
     """The database, migrated on open, and every query on it (grouped by what they serve in sources.py, weeks.py
     and papers.py; the ledger, subscribers and late additions keep their own SQL beside their logic)."""
 
@@ -36,14 +39,18 @@ class Store(SourceQueries, WeekQueries, PaperQueries):
             db = sqlite_utils.Database(memory=True)
         else:
             path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(mode=files.DIR_MODE, parents=True, exist_ok=True)
+            files.tighten(path.parent, db_name=path.name)  # issue #24: an older state folder made private, once
             db = sqlite_utils.Database(path)
             db.execute("PRAGMA busy_timeout = 10000")
             # Two processes opening a new database at once must not both create its tables.
-            with open(path.with_name(path.name + ".migrate.lock"), "a") as lock:
+            lock_path = path.with_name(path.name + ".migrate.lock")
+            with open(os.open(lock_path, os.O_RDWR | os.O_CREAT, files.FILE_MODE), "a") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 db.enable_wal()
                 migrations.apply(db)
+            # SQLite gives the WAL and SHM the database's mode: 0600 for every one of them, whatever the umask
+            files.make_private(path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm"))
             return cls(db)
         migrations.apply(db)
         return cls(db)

@@ -8,6 +8,7 @@ from datetime import datetime
 import sqlite_utils
 
 from bot.store.rows import iso, paper_from_row
+from bot.track.arxiv_ids import first_arxiv_id
 from bot.track.model import Paper
 
 
@@ -22,6 +23,7 @@ class PaperQueries:
                 "summary": p.summary, "links": json.dumps([[lk.label, lk.url] for lk in p.links], ensure_ascii=False),
                 "release_date": p.release_date.isoformat() if p.release_date else None,
                 "authors": p.authors, "published": p.published, "uid": p.uid,
+                "arxiv_id": first_arxiv_id(lk.url for lk in p.links), "title_marked": int(p.title_marked),
             } for i, p in enumerate(papers)),
             pk=("source", "week_key", "position"),
         )

@@ -64,4 +64,5 @@ def paper_from_row(r: dict) -> Paper:
         links=tuple(Link(label, url) for label, url in json.loads(r["links"] or "[]")),
         number=r["number"], release_date=date.fromisoformat(r["release_date"]) if r["release_date"] else None,
         authors=r["authors"] or "", published=r["published"], uid=r["uid"] or "",
+        title_marked=r.get("title_marked") != 0,  # NULL (stored before #32): as written
     )

@@ -1,16 +1,18 @@
 """The database's schema: every migration, in the order it is applied. The one place that lists them.
 
-sqlite-utils records each migration applied to a database by its name (`_sqlite_migrations`), and applies the
-ones it has not seen in the order they are defined here: a migration is never renamed, moved or edited once it is
-on main; a schema change is a new one at the end (tested on the previous main's database,
-tests/test_store_upgrade.py). The numbers are not the order: some branches took the same number, and the file
-order is what counts.
+sqlite-utils records each migration applied to a database by its name (`_sqlite_migrations`), and applies the ones it
+has not seen in the order they are defined here: a migration is never renamed, moved or edited once it is on main; a
+schema change is a new one at the end (tested on the previous main's database, tests/test_store_upgrade.py). The
+numbers are not the order: some branches took the same number, and the file order is what counts.
 """
 
 from __future__ import annotations
 
 import sqlite_utils
 from sqlite_utils import Migrations
+
+from bot.store import mailboxes, versions
+from bot.store.arxiv import arxiv_tables
 
 migrations = Migrations("paperbot")
 
@@ -336,6 +338,26 @@ def m016_possible_duplicates(db: sqlite_utils.Database) -> None:
 
 
 @migrations()
+def m017_mailbox_key(db: sqlite_utils.Database) -> None:
+    """One mailbox, one subscription (issue #24): spellings of one address that differ only in case are merged
+    into one subscriber (bot/store/mailboxes.py: the strongest state wins, unsubscribed first; each merged row
+    kept whole in `subscriber_merges`, its deliveries as they were), `lower(address)` (the mailbox key) is
+    unique from now on, and `confirmations.mailbox` holds the cap key (no `+tag`) that `confirm_per_day`
+    counts. Logs how many rows it merged."""
+    mailboxes.merge_spellings(db)
+
+
+@migrations()
+def m021_arxiv(db: sqlite_utils.Database) -> None:
+    """Papers known by their arXiv record (#32). `papers.arxiv_id` (the paper a row links, no version; filled here
+    for every stored row) and `papers.title_marked` (0 when the row's title was not set off by markup, so the
+    arXiv title may stand in for a title cut in the wrong place; NULL for rows stored before: left as written).
+    `arxiv_papers`: the cache of arXiv's records (`found` 0 when arXiv knows no such id), with a full-text index
+    over title, authors and abstract for search. `arxiv_state`: when the API last answered or failed."""
+    arxiv_tables(db)
+
+
+@migrations()
 def m018_newcomer(db: sqlite_utils.Database) -> None:
     """The first subscriber (issue #25, bot/publish/first.py): a week ready on a live email channel with no active
     subscribers waits instead of going to nobody; `audience_waits` remembers each such week (`since`), and how its
@@ -369,3 +391,6 @@ def m018_newcomer(db: sqlite_utils.Database) -> None:
             sha TEXT NOT NULL,
             PRIMARY KEY (source, sha)
         )""")
+
+
+migrations(name="m023_web_cache")(versions.create)  # the archive's version the web caches follow (#24, #29)

@@ -42,6 +42,9 @@ class Paper:
     published: str | None = None  # ISO datetime, feeds only
     uid: str = ""  # stable id for feed entries / notes sections
     line: int = 0  # where the paper starts in the document (not part of its identity)
+    # False when the title was not set off by markup (a row without bold, split where the summary seemed to
+    # start): arXiv's title may then stand in for it (#32). Not part of the paper's identity or equality.
+    title_marked: bool = field(default=True, compare=False)
 
     def fingerprint_data(self) -> dict:
         """The fields whose change counts as an edit of the paper (line numbers do not)."""
@@ -124,3 +127,19 @@ def week_to_json(w: Week) -> dict:
         "papers": [paper_to_json(p) for p in w.papers],
         "defects": [asdict(d) for d in w.defects],
     }
+
+
+@dataclass(frozen=True)
+class ArxivRecord:
+    """What arXiv's own record says about a paper (#32): fetched by bot/sources/arxiv_api.py, cached in the store,
+    shown beside what the curator wrote (never instead of it, and never part of a paper's identity). Untrusted
+    text, like a digest's."""
+
+    arxiv_id: str  # no version: `2303.08774`, `cs/0112017`
+    title: str
+    authors: tuple[str, ...] = ()
+    abstract: str = ""
+    primary_category: str = ""
+    categories: tuple[str, ...] = ()
+    published: str = ""  # ISO datetime of version 1
+    updated: str = ""  # ISO datetime of the latest version

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
+from bot.track.digest_cache import EMPTY, Sections, parse_digest_incremental
 from bot.track.lines import decode
 from bot.track.model import FORMATS, Document
 from bot.track.parse_digest import parse_digest
@@ -40,3 +41,20 @@ def parse_document(data: bytes, as_of: date, fmt: str = "auto", url: str = "", c
     if fmt == "auto" and not doc.weeks and _H3.search(text):
         return parse_notes(text, as_of)  # no week headings but ### sections: a notes page
     return doc
+
+
+def parse_document_again(data: bytes, as_of: date, previous: Sections = EMPTY, fmt: str = "auto", url: str = "",
+                         content_type: str = "") -> tuple[Document, Sections]:
+    """`parse_document`, for a source polled again (issue #28): a digest re-reads only the weeks whose text
+    changed since the version `previous` came from, and returns this version's sections for the next call.
+    A notes page or a feed is parsed whole (and keeps nothing)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    if fmt in ("feed", "notes") or (fmt == "auto" and _XML_START.match(data[:512])):
+        return parse_document(data, as_of, fmt, url=url, content_type=content_type), EMPTY
+    doc, sections = parse_digest_incremental(data, as_of, previous)
+    if fmt == "auto" and not doc.weeks:
+        text = decode(data)
+        if _H3.search(text):
+            return parse_notes(text, as_of), EMPTY
+    return doc, sections

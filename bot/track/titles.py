@@ -37,7 +37,7 @@ _LEAD = re.compile(  # the opening words of a summary written straight after a t
 _SENTENCE_END = re.compile(r"[.;:](?:\s|$)")
 _LEADING_SEP = re.compile(r"(?:--?|–|—|:)\s?")  # at the start of a summary, after the title's bold closed
 _TAGS = re.compile(r"<br\s?/?>", re.IGNORECASE)
-_SPACES = re.compile(r"[ \t]+")
+_SPACES = re.compile(r"[ \t]{2,}|\t")  # each run to one space; a lone space is left as it is
 
 
 @dataclass(frozen=True)
@@ -49,14 +49,22 @@ class Head:
     title: str
     summary: str
     defects: tuple[Defect, ...] = ()
+    marked: bool = True  # the title was set off by markup (bold), not found by where the summary seemed to start
 
 
 def strip_md(text: str) -> str:
-    """Cell text as a reader sees it: `<br>` as a line break, no bold, no escaped pipes, single spaces."""
-    text = _TAGS.sub("\n", text).strip().strip("-–—:").strip()
+    """Cell text as a reader sees it: `<br>` as a line break, no bold, no escaped pipes, single spaces.
+
+    Each step runs only where it can change something (a tag needs `<`, a run of spaces two of them): a summary
+    is most of a row (issue #28)."""
+    if "<" in text:
+        text = _TAGS.sub("\n", text)
+    text = text.strip().strip("-–—:").strip()
     text = text.replace("**", "").replace("\\|", "|")
-    text = _SPACES.sub(" ", text)
-    text = "\n".join(part.strip() for part in text.split("\n"))
+    if "  " in text or "\t" in text:
+        text = _SPACES.sub(" ", text)
+    if "\n" in text:
+        text = "\n".join(part.strip() for part in text.split("\n"))
     return text.strip()
 
 
@@ -196,16 +204,18 @@ def read_cell(cell: str, line: int = 0) -> Head:
         if again is not None:  # "1) 1) Title": a slip of the pen, reported; the title is what follows
             twice, rest = (Defect(line, "number-style", f"numbered twice: {cell[:40]}"),), inner
     title, summary, defects = split_title(rest, line)
+    marked = rest.lstrip().startswith("*")
     defects = twice + defects
     if _number_only(title):
         title = ""
     if not title and summary:
         # A row whose name cannot be found: reported with its line, the summary's first words stand in.
         title, summary, more = split_title(summary, line)
+        marked = False
         defects += more if any(d.kind == "untitled" for d in more) else (Defect(line, "untitled", cell[:80]),)
         if _number_only(title):
             title = ""
-    return Head(number, marker, title, summary, defects)
+    return Head(number, marker, title, summary, defects, marked)
 
 
 def _number_only(title: str) -> bool:

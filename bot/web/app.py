@@ -11,6 +11,7 @@ its own connection), so a database held by a long poll never stalls the server.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -27,8 +28,21 @@ from bot.config import Config
 from bot.edition.safetext import clean
 from bot.store import Store
 from bot.web import health, reader
+from bot.web.cache import ArchiveVersion, Costly, Pages
 from bot.web.common import CSS, DB, LIMITER, MAIL, PAGES, SITE, TASKS, Db, errors
-from bot.web.pages import EDITIONS, Editions, archive, edition, feed, home, search_page, stylesheet
+from bot.web.pages import (
+    CACHE,
+    COSTLY,
+    EDITIONS,
+    VERSION,
+    Editions,
+    archive,
+    edition,
+    feed,
+    home,
+    search_page,
+    stylesheet,
+)
 from bot.web.security import CONFIG, KEY, ClientLimiter, security_headers
 from bot.web.subscribe import confirm, confirm_form, subscribe
 from bot.web.unsubscribe import drain_journal, unsubscribe, unsubscribe_form
@@ -36,13 +50,16 @@ from bot.web.unsubscribe import drain_journal, unsubscribe, unsubscribe_form
 
 async def healthz(request: web.Request) -> web.Response:
     """issue #15: 200 while the daemon's loop turns and a source still works, else 503; JSON either way
-    (bot/web/health.py). Read from the database, so `paperbot serve` in another process answers the same."""
+    (bot/web/health.py; the details only with the token or from this machine). Read from the database, so
+    `paperbot serve` in another process answers the same."""
     cfg = request.app[CONFIG]
     try:
         snap = await request.app[DB].read(lambda store: health.read(store.db.conn, cfg))
         ok, body = health.verdict(snap, cfg.health, datetime.now(UTC))
     except sqlite3.Error as e:
         ok, body = False, {"status": "unhealthy", "problems": [f"the database cannot be read: {e}"]}
+    if not health.may_see_details(request.remote, request.headers, os.environ.get(health.TOKEN_ENV) or None):
+        body = health.anonymous(ok)  # issue #24: no pid, start time or source names to strangers
     return web.json_response(body, status=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
 
@@ -53,7 +70,7 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
     app[CONFIG] = cfg
     app[KEY] = key = load_secret_key(cfg.state_dir)
     app[SITE] = {"title": clean(cfg.web.title), "description": clean(cfg.web.description),
-                 "contact": clean(cfg.email.contact)}
+                 "contact": clean(cfg.email.contact), "arxiv": cfg.arxiv.enabled}
     app[LIMITER] = ClientLimiter(*cfg.web.subscribe_limit)
     app[TASKS] = set()
     app.on_response_prepare.append(security_headers)
@@ -71,11 +88,15 @@ def make_app(cfg: Config, store_path: str | Path | None = None) -> web.Applicati
         app[PAGES], app[CSS] = await asyncio.to_thread(prepare)  # off the loop
         app[DB] = Db(path, cfg.state_dir / subscribers.JOURNAL)
         app[EDITIONS] = Editions(cfg, app[DB])
+        app[VERSION], app[CACHE] = ArchiveVersion(path), Pages()
+        app[COSTLY] = Costly(cfg.web.costly_threads, cfg.web.costly_per_client)
         app[MAIL] = ThreadPoolExecutor(2, thread_name_prefix="web-mail")
         drain = asyncio.get_running_loop().create_task(drain_journal(app))
         yield
         drain.cancel()
         await asyncio.to_thread(app[MAIL].shutdown, True)
+        await asyncio.to_thread(app[COSTLY].close)
+        await asyncio.to_thread(app[VERSION].close)
         await asyncio.to_thread(app[EDITIONS].close)
         await asyncio.to_thread(app[DB].close)
 

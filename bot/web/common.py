@@ -121,6 +121,10 @@ class Db:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.readers, lambda: fn(self._store(READ_BUSY), *args))
 
+    def here(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(store, *args)` on the calling thread with its own connection (the costly threads' reads)."""
+        return fn(self._store(READ_BUSY), *args)
+
     async def write(self, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(store, *args)` on the writer thread (one at a time, so queued unsubscribes keep their order)."""
         loop = asyncio.get_running_loop()

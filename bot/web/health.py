@@ -6,10 +6,15 @@ when the heartbeat is older than `[health] max_heartbeat_age` (the loop is stuck
 stopped), or when every source has failed in a row for longer than `max_failing_age`. Both live in the
 database, so a web app run by `paperbot serve` in another process answers exactly like the daemon's own.
 What it shows is meant for a monitor: ages, counts and times, never an error text, an address or a secret.
+Anyone gets `{"status": "ok"}` or `{"status": "degraded"}` alone (issue #24: the pid, start time and source
+names are the operator's); the details go to a request with `Authorization: Bearer $PAPERBOT_HEALTH_TOKEN`, or
+from a loopback peer whose request carries no forwarding header (`paperbot health` on the same machine).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 import os
 import sqlite3
@@ -21,6 +26,8 @@ from bot.config import Config, HealthSettings
 
 log = logging.getLogger(__name__)
 
+TOKEN_ENV = "PAPERBOT_HEALTH_TOKEN"
+FORWARDING = ("X-Forwarded-For", "Forwarded", "X-Real-IP", "X-Forwarded-Host", "X-Forwarded-Proto")
 DAEMON = "daemon"  # the heartbeat row of `paperbot run`
 BEAT_MIN, BEAT_MAX = 0.25, 30.0  # seconds between two heartbeats, at least and at most
 WATCHED = ("sending", "failed", "uncertain", "refused")  # the delivery states /healthz counts per channel
@@ -185,3 +192,24 @@ def verdict(snap: Snapshot, settings: HealthSettings, now: datetime) -> tuple[bo
 
 def _show(t: datetime | None) -> str | None:
     return None if t is None else t.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def may_see_details(peer: str | None, headers: dict[str, str] | object, token: str | None) -> bool:
+    """Whether a /healthz request gets the details: it holds the token (when one is set), or it comes from
+    a loopback peer with no forwarding header (a proxy on the same machine forwards strangers). Pure."""
+    auth = headers.get("Authorization", "") if hasattr(headers, "get") else ""
+    if token and isinstance(auth, str) and hmac.compare_digest(auth.encode(), f"Bearer {token}".encode()):
+        return True
+    if any(h in headers for h in FORWARDING):
+        return False
+    try:
+        addr = ipaddress.ip_address((peer or "").strip("[]"))
+    except ValueError:
+        return False
+    addr = getattr(addr, "ipv4_mapped", None) or addr
+    return addr.is_loopback
+
+
+def anonymous(ok: bool) -> dict:
+    """What anyone may know: ok or degraded, nothing else."""
+    return {"status": "ok" if ok else "degraded"}

@@ -16,12 +16,15 @@ from xml.sax.saxutils import escape as xml_escape
 from xml.sax.saxutils import quoteattr
 
 import jinja2
-from markupsafe import Markup, escape
+from markupsafe import Markup
 
 from bot.channels.email.render import _paper_view, edition_from_store, edition_url, templates_path
 from bot.config import Config
+from bot.edition.arxiv import author_line
 from bot.edition.safetext import clean, date_range
 from bot.store import Store
+from bot.track.model import Paper
+from bot.web import highlight
 
 PUBLISHED = "w.state = 'published'"  # the weeks the feed and the home page show (SQL on `weeks w`)
 # The archive, an edition's neighbours and search also show the weeks the age guard held (issue #21), marked
@@ -31,7 +34,6 @@ PER_PAGE = 20
 MAX_QUERY = 200
 MAX_TERMS = 16
 SEARCH_LIMIT = 50
-_OPEN, _CLOSE = "\u27ea", "\u27eb"  # ⟪ ⟫  # highlight() markers; made into <mark> after escaping
 _TERM = re.compile(r'"([^"]*)"?|([^\s"]+)')
 _WORD = re.compile(r"\w", re.UNICODE)
 
@@ -123,41 +125,74 @@ def fts_query(q: str) -> str | None:
     return " ".join(terms) or None
 
 
-def _marked(text: str | None) -> Markup:
-    return Markup(str(escape(text or "")).replace(_OPEN, "<mark>").replace(_CLOSE, "</mark>"))
-
-
 def is_held(store: Store, source: str, key: str) -> bool:
     """Whether the week is held by the age guard (its page says so)."""
     row = store.db.execute("SELECT state FROM weeks WHERE source = ? AND key = ?", [source, key]).fetchone()
     return bool(row and row[0] == "held")
 
 
-def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT) -> tuple[int, list[dict]]:
-    """(how many papers match, the best `limit` of them) over the papers of published editions and held ones
-    (marked `held`), ranked by bm25; title, summary and authors come highlighted (escaped text with <mark>)."""
+# The full-text statements have the same text every time (sqlite3 keeps each prepared per connection: planned
+# once); highlights are made in Python on one page of hits (bot/web/highlight.py), never by FTS5 markers.
+def _matches(store: Store, match: str) -> list[tuple[int, str | None, float]]:
+    """(paper rowid, arXiv id, rank) of every paper of a released edition whose own words match, or whose arXiv
+    record (title, authors, abstract: #32) does."""
+    where = published_filter(held=True)
+    own = store.db.execute(
+        "SELECT p.rowid, p.arxiv_id, papers_fts.rank FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
+        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key WHERE papers_fts MATCH ? AND {where}",
+        [match]).fetchall()
+    via = store.db.execute(
+        "SELECT p.rowid, p.arxiv_id, arxiv_papers_fts.rank FROM arxiv_papers_fts "
+        "JOIN arxiv_papers a ON a.rowid = arxiv_papers_fts.rowid JOIN papers p ON p.arxiv_id = a.arxiv_id "
+        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+        f"WHERE arxiv_papers_fts MATCH ? AND a.found = 1 AND {where}", [match]).fetchall()
+    return own + via
+
+
+def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT, offset: int = 0) -> tuple[int, list[dict]]:
+    """(how many papers match, the `limit` best from `offset` on) over the papers of published editions and held
+    ones (marked `held`), ranked by bm25; title and authors come highlighted, the summary as a highlighted
+    snippet (escaped text with <mark>, placed by position: bot/web/highlight.py), each as plain text under `plain`.
+    One paper is one hit however many editions, digests or weeks it was in (its arXiv id, #32): the hit shows
+    its newest edition and lists them all (`editions`)."""
     match = fts_query(q)
     if match is None:
         return 0, []
-    base = (f"FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
-            f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-            f"WHERE papers_fts MATCH ? AND {published_filter(held=True)}")
-    total = store.db.execute(f"SELECT count(*) {base}", [match]).fetchone()[0]
-    rows = store.db.execute(
-        f"SELECT p.source, p.week_key, w.title, p.number, "
-        f"highlight(papers_fts, 0, '{_OPEN}', '{_CLOSE}'), highlight(papers_fts, 1, '{_OPEN}', '{_CLOSE}'), "
-        f"highlight(papers_fts, 2, '{_OPEN}', '{_CLOSE}'), p.title, p.summary, p.authors, w.state "
-        f"{base} ORDER BY rank LIMIT ?", [match, limit]).fetchall()
-    hits = []
-    for source, key, wtitle, number, h_title, h_summary, h_authors, title, summary, authors, state in rows:
-        hits.append({"source": source, "key": key, "edition": clean(wtitle) or key, "number": number,
-                     "held": state == "held",
-                     "title": _marked(clean(h_title) if h_title else "(untitled)"),
-                     "summary": _marked(clean(h_summary)),
-                     "authors": _marked(clean(h_authors)),
-                     "plain": {"title": clean(title), "summary": clean(summary), "authors": clean(authors)},
-                     "url": edition_url(cfg, source, key)})
-    return total, hits
+    groups: dict[str, tuple[float, set[int]]] = {}
+    for rowid, aid, rank in _matches(store, match):
+        key = aid or f"#{rowid}"
+        best, rows = groups.get(key, (rank, set()))
+        groups[key] = (min(best, rank), rows | {rowid})
+    ranked = sorted(groups.items(), key=lambda kv: (kv[1][0], kv[0]))
+    query = highlight.terms(q[:MAX_QUERY], MAX_TERMS)
+    hits = [_hit(store, cfg, query, aid, rows) for aid, (_, rows) in ranked[offset:offset + limit]]
+    return len(groups), hits
+
+
+def _hit(store: Store, cfg: Config, query: tuple[highlight.Term, ...], key: str, rows: set[int]) -> dict:
+    marks = ",".join("?" * len(rows))
+    found = store.db.execute(
+        f"SELECT p.rowid, p.source, p.week_key, w.title, p.number, p.title, p.summary, p.authors, w.state, "
+        f"coalesce(w.last_day, w.key) AS day FROM papers p JOIN weeks w ON w.source = p.source AND "
+        f"w.key = p.week_key WHERE p.rowid IN ({marks}) ORDER BY day DESC, p.source, p.week_key",
+        sorted(rows)).fetchall()
+    rowid, source, week_key, wtitle, number, title, summary, authors, state, _ = found[0]
+    record = store.arxiv_records([key]).get(key) if not key.startswith("#") else None
+    if not authors and record is not None and record.authors:
+        authors = author_line(Paper(title or ""), record)  # the row names none: arXiv's
+    if not clean(title) and record is not None:
+        title = record.title
+    title, summary, authors = clean(title), clean(summary), clean(authors)
+    editions = [{"source": s, "key": k, "edition": clean(t) or k, "url": edition_url(cfg, s, k), "held": st == "held"}
+                for _, s, k, t, _, _, _, _, st, _ in found]
+    return {"source": source, "key": week_key, "edition": clean(wtitle) or week_key, "number": number,
+            "held": state == "held",
+            "title": highlight.mark(title, query) if title else Markup("(untitled)"),
+            "summary": highlight.snippet(summary, query),
+            "authors": highlight.mark(authors, query),
+            "plain": {"title": title, "summary": summary, "authors": authors},
+            "url": edition_url(cfg, source, week_key), "editions": editions,
+            "arxiv_id": None if key.startswith("#") else key}
 
 
 class Templates:
@@ -166,7 +201,8 @@ class Templates:
     def __init__(self, templates_dir: Path | None = None):
         self.dirs = templates_path(templates_dir)
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader([str(d) for d in self.dirs]),
-                                      autoescape=True, undefined=jinja2.StrictUndefined)
+                                      autoescape=True, undefined=jinja2.StrictUndefined,
+                                      auto_reload=False)  # read once: no stat of every template per page
 
     def render(self, name: str, ctx: dict) -> bytes:
         return self.env.get_template(name).render(ctx).encode("utf-8")
@@ -180,9 +216,10 @@ class Templates:
 
 
 def feed(store: Store, cfg: Config, templates: Templates) -> bytes:
-    """An Atom feed of every published edition, newest first, each with its papers as content. Entry ids are
-    the editions' URLs, so a reader never sees an edition twice."""
-    rows, _ = editions(store, cfg, 1, 10**6)
+    """An Atom feed of the newest `[web] feed_entries` published editions, newest first, each with its papers as
+    content (issue #24: its size is bounded, whatever the archive holds). Entry ids are the editions' URLs, so a
+    reader never sees an edition twice."""
+    rows, _ = editions(store, cfg, 1, cfg.web.feed_entries)
     now = datetime.now(UTC).isoformat(timespec="seconds")
     base = cfg.web.base_url
     title = clean(cfg.web.title)
@@ -194,7 +231,8 @@ def feed(store: Store, cfg: Config, templates: Templates) -> bytes:
            f"<author><name>{xml_escape(title)}</name></author>"]
     for r in rows:
         edition = edition_from_store(store, r.source, r.key)
-        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p) for p in edition.papers]})
+        content = templates.render("web/feed_entry.html", {"papers": [_paper_view(p, record=edition.record(p))
+                                                                     for p in edition.papers]})
         out += ["<entry>", f"<title>{xml_escape(r.title)}</title>", f"<id>{xml_escape(r.url)}</id>",
                 f"<link rel=\"alternate\" type=\"text/html\" href={quoteattr(r.url)}/>",
                 f"<updated>{xml_escape(_atom_time(r.updated) or now)}</updated>",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from bot.web.app import make_app
 from bot.web.common import error_page
 
 log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL = 0.001  # seconds a thread may keep the GIL while another waits (CPython's default: 0.005)
 
 
 class _Handler(web.RequestHandler):
@@ -56,6 +59,11 @@ async def start_web(cfg: Config, store_path: str | Path | None = None) -> web.Ap
     whole request has arrived by then, so a client trickling or stalling its headers is dropped. A body gets
     as long (the POST handler's timeout), and so does the draining of one a handler did not read."""
     limit = cfg.web.header_timeout
+    # Searches and the feed are made on worker threads that hold the GIL while they run Python (highlights,
+    # templates); the event loop and the page threads wait for it at every hand-over, up to the switch interval
+    # each time. 1 ms instead of CPython's 5 keeps pages and unsubscribes quick while those threads are busy
+    # (issue #24; bench/web_load.py measures the hand-over both ways).
+    sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
     runner = _Runner(make_app(cfg, store_path), access_log=None, keepalive_timeout=limit, lingering_time=limit)
     await runner.setup()
     host, port = _host(cfg)

@@ -1,8 +1,11 @@
 """Subscribing with double opt-in (issue #13): the form's POST sends a confirmation email with a signed,
 expiring, single-use link; the link's GET shows one button, whose POST confirms and sends the welcome email
 with the latest edition. The answer is the same whatever the address's state, and links carry opaque ids, so
-nothing shows who is subscribed; confirmation emails are limited per address (`confirm_per_day`). Emails are
-built and sent on a thread of their own, after the answer, so its timing does not depend on the address either.
+nothing shows who is subscribed: an active mailbox gets a "you are subscribed already" email instead of a
+confirmation (issue #24), so every answer costs one write and one email; confirmation emails are limited per
+mailbox, +tags counted together (`confirm_per_day`); attempts per client (`subscribe_limit`, an IPv6 client by
+its `ipv6_prefix`). Emails are built and sent on a thread of their own, after the answer, so its timing does not
+depend on the address either.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from bot.store import Store
 from bot.web import reader
 from bot.web.common import DB, LIMITER, SITE, error_page, read_form, slow, spawn, too_many
 from bot.web.pages import render
-from bot.web.security import CONFIG, KEY, client_address, csrf_ok
+from bot.web.security import CONFIG, KEY, client_address, client_key, csrf_ok
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +56,27 @@ def _send_welcome(cfg: Config, key: bytes, address: str, edition: Any) -> None:
         log.error("could not send a welcome email: %s", e)
 
 
-def _subscribe(store: Store, address: str, now: datetime, cfg: Config, nonce: str) -> bool:
-    return subscribers.request_confirmation(store, address, now=now, ttl=timedelta(seconds=cfg.web.confirm_ttl),
+def _send_already(cfg: Config, key: bytes, address: str) -> None:
+    now = datetime.now(UTC)
+    try:
+        url = unsubscribe_url(cfg.web.base_url, unsubscribe_token(key, address))
+        transactional.send(cfg, transactional.already_subscribed(cfg, address, url, now), now)
+        log.info("sent an already-subscribed email")
+    except Exception as e:
+        log.error("could not send an already-subscribed email: %s", e)
+
+
+def _subscribe(store: Store, address: str, now: datetime, cfg: Config, nonce: str) -> tuple[str | None, str]:
+    """What to send, and to which spelling: the stored one of an active mailbox (the one mail goes to)."""
+    send = subscribers.request_confirmation(store, address, now=now, ttl=timedelta(seconds=cfg.web.confirm_ttl),
                                             per_day=cfg.web.confirm_per_day, nonce=nonce)
+    return send, (subscribers.delivery_address(store, address) or address) if send == "already" else address
 
 
 async def subscribe(request: web.Request) -> web.Response:
     cfg = request.app[CONFIG]
-    wait = request.app[LIMITER].check(client_address(request, cfg.web.trusted_proxies))
+    wait = request.app[LIMITER].check(client_key(client_address(request, cfg.web.trusted_proxies),
+                                                 cfg.web.ipv6_prefix))
     if wait:
         log.warning("subscribe attempts over [web] subscribe_limit from one client; answered 429")
         return too_many(wait)
@@ -75,9 +91,11 @@ async def subscribe(request: web.Request) -> web.Response:
         return await render(request, "web/message.html", "Check the address", status=400, subscribe=True,
                              paragraphs=["That does not look like an email address. Please check it and try again."])
     nonce = new_nonce()
-    send = await request.app[DB].write(_subscribe, address, datetime.now(UTC), cfg, nonce)
-    if send:
-        spawn(request, _send_confirmation, cfg, request.app[KEY], address, nonce)
+    send, to = await request.app[DB].write(_subscribe, address, datetime.now(UTC), cfg, nonce)
+    if send == "confirm":
+        spawn(request, _send_confirmation, cfg, request.app[KEY], to, nonce)
+    elif send == "already":  # issue #24: the same page and the same work (one row, one email) for everyone
+        spawn(request, _send_already, cfg, request.app[KEY], to)
     return await render(request, "web/message.html", "Check your inbox", paragraphs=[
         "If that address can receive our emails, a message with a confirmation link is on its way.",
         "Open it and press the button to start receiving the newsletter. Nothing is sent until you do."])

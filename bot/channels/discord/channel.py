@@ -39,6 +39,7 @@ from bot.config import CheckResult, Config
 from bot.edition.credit import edition_credit
 from bot.edition.edition import Edition, edition_from_store
 from bot.store import Store, WeekRow
+from bot.store.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class _OutboxSender:
         data = json.dumps(self.r.payload(unit), ensure_ascii=False, indent=2) + "\n"
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(data, encoding="utf-8")
+            write_private(tmp, data.encode("utf-8"))
             os.replace(tmp, path)
         except OSError as e:
             tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ never here: they come from $PAPERBOT_DISCORD_WEBHOOK_URL and $PAPERBOT_DISCORD_B
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from bot.channels.windows import Window, parse_send_at
@@ -39,6 +40,15 @@ class DiscordSettings:
 
 
 Settings = DiscordSettings
+
+
+WEBHOOK_ENV, TOKEN_ENV = "PAPERBOT_DISCORD_WEBHOOK_URL", "PAPERBOT_DISCORD_BOT_TOKEN"
+
+
+def live(settings: DiscordSettings, environ: Mapping[str, str]) -> bool:
+    """Meant to be live (never a trial): a webhook or a bot token set, even an unusable one. Read without
+    importing discord.py (issue #29)."""
+    return bool(environ.get(WEBHOOK_ENV, "").strip() or environ.get(TOKEN_ENV, "").strip())
 
 
 def enabled(settings: DiscordSettings) -> bool:

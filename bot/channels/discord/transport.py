@@ -32,8 +32,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProxyError, SSLError
 
 from bot.channels.base import RateLimited, TransientError
+from bot.channels.discord.settings import TOKEN_ENV, WEBHOOK_ENV  # (re-exported: where the channel finds them)
 
-WEBHOOK_ENV, TOKEN_ENV = "PAPERBOT_DISCORD_WEBHOOK_URL", "PAPERBOT_DISCORD_BOT_TOKEN"
 DEFAULT_API_BASE = "https://discord.com/api/v10"
 _WEBHOOK_URL = re.compile(r"https://(?:(?:ptb|canary)\.)?discord(?:app)?\.com/api/(?:v\d+/)?webhooks/"
                           r"(?P<id>[0-9]{17,20})/(?P<token>[A-Za-z0-9._-]{60,})/?")

@@ -1,7 +1,13 @@
-"""Email addresses a subscriber may have: validation and the stored form.
+"""Email addresses a subscriber may have: validation, the stored form and the mailbox key.
 
 An address is stored normalised (surrounding space stripped, domain lower-cased; the local part keeps its
-case, as RFC 5321 lets the receiving server decide). Pure: no store, no clock.
+case, as RFC 5321 lets the receiving server decide, and it is the spelling mail goes to). One mailbox is one
+subscription (issue #24): `mailbox_key` (the local part case-folded) is unique in the database, and
+`cap_key` (the same without a `+tag`) is what the confirmation cap counts. The grammar admits only ASCII in
+the local part and IDNA in the domain, so the key equals SQLite's `lower(address)` of the stored form, which
+the unique index uses. Anything that reads as an RFC 2047 encoded word (`=?...?=`) is refused: written raw
+into `To:`, a relay that decodes it would see whatever it encodes (a CRLF and a `Bcc:`). Pure: no store, no
+clock.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ _LOCAL = re.compile(rf"{_ATEXT}+(?:\.{_ATEXT}+)*")
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _TLD = re.compile(r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})")
 _NAMED = re.compile(r"[^<>]*<([^<>]*)>")  # fullmatch: `$` would allow a "\n"
+_ENCODED_WORD = re.compile(r"=\?.*\?=", re.DOTALL)  # RFC 2047's `=?charset?enc?text?=`, or anything like one
 
 
 class InvalidAddress(ValueError):
@@ -40,6 +47,8 @@ def normalize_address(s: str) -> str:
         raise InvalidAddress("too long")
     if _has_control(raw):
         raise InvalidAddress("contains control characters")
+    if _ENCODED_WORD.search(raw):
+        raise InvalidAddress(f"{raw[:80]!r}: holds an encoded word (=?...?=), which a mail program would decode")
     m = _NAMED.fullmatch(raw)
     if m is None:
         return _check(raw)
@@ -92,4 +101,20 @@ def clean_name(name: str) -> str | None:
     """A name from a CSV cell or an option: one line, spaces collapsed, at most MAX_NAME characters."""
     if _has_control(name):
         raise InvalidAddress(f"the name {name[:40]!r} contains control characters")
+    if _ENCODED_WORD.search(name):
+        raise InvalidAddress(f"the name {name[:40]!r} holds an encoded word (=?...?=)")
     return " ".join(name.split())[:MAX_NAME] or None
+
+
+def mailbox_key(address: str) -> str:
+    """The mailbox behind `address`: its stored form with the local part case-folded (issue #24), so
+    `Alice@Example.org` and `alice@example.org` are one subscription. InvalidAddress if it is not valid."""
+    local, domain = normalize_address(address).rsplit("@", 1)
+    return f"{local.casefold()}@{domain}"
+
+
+def cap_key(address: str) -> str:
+    """The mailbox key without a `+tag` (`alice+ml@x` -> `alice@x`): a +tag is its own subscription, but the
+    confirmation cap counts every tag of one mailbox together (issue #24)."""
+    local, domain = mailbox_key(address).rsplit("@", 1)
+    return f"{local.split('+', 1)[0] or local}@{domain}"

@@ -15,13 +15,14 @@ import os
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parseaddr
+from functools import cached_property
 from pathlib import Path
 
-from bot.channels.base import ChannelDown, ChannelLimits, Unit, storage_error, write_file
+from bot.channels.base import ChannelDown, ChannelLimits, PermanentError, Unit, storage_error, write_file
 from bot.channels.email import subscribers
 from bot.channels.email.headers import UnsafeHeader
 from bot.channels.email.mime import MessageTemplate, build_template, id_domain, message_id
@@ -37,6 +38,7 @@ from bot.channels.email.render import (
     render_newsletter,
     save_web_edition,
 )
+from bot.channels.email.roster import Roster
 from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.channels.email.tokens import ENV_KEY, KEY_FILE, load_secret_key, unsubscribe_token, unsubscribe_url
 from bot.channels.email.view import from_header
@@ -66,6 +68,16 @@ class EmailRendition:
         mid = message_id(self.source, self.key, address, self.domain)
         return mid, self.template.render(address, mid, url)
 
+    def wire_message(self, address: str) -> tuple[str, bytes]:
+        """`message` in SMTP's wire form (dot-stuffed, ending in CRLF.CRLF), from the template stuffed once."""
+        url = unsubscribe_url(self.base_url, unsubscribe_token(self.secret, address))
+        mid = message_id(self.source, self.key, address, self.domain)
+        return mid, self.on_wire.render(address, mid, url)
+
+    @cached_property
+    def on_wire(self) -> MessageTemplate:
+        return self.template.wire()
+
     def unsubscribe_url(self, address: str) -> str:
         return unsubscribe_url(self.base_url, unsubscribe_token(self.secret, address))
 
@@ -80,13 +92,22 @@ def copies_dir(cfg: Config, source: str, key: str) -> Path:
     return cfg.state_dir / "outbox" / "test" / "email" / source / key
 
 
+def _message(r: EmailRendition, address: str, *, wire: bool = False) -> tuple[str, bytes]:
+    """One recipient's message (`wire`: in SMTP's wire form, #27); an address whose To: would not read back as
+    itself (issue #24: one stored before encoded words were refused) is refused for good, that reader alone."""
+    try:
+        return r.wire_message(address) if wire else r.message(address)
+    except UnsafeHeader as e:
+        raise PermanentError(f"not sent: {e}") from e
+
+
 class _SmtpSender:
     def __init__(self, rendition: EmailRendition, conn: SmtpConnection):
         self.r, self.conn = rendition, conn
 
     def send(self, unit: Unit) -> str:
-        mid, data = self.r.message(unit.key)
-        self.conn.send(unit.key, data)
+        mid, data = _message(self.r, unit.key, wire=True)
+        self.conn.send(unit.key, data, wire=True)
         return mid
 
     def close(self) -> None:
@@ -98,7 +119,7 @@ class _OutboxSender:
         self.r, self.folder = rendition, folder
 
     def send(self, unit: Unit) -> str:
-        mid, data = self.r.message(unit.key)
+        mid, data = _message(self.r, unit.key)
         write_file(self.folder / f"{unit.row_id:06d}-{_UNSAFE.sub('_', unit.key)}.eml", data)
         return mid
 
@@ -120,19 +141,20 @@ class EmailChannel:
         self.limits = ChannelLimits(
             connections=e.connections if live else 1, rate=e.rate if live else 0.0, max_attempts=4,
             backoff=1.0, backoff_max=60.0, down_after=max(5, 2 * e.connections), max_size=SIZE_LIMIT,
+            batch=e.batch,
         )
 
     @property
     def sender_address(self) -> str:
         return parseaddr(self.cfg.email.sender)[1]
 
-    def plan(self, store: Store, week: WeekRow) -> Sequence[Unit]:
+    def plan(self, store: Store, week: WeekRow) -> Roster | list[Unit]:
         try:  # an unsubscribe the web app had to queue counts before anyone is planned
             subscribers.apply_queued(store, self.cfg.state_dir / subscribers.JOURNAL)
         except sqlite3.OperationalError as e:
             log.warning("could not apply queued unsubscribes yet (%s); the web app applies them when it can", e)
-        units = [Unit(key=address, ref=str(sid)) for sid, address in subscribers.active(store)]
-        if not units and not self.cfg.email.smtp_url and self.sender_address:
+        units = Roster(store, self.cfg.db_path, week.source, week.key, self.name)  # never all in memory (#27)
+        if not self.cfg.email.smtp_url and self.sender_address and not units:
             return [Unit(key=self.sender_address, ref=SAMPLE)]
         return units
 

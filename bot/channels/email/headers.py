@@ -7,13 +7,15 @@ parsed: text is made one clean line (bot/safetext.clean), then written either as
 when it holds no `=?`, which is what starts an encoded word) or entirely as our own base64 encoded words, which
 a reader decodes back to exactly that text, `=?…?=` included, as literal characters. Whatever the interpreter's
 patch level, no byte of the value can be a line break. `check_block` then parses the finished block back and
-refuses it unless it holds exactly the headers paperbot wrote, in order, one of each.
+refuses it unless it holds exactly the headers paperbot wrote, in order, one of each, and every address header
+reads back as exactly the address written (issue #24: an encoded word in an address decodes to something else).
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from email.headerregistry import HeaderRegistry
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 
@@ -24,6 +26,8 @@ _LINE = 78  # RFC 5322's recommended line length; folded lines stay within it
 _EW_BYTES = 39  # UTF-8 bytes per encoded word: 52 base64 chars, 64 with `=?utf-8?b?` and `?=` (RFC 2047: ≤ 75)
 _NAME = re.compile(rb"[!-9;-~]+")  # a field name: printable ASCII except ':' (RFC 5322 section 3.6.8)
 _PLAIN = re.compile(r"[ -~]*")  # printable ASCII and spaces
+_ADDRESS_FIELDS = ("from", "sender", "reply-to", "to", "cc", "bcc")
+_REGISTRY = HeaderRegistry()
 _ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 
 
@@ -117,8 +121,20 @@ def field_names(block: bytes) -> list[bytes]:
     return names
 
 
-def check_block(block: bytes, expected: list[str], *, subject: str | None = None) -> None:
-    """Refuse `block` unless it parses to exactly the `expected` headers, in order, and `subject` reads back.
+def reads_back(name: str, value: str, address: str) -> None:
+    """Refuse unless header `name: value`, parsed as a mail reader parses it, names exactly `address`."""
+    try:
+        got = [a.addr_spec for a in _REGISTRY(name, value).addresses]
+    except (ValueError, TypeError, IndexError) as e:  # the parser's own errors on a malformed value
+        raise UnsafeHeader(f"{name}: {value[:80]!r} reads back as no address ({e})") from e
+    if got != [address]:
+        raise UnsafeHeader(f"{name}: reads back as {got!r}, not {address!r}")
+
+
+def check_block(block: bytes, expected: list[str], *, subject: str | None = None,
+                addresses: dict[str, str] | None = None) -> None:
+    """Refuse `block` unless it parses to exactly the `expected` headers, in order, `subject` reads back, and
+    each address header reads back as the one address in `addresses` (by field name; none without it).
 
     Both our own line splitter and the email package's parser must agree, so a reader built on either sees
     only what paperbot wrote.
@@ -131,3 +147,15 @@ def check_block(block: bytes, expected: list[str], *, subject: str | None = None
         raise UnsafeHeader(f"the header block holds {seen or got}, expected exactly {want}")
     if subject is not None and str(parsed["Subject"]) != subject:
         raise UnsafeHeader(f"the Subject reads back as {str(parsed['Subject'])!r}, not {subject!r}")
+    written = {k.lower(): v for k, v in (addresses or {}).items()}
+    for name in _ADDRESS_FIELDS:
+        if name not in seen:
+            continue
+        if name not in written:
+            raise UnsafeHeader(f"{name}: an address header paperbot did not write")
+        try:
+            got_addresses = [a.addr_spec for a in parsed[name].addresses]
+        except (ValueError, TypeError, IndexError) as e:  # it decodes to a CR or LF, or to nothing readable
+            raise UnsafeHeader(f"{name}: reads back as no address ({e})") from e
+        if got_addresses != [written[name]]:
+            raise UnsafeHeader(f"{name}: reads back as {got_addresses!r}, not {written[name]!r}")

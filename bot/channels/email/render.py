@@ -19,7 +19,6 @@ from pathlib import Path
 from urllib.parse import quote
 
 import jinja2
-import mjml
 
 from bot.channels.base import RenderError
 from bot.channels.email import view
@@ -28,6 +27,7 @@ from bot.config import Config
 from bot.edition.edition import Edition
 from bot.edition.edition import edition_from_store as edition_from_store  # where the channels have found it
 from bot.edition.safetext import clean, format_subject, keep_lines
+from bot.store.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ def render_mjml(edition: Edition, cfg: Config, templates_dir: Path | None = None
 
 
 def _to_html(source: str) -> str:
+    import mjml  # issue #29: loaded only by a command that renders an email or a web edition
+
     try:
         return mjml.mjml2html(source, disable_comments=False)
     except Exception as e:  # the Rust binding raises plain exceptions for malformed MJML
@@ -198,6 +200,6 @@ def save_web_edition(cfg: Config, edition: Edition, templates_dir: Path | None =
     path = edition_path(cfg.state_dir, edition.source, edition.key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(render_web_edition(edition, cfg, templates_dir), encoding="utf-8")
+    write_private(tmp, render_web_edition(edition, cfg, templates_dir).encode("utf-8"))
     os.replace(tmp, path)
     return path

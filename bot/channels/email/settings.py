@@ -7,6 +7,7 @@ here: it comes from $PAPERBOT_SMTP_PASSWORD.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,11 +26,15 @@ from bot.config.values import (
 
 CHANNEL = "EmailChannel"  # the class in bot/channels/email/channel.py that the registry makes
 CONNECTIONS_MAX = 64
+BATCH_MAX = 10_000  # [email] batch: messages per ledger commit and connection
 RATE_MAX = 10_000.0  # messages per second
 SUMMARY_MIN, SUMMARY_MAX = 80, 10_000  # [email] summary_chars, or 0
 _SMTP_URL = re.compile(r"smtps?://[^\s/?#]+/?")
+# RFC 2919: list-label "." list-id-namespace, each dot-atom-text (RFC 5322 atext, dots between)
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LIST_ID = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})+")
 KEYS =  {"smtp_url", "starttls", "from", "subject", "contact", "list_id", "connections", "rate", "send_at",
-               "summary_chars"}
+               "summary_chars", "batch"}
 
 
 @dataclass(frozen=True)
@@ -46,9 +51,15 @@ class EmailSettings:
     rate: float = 0.0  # messages per second at most; 0 = no cap
     send_at: tuple[Window, ...] = ()  # send windows in the top-level timezone; () = as soon as ready
     summary_chars: int = 300  # a longer summary is cut at a sentence end, with "Read more" (0: never cut)
+    batch: int = 100  # messages per ledger commit and connection: a kill may send up to this many again on each
 
 
 Settings = EmailSettings
+
+
+def live(settings: EmailSettings, environ: Mapping[str, str]) -> bool:
+    """Sending for real: an smtp_url (without it every message goes to the outbox, a trial)."""
+    return bool(settings.smtp_url)
 
 
 def enabled(settings: EmailSettings) -> bool:
@@ -90,8 +101,14 @@ def parse(e: object, f: str) -> EmailSettings:
     for key in ("from", "subject", "contact", "list_id"):
         if key in e:
             line(e[key], f"{f}: email.{key}")
+    list_id = e.get("list_id", d.list_id)
+    if list_id and not (_LIST_ID.fullmatch(list_id) and len(list_id) <= 255):
+        raise ConfigError(f"{f}: email.list_id: {list_id[:80]!r} is not a list id as RFC 2919 has it: a label, "
+                          "a dot and a domain you control, in letters, digits and -._ (e.g. papers.example.org), "
+                          "no spaces or <>")
     connections = whole(e.get("connections", d.connections), f"{f}: email.connections", 1, CONNECTIONS_MAX)
     rate = number(e.get("rate", d.rate), f"{f}: email.rate", 0, RATE_MAX, " (0 = no cap)")
+    batch = whole(e.get("batch", d.batch), f"{f}: email.batch", 1, BATCH_MAX)
     summary_chars = whole(e.get("summary_chars", d.summary_chars), f"{f}: email.summary_chars", 0, SUMMARY_MAX)
     if 0 < summary_chars < SUMMARY_MIN:
         raise ConfigError(f"{f}: email.summary_chars: {summary_chars} is too short to say anything; "
@@ -99,6 +116,7 @@ def parse(e: object, f: str) -> EmailSettings:
     return EmailSettings(
         smtp_url=smtp_url, starttls=e.get("starttls", d.starttls), sender=e.get("from", d.sender),
         subject=e.get("subject", d.subject), contact=e.get("contact", d.contact),
-        list_id=e.get("list_id", d.list_id), connections=connections, rate=float(rate),
+        list_id=list_id, connections=connections, rate=float(rate),
         send_at=parse_send_at(e.get("send_at", ()), f"{f}: email.send_at"), summary_chars=summary_chars,
+        batch=batch,
     )

@@ -1,7 +1,9 @@
 """Newsletter subscribers in SQLite: states, the unsubscribe journal, confirmations, CSV import and export.
 
 An address is stored normalised (surrounding space stripped, domain lower-cased; the local part keeps its
-case, as RFC 5321 lets the receiving server decide). States: `pending`, `active`, `unsubscribed`, `bounced`.
+case, as RFC 5321 lets the receiving server decide). One mailbox is one subscriber (issue #24): every lookup
+goes by the mailbox key (`lower(address)`, unique in the database), the spelling first given is kept for
+delivery, and an unsubscribe applies to the mailbox. States: `pending`, `active`, `unsubscribed`, `bounced`.
 Unsubscribed and bounced rows are kept rather than deleted, so a later CSV import (INSERT OR IGNORE) cannot
 put them back on the list; only an explicit `add` by the operator reactivates an address. What makes an address
 valid is bot/channels/email/addresses.py.
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.channels.email.addresses import InvalidAddress as InvalidAddress
-from bot.channels.email.addresses import clean_name, display_name, normalize_address
+from bot.channels.email.addresses import cap_key, clean_name, display_name, mailbox_key, normalize_address
 from bot.store import Store, iso
 
 log = logging.getLogger(__name__)
@@ -41,8 +43,21 @@ class ImportReport:
 
 
 def _row(store: Store, address: str) -> dict | None:
-    rows = list(store.db["subscribers"].rows_where("address = ?", [address]))
+    """The subscriber of `address`'s mailbox, whatever the spelling stored."""
+    rows = list(store.db["subscribers"].rows_where("lower(address) = ?", [mailbox_key(address)]))
     return rows[0] if rows else None
+
+
+def delivery_address(store: Store, address: str) -> str | None:
+    """The spelling mail to `address`'s mailbox goes to (the one stored), or None if it is not listed."""
+    row = _row(store, address)
+    return row["address"] if row else None
+
+
+def state_of(store: Store, address: str) -> str | None:
+    """The state of `address`'s mailbox, or None if it is not listed."""
+    row = _row(store, address)
+    return row["state"] if row else None
 
 
 def add(store: Store, address: str, *, origin: str, now: datetime, state: str = "active",
@@ -75,19 +90,19 @@ def remove(store: Store, address: str) -> bool:
     """Erase the address completely (e.g. on a deletion request). True if it was there."""
     address = normalize_address(address)
     with store.atomic():
-        cur = store.db.execute("DELETE FROM subscribers WHERE address = ?", [address])
+        cur = store.db.execute("DELETE FROM subscribers WHERE lower(address) = ?", [mailbox_key(address)])
         return cur.rowcount > 0
 
 
 def _set_state(store: Store, address: str, state: str, now: datetime, reason: str) -> bool:
     try:
-        address = normalize_address(address)
+        key = mailbox_key(address)
     except InvalidAddress:
         return False
     with store.atomic():
         cur = store.db.execute(
-            "UPDATE subscribers SET state = ?, updated_at = ?, reason = ? WHERE address = ? AND state != ?",
-            [state, iso(now), reason, address, state])
+            "UPDATE subscribers SET state = ?, updated_at = ?, reason = ? WHERE lower(address) = ? AND state != ?",
+            [state, iso(now), reason, key, state])
         return cur.rowcount > 0
 
 
@@ -164,7 +179,10 @@ def apply_queued(store: Store, journal: Path) -> int:
 
 
 def address_for_ref(store: Store, ref: str) -> str | None:
+    """The address behind a link's ref; a spelling merged into another (issue #24) still names its mailbox."""
     row = store.db.execute("SELECT address FROM subscribers WHERE ref = ?", [ref]).fetchone()
+    if row is None:
+        row = store.db.execute("SELECT address FROM subscriber_merges WHERE ref = ?", [ref]).fetchone()
     return row[0] if row else None
 
 
@@ -174,36 +192,61 @@ def fill_refs(store: Store, make_ref: Callable[[str], str]) -> int:
     Refs depend on the signing key, which the database never holds, so whoever has the key fills them:
     the web app, at start and whenever a link's ref is not found (an address added by the CLI since)."""
     missing = store.db.execute("SELECT id, address FROM subscribers WHERE ref IS NULL").fetchall()
-    if not missing:
+    merged = store.db.execute("SELECT id, address FROM subscriber_merges WHERE ref IS NULL").fetchall()
+    if not missing and not merged:
         return 0
     with store.atomic():
         store.db.conn.executemany("UPDATE subscribers SET ref = ? WHERE id = ? AND ref IS NULL",
                                   [(make_ref(a), i) for i, a in missing])
+        store.db.conn.executemany("UPDATE subscriber_merges SET ref = ? WHERE id = ? AND ref IS NULL",
+                                  [(make_ref(a), i) for i, a in merged])
     return len(missing)
 
 
 def request_confirmation(store: Store, address: str, *, now: datetime, ttl: timedelta, per_day: int,
-                         nonce: str) -> bool:
-    """Record a double opt-in request for `address` (normalised); True if a confirmation email should go.
+                         nonce: str) -> str | None:
+    """Record a double opt-in request for `address` (normalised): "confirm" if a confirmation email should go,
+    "already" if the mailbox is active (a "you are subscribed already" email), None past the cap.
 
-    A new address is stored as `pending`; an unsubscribed or bounced one keeps its state until it confirms.
-    Nothing is sent to an active address, nor past `per_day` confirmations in 24 hours; the caller answers
-    the same either way, so the page reveals nothing about who is subscribed."""
+    A new mailbox is stored as `pending` with the spelling given; an unsubscribed or bounced one keeps its
+    state until it confirms. Every case but the cap writes one confirmations row (for an active mailbox, one
+    used already, which no link can use), so each costs the same and the page reveals nothing about who is
+    subscribed (issue #24). The cap, `per_day` emails in 24 hours, counts the mailbox with any `+tag`
+    removed, so case spellings and tags of one inbox share it."""
+    key = cap_key(address)
     with store.atomic():
         row = _row(store, address)
-        if row is not None and row["state"] == "active":
-            return False
-        sent = store.db.execute("SELECT count(*) FROM confirmations WHERE address = ? AND created_at > ?",
-                                [address, iso(now - timedelta(days=1))]).fetchone()[0]
+        sent = store.db.execute("SELECT count(*) FROM confirmations WHERE mailbox = ? AND created_at > ?",
+                                [key, iso(now - timedelta(days=1))]).fetchone()[0]
         if sent >= per_day:
-            log.info("confirmation not sent: %d already in the last 24 hours for that address", sent)
-            return False
+            log.info("confirmation not sent: %d already in the last 24 hours for that mailbox", sent)
+            return None
         if row is None:
             store.db["subscribers"].insert({"address": address, "state": "pending", "created_at": iso(now),
                                             "updated_at": iso(now), "origin": "web", "reason": None})
+        already = row is not None and row["state"] == "active"
         store.db["confirmations"].insert({"nonce": nonce, "address": address, "created_at": iso(now),
-                                          "expires_at": iso(now + ttl), "used_at": None})
-        return True
+                                          "expires_at": iso(now + ttl), "used_at": iso(now) if already else None,
+                                          "mailbox": key})
+        return "already" if already else "confirm"
+
+
+def purge_pending(store: Store, *, now: datetime, keep: timedelta) -> int:
+    """Delete pending subscribers whose last confirmation link expired more than `keep` ago, with their
+    confirmations (issue #24: third parties' addresses typed into the form do not pile up). Returns how many."""
+    cutoff = iso(now - keep)
+    with store.atomic():
+        last = dict(store.db.execute(
+            "SELECT lower(address), max(expires_at) FROM confirmations GROUP BY lower(address)").fetchall())
+        stale = [(sid, key) for sid, key in store.db.execute(
+            "SELECT id, lower(address) FROM subscribers WHERE state = 'pending'").fetchall()
+            if key in last and last[key] <= cutoff]  # one format (iso), so the strings order as the times
+        for sid, key in stale:
+            store.db.execute("DELETE FROM confirmations WHERE lower(address) = ?", [key])
+            store.db.execute("DELETE FROM subscribers WHERE id = ?", [sid])
+    if stale:
+        log.info("deleted %d pending subscriber(s) never confirmed ([web] pending_ttl)", len(stale))
+    return len(stale)
 
 
 def confirm(store: Store, nonce: str, *, now: datetime) -> tuple[str, str | None]:
@@ -224,9 +267,11 @@ def confirm(store: Store, nonce: str, *, now: datetime) -> tuple[str, str | None
         if row is None:  # erased since (a deletion request): confirming brings it back as asked
             store.db["subscribers"].insert({"address": address, "state": "active", "created_at": iso(now),
                                             "updated_at": iso(now), "origin": "web", "reason": "confirmed"})
-        elif row["state"] != "active":
-            store.db["subscribers"].update(row["id"], {"state": "active", "updated_at": iso(now),
-                                                       "reason": "confirmed via web"})
+        else:
+            address = row["address"]  # the spelling mail goes to
+            if row["state"] != "active":
+                store.db["subscribers"].update(row["id"], {"state": "active", "updated_at": iso(now),
+                                                           "reason": "confirmed via web"})
         log.info("a subscriber confirmed via web")
         return "confirmed", address
 
@@ -280,7 +325,7 @@ def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport
     path = Path(path)
     origin, t = f"import:{path.name}", iso(now)
     rejected: list[tuple[int, str]] = []
-    batch: dict[str, tuple[str, str | None]] = {}
+    batch: dict[str, tuple[str, str, str | None]] = {}  # mailbox key -> (spelling, state, name)
     repeated = 0
     with path.open(encoding="utf-8-sig", newline="") as f:
         for line, rec in _records(f):
@@ -295,16 +340,16 @@ def import_csv(store: Store, path: str | Path, *, now: datetime) -> ImportReport
             except InvalidAddress as e:
                 rejected.append((line, str(e)))
                 continue
-            if address in batch:
+            if mailbox_key(address) in batch:
                 repeated += 1
             else:
-                batch[address] = (state, name)
+                batch[mailbox_key(address)] = (address, state, name)
     conn = store.db.conn
     with store.atomic():
         before = conn.total_changes
         conn.executemany(
             "INSERT OR IGNORE INTO subscribers (address, state, created_at, updated_at, origin, name) "
-            "VALUES (?, ?, ?, ?, ?, ?)", ((a, s, t, t, origin, n) for a, (s, n) in batch.items()))
+            "VALUES (?, ?, ?, ?, ?, ?)", ((a, s, t, t, origin, n) for a, s, n in batch.values()))
         added = conn.total_changes - before
     report = ImportReport(added=added, already=len(batch) - added + repeated, rejected=rejected)
     log.info("%s: %d added, %d already there, %d rejected", path, report.added, report.already,

@@ -32,12 +32,16 @@ from bot.channels.email.smtp import SmtpConnection, SmtpTarget
 from bot.channels.email.view import LOCAL_TRIAL_FOOTER, from_header
 from bot.config import Config
 from bot.edition.safetext import clean
+from bot.store.files import write_private
 
 log = logging.getLogger(__name__)
 
 CONFIRM_SUBJECT = "confirm_subject.txt"
 CONFIRM_TEXT = "confirm.txt"
 CONFIRM_HTML = "confirm.html"
+ALREADY_SUBJECT = "already_subject.txt"
+ALREADY_TEXT = "already.txt"
+ALREADY_HTML = "already.html"
 WELCOME_TEXT = "welcome.txt"
 WELCOME_HTML = "welcome.html"
 _FIELDS = ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type"]
@@ -47,7 +51,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 @dataclass(frozen=True)
 class Mail:
     to: str
-    kind: str  # "confirm" | "welcome": the outbox file name says which
+    kind: str  # "confirm" | "already" | "welcome": the outbox file name says which
     data: bytes
 
 
@@ -61,14 +65,13 @@ def _message_id(cfg: Config) -> str:
     return f"<{secrets.token_hex(16)}@{id_domain(cfg.email.list_id, cfg.email.sender)}>"
 
 
-def confirmation(cfg: Config, to: str, url: str, now: datetime, templates_dir: Path | None = None) -> Mail:
-    """The confirmation email for `to` (normalised) with its one link; UnsafeHeader/RenderError refuse it."""
+def _single(cfg: Config, to: str, kind: str, names: tuple[str, str, str], ctx: dict, now: datetime,
+            templates_dir: Path | None) -> Mail:
+    """A one-off email from the (subject, text, html) templates `names`; UnsafeHeader/RenderError refuse it."""
     dirs = templates_path(templates_dir)
-    hours = round(cfg.web.confirm_ttl / 3600)
-    ctx = _ctx(cfg, confirm_url=url, expires=f"{hours} hours" if hours != 1 else "1 hour")
-    subject = clean(_render(CONFIRM_SUBJECT, ctx, dirs, autoescape=False), max_len=200)
-    text = _render(CONFIRM_TEXT, ctx, dirs, autoescape=False)
-    html_body = _render(CONFIRM_HTML, ctx, dirs, autoescape=True)
+    subject = clean(_render(names[0], ctx, dirs, autoescape=False), max_len=200)
+    text = _render(names[1], ctx, dirs, autoescape=False)
+    html_body = _render(names[2], ctx, dirs, autoescape=True)
     display, sender = parseaddr(from_header(cfg))
     subject_line, subject_text = unstructured("Subject", subject, max_len=0)
     boundary = f"=_paperbot_{secrets.token_hex(12)}"
@@ -76,14 +79,29 @@ def confirmation(cfg: Config, to: str, url: str, now: datetime, templates_dir: P
                      simple("Date", format_datetime(now)), simple("Message-ID", _message_id(cfg)),
                      simple("MIME-Version", "1.0"),
                      simple("Content-Type", f'multipart/alternative; boundary="{boundary}"')])
-    check_block(head, _FIELDS, subject=subject_text)
+    check_block(head, _FIELDS, subject=subject_text, addresses={"From": sender, "To": to})
     b = boundary.encode()
     data = b"".join([head, CRLF, b"--", b, CRLF, b'Content-Type: text/plain; charset="utf-8"', CRLF,
                      b"Content-Transfer-Encoding: quoted-printable", CRLF, CRLF, qp(text), CRLF,
                      b"--", b, CRLF, b'Content-Type: text/html; charset="utf-8"', CRLF,
                      b"Content-Transfer-Encoding: quoted-printable", CRLF, CRLF, qp(html_body), CRLF,
                      b"--", b, b"--", CRLF])
-    return Mail(to, "confirm", data)
+    return Mail(to, kind, data)
+
+
+def confirmation(cfg: Config, to: str, url: str, now: datetime, templates_dir: Path | None = None) -> Mail:
+    """The confirmation email for `to` (normalised) with its one link; UnsafeHeader/RenderError refuse it."""
+    hours = round(cfg.web.confirm_ttl / 3600)
+    ctx = _ctx(cfg, confirm_url=url, expires=f"{hours} hours" if hours != 1 else "1 hour")
+    return _single(cfg, to, "confirm", (CONFIRM_SUBJECT, CONFIRM_TEXT, CONFIRM_HTML), ctx, now, templates_dir)
+
+
+def already_subscribed(cfg: Config, to: str, unsubscribe_url: str, now: datetime,
+                       templates_dir: Path | None = None) -> Mail:
+    """The answer to a subscribe request for an active mailbox (issue #24): the same work as a confirmation
+    (one row, one email), so the web page and its timing say nothing; the reader learns it and can leave."""
+    ctx = _ctx(cfg, unsubscribe_url=unsubscribe_url)
+    return _single(cfg, to, "already", (ALREADY_SUBJECT, ALREADY_TEXT, ALREADY_HTML), ctx, now, templates_dir)
 
 
 def welcome(cfg: Config, to: str, edition: Edition | None, unsubscribe_url: str, now: datetime,
@@ -131,7 +149,7 @@ def send(cfg: Config, mail: Mail, now: datetime) -> str:
     name = f"{now.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(4)}-{mail.kind}-{_UNSAFE.sub('_', mail.to)}.eml"
     path = folder / name
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(mail.data)
+    write_private(tmp, mail.data)
     os.replace(tmp, path)
     return str(path)
 

@@ -19,13 +19,14 @@ from urllib.parse import urlsplit
 from bot.channels.email.settings import local_trial
 from bot.channels.email.subscribers import InvalidAddress, normalize_address
 from bot.config import Config
+from bot.edition.arxiv import author_line, categories, title_and_summary
 from bot.edition.credit import edition_credit
 from bot.edition.edition import Edition
 from bot.edition.excerpt import summary_excerpt, week_heading
 from bot.edition.safetext import clean, date_range, safe_url
 from bot.track.late import TITLE as LATE_TITLE
 from bot.track.late import paper_keys
-from bot.track.model import Paper
+from bot.track.model import ArxivRecord, Paper
 
 LATE_ANCHOR = "late"
 _PARAGRAPHS = re.compile(r"\n[ \t]*\n")
@@ -70,16 +71,18 @@ class Anchors:
         return anchor
 
 
-def paper_view(p: Paper, anchor: str = "", *, limit: int = 0, more_url: str | None = None) -> dict:
-    """One paper for a template. `limit` > 0 cuts the summary (`more_url` then links to the rest)."""
+def paper_view(p: Paper, anchor: str = "", *, limit: int = 0, more_url: str | None = None,
+               record: ArxivRecord | None = None) -> dict:
+    """One paper for a template. `limit` > 0 cuts the summary (`more_url` then links to the rest). `record`:
+    arXiv's (#32), for the authors and categories, and a title where the row has none (bot/edition/arxiv.py)."""
     links = [(label(lk.label), u) for lk in p.links if (u := safe_url(lk.url))]
-    full = clean(p.summary)
+    title, full = title_and_summary(p, record)
     excerpt = summary_excerpt(full, limit)
     return {
-        "number": p.number, "title": clean(p.title) or "(untitled)", "summary": excerpt.text,
+        "number": p.number, "title": title or "(untitled)", "summary": excerpt.text,
         "more_url": f"{more_url}#{anchor}" if excerpt.cut and more_url else None,
-        "authors": clean(p.authors, max_len=300), "date": paper_date(p), "anchor": anchor,
-        "url": links[0][1] if links else None, "links": links[1:], "all_links": links,
+        "authors": author_line(p, record), "categories": categories(record), "date": paper_date(p),
+        "anchor": anchor, "url": links[0][1] if links else None, "links": links[1:], "all_links": links,
     }
 
 
@@ -136,10 +139,12 @@ def context(edition: Edition, cfg: Config, *, web: bool, view_url: str, unsubscr
     whole, as the web copy does: the edition is not on the web yet, so "Read more" would lead nowhere."""
     anchor = Anchors()
     limit = 0 if web or approval else cfg.email.summary_chars
-    papers = [paper_view(p, anchor(p), limit=limit, more_url=view_url) for p in edition.papers]
+    papers = [paper_view(p, anchor(p), limit=limit, more_url=view_url, record=edition.record(p))
+              for p in edition.papers]
     late = [{"title": clean(g.title) or g.key, "heading": week_heading(g.title) or g.key, "key": g.key,
              "dates": date_range(g.first_day, g.last_day),
-             "papers": [paper_view(p, anchor(p), limit=limit, more_url=view_url) for p in g.papers]}
+             "papers": [paper_view(p, anchor(p), limit=limit, more_url=view_url, record=edition.record(p))
+                        for p in g.papers]}
             for g in edition.late]
     count = edition.late_papers if edition.late_only else len(edition.papers)
     contents = [p for g in late for p in g["papers"]] if edition.late_only else papers

@@ -34,6 +34,7 @@ from bot.channels.base import (
 from bot.channels.email.render import RenderError, edition_url
 from bot.channels.x import client as xc
 from bot.channels.x.compose import ComposeError, Post, compose_thread
+from bot.channels.x.settings import live
 from bot.channels.x.text import MAX_WEIGHT
 from bot.config import CheckResult, Config
 from bot.edition.credit import edition_credit
@@ -164,7 +165,7 @@ class XChannel:
     def __init__(self, cfg: Config, environ: Mapping[str, str] | None = None):
         self.cfg = cfg
         env = os.environ if environ is None else environ
-        self.live = any(env.get(name, "").strip() for name in xc.ENV_VARS)
+        self.live = live(cfg.x, env)
         self._env = env
         x = cfg.x
         self.limits = ChannelLimits(connections=1, max_attempts=4, backoff=2.0, backoff_max=60.0,

@@ -38,6 +38,7 @@ from requests.adapters import HTTPAdapter
 from requests.utils import should_bypass_proxies
 from urllib3.exceptions import ConnectTimeoutError, ProxyError, SSLError
 
+from bot.channels.x.settings import ENV_VARS
 from bot.channels.x.text import twitter_text
 
 log = logging.getLogger(__name__)
@@ -45,8 +46,6 @@ log = logging.getLogger(__name__)
 DEFAULT_API_BASE = "https://api.twitter.com"
 X_API_HOSTS = ("https://api.twitter.com", "https://api.x.com")  # what tweepy sends to (now / maybe later)
 DEFAULT_TIMEOUT = 30.0
-ENV_VARS = ("PAPERBOT_X_CONSUMER_KEY", "PAPERBOT_X_CONSUMER_SECRET",
-            "PAPERBOT_X_ACCESS_TOKEN", "PAPERBOT_X_ACCESS_TOKEN_SECRET")
 RATE_LIMITED, NOT_SENT, UNCERTAIN, REFUSED = "rate_limited", "not_sent", "uncertain", "refused"
 DEFAULT_WINDOW = timedelta(minutes=15)  # X's usual window, when a 429 says no reset
 MAX_WAIT = timedelta(hours=24, minutes=15)  # a reset further away than X's longest window is not believed

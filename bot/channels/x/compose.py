@@ -37,6 +37,7 @@ from bot.channels.x.text import (
     upper_weight,
     weighted_length,
 )
+from bot.edition.arxiv import author_line
 from bot.edition.excerpt import week_heading
 from bot.edition.safetext import clean, date_range, keep_lines, safe_url
 from bot.track.model import Paper
@@ -187,12 +188,26 @@ def _post(index: int, kind: str, text: str, links: Sequence[str | None]) -> Post
 
 
 def paper_post(paper: Paper, index: int, total: int, *, extra_link: bool = False, added_to: str | None = None,
-               head_url: str | None = None, post_index: int | None = None,
+               head_url: str | None = None, post_index: int | None = None, authors: str = "",
                templates_dir: Path | None = None, _templates: _Templates | None = None) -> Post:
     """The post for the `index`-th of `total` papers (1-based), fitted into 280 weighted characters.
     `added_to` names the earlier week a late paper was added to; `head_url` links the thread's head post
-    (for an account that cannot reply: `[x] replies = false`); `post_index` is its place in the thread."""
+    (for an account that cannot reply: `[x] replies = false`); `post_index` is its place in the thread.
+    `authors` (arXiv's, #32) go in only if the post fits whole with them; otherwise the post is as without."""
     tpl = _templates or _Templates(templates_dir)
+    if authors:
+        without = paper_post(paper, index, total, extra_link=extra_link, added_to=added_to, head_url=head_url,
+                             post_index=post_index, _templates=tpl)
+        url, extra = paper_links(paper)
+        links = (url, extra if extra_link else None, head_url)
+        whole = tpl.render(PAPER_TEMPLATE, {
+            "index": index, "total": total, "number": paper.number,
+            "title": inert(one_line(clean(paper.title)) or "(untitled)"),
+            "summary": inert(one_line(clean(paper.summary))), "url": url, "extra_url": links[1],
+            "added_to": added_to, "head_url": head_url, "authors": inert(one_line(clean(authors)))})
+        if whole != without.text and fits(whole):
+            return _post(index if post_index is None else post_index, "paper", whole, links)
+        return without
     title = one_line(clean(paper.title)) or "(untitled)"
     summary = one_line(clean(paper.summary))
     url, extra = paper_links(paper)
@@ -209,7 +224,7 @@ def paper_post(paper: Paper, index: int, total: int, *, extra_link: bool = False
         return tpl.render(PAPER_TEMPLATE, {
             "index": index, "total": total, "number": paper.number, "title": title_at(title_k),
             "summary": summary_at(summary_k), "url": url, "extra_url": extra if with_extra else None,
-            "added_to": added_to, "head_url": head_url,
+            "added_to": added_to, "head_url": head_url, "authors": "",
         })
 
     at = index if post_index is None else post_index
@@ -258,6 +273,14 @@ def head_post(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] 
     return _post(0, "head", text(k), (link,))
 
 
+def _arxiv_authors(edition: Edition, paper: Paper) -> str:
+    """arXiv's authors of a paper whose row names none (#32): the first three, then "et al."."""
+    record = edition.record(paper)
+    if paper.authors or record is None:
+        return ""
+    return author_line(paper, record, max_names=3)
+
+
 def compose_thread(edition: Edition, *, web_url: str | None, hashtags: Sequence[str] = (),
                    extra_link: bool = False, templates_dir: Path | None = None, head_template: str | None = None,
                    head_url: str | None = None, credit: str | None = None) -> list[Post]:
@@ -268,11 +291,13 @@ def compose_thread(edition: Edition, *, web_url: str | None, hashtags: Sequence[
     tpl = _Templates(templates_dir, {HEAD_TEMPLATE: head_template} if head_template else None)
     total = len(edition.papers)
     posts = [head_post(edition, web_url=web_url, hashtags=hashtags, credit=credit, _templates=tpl)]
-    posts += [paper_post(p, i, total, extra_link=extra_link, head_url=head_url, _templates=tpl)
+    posts += [paper_post(p, i, total, extra_link=extra_link, head_url=head_url, _templates=tpl,
+                         authors=_arxiv_authors(edition, p))
               for i, p in enumerate(edition.papers, start=1)]
     late = [(g, p) for g in edition.late for p in g.papers]
     for i, (group, paper) in enumerate(late, start=1):
         added_to = one_line(clean(date_range(group.first_day, group.last_day) or group.title)) or group.key
         posts.append(paper_post(paper, i, len(late), extra_link=extra_link, added_to=inert(added_to),
-                                head_url=head_url, post_index=len(posts), _templates=tpl))
+                                head_url=head_url, post_index=len(posts), _templates=tpl,
+                                authors=_arxiv_authors(edition, paper)))
     return posts

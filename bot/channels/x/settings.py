@@ -6,6 +6,7 @@ Imports no X library (tweepy loads only when a thread is sent). Credentials come
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import jinja2
@@ -50,6 +51,16 @@ class XSettings:
 
 
 Settings = XSettings
+
+
+ENV_VARS = ("PAPERBOT_X_CONSUMER_KEY", "PAPERBOT_X_CONSUMER_SECRET",
+            "PAPERBOT_X_ACCESS_TOKEN", "PAPERBOT_X_ACCESS_TOKEN_SECRET")
+
+
+def live(settings: XSettings, environ: Mapping[str, str]) -> bool:
+    """Posting for real: any PAPERBOT_X_* variable set (a half-set one is live and fails loudly, never a trial).
+    Read without importing tweepy (issue #29)."""
+    return any(environ.get(name, "").strip() for name in ENV_VARS)
 
 
 def enabled(settings: XSettings) -> bool:
