@@ -469,3 +469,23 @@ def test_status_says_when_a_week_a_manual_poll_released_goes_out_25_13i(tmp_path
     flat = " ".join(line.strip() for line in out.splitlines())
     nxt = iso(datetime(2023, 3, 10, tzinfo=UTC) + timedelta(hours=1))[:16].replace("T", " ")
     assert f"goes out after the daemon's next poll of dair, at {nxt} UTC, or now with `paperbot publish`" in flat, out
+
+
+@pytest.mark.parametrize("env,channel,table", [
+    ({"PAPERBOT_X_CONSUMER_KEY": "ck", "PAPERBOT_X_ACCESS_TOKEN": "at"}, "x", "x"),
+    ({"PAPERBOT_BLUESKY_HANDLE": "papers.test"}, "bluesky", "bluesky"),
+    ({"PAPERBOT_MASTODON_TOKEN": "tok"}, "mastodon", "mastodon"),
+])
+def test_run_and_check_refuse_a_channel_with_half_set_credentials_25_1(tmp_path, monkeypatch, env, channel, table):
+    """#25 (1): `run` refuses any config that cannot publish: a channel live on some of its credentials but not all
+    (X's four variables, Bluesky's two, Mastodon's token without `[mastodon] instance`) failed every round; now
+    `check` fails on it and `run` does not start, naming what is missing."""
+    monkeypatch.setenv("PAPERBOT_SECRET_KEY", SECRET)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = write_config(tmp_path, None, **{table: "enabled = true\n"})
+    cfg.path.write_text(cfg.path.read_text() + f'[[sources]]\nname = "digest"\ngit = "{tmp_path / "digest"}"\n')
+    check = run_cli(cfg, "check", "--offline")
+    assert check.exit_code == 1 and f"FAIL  credentials {channel}" in check.output, check.output
+    run = run_cli(cfg, "run")
+    assert run.exit_code == 1 and "not ready to publish" in run.output and channel in run.output, run.output

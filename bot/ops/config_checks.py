@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import string
+from collections.abc import Mapping
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -134,9 +135,34 @@ def live_send_problems(cfg: Config) -> list[str]:
 
 def unfit_problems(cfg: Config, env: dict[str, str] | None = None) -> list[str]:
     """Everything that would stop this config from publishing at all (issue #25): a signing key too short,
-    then `live_send_problems`. `paperbot run` refuses to start on any of them."""
+    `live_send_problems`, then a channel whose credentials are half set. `paperbot run` refuses to start on any."""
     key = secret_key_problem(env)
-    return ([f"{ENV_KEY}: {key}"] if key else []) + live_send_problems(cfg)
+    return ([f"{ENV_KEY}: {key}"] if key else []) + live_send_problems(cfg) + credential_problems(cfg, env)
+
+
+def credential_problems(cfg: Config, env: Mapping[str, str] | None = None) -> list[str]:
+    """An enabled channel live on some of its credentials but not all (issue #25): every round would fail on it.
+    X needs its four PAPERBOT_X_* variables, Bluesky its handle and app password, Mastodon its token and
+    `[mastodon] instance`."""
+    from bot import channels as registry
+
+    env = os.environ if env is None else env
+    out = []
+    for name in registry.NAMES:
+        settings, module = getattr(cfg, name, None), registry.SETTINGS[name]
+        wanted = getattr(module, "ENV_VARS", ())
+        if settings is None or not module.enabled(settings) or len(wanted) < 2:
+            continue
+        missing = [v for v in wanted if not env.get(v, "").strip()]
+        if missing and len(missing) < len(wanted):
+            out.append(f"{name}: {', '.join(missing)} not set while {', '.join(v for v in wanted if v not in missing)} "
+                       "is: set every one of them (a live channel) or none (a trial in the outbox)")
+    mastodon = getattr(cfg, "mastodon", None)
+    if (mastodon is not None and registry.SETTINGS["mastodon"].enabled(mastodon)
+            and env.get("PAPERBOT_MASTODON_TOKEN", "").strip() and not mastodon.instance):
+        out.append("mastodon: $PAPERBOT_MASTODON_TOKEN is set but [mastodon] instance is not: name the account's "
+                   "server, e.g. instance = \"https://mastodon.social\"")
+    return out
 
 
 def trial_line(cfg: Config) -> str:
@@ -155,6 +181,8 @@ def config_results(cfg: Config, env: dict[str, str] | None = None) -> list[Check
     out = []
     if key := secret_key_problem(env):
         out.append(CheckResult("secret key", False, key))
+    out += [CheckResult(f"credentials {line.split(':', 1)[0]}", False, line.split(": ", 1)[1])
+            for line in credential_problems(cfg, env)]
     if not found:
         return out + [CheckResult("config", True, f"{_where(cfg)} loads; nothing left at an example value; "
                                                   f"{trial_line(cfg)}")] + [

@@ -133,20 +133,25 @@ def is_held(store: Store, source: str, key: str) -> bool:
 
 # The full-text statements have the same text every time (sqlite3 keeps each prepared per connection: planned
 # once); highlights are made in Python on one page of hits (bot/web/highlight.py), never by FTS5 markers.
-def _matches(store: Store, match: str) -> list[tuple[int, str | None, float]]:
-    """(paper rowid, arXiv id, rank) of every paper of a released edition whose own words match, or whose arXiv
-    record (title, authors, abstract: #32) does."""
+def _groups_sql() -> str:
+    """One row per paper that matches: its own words, or its arXiv record's (title, authors, abstract: #32), in
+    a released edition; one arXiv id is one paper however many editions hold it. `k` names it, `best` ranks it
+    (bm25), `rids` lists its rows. Grouped and ranked by SQLite, so a word in thousands of papers costs one page."""
     where = published_filter(held=True)
-    own = store.db.execute(
+    return (
+        "WITH m(rid, aid, rank) AS ("
         "SELECT p.rowid, p.arxiv_id, papers_fts.rank FROM papers_fts JOIN papers p ON p.rowid = papers_fts.rowid "
-        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key WHERE papers_fts MATCH ? AND {where}",
-        [match]).fetchall()
-    via = store.db.execute(
+        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key WHERE papers_fts MATCH :q AND {where} "
+        "UNION ALL "
         "SELECT p.rowid, p.arxiv_id, arxiv_papers_fts.rank FROM arxiv_papers_fts "
         "JOIN arxiv_papers a ON a.rowid = arxiv_papers_fts.rowid JOIN papers p ON p.arxiv_id = a.arxiv_id "
-        f"JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
-        f"WHERE arxiv_papers_fts MATCH ? AND a.found = 1 AND {where}", [match]).fetchall()
-    return own + via
+        "JOIN weeks w ON w.source = p.source AND w.key = p.week_key "
+        f"WHERE arxiv_papers_fts MATCH :q AND a.found = 1 AND {where}), "
+        "g(k, best, rids) AS (SELECT coalesce(aid, '#' || rid), min(rank), group_concat(rid) FROM m "
+        "GROUP BY coalesce(aid, '#' || rid)) ")
+
+
+_GROUPS = _groups_sql()
 
 
 def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT, offset: int = 0) -> tuple[int, list[dict]]:
@@ -158,15 +163,13 @@ def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT, offset:
     match = fts_query(q)
     if match is None:
         return 0, []
-    groups: dict[str, tuple[float, set[int]]] = {}
-    for rowid, aid, rank in _matches(store, match):
-        key = aid or f"#{rowid}"
-        best, rows = groups.get(key, (rank, set()))
-        groups[key] = (min(best, rank), rows | {rowid})
-    ranked = sorted(groups.items(), key=lambda kv: (kv[1][0], kv[0]))
+    total = store.db.execute(_GROUPS + "SELECT count(*) FROM g", {"q": match}).fetchone()[0]
+    if not total or offset >= total:
+        return total, []
+    page = store.db.execute(_GROUPS + "SELECT k, rids FROM g ORDER BY best, k LIMIT :limit OFFSET :offset",
+                            {"q": match, "limit": limit, "offset": offset}).fetchall()
     query = highlight.terms(q[:MAX_QUERY], MAX_TERMS)
-    hits = [_hit(store, cfg, query, aid, rows) for aid, (_, rows) in ranked[offset:offset + limit]]
-    return len(groups), hits
+    return total, [_hit(store, cfg, query, k, {int(r) for r in rids.split(",")}) for k, rids in page]
 
 
 def _hit(store: Store, cfg: Config, query: tuple[highlight.Term, ...], key: str, rows: set[int]) -> dict:
