@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +12,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install --quiet --upgrade pip
 	@# setuptools' build prints ~40 lines of deprecation notes even with --quiet (issue #25 (13d)): kept in a log
-	@$(BIN)/pip install --quiet -e '.[test,dev,bench]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
+	@$(BIN)/pip install --quiet -e '.[test,dev,bench,docs]' > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@echo "installed paperbot and its test tools into .venv (pip's output: $(VENV)/install.log)"
 	touch $(STAMP)
 
@@ -41,3 +41,7 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# The documentation site from docs/ (Sphinx, MyST, Furo, sphinx-click); warnings are errors, as in the tests.
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -W --keep-going -q -b html docs docs/_build/html

@@ -18,6 +18,7 @@ from bot.cli import (
     search,
     sources,
     tracker,
+    tryout,
     web,
 )
 from bot.ops import logs
@@ -40,7 +41,8 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int, log_format: s
     ctx.obj["config_path"] = config_path
 
 
-for _module in (tracker, sources, publish, history, resolve, approval, note, web, search, enrich, operator, deploy):
+_MODULES = (tracker, sources, publish, history, resolve, approval, note, web, search, enrich, operator, deploy, tryout)
+for _module in _MODULES:
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

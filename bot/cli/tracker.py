@@ -46,7 +46,8 @@ def init(path: str, force: bool) -> None:
 
 @click.command()
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="How to read the document: a digest, a notes page or a feed; auto detects.")
 @click.option("--as-of", "as_of", metavar="DATE", help="Date the document was read, for yearless headings.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -71,7 +72,8 @@ def parse(ctx: click.Context, file: str, fmt: str, as_of: str | None, as_json: b
 @click.command()
 @click.argument("old", type=click.Path(dir_okay=False))
 @click.argument("new", type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="How to read the document: a digest, a notes page or a feed; auto detects.")
 @click.option("--as-of", "as_of", metavar="DATE", help="Date both versions were read.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -106,7 +108,8 @@ def _late_json(e: LateEvent) -> dict:
 @click.command()
 @click.argument("git_repo", type=click.Path(file_okay=False, exists=True))
 @click.option("--path", default="README.md", show_default=True, help="File to follow in the repository.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="How to read the document: a digest, a notes page or a feed; auto detects.")
 @click.option("--first-parent", is_flag=True, help="Follow only the first parent of merges (what a poller sees).")
 @click.option("--state", "state_dir", type=click.Path(file_okay=False), help="Keep the tracker here and continue.")
 @click.option("--stop-after", type=click.IntRange(min=0), help="Stop after N more commits.")
