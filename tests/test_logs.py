@@ -35,7 +35,7 @@ SECRETS = {
     "PAPERBOT_X_ACCESS_TOKEN_SECRET": "x-access-secret-c0de",
     "PAPERBOT_DISCORD_BOT_TOKEN": "discord-bot-token-5eed",
     "PAPERBOT_DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/42/discord-channel-secret",
-    "PAPERBOT_MASTODON_TOKEN": "mastodon-token-a11ce",  # issue #31 (no [mastodon] instance: the channel is down)
+    "PAPERBOT_MASTODON_TOKEN": "mastodon-token-a11ce",  # issue #31 (its instance refuses connections: it is down)
 }
 HOOK_PATH = "/api/webhooks/77/alerts-hook-secret"
 
@@ -56,6 +56,9 @@ list_id = "papers.weekly.test"
 [web]
 base_url = "https://papers.weekly.test"
 listen = "127.0.0.1:{free_port()}"
+[mastodon]
+instance = "http://127.0.0.1:9"
+timeout = "1s"
 [alerts]
 email = "ops@weekly.test"
 failures = 1
