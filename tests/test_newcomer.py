@@ -489,3 +489,30 @@ def test_run_and_check_refuse_a_channel_with_half_set_credentials_25_1(tmp_path,
     assert check.exit_code == 1 and f"FAIL  credentials {channel}" in check.output, check.output
     run = run_cli(cfg, "run")
     assert run.exit_code == 1 and "not ready to publish" in run.output and channel in run.output, run.output
+
+
+def test_the_welcome_email_s_text_part_says_its_opening_once_25_13a(tmp_path):
+    """#25 (13a): "the welcome email's text part repeats its opening". Not reproduced, on the main before #25 either
+    (the same welcome, rendered there from the same week, held its opening once): this guards it. The welcome sentence,
+    the edition's heading and its dates line each appear once in the text part."""
+    import email
+    import email.policy
+    from datetime import UTC, datetime
+
+    from publish_support import ready_week
+
+    from bot.channels.email.transactional import welcome
+    from bot.edition.edition import edition_from_store
+    from bot.store import Store
+
+    cfg = write_config(tmp_path, None)
+    store = Store.open(cfg.db_path)
+    week = ready_week(store, cfg)
+    edition = edition_from_store(store, week.source, week.key, "email")
+    mail = welcome(cfg, "reader@example.net", edition, "https://papers.weekly.test/u/x", datetime.now(UTC))
+    text = email.message_from_bytes(mail.data, policy=email.policy.default).get_body(("plain",)).get_content()
+    opening = text.split("In this issue", 1)[0]
+    lines = [line.strip() for line in opening.splitlines() if line.strip()]
+    assert len(lines) == len(set(lines)), lines
+    assert text.count("Your subscription is confirmed") == 1
+    assert text.count("Top ML Papers of the Week") == 1 and text.count("20–26 February 2023") == 1, opening
