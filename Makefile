@@ -16,7 +16,10 @@ $(STAMP): pyproject.toml setup.py | $(BIN)/python
 	@echo "installed paperbot and its test tools into .venv (pip's output: $(VENV)/install.log)"
 	touch $(STAMP)
 
+# The daemon on the default config: `paperbot init` writes it first when there is none (a laptop's values: the
+# state folder ./state, the web app on 127.0.0.1:8080; channels without credentials write to state/outbox/).
 run: $(STAMP)
+	@test -f paperbot.toml || test -n "$$PAPERBOT_CONFIG" || $(BIN)/paperbot init
 	$(BIN)/paperbot run
 
 # The npm `mjml` package (the reference MJML validator used by the tests), pinned by package-lock.json.

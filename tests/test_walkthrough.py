@@ -208,3 +208,31 @@ def test_the_readmes_first_newsletter_walkthrough_works_as_written(tmp_path, bro
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+
+
+def test_make_run_starts_the_daemon_on_the_default_config_in_a_fresh_clone(tmp_path):
+    """The README's quick start: `make run` on a fresh clone starts the daemon on the default config. #25 made
+    `run` refuse to start a state folder without a config file, which left `make run` saying so and exiting; the
+    Makefile now writes the default config (`paperbot init`) first when there is none."""
+    if not _free(8080):
+        pytest.skip("port 8080 taken on this machine: the default config's web app listens there")
+    repo = tmp_path / "clone"
+    _fresh_copy(repo)
+    proc = subprocess.Popen(["make", "run"], cwd=repo, env=_env(tmp_path), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    seen: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            seen.append(line)
+            if "paperbot running" in line or time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = "".join(seen)
+    assert "paperbot running" in out, out
+    assert (repo / "paperbot.toml").is_file() and (repo / "state" / "paperbot.db").is_file()
