@@ -3,7 +3,8 @@
 The secrets test runs a whole poll-and-publish as a real daemon process (`paperbot run`: it polls a source whose
 URL carries a token, publishes the week over a real aiosmtpd server that demands the SMTP password, and sends
 the alert about a failing source to that server and to a local stand-in for the Discord webhook) with every
-secret environment variable set, at the most verbose level, and then searches the logs, every file of the state
+secret environment variable set (X and Mastodon posting to local servers that speak their APIs), at the
+most verbose level, and then searches the logs, every file of the state
 folder (the database with its WAL, the outbox, the stored editions), the mail received and the webhook's posts
 for each secret.
 """
@@ -19,9 +20,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from mastodon_server import MastodonServer
 from publish_support import SECRET, free_port, smtp_server
 from sources_support import DocServer, fixture
 from webhook_support import Webhook
+from x_server import XServer
 
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
@@ -35,7 +38,7 @@ SECRETS = {
     "PAPERBOT_X_ACCESS_TOKEN_SECRET": "x-access-secret-c0de",
     "PAPERBOT_DISCORD_BOT_TOKEN": "discord-bot-token-5eed",
     "PAPERBOT_DISCORD_WEBHOOK_URL": "http://127.0.0.1:9/api/webhooks/42/discord-channel-secret",
-    "PAPERBOT_MASTODON_TOKEN": "mastodon-token-a11ce",  # issue #31 (its instance refuses connections: it is down)
+    "PAPERBOT_MASTODON_TOKEN": "mastodon-token-a11ce",  # issue #31
 }
 HOOK_PATH = "/api/webhooks/77/alerts-hook-secret"
 
@@ -45,7 +48,7 @@ def _run(cfg_path: Path, env: dict, *args: str, timeout: float = 60) -> subproce
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _config(tmp_path: Path, smtp_port: int, url: str, missing: str) -> Path:
+def _config(tmp_path: Path, smtp_port: int, url: str, missing: str, x_base: str, mastodon_base: str) -> Path:
     path = tmp_path / "paperbot.toml"
     path.write_text(f"""state_dir = "state"
 [email]
@@ -56,9 +59,12 @@ list_id = "papers.weekly.test"
 [web]
 base_url = "https://papers.weekly.test"
 listen = "127.0.0.1:{free_port()}"
+[x]
+api_base = "{x_base}"
+delay = "0s"
 [mastodon]
-instance = "http://127.0.0.1:9"
-timeout = "1s"
+instance = "{mastodon_base}"
+delay = "0s"
 [alerts]
 email = "ops@weekly.test"
 failures = 1
@@ -77,10 +83,13 @@ every = "1h"
 
 
 def test_a_whole_poll_and_publish_keeps_every_secret_out_of_logs_database_and_outbox(tmp_path):
-    with DocServer() as server, smtp_server(auth=True) as (rec, port), Webhook() as hook:
+    x_creds = [SECRETS[f"PAPERBOT_X_{k}"] for k in ("CONSUMER_KEY", "CONSUMER_SECRET", "ACCESS_TOKEN",
+                                                     "ACCESS_TOKEN_SECRET")]
+    with DocServer() as server, smtp_server(auth=True) as (rec, port), Webhook() as hook, \
+            XServer(*x_creds) as x, MastodonServer(SECRETS["PAPERBOT_MASTODON_TOKEN"]) as m:
         server.put(f"/digest.md?token={SOURCE_TOKEN}", fixture("digest_v1.md"))
         cfg = _config(tmp_path, port, server.url(f"/digest.md?token={SOURCE_TOKEN}"),
-                      server.url(f"/gone.md?token={SOURCE_TOKEN}"))
+                      server.url(f"/gone.md?token={SOURCE_TOKEN}"), x.api_base, m.base_url)
         env = {**os.environ, **SECRETS, "PAPERBOT_ALERTS_DISCORD_WEBHOOK_URL": hook.url(HOOK_PATH)}
         env.pop("PAPERBOT_CONFIG", None)
         added = _run(cfg, env, "-vv", "--log-format", "json", "subscribers", "add", "Reader <reader@example.net>")
@@ -91,21 +100,24 @@ def test_a_whole_poll_and_publish_keeps_every_secret_out_of_logs_database_and_ou
         proc = subprocess.Popen([sys.executable, "-m", "bot", "--config", str(cfg), "-vv", "--log-format", "json",
                                  "run"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("wb"))
         try:
-            deadline = time.monotonic() + 30
-            while (rec.count() < 2 or not hook.posts) and time.monotonic() < deadline and proc.poll() is None:
+            deadline = time.monotonic() + 120
+            while (rec.count() < 2 or not hook.posts or len(x.posts) < 4 or len(m.statuses) < 4) \
+                    and time.monotonic() < deadline and proc.poll() is None:
                 time.sleep(0.1)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
         daemon_log = log.read_text()
         assert rec.count() == 2 and len(hook.posts) == 1, daemon_log
+        assert len(x.posts) == 4 and len(m.statuses) == 4, daemon_log  # the head and a post per paper, each
         assert set(rec.logins) == {(b"news", b"s3cret-pw")}
         assert sorted(r for r, _ in rec.messages) == ["ops@weekly.test", "reader@example.net"]
         assert "alert: source gone: 1 poll in a row failed" in daemon_log
         assert '"level": "DEBUG"' in daemon_log  # the most verbose level was on
         outputs = [added.stdout + added.stderr, daemon_log]
         received = [data.decode("utf-8", "replace") for _, data in rec.messages] + \
-                   [json.dumps(body) for _, body in hook.posts]
+                   [json.dumps(body) for _, body in hook.posts] + \
+                   [p.text for p in x.posts.values()] + [st.text for st in m.statuses.values()]
 
     files = [p for p in (tmp_path / "state").rglob("*") if p.is_file()]
     assert any(p.name == "paperbot.db" for p in files) and any(p.suffix == ".html" for p in files)
