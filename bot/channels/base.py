@@ -8,9 +8,10 @@ honour them without knowing what the medium is.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -128,6 +129,27 @@ class Sender(Protocol):
         PermanentError to say why not, or Uncertain when it may have gone out anyway."""
 
     def close(self) -> None: ...
+
+
+class OutboxSender:
+    """A trial of a thread channel (X, Mastodon): each unit's request body, as `body(unit)` gives it, goes to
+    `folder/NN.json`; the "ids" are `outbox-N`, and a file already written reconciles as sent."""
+
+    def __init__(self, body: Callable[[Unit], Any], folder: Path):
+        self.body, self.folder = body, folder
+
+    def _path(self, unit: Unit) -> Path:
+        return self.folder / f"{int(unit.ref or 0):02d}.json"
+
+    def send(self, unit: Unit) -> str:
+        write_file(self._path(unit), json.dumps(self.body(unit), ensure_ascii=False, indent=2).encode("utf-8"))
+        return f"outbox-{int(unit.ref or 0)}"
+
+    def reconcile(self, unit: Unit) -> str | None:
+        return f"outbox-{int(unit.ref or 0)}" if self._path(unit).exists() else None
+
+    def close(self) -> None:
+        pass
 
 
 class ChainSender(Sender, Protocol):

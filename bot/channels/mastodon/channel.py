@@ -27,6 +27,7 @@ from pathlib import Path
 from bot.channels.base import (
     ChannelDown,
     ChannelLimits,
+    OutboxSender,
     PermanentError,
     RateLimited,
     TransientError,
@@ -160,25 +161,6 @@ class _MastodonSender:
         self.api.session.close()
 
 
-class _OutboxSender:
-    """A trial: the requests go to a folder; the "ids" are `outbox-N`."""
-
-    def __init__(self, rendition: MastodonRendition, folder: Path):
-        self.r, self.folder = rendition, folder
-
-    def _path(self, unit: Unit) -> Path:
-        return self.folder / f"{int(unit.ref or 0):02d}.json"
-
-    def send(self, unit: Unit) -> str:
-        write_file(self._path(unit), json.dumps(self.r.body(unit), ensure_ascii=False, indent=2).encode("utf-8"))
-        return f"outbox-{int(unit.ref or 0)}"
-
-    def reconcile(self, unit: Unit) -> str | None:
-        return f"outbox-{int(unit.ref or 0)}" if self._path(unit).exists() else None
-
-    def close(self) -> None:
-        pass
-
 
 class MastodonChannel:
     name = "mastodon"
@@ -226,9 +208,9 @@ class MastodonChannel:
                               "server, e.g. instance = \"https://mastodon.social\"")
         return mc.make_client(self.settings.instance, self.token or "", self.settings.timeout)
 
-    def open_sender(self, rendition: MastodonRendition) -> _MastodonSender | _OutboxSender:
+    def open_sender(self, rendition: MastodonRendition) -> _MastodonSender | OutboxSender:
         if not self.live:
-            return _OutboxSender(rendition, outbox_dir(self.cfg, rendition.source, rendition.key))
+            return OutboxSender(rendition.body, outbox_dir(self.cfg, rendition.source, rendition.key))
         return _MastodonSender(rendition, self._client(), self._compose)
 
     def check(self) -> list[CheckResult]:

@@ -24,6 +24,7 @@ import tweepy
 from bot.channels.base import (
     ChannelDown,
     ChannelLimits,
+    OutboxSender,
     PermanentError,
     RateLimited,
     TransientError,
@@ -137,25 +138,6 @@ class _XSender:
         self.client.session.close()
 
 
-class _OutboxSender:
-    """A trial: the request bodies go to a folder; the "ids" are `outbox-N`."""
-
-    def __init__(self, rendition: XRendition, folder: Path):
-        self.r, self.folder = rendition, folder
-
-    def _path(self, unit: Unit) -> Path:
-        return self.folder / f"{int(unit.ref or 0):02d}.json"
-
-    def send(self, unit: Unit) -> str:
-        write_file(self._path(unit), json.dumps(self.r.body(unit), ensure_ascii=False, indent=2).encode("utf-8"))
-        return f"outbox-{int(unit.ref or 0)}"
-
-    def reconcile(self, unit: Unit) -> str | None:
-        return f"outbox-{int(unit.ref or 0)}" if self._path(unit).exists() else None
-
-    def close(self) -> None:
-        pass
-
 
 class XChannel:
     name = "x"
@@ -194,9 +176,9 @@ class XChannel:
             write_file(outbox_dir(self.cfg, rendition.source, rendition.key) / "thread.txt",
                    readable(rendition).encode("utf-8"))
 
-    def open_sender(self, rendition: XRendition) -> _XSender | _OutboxSender:
+    def open_sender(self, rendition: XRendition) -> _XSender | OutboxSender:
         if not self.live:
-            return _OutboxSender(rendition, outbox_dir(self.cfg, rendition.source, rendition.key))
+            return OutboxSender(rendition.body, outbox_dir(self.cfg, rendition.source, rendition.key))
         try:
             client = xc.client_from_env(api_base=self.cfg.x.api_base, timeout=self.cfg.x.timeout,
                                         environ=self._env)
