@@ -16,7 +16,10 @@ FIXTURES = ROOT / "tests" / "fixtures"
 SHARED = Path(os.environ.get("PAPERBOT_SHARED", ROOT.parent / "shared"))
 ARTIFACTS = ROOT / "test-artifacts"  # screenshots the browser tests keep for a person to look at
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
+                 "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-domain-reliability",
+                 "--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter,Translate",
+                 # Google's own background requests (sign-in, updates) go nowhere; loopback is always direct
+                 "--proxy-server=http://127.0.0.1:9"]
 
 
 @pytest.fixture(scope="module")
@@ -86,11 +89,42 @@ def build_corpus_repo(path: Path, corpus: Path) -> list[dict]:
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
-    """The chaos tests' seeds (tests/test_chaos.py), printed even when they pass: a CI run's seed can be replayed
-    with PAPERBOT_CHAOS_SEED."""
+    """Requests a test meant for the internet (tests/offline_guard.py), then the chaos tests' seeds
+    (tests/test_chaos.py), printed even when they pass: a CI run's seed can be replayed with PAPERBOT_CHAOS_SEED."""
     from chaos_support import SEEDS
 
+    if _GUARD is not None and _GUARD.tried:
+        terminalreporter.section("requests meant for the internet (tests must use local peers)")
+        for line in sorted(set(_GUARD.tried)):
+            terminalreporter.write_line(line)
     if SEEDS:
         terminalreporter.section("chaos seeds")
         for line in SEEDS:
             terminalreporter.write_line(line)
+
+
+_GUARD = None
+
+
+def pytest_configure(config) -> None:
+    """Every request meant for the internet, from any test or process it starts, is refused at once and noted
+    (tests/offline_guard.py)."""
+    global _GUARD
+    from offline_guard import OfflineGuard
+
+    config.addinivalue_line("markers", "reaches_internet(*hosts): the test may try these hosts; the request is "
+                                       "refused (tests/offline_guard.py)")
+    _GUARD = OfflineGuard()
+    _GUARD.start()
+
+
+def pytest_runtest_setup(item) -> None:
+    marker = item.get_closest_marker("reaches_internet")
+    if marker is not None and _GUARD is not None:
+        _GUARD.allowed[item.nodeid] = set(marker.args)
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """A run in which a test tried to reach the internet fails, whatever its tests said."""
+    if _GUARD is not None and _GUARD.tried and session.exitstatus == 0:
+        session.exitstatus = 1

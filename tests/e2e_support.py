@@ -100,6 +100,8 @@ subject = "{{title}}"
 contact = "help@weekly.test"
 list_id = "{DOMAIN}"
 connections = 2
+[arxiv]
+enabled = false
 [web]
 base_url = "https://papers.weekly.test"
 listen = "127.0.0.1:0"

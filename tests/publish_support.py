@@ -156,12 +156,13 @@ def smtp_server(*, auth: bool = False) -> Iterator[tuple[Recorder, int]]:
 
 def write_config(tmp: Path, port: int | None, *, connections: int = 2, rate: float = 0, user: str = "",
                  x: str | None = None, discord: str | None = None, bluesky: str | None = None,
-                 mastodon: str | None = None, batch: int | None = None) -> Config:
+                 mastodon: str | None = None, batch: int | None = None, arxiv: str | None = None) -> Config:
     """A config that may send for real (issue #14: no example domain, a public base_url; `.test` is the
     domain reserved for tests, which the live-send checks allow). X is off unless `x` gives the `[x]` table's
     lines (tests/test_x_thread.py), and Discord unless `discord` gives the `[discord]` table's
     (tests/test_discord_publish.py), and Bluesky unless `bluesky` gives the `[bluesky]` table's (issue #30),
-    and Mastodon unless `mastodon` gives the `[mastodon]` table's (tests/test_mastodon_thread.py).
+    and Mastodon unless `mastodon` gives the `[mastodon]` table's (tests/test_mastodon_thread.py), and arXiv
+    enrichment unless `arxiv` gives the `[arxiv]` table's (tests/test_arxiv.py: a test never reaches the internet).
     `batch`: `[email] batch` (default: paperbot's)."""
     who = f"{user}@" if user else ""
     smtp = f'smtp_url = "smtp://{who}127.0.0.1:{port}"\nstarttls = false\n' if port else ""
@@ -181,7 +182,8 @@ base_url = "https://papers.weekly.test"
 """ + ("enabled = false\n" if x is None else x) + "[discord]\n"
         + ("enabled = false\n" if discord is None else discord) + "[bluesky]\n"
         + ("enabled = false\n" if bluesky is None else bluesky) + "[mastodon]\n"
-        + ("enabled = false\n" if mastodon is None else mastodon), encoding="utf-8")
+        + ("enabled = false\n" if mastodon is None else mastodon) + "[arxiv]\n"
+        + ("enabled = false\n" if arxiv is None else arxiv), encoding="utf-8")
     return load_config(path)
 
 

@@ -41,9 +41,10 @@ def write_config(folder: Path, sources: list[dict], *, settle: str = "1h", max_w
                  backfill: int = 0, github_base_url: str | None = None, extra: str = "") -> Config:
     """A paperbot.toml in `folder` (state in folder/state), loaded the way the CLI loads it.
 
-    `extra` is appended as is (say, a [web] table so a daemon's web app takes a free port)."""
+    `extra` is appended as is (say, a [web] table so a daemon's web app takes a free port). Enrichment from
+    arXiv is off: a test never reaches the internet (tests/offline_guard.py)."""
     lines = ['state_dir = "state"', "", "[publish]", f'settle = "{settle}"', f'max_wait = "{max_wait}"',
-             f"backfill = {backfill}", ""]
+             f"backfill = {backfill}", "", "[arxiv]", "enabled = false", ""]
     if github_base_url:
         lines += ["[github]", f"base_url = {json.dumps(github_base_url)}", ""]
     for s in sources:

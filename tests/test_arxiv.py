@@ -63,10 +63,7 @@ def _client(server: ArxivServer, clock: FakeClock, tmp: Path, **kw) -> ArxivClie
 
 
 def _config(tmp: Path, port: int | None, api: str, enabled: bool = True):
-    write_config(tmp, port)
-    path = tmp / "paperbot.toml"
-    path.write_text(path.read_text() + f'[arxiv]\napi_base = "{api}"\nenabled = {str(enabled).lower()}\n')
-    return load_config(path)
+    return write_config(tmp, port, arxiv=f'api_base = "{api}"\nenabled = {str(enabled).lower()}\n')
 
 
 # -- ids -------------------------------------------------------------------------------------------------------
@@ -270,11 +267,10 @@ def test_the_week_goes_out_while_arxiv_hangs(tmp_path, monkeypatch):
     commit_file(repo, "README.md", DIGEST, "2023-02-27T12:00:00+00:00")
     with smtp_server() as (rec, port), ArxivServer(PAPERS) as server:
         server.hang = threading.Event()
-        write_config(tmp_path, port)
+        write_config(tmp_path, port, arxiv=f'api_base = "{server.url}"\n')
         path = tmp_path / "paperbot.toml"
         path.write_text(path.read_text().replace("[email]", f'[[sources]]\nname = "dair"\ngit = "{repo}"\n'
-                                                 'every = "1h"\n[publish]\nbackfill = 1\nsettle = "0s"\n[email]')
-                        + f'[arxiv]\napi_base = "{server.url}"\n')
+                                                 'every = "1h"\n[publish]\nbackfill = 1\nsettle = "0s"\n[email]'))
         cfg = load_config(path)
         store = Store.open(cfg.db_path)
         add_subscribers(store, tmp_path, ["reader@example.net"])

@@ -56,6 +56,8 @@ smtp_url = "smtp://news@127.0.0.1:{smtp_port}"
 starttls = false
 from = "Papers Weekly <papers@weekly.test>"
 list_id = "papers.weekly.test"
+[arxiv]
+enabled = false
 [web]
 base_url = "https://papers.weekly.test"
 listen = "127.0.0.1:{free_port()}"

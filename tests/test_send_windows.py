@@ -67,6 +67,8 @@ starttls = false
 from = "Papers Weekly <papers@weekly.test>"
 list_id = "papers.weekly.test"
 send_at = "mon 14:00"
+[arxiv]
+enabled = false
 [web]
 base_url = "https://papers.weekly.test"
 listen = "127.0.0.1:0"

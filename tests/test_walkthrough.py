@@ -210,6 +210,7 @@ def test_the_readmes_first_newsletter_walkthrough_works_as_written(tmp_path, bro
     assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
 
 
+@pytest.mark.reaches_internet("raw.githubusercontent.com")  # the default config's source: its poll is refused
 def test_make_run_starts_the_daemon_on_the_default_config_in_a_fresh_clone(tmp_path):
     """The README's quick start: `make run` on a fresh clone starts the daemon on the default config. #25 made
     `run` refuse to start a state folder without a config file, which left `make run` saying so and exiting; the
