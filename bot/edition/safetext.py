@@ -26,7 +26,10 @@ def clean(text: object, *, max_len: int = 0) -> str:
     if not (s.isascii() and s.isprintable()):  # printable ASCII (most text) has nothing to drop: skip the scan
         s = "".join(" " if c in "\t\r\n\v\f\x85\u2028\u2029" else c for c in s
                     if c in "\t\r\n\v\f\x85\u2028\u2029" or unicodedata.category(c) not in _DROP)
-    s = _SPACE.sub(" ", s).strip()
+        s = _SPACE.sub(" ", s)
+    elif "  " in s:  # printable ASCII: its only whitespace is " " (search pages clean every hit: issue #29)
+        s = _SPACE.sub(" ", s)
+    s = s.strip()
     if max_len and len(s) > max_len:
         s = s[: max_len - 1].rstrip() + "…"
     return s

@@ -134,11 +134,20 @@ class Db:
         self.readers.shutdown(wait=True)
         self.writer.shutdown(wait=True)
         for conn in self._conns:
+            _BUSY.pop(id(conn), None)
             conn.close()
 
 
+_BUSY: dict[int, int] = {}  # id(connection) -> its busy timeout (ms) as last set here; Db.close forgets its own
+
+
 def busy_timeout(store: Store, seconds: float) -> None:
-    store.db.conn.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+    """Set the connection's busy timeout, only when it changes: a PRAGMA for every read cost more than many a
+    read (issue #29). Every change of a web connection's timeout goes through here."""
+    ms, conn = int(seconds * 1000), store.db.conn
+    if _BUSY.get(id(conn)) != ms:
+        conn.execute(f"PRAGMA busy_timeout = {ms}")
+        _BUSY[id(conn)] = ms
 
 
 async def read_form(request: web.Request) -> Any:

@@ -50,16 +50,19 @@ def terms(q: str, max_terms: int = 16) -> tuple[Term, ...]:
 
 
 @lru_cache(maxsize=256)
-def _ascii_patterns(query: tuple[Term, ...]) -> list[re.Pattern[str]] | None:
-    """A regex per term, for ASCII text lower-cased (the common case: no token to fold one by one)."""
+def _ascii_patterns(query: tuple[Term, ...]) -> list[tuple[re.Pattern[str], bool]] | None:
+    """Regexes for ASCII text lower-cased (the common case: no token to fold one by one), each with whether
+    its matches may overlap: every one-word term in a single pattern (a match of any of them starts at a word's
+    start and takes the whole word, so one pass finds them all: issue #29), then one per phrase."""
     if not all(t.isascii() for term in query for t in term.tokens):
         return None
-    out = []
+    words, phrases = [], []
     for term in query:
         *head, last = (re.escape(t) for t in term.tokens)
         tail = f"{last}[a-z0-9]*" if term.prefix else f"{last}(?![a-z0-9])"
-        out.append(re.compile("(?<![a-z0-9])" + "".join(f"{h}(?![a-z0-9])[^a-z0-9]+" for h in head) + tail))
-    return out
+        (phrases if head else words).append("".join(f"{h}(?![a-z0-9])[^a-z0-9]+" for h in head) + tail)
+    out = [(re.compile(f"(?<![a-z0-9])(?:{'|'.join(words)})"), False)] if words else []
+    return out + [(re.compile(f"(?<![a-z0-9]){p}"), True) for p in phrases]
 
 
 def spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
@@ -68,8 +71,8 @@ def spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
         return []
     if text.isascii() and (patterns := _ascii_patterns(query)) is not None:
         lower = text.lower()
-        found = [m.span() for term, pattern in zip(query, patterns, strict=True)
-                 for m in (_overlapping(pattern, lower) if len(term.tokens) > 1 else pattern.finditer(lower))]
+        found = [m.span() for pattern, overlaps in patterns
+                 for m in (_overlapping(pattern, lower) if overlaps else pattern.finditer(lower))]
     else:
         found = _token_spans(text, query)
     found.sort()

@@ -9,9 +9,11 @@ threads with a limit per client (issues #24, #29).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -204,12 +206,19 @@ def _released(store: Store, source: str, key: str) -> tuple | None:
     return (state, changed, title, n) if state == "published" or (state == "ready" and started) else None
 
 
-def _stored_copy(path: Path) -> tuple | None:
+@lru_cache(maxsize=4096)
+def _copy_path(state_dir: Path, source: str, key: str) -> str:
+    """Where the stored copy of an edition is, as a string: every edition request stats it (issue #29: a Path
+    made per request cost more than the stat)."""
+    return str(edition_path(state_dir, source, key))
+
+
+def _stored_copy(path: str) -> tuple | None:
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError:
         return None
-    return ("file", str(path), st.st_mtime_ns, st.st_size)
+    return ("file", path, st.st_mtime_ns, st.st_size)
 
 
 class Editions:
@@ -229,7 +238,7 @@ class Editions:
         week = _released(store, source, key)
         if week is None:
             return None
-        return _stored_copy(edition_path(self.cfg.state_dir, source, key)) or ("db", source, key, version)
+        return _stored_copy(_copy_path(self.cfg.state_dir, source, key)) or ("db", source, key, version)
 
     def _load(self, store: Store, found: tuple, source: str, key: str) -> bytes | Any:
         if found[0] == "file":
@@ -301,7 +310,7 @@ async def edition(request: web.Request) -> web.Response:
 
     # The stored copy's identity is part of the key: the page the email linked to, once it is written.
     parts = await request.app[CACHE].get(
-        version, ("edition", source, key, _stored_copy(edition_path(cfg.state_dir, source, key))), make)
+        version, ("edition", source, key, _stored_copy(_copy_path(cfg.state_dir, source, key))), make)
     if parts is None:
         raise web.HTTPNotFound()
     return answer(request, parts, {"Content-Security-Policy": _EDITION_CSP}, cache_control=None)

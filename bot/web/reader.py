@@ -23,7 +23,7 @@ from bot.config import Config
 from bot.edition.arxiv import author_line
 from bot.edition.safetext import clean, date_range
 from bot.store import Store
-from bot.track.model import Paper
+from bot.track.model import ArxivRecord, Paper
 from bot.web import highlight
 
 PUBLISHED = "w.state = 'published'"  # the weeks the feed and the home page show (SQL on `weeks w`)
@@ -159,28 +159,41 @@ def search(store: Store, cfg: Config, q: str, limit: int = SEARCH_LIMIT, offset:
     ones (marked `held`), ranked by bm25; title and authors come highlighted, the summary as a highlighted
     snippet (escaped text with <mark>, placed by position: bot/web/highlight.py), each as plain text under `plain`.
     One paper is one hit however many editions, digests or weeks it was in (its arXiv id, #32): the hit shows
-    its newest edition and lists them all (`editions`)."""
+    its newest edition and lists them all (`editions`).
+
+    Three statements whatever the page holds (issue #29): the page with the total beside it (one full-text
+    pass), the page's rows, their arXiv records."""
     match = fts_query(q)
     if match is None:
         return 0, []
-    total = store.db.execute(_GROUPS + "SELECT count(*) FROM g", {"q": match}).fetchone()[0]
-    if not total or offset >= total:
-        return total, []
-    page = store.db.execute(_GROUPS + "SELECT k, rids FROM g ORDER BY best, k LIMIT :limit OFFSET :offset",
-                            {"q": match, "limit": limit, "offset": offset}).fetchall()
+    page = store.db.execute(_GROUPS + "SELECT k, rids, count(*) OVER () FROM g ORDER BY best, k "
+                            "LIMIT :limit OFFSET :offset", {"q": match, "limit": limit, "offset": offset}).fetchall()
+    if not page:  # nothing matches, or a page past the last: the total alone
+        return store.db.execute(_GROUPS + "SELECT count(*) FROM g", {"q": match}).fetchone()[0], []
+    total = page[0][2]
+    groups = [(k, {int(r) for r in rids.split(",")}) for k, rids, _ in page]
+    wanted = sorted(set().union(*(rows for _, rows in groups)))
+    found: dict[int, tuple] = {}
+    for i in range(0, len(wanted), 500):
+        chunk = wanted[i:i + 500]
+        found.update((r[0], r) for r in store.db.execute(
+            "SELECT p.rowid, p.source, p.week_key, w.title, p.number, p.title, p.summary, p.authors, w.state, "
+            "coalesce(w.last_day, w.key) FROM papers p JOIN weeks w ON w.source = p.source AND "
+            f"w.key = p.week_key WHERE p.rowid IN ({','.join('?' * len(chunk))})", chunk).fetchall())
+    records = store.arxiv_records([k for k, _ in groups if not k.startswith("#")])
     query = highlight.terms(q[:MAX_QUERY], MAX_TERMS)
-    return total, [_hit(store, cfg, query, k, {int(r) for r in rids.split(",")}) for k, rids in page]
+    hits = [(k, _newest_first([found[r] for r in rows if r in found])) for k, rows in groups]
+    return total, [_hit(cfg, query, k, rows, records.get(k)) for k, rows in hits if rows]  # gone meanwhile: left out
 
 
-def _hit(store: Store, cfg: Config, query: tuple[highlight.Term, ...], key: str, rows: set[int]) -> dict:
-    marks = ",".join("?" * len(rows))
-    found = store.db.execute(
-        f"SELECT p.rowid, p.source, p.week_key, w.title, p.number, p.title, p.summary, p.authors, w.state, "
-        f"coalesce(w.last_day, w.key) AS day FROM papers p JOIN weeks w ON w.source = p.source AND "
-        f"w.key = p.week_key WHERE p.rowid IN ({marks}) ORDER BY day DESC, p.source, p.week_key",
-        sorted(rows)).fetchall()
+def _newest_first(rows: list[tuple]) -> list[tuple]:
+    """A hit's rows as the archive lists them: newest week first (`day` descending), then source, then week."""
+    return sorted(sorted(rows, key=lambda r: (r[1], r[2])), key=lambda r: r[9], reverse=True)
+
+
+def _hit(cfg: Config, query: tuple[highlight.Term, ...], key: str, found: list[tuple],
+         record: ArxivRecord | None) -> dict:
     rowid, source, week_key, wtitle, number, title, summary, authors, state, _ = found[0]
-    record = store.arxiv_records([key]).get(key) if not key.startswith("#") else None
     if not authors and record is not None and record.authors:
         authors = author_line(Paper(title or ""), record)  # the row names none: arXiv's
     if not clean(title) and record is not None:

@@ -14,6 +14,7 @@ import logging
 import os
 import textwrap
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
@@ -52,7 +53,13 @@ class RenderedEmail:
 
 
 def edition_url(cfg: Config, source: str, key: str) -> str:
-    return f"{cfg.web.base_url}/editions/{quote(source, safe='')}/{quote(key, safe='')}"
+    return f"{cfg.web.base_url}/editions/{_edition_path_part(source, key)}"
+
+
+@lru_cache(maxsize=8192)
+def _edition_path_part(source: str, key: str) -> str:
+    """`source/key`, each quoted: a search page links every hit's editions (issue #29)."""
+    return f"{quote(source, safe='')}/{quote(key, safe='')}"
 
 
 def templates_path(templates_dir: Path | None = None) -> list[Path]:
