@@ -37,7 +37,7 @@ class WebSettings:
     ipv6_prefix: int = 64  # an IPv6 client is its network of this many bits (issue #24)
     pending_ttl: float = 7 * 86400.0  # seconds a never-confirmed address is kept after its last link expired
     feed_entries: int = 20  # editions in /feed.xml, newest first (issue #24)
-    costly_threads: int = 2  # threads for searches and the feed, apart from the pages' (issue #24)
+    costly_threads: int = 1  # threads for searches and the feed, apart from the pages' (issue #24; 1: a core left)
     costly_per_client: int = 4  # a client's searches and feeds being made at once; more: 429 (issue #24)
 
     @property
