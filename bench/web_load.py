@@ -325,8 +325,10 @@ def _where(file: str, func: str) -> str:
 
 
 def report_profile(path: Path) -> None:
-    """CPU time by whose code it is. A builtin (str.join, re, ...) counts as paperbot's when paperbot's code
-    called it (by its share of the calls); SQLite's and the sockets' time never does."""
+    """Time by whose code it is. A builtin (str.join, re, ...) counts as paperbot's when paperbot's code
+    called it (by its share of the calls); SQLite's and the sockets' time never does. cProfile times calls by the
+    wall clock on each thread: with several threads running Python, a thread's wait for the GIL when a C call
+    returns counts in that call (SQLite's share grows with `[web] costly_threads`), so compare runs with one."""
     import pstats
 
     stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
@@ -342,7 +344,8 @@ def report_profile(path: Path) -> None:
             tottime *= 1 - ours / calls
         share[where] = share.get(where, 0.0) + tottime
     total = sum(share.values())
-    print(f"profile of the server (cProfile on every thread, idle waits left out), {total:.1f} s of CPU:")
+    print(f"profile of the server (cProfile on every thread, idle waits left out), {total:.1f} s of CPU:"
+          " (wall time in calls: a wait for the GIL inside a C call counts as that call's)")
     for where, t in sorted(share.items(), key=lambda kv: -kv[1]):
         print(f"  {where:30s} {t:6.2f} s  {100 * t / total:5.1f}%")
     top = sorted(((v[2], f"{k[0].split('site-packages/')[-1].split('/work/')[-1]}:{k[1]} {k[2]}")

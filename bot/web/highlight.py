@@ -9,13 +9,12 @@ nothing in the data can become markup. Pure functions; the search runs them on o
 
 from __future__ import annotations
 
-import html
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 _TOKEN = re.compile(r"[^\W_]+")  # letters and digits of any script, as unicode61 cuts tokens
 _PART = re.compile(r'"([^"]*)"?|([^\s"]+)')
@@ -110,12 +109,16 @@ def _token_spans(text: str, query: tuple[Term, ...]) -> list[tuple[int, int]]:
 
 
 def mark(text: str, query: tuple[Term, ...], found: list[tuple[int, int]] | None = None) -> Markup:
-    """`text` escaped, each match inside <mark>: the only markup in the result is ours."""
+    """`text` escaped, each match inside <mark>: the only markup in the result is ours. (markupsafe's escape is
+    C code, several times html.escape's speed: a search page marks three fields of 20 hits, issue #29.)"""
+    found = spans(text, query) if found is None else found
+    if not found:
+        return escape(text)
     out, at = [], 0
-    for a, b in spans(text, query) if found is None else found:
-        out += [html.escape(text[at:a]), "<mark>", html.escape(text[a:b]), "</mark>"]
+    for a, b in found:
+        out += [escape(text[at:a]), "<mark>", escape(text[a:b]), "</mark>"]
         at = b
-    out.append(html.escape(text[at:]))
+    out.append(escape(text[at:]))
     return Markup("".join(out))
 
 
