@@ -316,3 +316,19 @@ def test_24_the_cost_limits_are_checked_and_named(tmp_path, line):
     (tmp_path / "paperbot.toml").write_text(f'state_dir = "state"\n[web]\n{line}\n', encoding="utf-8")
     with pytest.raises(ConfigError, match=rf"paperbot.toml: web\.{line.split()[0]}: "):
         load_config(tmp_path / "paperbot.toml")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="niceness per thread is Linux's")
+def test_costly_threads_defer_to_the_pages_for_the_cpu_and_nothing_else_changes_24():
+    """#24: searches and the feed run at nice 10 (on 2 cores their threads took the CPU from unsubscribes under
+    a burst of searches); the process's other threads keep their priority."""
+    from bot.web.cache import COSTLY_NICE, Costly
+
+    before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    pool = Costly(1, 1)
+    try:
+        nice = pool.pool.submit(lambda: os.getpriority(os.PRIO_PROCESS, threading.get_native_id())).result()
+    finally:
+        pool.close()
+    assert nice == max(COSTLY_NICE, before)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
