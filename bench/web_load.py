@@ -2,7 +2,7 @@
 searches run) and issue #29's (search and an edition page against a static aiohttp server answering the same
 bytes), then a profile of the server under the same loads.
 
-Run: .venv/bin/python bench/web_load.py [--editions 500] [--n 500] [--rounds 3] [--no-profile]
+Run: .venv/bin/python bench/web_load.py [--editions 500] [--n 500] [--rounds 5] [--no-profile]
 
 A real `paperbot serve` process over an archive of `--editions` published editions of 10 papers each (5,000
 papers by default), words from a Zipf-like vocabulary. The limit per client on searches and feeds is raised for
@@ -442,7 +442,7 @@ if __name__ == "__main__":
         ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
         ap.add_argument("--editions", type=int, default=500)
         ap.add_argument("--n", type=int, default=500)
-        ap.add_argument("--rounds", type=int, default=3)
+        ap.add_argument("--rounds", type=int, default=5)
         ap.add_argument("--no-profile", action="store_true")
         a = ap.parse_args()
         asyncio.run(main(a.editions, a.n, a.rounds, not a.no_profile))
