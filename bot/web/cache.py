@@ -139,9 +139,9 @@ COSTLY_NICE = 10  # how much a costly thread defers to the others for the CPU (L
 
 def lower_priority() -> None:
     """Run on each costly thread as it starts: on a busy machine the kernel then gives the CPU to the event loop
-    and the pages' and unsubscribes' threads first (issue #24: on 2 cores, the slowest unsubscribe under a burst
-    of searches went from 2.1-4.1x its idle time to 2.2-2.4x). Linux only, where niceness is per thread; elsewhere
-    `setpriority` on a thread id could renice another process, so nothing is done."""
+    and the pages' and unsubscribes' threads first (issue #24: on 2 cores, under a burst of searches, the slowest
+    unsubscribe waited for a core; bench/web_load.py measures it). Linux only, where niceness is per thread;
+    elsewhere `setpriority` on a thread id could renice another process, so nothing is done."""
     if not sys.platform.startswith("linux"):
         return
     try:

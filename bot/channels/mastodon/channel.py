@@ -161,7 +161,6 @@ class _MastodonSender:
         self.api.session.close()
 
 
-
 class MastodonChannel:
     name = "mastodon"
     audience = "followers of the Mastodon account"

@@ -138,7 +138,6 @@ class _XSender:
         self.client.session.close()
 
 
-
 class XChannel:
     name = "x"
     audience = "followers of the X account"
