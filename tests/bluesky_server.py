@@ -29,16 +29,16 @@ import json
 import re
 import select
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 import grapheme
 from chaos_support import STALL, Faults
+from local_api import LocalAPI
 
 CREATE = "POST com.atproto.repo.createRecord"
 GET_RECORD = "GET com.atproto.repo.getRecord"
@@ -101,13 +101,7 @@ class Fault:
     after: int = 0
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class BlueskyServer:
+class BlueskyServer(LocalAPI):
     """Start with `with BlueskyServer(handle, password) as b:`; point `[bluesky] service` at `b.service`."""
 
     def __init__(self, handle: str, password: str, *, did: str = "did:plc:paperbottest0000000000aa",
@@ -128,24 +122,11 @@ class BlueskyServer:
         self.resets: list[tuple[float, float]] = []
         self.taken: list[str] = []  # rkeys a create tried again (answered 500: already there)
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.httpd = _HTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._serve(self._handler())
 
     @property
     def service(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> BlueskyServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return self.origin
 
     # -- scripting ----------------------------------------------------------------------------------------
     def fail_next(self, route: str, kind: str = "status", *, after: int = 0, **kw) -> None:

@@ -41,15 +41,15 @@ import json
 import re
 import select
 import socket
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from chaos_support import STALL, Faults
+from local_api import LocalAPI
 
 BASE_PATH = "/api/v10"
 TEXT, NEWS, FORUM = 0, 5, 15  # channel types
@@ -164,14 +164,7 @@ class Fault:
     seconds: float = 0.0
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        """A client killed mid-request (a SIGKILLed `paperbot run`) is part of the tests: not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class DiscordServer:
+class DiscordServer(LocalAPI):
     """`with DiscordServer() as d:`; set `[discord] api_base = d.api_base`, the webhook URL `d.webhook_url()`."""
 
     def __init__(self, *, rate: int = 5, per: float = 2.0, nonce_window: float = 300.0):
@@ -194,27 +187,15 @@ class DiscordServer:
         self.injected: Counter[str] = Counter()  # chaos faults injected, by kind
         self.resets: list[tuple[float, float]] = []  # (when a 429 was answered, when its wait ends)
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.httpd = _HTTPServer(("127.0.0.1", 0), _handler(self))
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._serve(_handler(self))
 
     @property
     def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{BASE_PATH}"
+        return self.origin + BASE_PATH
 
     def webhook_url(self) -> str:
         """As Discord shows it (discord.py parses the id and token from this form; requests go to api_base)."""
         return f"https://discord.com/api/webhooks/{self.webhook_id}/{self.webhook_token}"
-
-    def __enter__(self) -> DiscordServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     def idle(self, timeout: float = 10.0) -> None:
         """Wait until every request that arrived has been handled (answered, or dropped)."""

@@ -28,17 +28,17 @@ import json
 import re
 import select
 import socket
-import sys
 import threading
 import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from chaos_support import STALL, Faults
+from local_api import LocalAPI
 
 from bot.channels.x.text import twitter_text  # twitter-text-parser, which Mastodon's URL rule is built on
 
@@ -178,17 +178,11 @@ class Fault:
     lasting: bool = False
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
 def iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class MastodonServer:
+class MastodonServer(LocalAPI):
     """Start with `with MastodonServer(token) as m:`; point `[mastodon] instance` at `m.base_url`."""
 
     def __init__(self, token: str, *, account_id: str = "109000000000000001", username: str = "paperbot",
@@ -209,28 +203,15 @@ class MastodonServer:
         self._window: tuple[float, int] = (0.0, 0)
         self._next_id = 110000000000000000
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.httpd = _HTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._serve(self._handler())
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return self.origin
 
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> MastodonServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     # -- scripting ----------------------------------------------------------------------------------------
     def fail_next(self, route: str, kind: str = "status", *, after: int = 0, **kw) -> None:

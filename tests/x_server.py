@@ -39,17 +39,17 @@ import json
 import re
 import select
 import socket
-import sys
 import threading
 import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, urlsplit
 
 from chaos_support import STALL, Faults
+from local_api import LocalAPI
 from oauthlib.oauth1.rfc5849 import signature, utils
 
 from bot.channels.x.text import twitter_text  # the twitter-text-parser module (loaded where setuptools lacks it)
@@ -116,14 +116,7 @@ class Fault:
     lasting: bool = False  # every matching request, until `allow`; not only the next one
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
-        """A client killed mid-request (a SIGKILLed `paperbot publish`) is part of the tests: not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-
-class XServer:
+class XServer(LocalAPI):
     """Start with `with XServer(creds...) as x:`; point the client at `x.api_base`."""
 
     def __init__(self, consumer_key: str, consumer_secret: str, access_token: str, access_token_secret: str, *,
@@ -149,25 +142,12 @@ class XServer:
         self.duplicates: list[str] = []  # texts refused as duplicate content
         self.resets: list[tuple[float, float]] = []  # (when a 429 was answered, the reset it announced)
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.httpd = _HTTPServer(("127.0.0.1", 0), self._handler())
-        self.httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._serve(self._handler())
 
     # -- life cycle ---------------------------------------------------------------------------------------
     @property
     def api_base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
-
-    def __enter__(self) -> XServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stopping.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return self.origin
 
     # -- scripting ----------------------------------------------------------------------------------------
     def fail_next(self, route: str, kind: str = "status", *, after: int = 0, **kw) -> None:
